@@ -1,0 +1,1 @@
+//! Assembly of the image as one ordered, deterministic stream of tar entries.

@@ -1,0 +1,1 @@
+//! Layer decompression and flattening (whiteouts, opaque directories, escape checks).

@@ -1,0 +1,1 @@
+//! `config.json` and `runtime.json` generation, as LinuxKit generates them.

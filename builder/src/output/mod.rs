@@ -1,0 +1,1 @@
+//! Output formats: sinks that consume the assembled entry stream.

@@ -1,0 +1,1 @@
+//! Packages: `@pkg:DIR` references and their content-derived tags.

@@ -1,0 +1,3 @@
+//! The YAML spec: parsing, validation, merging and metadata serialisation.
+
+pub mod model;
