@@ -69,7 +69,6 @@ impl Reference {
             Some(i) => (&path[..i], &path[i..]),
             None => (path, ""),
         };
-        let repo = repo.trim_matches('/');
         if repo.is_empty() {
             return Err(bad("a reference needs a repository name"));
         }
