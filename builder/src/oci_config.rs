@@ -1,1 +1,0 @@
-//! `config.json` and `runtime.json` generation, as LinuxKit generates them.

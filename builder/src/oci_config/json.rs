@@ -1,0 +1,148 @@
+//! JSON exactly as Go's `json.MarshalIndent(v, "", "    ")` writes it.
+//!
+//! serde_json's pretty printer already matches Go's layout (`": "` after keys, `[]`/`{}` for empty
+//! containers, no trailing newline); what differs is string escaping: Go's encoder also escapes
+//! `<`, `>` and `&` (as `\u003c`, `\u003e`, `\u0026`, to be safe inside HTML) and the line and
+//! paragraph separators U+2028 and U+2029. Both escape other control characters the same way
+//! (`\b`, `\f`, `\n`, `\r`, `\t`, else `\u00xx` in lower-case hex).
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{Formatter, PrettyFormatter};
+
+/// Serialises `value` as Go's `json.MarshalIndent` with a four-space indent would.
+pub(crate) fn to_go_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter::new());
+    // The values are plain structs of strings, numbers and string-keyed maps written into memory:
+    // serde_json can only fail here on non-string map keys or I/O errors, neither of which exists.
+    value
+        .serialize(&mut serializer)
+        .expect("serialising plain runtime-spec structs into memory cannot fail");
+    out
+}
+
+/// serde_json's pretty formatter with Go's extra string escapes.
+struct GoFormatter {
+    pretty: PrettyFormatter<'static>,
+}
+
+impl GoFormatter {
+    fn new() -> Self {
+        GoFormatter {
+            pretty: PrettyFormatter::with_indent(b"    "),
+        }
+    }
+}
+
+/// The escape Go's encoder writes for a character that serde_json leaves alone, if any.
+fn go_extra_escape(c: char) -> Option<&'static str> {
+    match c {
+        '<' => Some("\\u003c"),
+        '>' => Some("\\u003e"),
+        '&' => Some("\\u0026"),
+        '\u{2028}' => Some("\\u2028"),
+        '\u{2029}' => Some("\\u2029"),
+        _ => None,
+    }
+}
+
+impl Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if let Some(escape) = go_extra_escape(c) {
+                writer.write_all(&fragment.as_bytes()[start..at])?;
+                writer.write_all(escape.as_bytes())?;
+                start = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.begin_array(writer)
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.end_array(writer)
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.pretty.begin_array_value(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.end_array_value(writer)
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.begin_object(writer)
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.end_object(writer)
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.pretty.begin_object_key(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.begin_object_value(writer)
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.pretty.end_object_value(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn escapes_like_go() {
+        let value = vec![
+            "a<b>&c",
+            "line\u{2028}para\u{2029}",
+            "\u{1}\u{8}\u{c}\n\r\t\"\\",
+            "é€",
+        ];
+        let out = String::from_utf8(to_go_json(&value)).unwrap();
+        assert_eq!(
+            out,
+            "[\n    \"a\\u003cb\\u003e\\u0026c\",\n    \"line\\u2028para\\u2029\",\n    \
+             \"\\u0001\\b\\f\\n\\r\\t\\\"\\\\\",\n    \"é€\"\n]"
+        );
+    }
+
+    #[test]
+    fn layout_matches_marshal_indent() {
+        let mut map = BTreeMap::new();
+        map.insert("k<", vec![0u64; 0]);
+        map.insert("b", vec![u64::MAX]);
+        let empty: BTreeMap<String, String> = BTreeMap::new();
+        let out = String::from_utf8(to_go_json(&(map, empty))).unwrap();
+        assert_eq!(
+            out,
+            "[\n    {\n        \"b\": [\n            18446744073709551615\n        ],\n        \
+             \"k\\u003c\": []\n    },\n    {}\n]"
+        );
+    }
+}
