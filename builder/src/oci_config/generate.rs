@@ -541,7 +541,19 @@ fn explicit_mount(
     }
     let options = mount.options.clone().unwrap_or_default();
     let mut source = mount.source.clone();
+    if source.is_empty() && kind == "bind" {
+        return Err(invalid(
+            origin,
+            field,
+            format!(
+                "bind mount for destination {:?} has no source: set \"source\" to a host path or \
+                 a volume name",
+                mount.destination
+            ),
+        ));
+    }
     if source.is_empty() {
+        // Pseudo-filesystems name themselves: proc, sysfs, tmpfs...
         source = kind.clone();
     } else if origin == Origin::Yaml && mount.kind == "bind" && !source.starts_with('/') {
         // LinuxKit checks the volume but then loses the rewritten source: a deliberate difference.
@@ -807,5 +819,559 @@ fn runtime_mount(mount: &model::Mount) -> RuntimeMount {
         options: mount.options.clone().unwrap_or_default(),
         uid_mappings: mount.uidmappings.iter().flatten().map(id_mapping).collect(),
         gid_mappings: mount.gidmappings.iter().flatten().map(id_mapping).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::spec::model::{Moby, Volume};
+
+    fn entry(yaml: Value) -> Image {
+        let mut value = json!({"name": "c", "image": "img"});
+        if let (Value::Object(target), Value::Object(fields)) = (&mut value, yaml) {
+            target.extend(fields);
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn label(value: Value) -> ImageConfig {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn volumes() -> Volumes {
+        let volume = |name: &str, readonly| Volume {
+            name: name.into(),
+            readonly,
+            ..Volume::default()
+        };
+        Volumes::from_moby(&Moby {
+            volumes: vec![volume("data", false), volume("ro", true)],
+            ..Moby::default()
+        })
+    }
+
+    /// Generates and returns config.json as a JSON value, plus the bundle.
+    fn run(
+        yaml: Value,
+        label_value: Option<Value>,
+        defaults: &ImageDefaults,
+    ) -> Result<(Value, Bundle), OciConfigError> {
+        let label = label_value.map(label);
+        let ids = IdMap::from_names(["c", "other"]);
+        let bundle = generate(&entry(yaml), label.as_ref(), defaults, &ids, &volumes())?;
+        let config = serde_json::from_slice(&bundle.config_json).unwrap();
+        Ok((config, bundle))
+    }
+
+    fn config(yaml: Value, label_value: Option<Value>) -> Value {
+        run(yaml, label_value, &ImageDefaults::default()).unwrap().0
+    }
+
+    fn error(yaml: Value, label_value: Option<Value>) -> OciConfigError {
+        run(yaml, label_value, &ImageDefaults::default()).unwrap_err()
+    }
+
+    fn mount<'a>(config: &'a Value, destination: &str) -> &'a Value {
+        config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == destination)
+            .unwrap_or_else(|| panic!("no mount on {destination}"))
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn command_env_cwd_precedence() {
+        let entrypoint = strings(&["/ep"]);
+        let cmd = strings(&["arg"]);
+        let env = strings(&["IMAGE=1"]);
+        let defaults = ImageDefaults {
+            entrypoint: Some(&entrypoint),
+            cmd: Some(&cmd),
+            env: Some(&env),
+            working_dir: "/image",
+        };
+        let (image_only, _) = run(json!({}), None, &defaults).unwrap();
+        assert_eq!(image_only["process"]["args"], json!(["/ep", "arg"]));
+        assert_eq!(image_only["process"]["env"], json!(["IMAGE=1"]));
+        assert_eq!(image_only["process"]["cwd"], "/image");
+
+        let label = json!({"command": ["/label"], "env": ["LABEL=1"], "cwd": "/label"});
+        let (labelled, _) = run(json!({}), Some(label.clone()), &defaults).unwrap();
+        assert_eq!(labelled["process"]["args"], json!(["/label"]));
+        assert_eq!(labelled["process"]["env"], json!(["LABEL=1"]));
+        assert_eq!(labelled["process"]["cwd"], "/label");
+
+        // An empty list still overrides; an empty cwd falls back.
+        let yaml = json!({"command": [], "env": ["YAML=1"], "cwd": ""});
+        let (overridden, _) = run(yaml, Some(label), &defaults).unwrap();
+        assert_eq!(overridden["process"].get("args"), None);
+        assert_eq!(overridden["process"]["env"], json!(["YAML=1"]));
+        assert_eq!(overridden["process"]["cwd"], "/label");
+
+        assert_eq!(config(json!({}), None)["process"]["cwd"], "/");
+    }
+
+    #[test]
+    fn empty_sets_are_written_as_go_writes_them() {
+        let (_, bundle) = run(json!({}), None, &ImageDefaults::default()).unwrap();
+        let text = String::from_utf8(bundle.config_json).unwrap();
+        assert!(text.contains("\"capabilities\": {}"));
+        assert!(text.contains("\"resources\": {}"));
+        assert!(!text.contains("oomScoreAdj"));
+        assert!(!text.contains("hostname"));
+        assert!(!text.ends_with('\n'));
+        let zero = config(json!({"oomScoreAdj": 0}), None);
+        assert_eq!(zero["process"]["oomScoreAdj"], 0);
+    }
+
+    #[test]
+    fn capabilities_replace_extend_and_expand() {
+        let label = Some(json!({"capabilities": ["CAP_NET_RAW", "CAP_CHOWN"]}));
+        let extended = config(
+            json!({"capabilities.add": ["CAP_CHOWN", "CAP_SYS_TIME"]}),
+            label.clone(),
+        );
+        let caps = &extended["process"]["capabilities"];
+        assert_eq!(
+            caps["effective"],
+            json!(["CAP_NET_RAW", "CAP_CHOWN", "CAP_SYS_TIME"])
+        );
+        assert_eq!(
+            caps["bounding"],
+            json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_TIME"])
+        );
+        assert_eq!(caps["permitted"], caps["bounding"]);
+        assert_eq!(caps["inheritable"], caps["bounding"]);
+
+        let replaced = config(
+            json!({"capabilities": ["CAP_KILL"], "capabilities.add": ["CAP_SYS_TIME"]}),
+            label.clone(),
+        );
+        assert_eq!(
+            replaced["process"]["capabilities"]["effective"],
+            json!(["CAP_KILL"])
+        );
+
+        let all = config(json!({"capabilities": ["All"]}), None);
+        let effective = all["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
+        assert_eq!(effective.len(), 41);
+        assert_eq!(effective[0], "CAP_CHOWN");
+        let none = config(json!({"capabilities": ["none"]}), label);
+        assert_eq!(none["process"]["capabilities"], json!({}));
+
+        let ambient = config(
+            json!({"capabilities": ["CAP_KILL"], "ambient": ["CAP_NET_RAW"]}),
+            None,
+        );
+        let caps = &ambient["process"]["capabilities"];
+        assert_eq!(caps["ambient"], json!(["CAP_NET_RAW"]));
+        assert_eq!(caps["bounding"], json!(["CAP_KILL", "CAP_NET_RAW"]));
+    }
+
+    #[test]
+    fn capability_errors_say_where() {
+        let err = error(json!({}), Some(json!({"capabilities": ["CAP_FOO"]})));
+        assert_eq!(err.origin(), Origin::Label);
+        assert!(err
+            .to_string()
+            .starts_with("label org.mobyproject.config: capabilities[0]: "));
+        assert!(err.to_string().contains("CAP_FOO"));
+
+        let err = error(json!({"capabilities.add": ["CAP_A"]}), None);
+        assert!(
+            err.to_string().starts_with("yaml: capabilities.add[0]: "),
+            "{err}"
+        );
+
+        let err = error(
+            json!({"capabilities.add": ["CAP_KILL"]}),
+            Some(json!({"capabilities": ["all"]})),
+        );
+        assert!(err.to_string().contains("single entry"), "{err}");
+    }
+
+    #[test]
+    fn default_mounts_follow_readonly() {
+        let rw = config(json!({}), None);
+        let destinations: Vec<&str> = rw["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            destinations,
+            ["/dev", "/dev/pts", "/proc", "/sys", "/sys/fs/cgroup"]
+        );
+        assert_eq!(rw["root"], json!({"path": "rootfs"}));
+        let (ro, bundle) = run(
+            json!({}),
+            Some(json!({"readonly": true})),
+            &ImageDefaults::default(),
+        )
+        .unwrap();
+        assert!(bundle.readonly);
+        assert_eq!(mount(&ro, "/dev")["options"][4], "ro");
+        assert_eq!(mount(&ro, "/sys")["options"][3], "ro");
+        assert_eq!(
+            mount(&ro, "/sys/fs/cgroup")["options"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        let (_, bundle) = run(
+            json!({"readonly": false}),
+            Some(json!({"readonly": true})),
+            &ImageDefaults::default(),
+        )
+        .unwrap();
+        assert!(!bundle.readonly);
+    }
+
+    #[test]
+    fn later_mount_sources_replace_earlier_ones() {
+        let c = config(
+            json!({
+                "tmpfs": ["/dev", "/run:size=1m"],
+                "binds": ["/host/run:/run"],
+                "mounts": [{"type": "tmpfs", "destination": "/proc"}]
+            }),
+            None,
+        );
+        assert_eq!(
+            mount(&c, "/dev"),
+            &json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs"})
+        );
+        assert_eq!(
+            mount(&c, "/run"),
+            &json!({"destination": "/run", "type": "bind", "source": "/host/run",
+                    "options": ["rw", "rbind", "rshared"]})
+        );
+        assert_eq!(mount(&c, "/proc")["type"], "tmpfs");
+    }
+
+    #[test]
+    fn binds_replace_or_extend_the_label() {
+        let label = Some(json!({"binds": ["/a:/a", "/b:/b:ro"]}));
+        let extended = config(json!({"binds.add": ["/c:/c:ro,rslave"]}), label.clone());
+        assert_eq!(mount(&extended, "/a")["source"], "/a");
+        assert_eq!(
+            mount(&extended, "/c")["options"],
+            json!(["ro", "rslave", "rbind"])
+        );
+        let replaced = config(json!({"binds": ["/c:/c"], "binds.add": ["/d:/d"]}), label);
+        let binds: Vec<&Value> = replaced["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["type"] == "bind")
+            .collect();
+        assert_eq!(binds.len(), 1);
+        assert_eq!(binds[0]["destination"], "/c");
+    }
+
+    #[test]
+    fn bind_errors_say_where() {
+        let err = error(json!({"binds.add": ["/x"]}), None);
+        assert!(err.to_string().starts_with("yaml: binds.add[0]: "), "{err}");
+        let err = error(json!({}), Some(json!({"tmpfs": ["/a:b:c"]})));
+        assert!(err
+            .to_string()
+            .starts_with("label org.mobyproject.config: tmpfs[0]: "));
+    }
+
+    #[test]
+    fn volumes_in_binds_and_mounts() {
+        let c = config(
+            json!({
+                "binds": ["data:/data", "ro:/ro:ro", "ro:/ro2:ro,rslave"],
+                "mounts": [{"type": "bind", "source": "data", "destination": "/m",
+                            "options": ["rbind"]}]
+            }),
+            None,
+        );
+        assert_eq!(
+            mount(&c, "/data")["source"],
+            "/containers/volumes/data/merged"
+        );
+        assert_eq!(mount(&c, "/ro")["source"], "/containers/volumes/ro/merged");
+        assert_eq!(mount(&c, "/ro2")["source"], "/containers/volumes/ro/merged");
+        assert_eq!(mount(&c, "/m")["source"], "/containers/volumes/data/merged");
+
+        // A label cannot know the spec's volumes: its sources stay as written.
+        let labelled = config(json!({}), Some(json!({"binds": ["data:/data"]})));
+        assert_eq!(mount(&labelled, "/data")["source"], "data");
+
+        let err = error(json!({"binds": ["/x:/x", "nope:/n"]}), None);
+        assert!(matches!(
+            &err,
+            OciConfigError::VolumeNotFound { field, name, .. } if field == "binds[1]" && name == "nope"
+        ));
+        assert!(err.to_string().contains("declared: data, ro"), "{err}");
+        let err = error(json!({"binds": ["ro:/ro"]}), None);
+        assert!(matches!(err, OciConfigError::ReadonlyVolume { .. }));
+        let err = error(json!({"binds": ["ro:/ro:rw,ro"]}), None);
+        assert!(matches!(err, OciConfigError::ReadonlyVolume { .. }));
+        let err = error(
+            json!({"mounts": [{"type": "bind", "source": "ro", "destination": "/r"}]}),
+            None,
+        );
+        assert!(matches!(
+            err,
+            OciConfigError::ReadonlyVolume { field, .. } if field == "mounts[0]"
+        ));
+    }
+
+    #[test]
+    fn mounts_infer_type_source_and_destination() {
+        let c = config(
+            json!({"mounts": [
+                {"source": "mqueue"},
+                {"destination": "/dev", "options": ["nosuid"]},
+                {"type": "cgroup"},
+                {"type": "tmpfs", "destination": "/idmapped",
+                 "uidmappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}
+            ]}),
+            None,
+        );
+        assert_eq!(
+            mount(&c, "/dev/mqueue"),
+            &json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"})
+        );
+        assert_eq!(
+            mount(&c, "/dev"),
+            &json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid"]})
+        );
+        assert_eq!(
+            mount(&c, "/sys/fs/cgroup"),
+            &json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"})
+        );
+        assert_eq!(
+            mount(&c, "/idmapped")["uidMappings"],
+            json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+        );
+
+        let err = error(json!({"mounts": [{"destination": "/x"}]}), None);
+        assert!(err.to_string().starts_with("yaml: mounts[0]: "), "{err}");
+        assert!(err.to_string().contains("no type"), "{err}");
+        let err = error(json!({}), Some(json!({"mounts": [{"type": "tmpfs"}]})));
+        assert!(err.to_string().contains("no destination"), "{err}");
+        let err = error(
+            json!({"mounts": [{"type": "bind", "destination": "/x"}]}),
+            None,
+        );
+        assert!(err.to_string().contains("no source"), "{err}");
+    }
+
+    #[test]
+    fn namespaces_in_order_with_defaults() {
+        let types = |c: &Value| -> Vec<(String, String)> {
+            c["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| {
+                    let path = n["path"].as_str().unwrap_or_default().to_string();
+                    (n["type"].as_str().unwrap().to_string(), path)
+                })
+                .collect()
+        };
+        let pair = |t: &str, p: &str| (t.to_string(), p.to_string());
+        assert_eq!(
+            types(&config(json!({}), None)),
+            [pair("pid", ""), pair("mount", "")]
+        );
+        let every = config(
+            json!({"net": "none", "ipc": "none", "uts": "new", "pid": "host", "userns": "/u"}),
+            None,
+        );
+        assert_eq!(
+            types(&every),
+            [
+                pair("network", ""),
+                pair("ipc", "none"),
+                pair("uts", ""),
+                pair("user", "/u"),
+                pair("mount", "")
+            ]
+        );
+        // An empty YAML value falls back to the label's.
+        let labelled = config(
+            json!({"net": ""}),
+            Some(json!({"net": "/run/netns/x", "pid": "root"})),
+        );
+        assert_eq!(
+            types(&labelled),
+            [pair("network", "/run/netns/x"), pair("mount", "")]
+        );
+    }
+
+    #[test]
+    fn rlimits_and_their_errors() {
+        let c = config(json!({"rlimits": ["nofile,1,unlimited"]}), None);
+        assert_eq!(
+            c["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "hard": u64::MAX, "soft": 1}])
+        );
+        let err = error(
+            json!({}),
+            Some(json!({"rlimits": ["core,0,0", "nofile,x,1"]})),
+        );
+        assert!(
+            err.to_string()
+                .starts_with("label org.mobyproject.config: rlimits[1]: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ids_by_number_root_and_name() {
+        let c = config(
+            json!({"uid": "other", "gid": "root", "additionalGids": [5, "c"]}),
+            Some(json!({"uid": 7, "gid": 8})),
+        );
+        assert_eq!(
+            c["process"]["user"],
+            json!({"uid": 101, "gid": 0, "additionalGids": [5, 100]})
+        );
+        let err = error(json!({"additionalGids": [1, "ghost"]}), None);
+        assert!(
+            err.to_string().starts_with("yaml: additionalGids[1]: "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"ghost\""));
+    }
+
+    #[test]
+    fn devices_add_cgroup_rules() {
+        let c = config(
+            json!({
+                "devices": [
+                    {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "mode": "0666"},
+                    {"path": "all", "type": "b"}
+                ],
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]}
+            }),
+            None,
+        );
+        assert_eq!(
+            c["linux"]["devices"],
+            json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                    "fileMode": 438}])
+        );
+        assert_eq!(
+            c["linux"]["resources"]["devices"],
+            json!([
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+                {"allow": true, "type": "b", "access": "rwm"}
+            ])
+        );
+        let err = error(
+            json!({"devices": [{"path": "/dev/x", "type": "c", "mode": "rw"}]}),
+            None,
+        );
+        assert!(
+            err.to_string().starts_with("yaml: devices[0].mode: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn camel_case_resources_are_kept() {
+        let c = config(
+            json!({"resources": {
+                "memory": {"kernelTCP": 1, "disableOOMKiller": true},
+                "cpu": {"realtimeRuntime": 2, "realtimePeriod": 3},
+                "blockio": {"leafWeight": 4},
+                "hugepageLimits": [{"pageSize": 1073741824u64, "limit": 5},
+                                   {"pageSize": "64KB", "limit": 6}],
+                "network": {"classID": 7}
+            }}),
+            None,
+        );
+        assert_eq!(
+            c["linux"]["resources"],
+            json!({
+                "memory": {"kernelTCP": 1, "disableOOMKiller": true},
+                "cpu": {"realtimeRuntime": 2, "realtimePeriod": 3},
+                "blockIO": {"leafWeight": 4},
+                "hugepageLimits": [{"pageSize": "1GB", "limit": 5},
+                                   {"pageSize": "64KB", "limit": 6}],
+                "network": {"classID": 7}
+            })
+        );
+    }
+
+    #[test]
+    fn page_sizes_use_the_largest_exact_unit() {
+        assert_eq!(page_size_text(&PageSize::Bytes(2 * 1024 * 1024)), "2MB");
+        assert_eq!(page_size_text(&PageSize::Bytes(1536)), "1536B");
+        assert_eq!(page_size_text(&PageSize::Bytes(0)), "0B");
+        assert_eq!(page_size_text(&PageSize::Text("2MB".into())), "2MB");
+    }
+
+    #[test]
+    fn misc_fields_yaml_over_label() {
+        let label = json!({
+            "hostname": "label", "noNewPrivileges": true, "maskedPaths": ["/a"],
+            "cgroupsPath": "/label", "sysctl": {"b": "1", "a": "2"},
+            "annotations": {"k": "label"}
+        });
+        let c = config(
+            json!({"hostname": "", "noNewPrivileges": false, "maskedPaths": [],
+                   "cgroupsPath": "", "annotations": {"z": "1", "k": "yaml"}}),
+            Some(label),
+        );
+        assert_eq!(c["hostname"], "label");
+        assert_eq!(c["process"].get("noNewPrivileges"), None);
+        assert_eq!(c["linux"].get("maskedPaths"), None);
+        assert_eq!(c["linux"].get("cgroupsPath"), None);
+        assert_eq!(c["annotations"], json!({"k": "yaml", "z": "1"}));
+        assert_eq!(c["linux"]["sysctl"], json!({"a": "2", "b": "1"}));
+    }
+
+    #[test]
+    fn runtime_members_override_whole_and_bind_ns_by_key() {
+        let label = json!({"runtime": {
+            "cgroups": ["label"], "mkdir": ["/label"], "namespace": "label",
+            "interfaces": [{"name": "eth0"}],
+            "bindNS": {"net": "/label/net", "uts": "/label/uts"}
+        }});
+        let yaml = json!({"runtime": {
+            "mkdir": [], "bindNS": {"uts": "/yaml/uts"},
+            "mounts": [{"type": "bind", "source": "/s", "destination": "/d",
+                        "uidmappings": [{"containerID": 1, "hostID": 2, "size": 3}]}]
+        }});
+        let (_, bundle) = run(yaml, Some(label), &ImageDefaults::default()).unwrap();
+        let runtime = bundle.runtime;
+        assert_eq!(runtime.cgroups, ["label"]);
+        assert!(runtime.mkdir.is_empty());
+        assert_eq!(runtime.namespace, "label");
+        assert_eq!(runtime.interfaces.len(), 1);
+        assert_eq!(runtime.bind_ns.net, "/label/net");
+        assert_eq!(runtime.bind_ns.uts, "/yaml/uts");
+        assert_eq!(runtime.bind_ns.pid, "");
+        assert_eq!(runtime.mounts[0].source, "/s");
+        assert_eq!(
+            runtime.mounts[0].uid_mappings,
+            [IdMapping {
+                container_id: 1,
+                host_id: 2,
+                size: 3
+            }]
+        );
     }
 }
