@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::io;
 
-mod block;
+pub(crate) mod block;
+#[cfg(test)]
+pub(crate) mod corpus_tests;
 pub mod gopath;
 pub mod reader;
 pub mod writer;

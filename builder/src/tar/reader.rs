@@ -132,9 +132,9 @@ enum RawRead {
 /// # use std::io::Read;
 /// # fn demo(file: std::fs::File) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut tar = builder::tar::TarReader::new(file);
-/// while let Some(header) = tar.next_entry()? {
+/// while let Some(header) = tar.next_header()? {
 ///     let mut data = Vec::new();
-///     tar.read_to_end(&mut data)?; // optional: unread data is skipped by next_entry
+///     tar.read_to_end(&mut data)?; // optional: unread data is skipped by next_header
 ///     println!("{} {}", header.name, data.len());
 /// }
 /// # Ok(()) }
@@ -195,7 +195,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Advances to the next entry, skipping unread data of the current one. `None` at the end.
-    pub fn next_entry(&mut self) -> Result<Option<Header>, TarError> {
+    pub fn next_header(&mut self) -> Result<Option<Header>, TarError> {
         if self.done {
             return Ok(None);
         }

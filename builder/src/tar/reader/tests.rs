@@ -38,7 +38,7 @@ fn end(out: &mut Vec<u8>) {
 fn read_all(bytes: &[u8]) -> Result<Vec<(Header, Vec<u8>)>, TarError> {
     let mut reader = TarReader::with_capacity(1024, Cursor::new(bytes));
     let mut out = Vec::new();
-    while let Some(header) = reader.next_entry()? {
+    while let Some(header) = reader.next_header()? {
         let mut data = Vec::new();
         reader
             .read_to_end(&mut data)
@@ -55,7 +55,7 @@ fn read_all(bytes: &[u8]) -> Result<Vec<(Header, Vec<u8>)>, TarError> {
 fn round_trips_our_own_writer() {
     let mut writer = TarWriter::new(Vec::new());
     let long = format!("containers/onboot/{}/file", "n".repeat(150));
-    let mut entries = vec![
+    let mut entries = [
         Header::new("boot", EntryKind::Directory, 0o755).with_origin("img", "kernel"),
         Header::new(long.clone(), EntryKind::Regular, 0o600).with_origin("img", "files[0]"),
         Header::new("caf\u{e9}", EntryKind::Regular, 0o644),
@@ -93,16 +93,16 @@ fn skips_unread_data() {
     push_data(&mut out, b"xyz");
     end(&mut out);
     let mut reader = TarReader::with_capacity(600, Cursor::new(&out));
-    assert_eq!(reader.next_entry().unwrap().unwrap().name, "a");
+    assert_eq!(reader.next_header().unwrap().unwrap().name, "a");
     let mut two = [0u8; 2];
     reader.read_exact(&mut two).unwrap();
-    let b = reader.next_entry().unwrap().unwrap();
+    let b = reader.next_header().unwrap().unwrap();
     assert_eq!((b.name.as_str(), b.size), ("b", 3));
     let mut data = String::new();
     reader.read_to_string(&mut data).unwrap();
     assert_eq!(data, "xyz");
-    assert!(reader.next_entry().unwrap().is_none());
-    assert!(reader.next_entry().unwrap().is_none());
+    assert!(reader.next_header().unwrap().is_none());
+    assert!(reader.next_header().unwrap().is_none());
 }
 
 #[test]
@@ -273,10 +273,10 @@ fn truncated_archives_are_errors() {
     out.extend_from_slice(&[1u8; 50]);
     assert!(matches!(read_all(&out), Err(TarError::Io { .. })));
     let mut reader = TarReader::new(Cursor::new(&out));
-    reader.next_entry().unwrap();
+    reader.next_header().unwrap();
     // Skipping the rest of a truncated entry fails too.
     assert!(matches!(
-        reader.next_entry(),
+        reader.next_header(),
         Err(TarError::Truncated { .. })
     ));
     assert!(matches!(
@@ -293,7 +293,7 @@ fn huge_pax_header_is_refused_without_allocating() {
     blk[block::SIZE.start] = 0x80;
     blk[block::SIZE.end - 8..block::SIZE.end].copy_from_slice(&(1u64 << 40).to_be_bytes());
     reseal(&mut blk, Layout::Gnu);
-    let mut out = blk.to_vec();
+    let out = blk.to_vec();
     let err = read_all(&out).unwrap_err();
     assert!(
         matches!(err, TarError::SpecialTooLarge { size, .. } if size == 1 << 40),
