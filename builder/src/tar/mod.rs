@@ -6,6 +6,16 @@
 use std::collections::BTreeMap;
 use std::io;
 
+pub(crate) mod block;
+#[cfg(test)]
+pub(crate) mod corpus_tests;
+pub mod gopath;
+pub mod reader;
+pub mod writer;
+
+pub use reader::{Position, TarError, TarReader};
+pub use writer::{HeaderEncodeError, TarWriter};
+
 /// A consumer of tar entries: a header, then exactly `header.size` bytes of data through
 /// [`EntrySink::write_data`] (possibly in several calls), then the next header.
 pub trait EntrySink {

@@ -1,1 +1,0 @@
-//! Layer decompression and flattening (whiteouts, opaque directories, escape checks).
