@@ -362,13 +362,13 @@ pub(crate) mod tests {
             assert_eq!(name_bytes.last(), Some(&0), "name not NUL-terminated");
             let name = String::from_utf8(name_bytes[..name_size - 1].to_vec()).unwrap();
             let mut data_start = name_start + name_size;
-            while data_start % 4 != 0 {
+            while !data_start.is_multiple_of(4) {
                 assert_eq!(archive[data_start], 0, "non-zero padding after name {name}");
                 data_start += 1;
             }
             let data = archive[data_start..data_start + size].to_vec();
             let mut next = data_start + size;
-            while next % 4 != 0 {
+            while !next.is_multiple_of(4) {
                 assert_eq!(archive[next], 0, "non-zero padding after data of {name}");
                 next += 1;
             }

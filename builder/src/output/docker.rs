@@ -39,3 +39,36 @@ impl<S: EntrySink> EntrySink for Docker<S> {
         self.tar.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{feed, file, node, RecordingSink};
+    use super::*;
+    use crate::tar::DEFAULT_MTIME;
+
+    #[test]
+    fn appends_the_dockerfile_after_the_stream() {
+        let tar = RecordingSink::default();
+        let mut sink = Docker::new(tar.clone());
+        let entries = vec![
+            node("bin", EntryKind::Directory, 0o755, ""),
+            file("bin/rc.init", 0o755, b"#!/bin/sh\n"),
+        ];
+        feed(&mut sink, &entries).unwrap();
+        sink.finish().unwrap();
+        assert!(tar.finished());
+
+        let recorded = tar.entries();
+        assert_eq!(recorded[..2], entries[..]);
+        let (header, data) = &recorded[2];
+        assert_eq!(header.name, "Dockerfile");
+        assert_eq!((header.mode, header.uid, header.gid), (0o644, 0, 0));
+        assert_eq!(header.mtime, DEFAULT_MTIME);
+        assert!(header.pax.is_empty());
+        assert_eq!(header.size, 54);
+        assert_eq!(
+            data,
+            b"\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n"
+        );
+    }
+}

@@ -146,7 +146,12 @@ fn clamp_mtime(name: &str, mtime: i64) -> u32 {
         Ok(value) => value,
         Err(_) => {
             let clamped = if mtime < 0 { 0 } else { u32::MAX };
-            tracing::warn!(entry = name, mtime, clamped, "mtime out of the cpio range, clamped");
+            tracing::warn!(
+                entry = name,
+                mtime,
+                clamped,
+                "mtime out of the cpio range, clamped"
+            );
             clamped
         }
     }
@@ -283,9 +288,17 @@ mod tests {
             ("/a", "b", None),
             ("..", "a", None),
             ("a", "../b", Some("../../b")),
-            ("containers/onboot/000-hello/lower/bin", "containers/onboot/000-hello/lower/bin/hello", Some("hello")),
+            (
+                "containers/onboot/000-hello/lower/bin",
+                "containers/onboot/000-hello/lower/bin/hello",
+                Some("hello"),
+            ),
         ] {
-            assert_eq!(relative_path(base, target).as_deref(), expected, "{base} -> {target}");
+            assert_eq!(
+                relative_path(base, target).as_deref(),
+                expected,
+                "{base} -> {target}"
+            );
         }
     }
 
@@ -395,13 +408,17 @@ mod tests {
                     "p" => EntryKind::Fifo,
                     other => panic!("unknown type {other}"),
                 };
-                let mut header = Header::new(cols[6], kind, u32::from_str_radix(cols[1], 8).unwrap());
+                let mut header =
+                    Header::new(cols[6], kind, u32::from_str_radix(cols[1], 8).unwrap());
                 header.uid = cols[2].parse().unwrap();
                 header.gid = cols[3].parse().unwrap();
                 header.size = cols[4].parse().unwrap();
                 header.mtime = cols[5].parse().unwrap();
                 header.link_name = cols[7].to_string();
-                if let Some(dev) = cols.get(11).and_then(|e| e.split(';').find_map(|p| p.strip_prefix("dev="))) {
+                if let Some(dev) = cols
+                    .get(11)
+                    .and_then(|e| e.split(';').find_map(|p| p.strip_prefix("dev=")))
+                {
                     let (major, minor) = dev.split_once(',').unwrap();
                     header.dev_major = major.parse().unwrap();
                     header.dev_minor = minor.parse().unwrap();
@@ -530,8 +547,16 @@ fe00::0 ip6-localnet\nff00::0 ip6-mcastprefix\nff02::1 ip6-allnodes\nff02::2 ip6
                 serde_json::from_slice(&std::fs::read(case.join("summary.json")).unwrap()).unwrap();
             let expected = &summary["kernel+initrd"];
             let cpio = linuxkit_cpio(&listing, &content);
-            assert_eq!(cpio.len() as u64, expected["cpio_size"].as_u64().unwrap(), "{case:?}");
-            assert_eq!(sha256_hex(&cpio), expected["cpio_sha256"].as_str().unwrap(), "{case:?}");
+            assert_eq!(
+                cpio.len() as u64,
+                expected["cpio_size"].as_u64().unwrap(),
+                "{case:?}"
+            );
+            assert_eq!(
+                sha256_hex(&cpio),
+                expected["cpio_sha256"].as_str().unwrap(),
+                "{case:?}"
+            );
             checked += 1;
         }
         assert_eq!(checked, 3);

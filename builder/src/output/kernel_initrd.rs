@@ -49,7 +49,7 @@ enum InitrdStage {
     /// No cpio entry yet; the file holds at most the microcode prefix.
     Pending(StagedFile),
     /// The cpio/gzip pipeline is running.
-    Streaming(InitrdWriter<StagedFile>),
+    Streaming(Box<InitrdWriter<StagedFile>>),
     /// An error left the pipeline in an unknown state.
     Broken,
 }
@@ -171,11 +171,19 @@ impl BootSplitter {
     fn route_for(&mut self, header: &Header) -> io::Result<Route> {
         let route = match header.name.as_str() {
             KERNEL_ENTRY => {
-                reset(&mut self.kernel, &self.dir, &format!("{}-kernel", self.label))?;
+                reset(
+                    &mut self.kernel,
+                    &self.dir,
+                    &format!("{}-kernel", self.label),
+                )?;
                 Route::Kernel
             }
             CMDLINE_ENTRY => {
-                reset(&mut self.cmdline, &self.dir, &format!("{}-cmdline", self.label))?;
+                reset(
+                    &mut self.cmdline,
+                    &self.dir,
+                    &format!("{}-cmdline", self.label),
+                )?;
                 Route::Cmdline
             }
             UCODE_ENTRY => self.route_ucode()?,
@@ -197,7 +205,11 @@ impl BootSplitter {
                 return Ok(Route::UcodePrefix);
             }
         }
-        reset(&mut self.ucode, &self.dir, &format!("{}-ucode.cpio", self.label))?;
+        reset(
+            &mut self.ucode,
+            &self.dir,
+            &format!("{}-ucode.cpio", self.label),
+        )?;
         Ok(Route::UcodeSeparate)
     }
 
@@ -209,7 +221,7 @@ impl BootSplitter {
             else {
                 return Err(OutputError::Broken.into());
             };
-            self.initrd = InitrdStage::Streaming(InitrdWriter::new(file, self.gzip)?);
+            self.initrd = InitrdStage::Streaming(Box::new(InitrdWriter::new(file, self.gzip)?));
         }
         match &mut self.initrd {
             InitrdStage::Streaming(writer) => Ok(writer),
@@ -330,5 +342,286 @@ impl EntrySink for KernelInitrd {
         let splitter = self.splitter.take().ok_or(OutputError::Finished)?;
         let parts = splitter.finish()?;
         Ok(self.commit(parts)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{dir_names, feed, file, gunzip_cpio, node};
+    use super::*;
+    use tempfile::TempDir;
+
+    const UCODE: &[u8] = b"070701-fake-microcode-archive";
+
+    /// A stream shaped like LinuxKit's: kernel section first, then kernel tar and image files.
+    fn stream() -> Vec<(Header, Vec<u8>)> {
+        let mut device = node("dev/console", EntryKind::Char, 0o600, "");
+        (device.0.dev_major, device.0.dev_minor) = (5, 1);
+        vec![
+            node("boot", EntryKind::Directory, 0o755, ""),
+            file(CMDLINE_ENTRY, 0o644, b"console=ttyS0"),
+            file(KERNEL_ENTRY, 0o644, b"FAKE-KERNEL bzImage"),
+            file(UCODE_ENTRY, 0o644, UCODE),
+            node("lib/", EntryKind::Directory, 0o755, ""),
+            file("lib/modules/dummy.ko", 0o644, b"module"),
+            file("init", 0o755, b"#!/bin/sh\nexec /sbin/init\n"),
+            node("bin", EntryKind::Directory, 0o755, ""),
+            file("bin/hello", 0o755, b"hello world"),
+            node("bin/hello-hard", EntryKind::HardLink, 0o755, "bin/hello"),
+            node("etc/mtab", EntryKind::Symlink, 0o755, "/proc/mounts"),
+            file("boot/System.map", 0o644, b"ignored"),
+            device,
+        ]
+    }
+
+    fn build(dir: &Path, entries: &[(Header, Vec<u8>)], gzip: PgzipOptions) -> io::Result<()> {
+        let mut sink = KernelInitrd::new(dir, "img", gzip).map_err(io::Error::from)?;
+        feed(&mut sink, entries)?;
+        sink.finish()
+    }
+
+    fn read(dir: &TempDir, name: &str) -> Vec<u8> {
+        std::fs::read(dir.path().join(name)).unwrap()
+    }
+
+    fn listing(gz: &[u8]) -> Vec<(String, u32, String)> {
+        gunzip_cpio(gz)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.name,
+                    e.mode,
+                    String::from_utf8_lossy(&e.data).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn expected_listing() -> Vec<(String, u32, String)> {
+        [
+            ("lib/", 0o040755, ""),
+            ("lib/modules/dummy.ko", 0o100644, "module"),
+            ("init", 0o100755, "#!/bin/sh\nexec /sbin/init\n"),
+            ("bin", 0o040755, ""),
+            ("bin/hello", 0o100755, "hello world"),
+            ("bin/hello-hard", 0o120755, "hello"),
+            ("etc/mtab", 0o120755, "/proc/mounts"),
+            ("dev/console", 0o020600, ""),
+        ]
+        .iter()
+        .map(|(name, mode, data)| (name.to_string(), *mode, data.to_string()))
+        .collect()
+    }
+
+    fn umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn writes_kernel_cmdline_and_ucode_prefixed_initrd() {
+        let dir = TempDir::new().unwrap();
+        build(dir.path(), &stream(), PgzipOptions::default()).unwrap();
+
+        assert_eq!(
+            dir_names(dir.path()),
+            ["img-cmdline", "img-initrd.img", "img-kernel"]
+        );
+        assert_eq!(read(&dir, "img-kernel"), b"FAKE-KERNEL bzImage");
+        assert_eq!(read(&dir, "img-cmdline"), b"console=ttyS0");
+        let initrd = read(&dir, "img-initrd.img");
+        assert_eq!(&initrd[..UCODE.len()], UCODE);
+        assert_eq!(listing(&initrd[UCODE.len()..]), expected_listing());
+
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("img-kernel"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644 & !umask());
+    }
+
+    #[test]
+    fn cpio_entries_keep_owner_and_mtime_and_use_gocpio_numbering() {
+        let dir = TempDir::new().unwrap();
+        let mut owned = file("home/user/notes.txt", 0o640, b"notes");
+        owned.0.uid = 1000;
+        owned.0.gid = 1000;
+        owned.0.mtime = 1_700_000_000;
+        build(dir.path(), &[owned], PgzipOptions::default()).unwrap();
+        let entries = gunzip_cpio(&read(&dir, "img-initrd.img"));
+        assert_eq!(entries.len(), 1);
+        let entry = &entries[0];
+        assert_eq!(
+            (entry.uid, entry.gid, entry.mtime),
+            (1000, 1000, 1_700_000_000)
+        );
+        assert_eq!((entry.inode, entry.nlink, entry.dev), (721, 1, (3, 1)));
+    }
+
+    #[test]
+    fn output_is_the_same_for_any_thread_count() {
+        let big: Vec<u8> = (0..800_000u32)
+            .flat_map(|i| (i / 7).to_le_bytes())
+            .collect();
+        let mut entries = stream();
+        entries.push(file("big.bin", 0o644, &big));
+        let outputs: Vec<Vec<u8>> = [1, 2, 4]
+            .into_iter()
+            .map(|threads| {
+                let dir = TempDir::new().unwrap();
+                let gzip = PgzipOptions {
+                    threads,
+                    ..PgzipOptions::default()
+                };
+                build(dir.path(), &entries, gzip).unwrap();
+                read(&dir, "img-initrd.img")
+            })
+            .collect();
+        assert_eq!(outputs[0], outputs[1]);
+        assert_eq!(outputs[0], outputs[2]);
+        let entries = gunzip_cpio(&outputs[0][UCODE.len()..]);
+        assert_eq!(entries.last().unwrap().data, big);
+    }
+
+    #[test]
+    fn ucode_arriving_after_the_archive_started_is_still_the_prefix() {
+        let dir = TempDir::new().unwrap();
+        let mut entries = stream();
+        let ucode = entries.remove(3);
+        entries.push(ucode);
+        build(dir.path(), &entries, PgzipOptions::default()).unwrap();
+        let initrd = read(&dir, "img-initrd.img");
+        assert_eq!(&initrd[..UCODE.len()], UCODE);
+        assert_eq!(listing(&initrd[UCODE.len()..]), expected_listing());
+        assert_eq!(
+            dir_names(dir.path()).len(),
+            3,
+            "no temporary file left behind"
+        );
+    }
+
+    #[test]
+    fn a_later_ucode_or_kernel_replaces_an_earlier_one() {
+        let dir = TempDir::new().unwrap();
+        let mut entries = stream();
+        entries.insert(4, file(UCODE_ENTRY, 0o644, b"NEW"));
+        entries.push(file(KERNEL_ENTRY, 0o644, b"K2"));
+        // And a third microcode after the archive started, replacing the inline one.
+        entries.push(file(UCODE_ENTRY, 0o644, b"NEWEST"));
+        build(dir.path(), &entries, PgzipOptions::default()).unwrap();
+        assert_eq!(read(&dir, "img-kernel"), b"K2");
+        let initrd = read(&dir, "img-initrd.img");
+        assert_eq!(&initrd[..6], b"NEWEST");
+        assert_eq!(listing(&initrd[6..]), expected_listing());
+    }
+
+    #[test]
+    fn no_ucode_means_a_plain_gzip_initrd() {
+        let dir = TempDir::new().unwrap();
+        let entries: Vec<_> = stream()
+            .into_iter()
+            .filter(|(h, _)| h.name != UCODE_ENTRY)
+            .collect();
+        build(dir.path(), &entries, PgzipOptions::default()).unwrap();
+        let initrd = read(&dir, "img-initrd.img");
+        assert_eq!(initrd[..2], [0x1f, 0x8b]);
+        assert_eq!(listing(&initrd), expected_listing());
+    }
+
+    #[test]
+    fn empty_cmdline_and_missing_kernel_remove_stale_files() {
+        let dir = TempDir::new().unwrap();
+        std::fs::write(dir.path().join("img-cmdline"), "old").unwrap();
+        std::fs::write(dir.path().join("img-kernel"), "old").unwrap();
+        let entries = vec![
+            file(CMDLINE_ENTRY, 0o644, b""),
+            file("etc/motd", 0o644, b"hi"),
+        ];
+        build(dir.path(), &entries, PgzipOptions::default()).unwrap();
+        assert_eq!(dir_names(dir.path()), ["img-initrd.img"]);
+    }
+
+    #[test]
+    fn empty_stream_gives_an_empty_archive() {
+        let dir = TempDir::new().unwrap();
+        build(dir.path(), &[], PgzipOptions::default()).unwrap();
+        assert_eq!(dir_names(dir.path()), ["img-initrd.img"]);
+        assert!(gunzip_cpio(&read(&dir, "img-initrd.img")).is_empty());
+    }
+
+    #[test]
+    fn dropping_without_finish_keeps_old_outputs_and_leaves_nothing() {
+        let dir = TempDir::new().unwrap();
+        for name in ["img-kernel", "img-initrd.img", "img-cmdline"] {
+            std::fs::write(dir.path().join(name), "old").unwrap();
+        }
+        let mut sink = KernelInitrd::new(dir.path(), "img", PgzipOptions::default()).unwrap();
+        feed(&mut sink, &stream()).unwrap();
+        drop(sink);
+        assert_eq!(
+            dir_names(dir.path()),
+            ["img-cmdline", "img-initrd.img", "img-kernel"]
+        );
+        for name in ["img-kernel", "img-initrd.img", "img-cmdline"] {
+            assert_eq!(read(&dir, name), b"old");
+        }
+    }
+
+    #[test]
+    fn entry_data_must_match_the_header_size() {
+        let dir = TempDir::new().unwrap();
+        let mut sink = KernelInitrd::new(dir.path(), "img", PgzipOptions::default()).unwrap();
+        let (header, _) = file("etc/motd", 0o644, b"hello");
+        sink.write_header(&header).unwrap();
+        sink.write_data(b"hel").unwrap();
+        let err = sink.write_header(&header).unwrap_err();
+        assert_eq!(err.to_string(), "entry etc/motd: 2 bytes of data missing");
+        let err = sink.write_data(b"lo!").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry etc/motd: more data than the size in its header"
+        );
+        drop(sink);
+
+        let (kernel, _) = file(KERNEL_ENTRY, 0o644, b"k");
+        let mut sink = KernelInitrd::new(dir.path(), "img", PgzipOptions::default()).unwrap();
+        sink.write_header(&kernel).unwrap();
+        assert!(sink.finish().is_err());
+        drop(sink);
+        assert!(dir_names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn unsupported_entries_fail_the_build() {
+        let dir = TempDir::new().unwrap();
+        let entries = vec![node("x", EntryKind::Other(b'V'), 0o644, "")];
+        let err = build(dir.path(), &entries, PgzipOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("entry x: tar type 'V'"), "{err}");
+        assert!(dir_names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn finish_twice_is_an_error() {
+        let dir = TempDir::new().unwrap();
+        let mut sink = KernelInitrd::new(dir.path(), "img", PgzipOptions::default()).unwrap();
+        sink.finish().unwrap();
+        let err = sink.finish().unwrap_err();
+        assert!(err.to_string().contains("already finished"));
+        assert!(sink
+            .write_header(&Header::new("a", EntryKind::Directory, 0o755))
+            .is_err());
+    }
+
+    #[test]
+    fn missing_directory_is_reported() {
+        let dir = TempDir::new().unwrap();
+        let missing = dir.path().join("nope");
+        let err = KernelInitrd::new(&missing, "img", PgzipOptions::default())
+            .err()
+            .unwrap();
+        assert!(matches!(err, OutputError::CreateTemp { .. }));
+        assert!(err.to_string().contains("nope"));
     }
 }

@@ -24,6 +24,8 @@ pub mod tee;
 
 #[cfg(test)]
 mod tar_stand_in;
+#[cfg(test)]
+mod testing;
 
 use std::fmt;
 use std::io::{self, BufWriter};
@@ -318,5 +320,170 @@ fn stream_format<W: Commit + Send + 'static>(
     match format {
         Format::Docker => Box::new(Docker::new(tar)),
         _ => Box::new(tar),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{dir_names, feed, file, node};
+    use super::*;
+    use crate::tar::EntryKind;
+    use tempfile::TempDir;
+
+    fn entries() -> Vec<(crate::tar::Header, Vec<u8>)> {
+        vec![
+            node("boot", EntryKind::Directory, 0o755, ""),
+            file("boot/kernel", 0o644, b"KERNEL-BYTES"),
+            file("boot/cmdline", 0o644, b"console=ttyS0"),
+            file("etc/motd", 0o644, b"welcome"),
+        ]
+    }
+
+    fn build(format: Format, dir: &Path, options: &SinkOptions) {
+        let mut sink = sink_for(format, dir, "img", options).unwrap();
+        feed(sink.as_mut(), &entries()).unwrap();
+        assert!(
+            dir_names(dir).iter().all(|name| name.starts_with('.')),
+            "nothing final before finish"
+        );
+        sink.finish().unwrap();
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        for format in Format::SUPPORTED {
+            assert_eq!(format.to_string().parse::<Format>().unwrap(), format);
+        }
+        assert_eq!(
+            "kernel+initrd".parse::<Format>().unwrap(),
+            Format::KernelInitrd
+        );
+        assert!(Format::Docker.is_streamable() && Format::Tar.is_streamable());
+        assert!(!Format::KernelInitrd.is_streamable());
+    }
+
+    #[test]
+    fn linuxkit_formats_we_lack_say_so() {
+        let err = "iso-bios".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output format iso-bios is not supported yet; supported formats: tar, kernel+initrd, \
+             tar-kernel-initrd, docker"
+        );
+        assert!(matches!(
+            "kernel+squashfs".parse::<Format>(),
+            Err(OutputError::UnsupportedFormat { .. })
+        ));
+        let err = "zip".parse::<Format>().unwrap_err();
+        assert!(matches!(err, OutputError::UnknownFormat { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("unknown output format \"zip\"; supported formats: tar"));
+    }
+
+    #[test]
+    fn default_files_follow_linuxkit_names() {
+        let dir = Path::new("out");
+        assert_eq!(Format::Tar.default_files(dir, "x"), [dir.join("x.tar")]);
+        assert_eq!(
+            Format::Docker.default_files(dir, "x"),
+            [dir.join("x.docker")]
+        );
+        assert_eq!(
+            Format::TarKernelInitrd.default_files(dir, "x"),
+            [dir.join("x-initrd.tar")]
+        );
+        assert_eq!(
+            Format::KernelInitrd.default_files(dir, "x"),
+            [
+                dir.join("x-kernel"),
+                dir.join("x-initrd.img"),
+                dir.join("x-cmdline")
+            ]
+        );
+    }
+
+    #[test]
+    fn each_format_writes_its_default_files() {
+        for format in Format::SUPPORTED {
+            let dir = TempDir::new().unwrap();
+            build(format, dir.path(), &SinkOptions::default());
+            let expected: Vec<String> = format
+                .default_files(dir.path(), "img")
+                .iter()
+                .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            let mut expected = expected;
+            expected.sort();
+            assert_eq!(dir_names(dir.path()), expected, "{format}");
+        }
+    }
+
+    #[test]
+    fn tar_and_docker_carry_the_entries() {
+        let dir = TempDir::new().unwrap();
+        build(Format::Docker, dir.path(), &SinkOptions::default());
+        let docker = std::fs::read(dir.path().join("img.docker")).unwrap();
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&docker, b"KERNEL-BYTES"));
+        assert!(contains(&docker, docker::DOCKERFILE.as_bytes()));
+
+        let tar_dir = TempDir::new().unwrap();
+        build(
+            Format::TarKernelInitrd,
+            tar_dir.path(),
+            &SinkOptions::default(),
+        );
+        let tarball = std::fs::read(tar_dir.path().join("img-initrd.tar")).unwrap();
+        assert!(contains(&tarball, b"initrd.img"));
+        assert!(contains(&tarball, b"console=ttyS0"));
+    }
+
+    #[test]
+    fn output_file_replaces_the_default_for_streams_only() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("custom.tar");
+        let options = SinkOptions {
+            output_file: Some(OutputFile::Path(target.clone())),
+            ..SinkOptions::default()
+        };
+        build(Format::Tar, dir.path(), &options);
+        assert_eq!(dir_names(dir.path()), ["custom.tar"]);
+
+        let err = sink_for(Format::KernelInitrd, dir.path(), "img", &options)
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            OutputError::NotStreamable {
+                format: Format::KernelInitrd
+            }
+        ));
+    }
+
+    #[test]
+    fn dropped_sinks_leave_nothing_behind() {
+        for format in Format::SUPPORTED {
+            let dir = TempDir::new().unwrap();
+            let mut sink = sink_for(format, dir.path(), "img", &SinkOptions::default()).unwrap();
+            feed(sink.as_mut(), &entries()).unwrap();
+            drop(sink);
+            assert!(dir_names(dir.path()).is_empty(), "{format}");
+        }
+    }
+
+    #[test]
+    fn errors_travel_inside_io_errors() {
+        let err: io::Error = OutputError::MissingData {
+            entry: "a".into(),
+            missing: 3,
+        }
+        .into();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let inner = err.get_ref().unwrap().downcast_ref::<OutputError>();
+        assert!(matches!(
+            inner,
+            Some(OutputError::MissingData { missing: 3, .. })
+        ));
     }
 }

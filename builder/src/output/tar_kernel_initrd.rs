@@ -100,3 +100,86 @@ impl<S: EntrySink> EntrySink for TarKernelInitrd<S> {
         self.tar.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernel_initrd::{CMDLINE_ENTRY, KERNEL_ENTRY, UCODE_ENTRY};
+    use super::super::testing::{dir_names, feed, file, gunzip_cpio, node, RecordingSink};
+    use super::*;
+    use crate::tar::DEFAULT_MTIME;
+    use tempfile::TempDir;
+
+    fn stream(cmdline: &[u8]) -> Vec<(Header, Vec<u8>)> {
+        vec![
+            node("boot", EntryKind::Directory, 0o755, ""),
+            file(CMDLINE_ENTRY, 0o644, cmdline),
+            file(KERNEL_ENTRY, 0o600, b"KERNEL"),
+            file(UCODE_ENTRY, 0o644, b"UCODE"),
+            file("init", 0o755, b"#!/bin/sh\n"),
+            node("etc", EntryKind::Directory, 0o755, ""),
+        ]
+    }
+
+    #[test]
+    fn members_follow_linuxkit_order_and_headers() {
+        let dir = TempDir::new().unwrap();
+        let tar = RecordingSink::default();
+        let mut sink =
+            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
+        feed(&mut sink, &stream(b"console=ttyS0")).unwrap();
+        assert!(!tar.finished());
+        sink.finish().unwrap();
+
+        assert!(tar.finished());
+        let entries = tar.entries();
+        let names: Vec<&str> = entries.iter().map(|(h, _)| h.name.as_str()).collect();
+        assert_eq!(names, ["kernel", "initrd.img", "cmdline", "ucode.cpio"]);
+        for (header, data) in &entries {
+            assert_eq!(header.kind, EntryKind::Regular);
+            assert_eq!((header.mode, header.uid, header.gid), (0o644, 0, 0));
+            assert_eq!(header.mtime, DEFAULT_MTIME);
+            assert!(header.pax.is_empty());
+            assert_eq!(header.size, data.len() as u64);
+        }
+        assert_eq!(entries[0].1, b"KERNEL");
+        assert_eq!(entries[2].1, b"console=ttyS0");
+        assert_eq!(entries[3].1, b"UCODE");
+        // The initrd is the bare archive; the microcode is its own member.
+        let cpio = gunzip_cpio(&entries[1].1);
+        let names: Vec<&str> = cpio.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["init", "etc"]);
+        assert!(dir_names(dir.path()).is_empty(), "temporary files removed");
+    }
+
+    #[test]
+    fn empty_pieces_are_left_out() {
+        let dir = TempDir::new().unwrap();
+        let tar = RecordingSink::default();
+        let mut sink =
+            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
+        let entries: Vec<_> = stream(b"")
+            .into_iter()
+            .filter(|(h, _)| h.name != UCODE_ENTRY && h.name != KERNEL_ENTRY)
+            .collect();
+        feed(&mut sink, &entries).unwrap();
+        sink.finish().unwrap();
+        let names: Vec<String> = tar.entries().into_iter().map(|(h, _)| h.name).collect();
+        assert_eq!(names, ["initrd.img"]);
+    }
+
+    #[test]
+    fn tar_errors_are_passed_on() {
+        let dir = TempDir::new().unwrap();
+        let tar = RecordingSink {
+            fail_after: Some(1),
+            ..RecordingSink::default()
+        };
+        let mut sink =
+            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar).unwrap();
+        feed(&mut sink, &stream(b"x")).unwrap();
+        let err = sink.finish().unwrap_err();
+        assert_eq!(err.to_string(), "recording sink failure");
+        drop(sink);
+        assert!(dir_names(dir.path()).is_empty());
+    }
+}

@@ -43,7 +43,9 @@ impl<W: Commit> TarOutput<W> {
     }
 
     fn tar(&mut self) -> io::Result<&mut TarWriter<W>> {
-        self.tar.as_mut().ok_or_else(|| OutputError::Finished.into())
+        self.tar
+            .as_mut()
+            .ok_or_else(|| OutputError::Finished.into())
     }
 }
 
