@@ -50,6 +50,9 @@ pub enum CpioError {
         /// Bytes actually written.
         written: u32,
     },
+    /// Data was written before any entry was started.
+    #[error("cpio data written before any entry header")]
+    NoEntry,
     /// An entry name contains a NUL byte, which would end the name early.
     #[error("cpio entry {name:?}: names cannot contain NUL bytes")]
     NulInName {
@@ -204,10 +207,7 @@ impl<W: Write> NewcWriter<W> {
             return Ok(());
         }
         let Some(open) = self.open.as_mut() else {
-            return Err(CpioError::TooMuchData {
-                name: String::from("(none: no entry started)"),
-                size: 0,
-            });
+            return Err(CpioError::NoEntry);
         };
         let room = u64::from(open.size - open.written);
         if data.len() as u64 > room {
@@ -540,7 +540,7 @@ pub(crate) mod tests {
     #[test]
     fn data_without_header_is_rejected() {
         let mut writer = NewcWriter::new(Vec::new());
-        assert!(writer.write_data(b"x").is_err());
+        assert!(matches!(writer.write_data(b"x"), Err(CpioError::NoEntry)));
         assert!(writer.write_data(b"").is_ok());
     }
 

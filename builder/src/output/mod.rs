@@ -44,7 +44,7 @@ use tar_output::{Commit, TarOutput};
 
 // The real Go-compatible writer; tests use a stand-in until it exists (see tar_stand_in.rs).
 #[cfg(not(test))]
-use crate::tar::writer::TarWriter;
+use crate::tar::TarWriter;
 #[cfg(test)]
 use tar_stand_in::TarWriter;
 
@@ -211,7 +211,7 @@ impl fmt::Display for Format {
 }
 
 /// LinuxKit formats we do not write yet (they need disk image, ISO or cloud tooling).
-const NOT_YET_SUPPORTED: [&str; 18] = [
+const NOT_YET_SUPPORTED: [&str; 16] = [
     "iso-bios",
     "iso-efi",
     "iso-efi-initrd",
@@ -228,8 +228,6 @@ const NOT_YET_SUPPORTED: [&str; 18] = [
     "dynamic-vhd",
     "vmdk",
     "rpi3",
-    "raw",
-    "qcow2",
 ];
 
 impl FromStr for Format {
