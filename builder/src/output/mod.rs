@@ -1,1 +1,487 @@
 //! Output formats: sinks that consume the assembled entry stream.
+//!
+//! Each format is an [`EntrySink`]; [`sink_for`] builds the one for a [`Format`], and [`Tee`]
+//! feeds one build into several. File outputs are written under temporary names and renamed into
+//! place in [`EntrySink::finish`], so a build that fails (or a sink dropped without `finish`)
+//! leaves no partial files and keeps the previous build's outputs.
+//!
+//! | format | files |
+//! |---|---|
+//! | `tar` | `NAME.tar` or the given output file / standard output |
+//! | `docker` | like `tar`, plus a `Dockerfile` entry at the end (`NAME.docker` by default) |
+//! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` ([`kernel_initrd`]) |
+//! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces ([`tar_kernel_initrd`]) |
+
+pub mod cpio;
+pub mod docker;
+pub mod initrd;
+pub mod kernel_initrd;
+pub mod pgzip;
+mod staged;
+pub mod tar_kernel_initrd;
+mod tar_output;
+pub mod tee;
+
+#[cfg(test)]
+mod tar_stand_in;
+#[cfg(test)]
+mod testing;
+
+use std::fmt;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use docker::Docker;
+pub use kernel_initrd::KernelInitrd;
+pub use pgzip::{PgzipOptions, PgzipWriter};
+pub use tar_kernel_initrd::TarKernelInitrd;
+pub use tee::Tee;
+
+use crate::EntrySink;
+use staged::StagedOutput;
+use tar_output::{Commit, TarOutput};
+
+// The real Go-compatible writer; tests use a stand-in until it exists (see tar_stand_in.rs).
+#[cfg(not(test))]
+use crate::tar::TarWriter;
+#[cfg(test)]
+use tar_stand_in::TarWriter;
+
+/// Errors of the output sinks. Inside [`EntrySink`] calls they travel as the payload of an
+/// [`io::Error`] (see [`io::Error::get_ref`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The format name is not one LinuxKit knows.
+    #[error("unknown output format {name:?}; supported formats: {supported}")]
+    UnknownFormat {
+        /// The name given.
+        name: String,
+        /// Comma-separated list of the formats we support.
+        supported: String,
+    },
+    /// A LinuxKit format that is not implemented yet.
+    #[error("output format {name} is not supported yet; supported formats: {supported}")]
+    UnsupportedFormat {
+        /// The name given.
+        name: String,
+        /// Comma-separated list of the formats we support.
+        supported: String,
+    },
+    /// An output file (or standard output) was given for a format that writes several files.
+    #[error(
+        "output format {format} writes its files into the output directory and cannot be \
+         streamed to a single output file; leave out the output file or use tar or docker"
+    )]
+    NotStreamable {
+        /// The format.
+        format: Format,
+    },
+    /// A temporary output file could not be created.
+    #[error("cannot create a temporary file in {}: {source}; check that the directory exists and is writable", dir.display())]
+    CreateTemp {
+        /// The output directory.
+        dir: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Writing an output file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A finished output could not be renamed into place.
+    #[error("cannot move {} into place as {}: {source}", temp.display(), path.display())]
+    Persist {
+        /// The temporary file.
+        temp: PathBuf,
+        /// The final path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An output of an earlier build that this build does not produce could not be removed.
+    #[error("cannot remove {}, left by an earlier build: {source}", path.display())]
+    RemoveStale {
+        /// The stale file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An entry received more data than its header's size.
+    #[error("entry {entry}: more data than the size in its header")]
+    TooMuchData {
+        /// Entry name.
+        entry: String,
+    },
+    /// A new entry (or the end) came before the previous entry's data was complete.
+    #[error("entry {entry}: {missing} bytes of data missing")]
+    MissingData {
+        /// Entry name.
+        entry: String,
+        /// Bytes still expected.
+        missing: u64,
+    },
+    /// The sink was used after `finish`.
+    #[error("output already finished; no more entries can be written")]
+    Finished,
+    /// The sink was used after an earlier error left it in an unknown state.
+    #[error("output unusable after an earlier error; start the build again")]
+    Broken,
+}
+
+impl From<OutputError> for io::Error {
+    fn from(err: OutputError) -> io::Error {
+        let kind = match &err {
+            OutputError::CreateTemp { source, .. }
+            | OutputError::Write { source, .. }
+            | OutputError::Persist { source, .. }
+            | OutputError::RemoveStale { source, .. } => source.kind(),
+            OutputError::UnknownFormat { .. }
+            | OutputError::UnsupportedFormat { .. }
+            | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+/// An output format, named as in LinuxKit's `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `tar`: the assembled entries as one tar file.
+    Tar,
+    /// `kernel+initrd`: kernel, gzip-compressed cpio initrd, and cmdline files.
+    KernelInitrd,
+    /// `tar-kernel-initrd`: kernel, initrd, cmdline and microcode in one tar.
+    TarKernelInitrd,
+    /// `docker`: the tar with a Dockerfile added, for `docker build`/`import`.
+    Docker,
+}
+
+impl Format {
+    /// Every format we can write.
+    pub const SUPPORTED: [Format; 4] = [
+        Format::Tar,
+        Format::KernelInitrd,
+        Format::TarKernelInitrd,
+        Format::Docker,
+    ];
+
+    /// LinuxKit's name for the format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::KernelInitrd => "kernel+initrd",
+            Format::TarKernelInitrd => "tar-kernel-initrd",
+            Format::Docker => "docker",
+        }
+    }
+
+    /// Whether the format is a single stream that can go to any file or to standard output.
+    pub fn is_streamable(self) -> bool {
+        matches!(self, Format::Tar | Format::Docker)
+    }
+
+    /// The files the format writes into `dir` for `name` (for a streamable format: its default
+    /// file when no output file is given). `NAME-cmdline` is only written for a non-empty cmdline.
+    pub fn default_files(self, dir: &Path, name: &str) -> Vec<PathBuf> {
+        match self {
+            Format::Tar | Format::Docker => vec![dir.join(format!("{name}.{}", self.name()))],
+            Format::KernelInitrd => ["kernel", "initrd.img", "cmdline"]
+                .iter()
+                .map(|suffix| dir.join(format!("{name}-{suffix}")))
+                .collect(),
+            Format::TarKernelInitrd => vec![dir.join(format!("{name}-initrd.tar"))],
+        }
+    }
+
+    fn supported_list() -> String {
+        Format::SUPPORTED.map(Format::name).join(", ")
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// LinuxKit formats we do not write yet (they need disk image, ISO or cloud tooling).
+const NOT_YET_SUPPORTED: [&str; 16] = [
+    "iso-bios",
+    "iso-efi",
+    "iso-efi-initrd",
+    "raw-bios",
+    "raw-efi",
+    "kernel+squashfs",
+    "kernel+erofs",
+    "kernel+iso",
+    "aws",
+    "gcp",
+    "qcow2-efi",
+    "qcow2-bios",
+    "vhd",
+    "dynamic-vhd",
+    "vmdk",
+    "rpi3",
+];
+
+impl FromStr for Format {
+    type Err = OutputError;
+
+    fn from_str(name: &str) -> Result<Format, OutputError> {
+        if let Some(format) = Format::SUPPORTED.into_iter().find(|f| f.name() == name) {
+            return Ok(format);
+        }
+        let supported = Format::supported_list();
+        if NOT_YET_SUPPORTED.contains(&name) {
+            Err(OutputError::UnsupportedFormat {
+                name: name.to_string(),
+                supported,
+            })
+        } else {
+            Err(OutputError::UnknownFormat {
+                name: name.to_string(),
+                supported,
+            })
+        }
+    }
+}
+
+/// Where a streamable format (`tar`, `docker`) goes instead of its default file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputFile {
+    /// Standard output (`-o -`).
+    Stdout,
+    /// This file; its directory must exist.
+    Path(PathBuf),
+}
+
+/// Settings shared by the sinks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// For `tar` and `docker` only: write here instead of `DIR/NAME.<format>`.
+    pub output_file: Option<OutputFile>,
+    /// Compression of initrds.
+    pub gzip: PgzipOptions,
+}
+
+/// The sink writing `format` for the image `name` into `dir` (which must exist).
+pub fn sink_for(
+    format: Format,
+    dir: &Path,
+    name: &str,
+    options: &SinkOptions,
+) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    if options.output_file.is_some() && !format.is_streamable() {
+        return Err(OutputError::NotStreamable { format });
+    }
+    let sink: Box<dyn EntrySink + Send> = match format {
+        Format::Tar | Format::Docker => stream_sink(format, dir, name, options)?,
+        Format::KernelInitrd => Box::new(KernelInitrd::new(dir, name, options.gzip)?),
+        Format::TarKernelInitrd => {
+            let path = dir.join(format!("{name}-initrd.tar"));
+            let tar = TarOutput::new(StagedOutput::create(&path)?);
+            Box::new(TarKernelInitrd::new(dir, name, options.gzip, tar)?)
+        }
+    };
+    Ok(sink)
+}
+
+/// A tar stream to the output file, standard output, or `DIR/NAME.<format>`.
+fn stream_sink(
+    format: Format,
+    dir: &Path,
+    name: &str,
+    options: &SinkOptions,
+) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    Ok(match &options.output_file {
+        Some(OutputFile::Stdout) => stream_format(format, BufWriter::new(io::stdout())),
+        Some(OutputFile::Path(path)) => stream_format(format, StagedOutput::create(path)?),
+        None => {
+            let path = dir.join(format!("{name}.{}", format.name()));
+            stream_format(format, StagedOutput::create(&path)?)
+        }
+    })
+}
+
+/// The tar-based sink for a streamable format over `destination`.
+fn stream_format<W: Commit + Send + 'static>(
+    format: Format,
+    destination: W,
+) -> Box<dyn EntrySink + Send> {
+    let tar = TarOutput::new(destination);
+    match format {
+        Format::Docker => Box::new(Docker::new(tar)),
+        _ => Box::new(tar),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{dir_names, feed, file, node};
+    use super::*;
+    use crate::tar::EntryKind;
+    use tempfile::TempDir;
+
+    fn entries() -> Vec<(crate::tar::Header, Vec<u8>)> {
+        vec![
+            node("boot", EntryKind::Directory, 0o755, ""),
+            file("boot/kernel", 0o644, b"KERNEL-BYTES"),
+            file("boot/cmdline", 0o644, b"console=ttyS0"),
+            file("etc/motd", 0o644, b"welcome"),
+        ]
+    }
+
+    fn build(format: Format, dir: &Path, options: &SinkOptions) {
+        let mut sink = sink_for(format, dir, "img", options).unwrap();
+        feed(sink.as_mut(), &entries()).unwrap();
+        assert!(
+            dir_names(dir).iter().all(|name| name.starts_with('.')),
+            "nothing final before finish"
+        );
+        sink.finish().unwrap();
+    }
+
+    #[test]
+    fn format_names_round_trip() {
+        for format in Format::SUPPORTED {
+            assert_eq!(format.to_string().parse::<Format>().unwrap(), format);
+        }
+        assert_eq!(
+            "kernel+initrd".parse::<Format>().unwrap(),
+            Format::KernelInitrd
+        );
+        assert!(Format::Docker.is_streamable() && Format::Tar.is_streamable());
+        assert!(!Format::KernelInitrd.is_streamable());
+    }
+
+    #[test]
+    fn linuxkit_formats_we_lack_say_so() {
+        let err = "iso-bios".parse::<Format>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "output format iso-bios is not supported yet; supported formats: tar, kernel+initrd, \
+             tar-kernel-initrd, docker"
+        );
+        assert!(matches!(
+            "kernel+squashfs".parse::<Format>(),
+            Err(OutputError::UnsupportedFormat { .. })
+        ));
+        let err = "zip".parse::<Format>().unwrap_err();
+        assert!(matches!(err, OutputError::UnknownFormat { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("unknown output format \"zip\"; supported formats: tar"));
+    }
+
+    #[test]
+    fn default_files_follow_linuxkit_names() {
+        let dir = Path::new("out");
+        assert_eq!(Format::Tar.default_files(dir, "x"), [dir.join("x.tar")]);
+        assert_eq!(
+            Format::Docker.default_files(dir, "x"),
+            [dir.join("x.docker")]
+        );
+        assert_eq!(
+            Format::TarKernelInitrd.default_files(dir, "x"),
+            [dir.join("x-initrd.tar")]
+        );
+        assert_eq!(
+            Format::KernelInitrd.default_files(dir, "x"),
+            [
+                dir.join("x-kernel"),
+                dir.join("x-initrd.img"),
+                dir.join("x-cmdline")
+            ]
+        );
+    }
+
+    #[test]
+    fn each_format_writes_its_default_files() {
+        for format in Format::SUPPORTED {
+            let dir = TempDir::new().unwrap();
+            build(format, dir.path(), &SinkOptions::default());
+            let expected: Vec<String> = format
+                .default_files(dir.path(), "img")
+                .iter()
+                .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            let mut expected = expected;
+            expected.sort();
+            assert_eq!(dir_names(dir.path()), expected, "{format}");
+        }
+    }
+
+    #[test]
+    fn tar_and_docker_carry_the_entries() {
+        let dir = TempDir::new().unwrap();
+        build(Format::Docker, dir.path(), &SinkOptions::default());
+        let docker = std::fs::read(dir.path().join("img.docker")).unwrap();
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&docker, b"KERNEL-BYTES"));
+        assert!(contains(&docker, docker::DOCKERFILE.as_bytes()));
+
+        let tar_dir = TempDir::new().unwrap();
+        build(
+            Format::TarKernelInitrd,
+            tar_dir.path(),
+            &SinkOptions::default(),
+        );
+        let tarball = std::fs::read(tar_dir.path().join("img-initrd.tar")).unwrap();
+        assert!(contains(&tarball, b"initrd.img"));
+        assert!(contains(&tarball, b"console=ttyS0"));
+    }
+
+    #[test]
+    fn output_file_replaces_the_default_for_streams_only() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("custom.tar");
+        let options = SinkOptions {
+            output_file: Some(OutputFile::Path(target.clone())),
+            ..SinkOptions::default()
+        };
+        build(Format::Tar, dir.path(), &options);
+        assert_eq!(dir_names(dir.path()), ["custom.tar"]);
+
+        let err = sink_for(Format::KernelInitrd, dir.path(), "img", &options)
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            OutputError::NotStreamable {
+                format: Format::KernelInitrd
+            }
+        ));
+    }
+
+    #[test]
+    fn dropped_sinks_leave_nothing_behind() {
+        for format in Format::SUPPORTED {
+            let dir = TempDir::new().unwrap();
+            let mut sink = sink_for(format, dir.path(), "img", &SinkOptions::default()).unwrap();
+            feed(sink.as_mut(), &entries()).unwrap();
+            drop(sink);
+            assert!(dir_names(dir.path()).is_empty(), "{format}");
+        }
+    }
+
+    #[test]
+    fn errors_travel_inside_io_errors() {
+        let err: io::Error = OutputError::MissingData {
+            entry: "a".into(),
+            missing: 3,
+        }
+        .into();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let inner = err.get_ref().unwrap().downcast_ref::<OutputError>();
+        assert!(matches!(
+            inner,
+            Some(OutputError::MissingData { missing: 3, .. })
+        ));
+    }
+}
