@@ -1,0 +1,485 @@
+//! A YAML document as a tree of nodes that remember where they were written.
+//!
+//! Built from yaml-rust2's marked events, with the decoding rules of gopkg.in/yaml.v3 (what LinuxKit
+//! uses): only the first document counts, scalars resolve as in [`super::goscalar`] (YAML 1.2 booleans,
+//! Go integer syntax so `0644` is 420), aliases are expanded, merge keys `<<` take a mapping or a list of
+//! mappings whose keys never override the mapping's own, and a key written twice is an error.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::goscalar::{resolve_plain, Dialect, Resolved};
+
+/// Nesting deeper than this is refused rather than risking the stack of later recursive passes.
+const MAX_DEPTH: usize = 128;
+/// At most this many nodes per document, aliases expanded (stops "billion laughs" documents).
+const MAX_NODES: usize = 200_000;
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub(crate) struct Mark {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Mark {
+    fn from_marker(marker: &Marker) -> Mark {
+        Mark {
+            line: marker.line(),
+            column: marker.col() + 1,
+        }
+    }
+}
+
+/// A problem found while reading the YAML itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct YamlError {
+    pub mark: Mark,
+    pub message: String,
+}
+
+/// A node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub mark: Mark,
+    pub value: Value,
+}
+
+/// The three kinds of YAML node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    /// Pairs in document order, merge keys already applied.
+    Map(Vec<(Node, Node)>),
+}
+
+/// A scalar: its text and what it means.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Scalar {
+    pub text: String,
+    pub kind: ScalarKind,
+}
+
+/// What a scalar decodes to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ScalarKind {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    /// A string: quoted, block, tagged `!!str`, or plain text that is nothing else.
+    Str,
+    /// A plain (or `!!merge`) `<<`: the merge key when it is a key, the string `<<` as a value.
+    Merge,
+}
+
+impl Node {
+    /// The text of a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar(Scalar {
+                text,
+                kind: ScalarKind::Str | ScalarKind::Merge,
+            }) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The JSON-schema type name of this node, as gojsonschema names it.
+    pub fn json_type(&self) -> JsonType {
+        match &self.value {
+            Value::Seq(_) => JsonType::Array,
+            Value::Map(_) => JsonType::Object,
+            Value::Scalar(s) => match s.kind {
+                ScalarKind::Null => JsonType::Null,
+                ScalarKind::Bool(_) => JsonType::Boolean,
+                ScalarKind::Int(_) => JsonType::Integer,
+                // Go marshals an integral float without a fraction, so the schema sees an integer.
+                ScalarKind::Float(f) if f.is_finite() && f.fract() == 0.0 => JsonType::Integer,
+                ScalarKind::Float(_) => JsonType::Number,
+                ScalarKind::Str | ScalarKind::Merge => JsonType::String,
+            },
+        }
+    }
+
+    /// The integer value of an integer (or integral float) scalar.
+    pub fn as_int(&self) -> Option<i128> {
+        match &self.value {
+            Value::Scalar(s) => match s.kind {
+                ScalarKind::Int(i) => Some(i),
+                ScalarKind::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38 => {
+                    Some(f as i128)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// JSON value types, for schema checks and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonType {
+    Null,
+    Boolean,
+    Integer,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl JsonType {
+    /// gojsonschema's name.
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            JsonType::Null => "null",
+            JsonType::Boolean => "boolean",
+            JsonType::Integer => "integer",
+            JsonType::Number => "number",
+            JsonType::String => "string",
+            JsonType::Array => "array",
+            JsonType::Object => "object",
+        }
+    }
+
+    /// A name for our messages, with its article.
+    pub fn described(self) -> &'static str {
+        match self {
+            JsonType::Null => "null",
+            JsonType::Boolean => "a boolean",
+            JsonType::Integer => "an integer",
+            JsonType::Number => "a number",
+            JsonType::String => "a string",
+            JsonType::Array => "a list",
+            JsonType::Object => "a mapping",
+        }
+    }
+}
+
+/// Parses the first document of `text`; `Ok(None)` when there is none (empty or comments only).
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+    };
+    builder.document()
+}
+
+/// An unfinished sequence or mapping.
+struct Open {
+    mark: Mark,
+    anchor: usize,
+    is_map: bool,
+    items: Vec<Node>,
+}
+
+struct Builder<'a> {
+    parser: Parser<std::str::Chars<'a>>,
+    stack: Vec<Open>,
+    /// Finished anchored nodes by anchor id.
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+}
+
+impl Builder<'_> {
+    fn next(&mut self) -> Result<(Event, Mark), YamlError> {
+        self.parser
+            .next_token()
+            .map(|(event, marker)| (event, Mark::from_marker(&marker)))
+            .map_err(|e| YamlError {
+                mark: Mark::from_marker(e.marker()),
+                message: e.info().to_string(),
+            })
+    }
+
+    fn document(&mut self) -> Result<Option<Node>, YamlError> {
+        loop {
+            match self.next()? {
+                (Event::StreamEnd, _) => return Ok(None),
+                (Event::DocumentStart, _) => break,
+                _ => {}
+            }
+        }
+        loop {
+            let (event, mark) = self.next()?;
+            let finished = match event {
+                Event::DocumentEnd | Event::StreamEnd => {
+                    return Err(YamlError {
+                        mark,
+                        message: "document ended before its content".into(),
+                    })
+                }
+                Event::Scalar(text, style, anchor, tag) => {
+                    let node = Node {
+                        mark,
+                        value: Value::Scalar(scalar(text, style, tag.as_ref(), mark)?),
+                    };
+                    self.count(1, mark)?;
+                    self.remember(anchor, &node);
+                    Some(node)
+                }
+                Event::Alias(id) => {
+                    let node = self.alias(id, mark)?;
+                    Some(node)
+                }
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    if self.stack.len() >= MAX_DEPTH {
+                        return Err(YamlError {
+                            mark,
+                            message: format!("nesting is deeper than {MAX_DEPTH} levels"),
+                        });
+                    }
+                    self.stack.push(Open {
+                        mark,
+                        anchor,
+                        is_map: matches!(event, Event::MappingStart(..)),
+                        items: Vec::new(),
+                    });
+                    None
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let Some(open) = self.stack.pop() else {
+                        return Err(YamlError {
+                            mark,
+                            message: "unbalanced collection end".into(),
+                        });
+                    };
+                    let anchor = open.anchor;
+                    let node = close(open)?;
+                    self.count(1, mark)?;
+                    self.remember(anchor, &node);
+                    Some(node)
+                }
+                _ => None,
+            };
+            if let Some(node) = finished {
+                match self.stack.last_mut() {
+                    Some(parent) => parent.items.push(node),
+                    None => return Ok(Some(node)),
+                }
+            }
+        }
+    }
+
+    /// Records a finished anchored node for later aliases.
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+    }
+
+    fn alias(&mut self, id: usize, mark: Mark) -> Result<Node, YamlError> {
+        let Some(target) = self.anchors.get(&id) else {
+            return Err(YamlError {
+                mark,
+                message: "alias refers to an anchor whose value contains the alias itself".into(),
+            });
+        };
+        let node = target.clone();
+        self.count(count_nodes(&node), mark)?;
+        Ok(node)
+    }
+
+    fn count(&mut self, added: usize, mark: Mark) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(added);
+        if self.nodes > MAX_NODES {
+            return Err(YamlError {
+                mark,
+                message: format!(
+                    "document contains excessive aliasing (more than {MAX_NODES} nodes once aliases are expanded)"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn close(open: Open) -> Result<Node, YamlError> {
+    // yaml-rust2 marks a block mapping one character into its first key; the key's own mark is where
+    // the mapping visibly starts.
+    let mark = match (open.is_map, open.items.first()) {
+        (true, Some(first_key)) => first_key.mark.min(open.mark),
+        _ => open.mark,
+    };
+    let value = if open.is_map {
+        Value::Map(build_map(open.items)?)
+    } else {
+        Value::Seq(open.items)
+    };
+    Ok(Node { mark, value })
+}
+
+/// Turns alternating keys and values into pairs: rejects repeated keys, applies the merge key.
+fn build_map(items: Vec<Node>) -> Result<Vec<(Node, Node)>, YamlError> {
+    let mut pairs: Vec<(Node, Node)> = Vec::with_capacity(items.len() / 2);
+    let mut merge: Option<Node> = None;
+    let mut seen: HashMap<KeyId, Mark> = HashMap::new();
+    let mut items = items.into_iter();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        let id = KeyId::of(&key);
+        if let Some(first) = seen.get(&id) {
+            return Err(YamlError {
+                mark: key.mark,
+                message: format!(
+                    "mapping key {} already defined at line {}",
+                    describe_key(&key),
+                    first.line
+                ),
+            });
+        }
+        seen.insert(id, key.mark);
+        if is_merge_key(&key) {
+            merge = Some(value);
+        } else {
+            pairs.push((key, value));
+        }
+    }
+    if let Some(merge) = merge {
+        apply_merge(&mut pairs, merge)?;
+    }
+    Ok(pairs)
+}
+
+/// Adds the pairs of the merged mapping(s) whose keys are not already present; earlier mappings of a
+/// merge list win over later ones, as in yaml.v3.
+fn apply_merge(pairs: &mut Vec<(Node, Node)>, merge: Node) -> Result<(), YamlError> {
+    let not_a_map = |mark| YamlError {
+        mark,
+        message: "map merge requires a mapping or a list of mappings as the value".into(),
+    };
+    let sources: Vec<Node> = match merge.value {
+        Value::Map(_) => vec![merge],
+        Value::Seq(items) => items,
+        Value::Scalar(_) => return Err(not_a_map(merge.mark)),
+    };
+    let mut present: std::collections::HashSet<KeyId> =
+        pairs.iter().map(|(k, _)| KeyId::of(k)).collect();
+    for source in sources {
+        let Value::Map(source_pairs) = source.value else {
+            return Err(not_a_map(source.mark));
+        };
+        for (key, value) in source_pairs {
+            if present.insert(KeyId::of(&key)) {
+                pairs.push((key, value));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_merge_key(node: &Node) -> bool {
+    matches!(&node.value, Value::Scalar(s) if s.kind == ScalarKind::Merge)
+}
+
+fn describe_key(node: &Node) -> String {
+    match &node.value {
+        Value::Scalar(s) => format!("{:?}", s.text),
+        Value::Seq(_) => "(a list)".into(),
+        Value::Map(_) => "(a mapping)".into(),
+    }
+}
+
+/// Identity of a mapping key: yaml.v3 compares keys by kind and text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyId {
+    Scalar(String),
+    Other(String),
+}
+
+impl KeyId {
+    fn of(node: &Node) -> KeyId {
+        match &node.value {
+            Value::Scalar(s) => KeyId::Scalar(s.text.clone()),
+            other => KeyId::Other(format!("{other:?}")),
+        }
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar(_) => 1,
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(pairs) => {
+            1 + pairs
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Resolves one scalar event as yaml.v3 does.
+fn scalar(
+    text: String,
+    style: TScalarStyle,
+    tag: Option<&Tag>,
+    mark: Mark,
+) -> Result<Scalar, YamlError> {
+    let plain = matches!(style, TScalarStyle::Plain);
+    let kind = match tag.map(short_tag).as_deref() {
+        None if !plain => ScalarKind::Str,
+        None if text == "<<" => ScalarKind::Merge,
+        None => kind_of(resolve_plain(&text, Dialect::V3)),
+        Some("!!str") | Some("!") => ScalarKind::Str,
+        Some("!!merge") if text == "<<" => ScalarKind::Merge,
+        Some(explicit @ ("!!int" | "!!bool" | "!!float" | "!!null" | "!!timestamp")) => {
+            tagged(&text, explicit, mark)?
+        }
+        Some("!!binary") => {
+            return Err(YamlError {
+                mark,
+                message: "!!binary values are not supported in a spec".into(),
+            })
+        }
+        // Unknown tags leave the text as a string, as yaml.v3 does for an interface{} target.
+        Some(_) => ScalarKind::Str,
+    };
+    Ok(Scalar { text, kind })
+}
+
+fn kind_of(resolved: Resolved) -> ScalarKind {
+    match resolved {
+        Resolved::Null => ScalarKind::Null,
+        Resolved::Bool(b) => ScalarKind::Bool(b),
+        Resolved::Int(i) => ScalarKind::Int(i),
+        Resolved::Float(f) => ScalarKind::Float(f),
+        Resolved::Timestamp | Resolved::Str => ScalarKind::Str,
+    }
+}
+
+/// An explicitly tagged scalar must resolve to its tag (`!!float` also takes integers).
+fn tagged(text: &str, tag: &str, mark: Mark) -> Result<ScalarKind, YamlError> {
+    let resolved = resolve_plain(text, Dialect::V3);
+    let kind = match (tag, resolved) {
+        ("!!int", Resolved::Int(i)) => ScalarKind::Int(i),
+        ("!!bool", Resolved::Bool(b)) => ScalarKind::Bool(b),
+        ("!!float", Resolved::Float(f)) => ScalarKind::Float(f),
+        ("!!float", Resolved::Int(i)) => ScalarKind::Float(i as f64),
+        ("!!null", Resolved::Null) => ScalarKind::Null,
+        ("!!timestamp", Resolved::Timestamp) => ScalarKind::Str,
+        _ => {
+            return Err(YamlError {
+                mark,
+                message: format!("cannot decode {text:?} as {tag}"),
+            })
+        }
+    };
+    Ok(kind)
+}
+
+/// `!!str` for the YAML core tags, the written form otherwise.
+fn short_tag(tag: &Tag) -> String {
+    if tag.handle == "tag:yaml.org,2002:" {
+        format!("!!{}", tag.suffix)
+    } else if tag.handle.is_empty() && tag.suffix == "!" {
+        "!".to_string()
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    }
+}
