@@ -1,1 +1,270 @@
 //! The local OCI image-layout cache and registry pulls.
+//!
+//! The cache is an OCI image layout, laid out as LinuxKit's (`oci-layout`, `index.json`,
+//! `blobs/sha256/<hex>`): `index.json` names each image by its expanded reference in the
+//! `org.opencontainers.image.ref.name` annotation, so a LinuxKit cache can be used as ours.
+//!
+//! - [`Store`] reads and writes the layout: lookups ([`Store::resolve`]), blobs, listing,
+//!   removal, garbage collection, export and import of OCI layout tars.
+//! - [`ensure_images`] resolves references, pulling what the cache lacks from registries
+//!   (anonymous or with Docker credentials, plain HTTP for loopback, mirrors, multi-arch indexes).
+//! - [`oci_layout_entries`] lists the entries LinuxKit writes for a `format: oci` volume.
+//!
+//! # Crash safety
+//!
+//! Blobs are written to `.tmp/` inside the store while their sha256 is computed, checked against
+//! the expected digest and size, fsynced and only then renamed to `blobs/sha256/<hex>`; a blob
+//! under its final name is therefore always complete and correct. `index.json` is rewritten to a
+//! temporary file and renamed over the old one under an exclusive `flock` on `.lock` (the lock
+//! file LinuxKit uses), and an image's entry is only added after all its blobs are in place. A
+//! process killed at any point leaves a valid cache; at worst some unreferenced blobs or
+//! temporary files remain, which [`Store::gc`] removes.
+
+mod archive;
+mod auth;
+mod descriptor;
+mod layout;
+mod oci_volume;
+mod platform;
+mod pull;
+
+use std::path::PathBuf;
+
+pub use descriptor::{media_type, sha256_digest, Descriptor, ImageConfigFile};
+pub use layout::{ResolvedImage, Store};
+pub use oci_volume::{oci_layout_entries, LayoutContent, LayoutEntry, LayoutEntryKind};
+pub use platform::{oci_architecture, Platform};
+pub use pull::{ensure_images, ensure_layouts, parse_mirror, PullOptions};
+
+/// Everything that can go wrong in the image store and in pulls.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A file or directory of the store could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "read" or "create directory".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The directory is not a usable OCI image layout.
+    #[error("{dir} is not a usable image cache: {reason}; fix or remove it (or use another --cache directory)")]
+    InvalidLayout {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store was opened read-only and an operation needed to write.
+    #[error("the image cache {dir} was opened read-only and cannot {action}")]
+    ReadOnly {
+        /// The cache directory.
+        dir: PathBuf,
+        /// What would have been written.
+        action: &'static str,
+    },
+    /// A digest string is not `sha256:<64 lowercase hex>`.
+    #[error("invalid digest {digest:?}: only sha256:<64 hex digits> digests are supported")]
+    InvalidDigest {
+        /// The offending digest.
+        digest: String,
+    },
+    /// A platform string could not be parsed.
+    #[error("invalid platform {platform:?}: {reason}")]
+    InvalidPlatform {
+        /// The offending text.
+        platform: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A `--mirror` value could not be parsed.
+    #[error("invalid mirror {mirror:?}: {reason}")]
+    InvalidMirror {
+        /// The offending text.
+        mirror: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// No image of that name is in the cache.
+    #[error("image {image} is not in the cache {dir}")]
+    NotInCache {
+        /// The image name.
+        image: String,
+        /// The cache directory.
+        dir: PathBuf,
+    },
+    /// A blob that an image needs is missing from the cache.
+    #[error(
+        "blob {digest} of image {image} is missing from the cache {dir}; pull the image again"
+    )]
+    BlobMissing {
+        /// The image.
+        image: String,
+        /// The missing blob.
+        digest: String,
+        /// The cache directory.
+        dir: PathBuf,
+    },
+    /// A blob in the cache does not hash to its name (disk corruption or tampering).
+    #[error("blob {expected} of image {image} in the cache {dir} is corrupt (its content hashes to {actual}); delete {path} and pull again")]
+    CorruptBlob {
+        /// The image.
+        image: String,
+        /// The blob's name.
+        expected: String,
+        /// What its content hashes to.
+        actual: String,
+        /// The cache directory.
+        dir: PathBuf,
+        /// The blob file.
+        path: PathBuf,
+    },
+    /// A manifest, index or config blob could not be parsed.
+    #[error("{what} {digest} of image {image} is invalid: {reason}")]
+    InvalidManifest {
+        /// "manifest", "index" or "config".
+        what: &'static str,
+        /// The image.
+        image: String,
+        /// The blob.
+        digest: String,
+        /// Why.
+        reason: String,
+    },
+    /// An index has no manifest for the requested platform.
+    #[error("image {image} has no manifest for platform {platform} (it offers: {available})")]
+    NoPlatform {
+        /// The image.
+        image: String,
+        /// The requested platform.
+        platform: String,
+        /// The platforms the index offers.
+        available: String,
+    },
+    /// An operation that needs a multi-platform index found a single manifest.
+    #[error("image {image} is not a multi-platform index, which a format: oci volume needs ({digest} is a single image manifest)")]
+    NotAnIndex {
+        /// The image.
+        image: String,
+        /// The digest of its manifest.
+        digest: String,
+    },
+    /// Downloaded or imported content does not match its digest; nothing was cached for it.
+    #[error("blob {expected} of image {image} from {source_url} has the wrong content (it hashes to {actual}); nothing was cached for it: retry, and if it persists the source's copy is damaged")]
+    DigestMismatch {
+        /// The image.
+        image: String,
+        /// Registry URL or archive the blob came from.
+        source_url: String,
+        /// The expected digest.
+        expected: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// Downloaded or imported content has the wrong size; nothing was cached for it.
+    #[error("blob {digest} of image {image} from {source_url} has {actual} bytes instead of {expected}; nothing was cached for it: retry")]
+    SizeMismatch {
+        /// The image.
+        image: String,
+        /// Registry URL or archive the blob came from.
+        source_url: String,
+        /// The blob's digest.
+        digest: String,
+        /// Expected size.
+        expected: u64,
+        /// Bytes received so far.
+        actual: u64,
+    },
+    /// The registry could not be reached at all.
+    #[error("image {image} is not in the cache and registry {registry} is unreachable: {detail}; check the name or run with network access")]
+    Unreachable {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// The transport error.
+        detail: String,
+    },
+    /// The registry refused access.
+    #[error("registry {registry} refused access to image {image}: {detail}; add credentials for {host} with `docker login {host}` or to ~/.docker/config.json (see --docker-config)")]
+    Unauthorized {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// Registry host, for the hint.
+        host: String,
+        /// What the registry said.
+        detail: String,
+    },
+    /// The registry does not have the image (or the blob).
+    #[error("image {image} was not found in registry {registry} ({what} {object}); check the name and tag")]
+    NotFound {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// "manifest" or "blob".
+        what: &'static str,
+        /// Tag or digest that was asked for.
+        object: String,
+    },
+    /// A download broke off or the registry answered with an error.
+    #[error("pulling {what} {object} of image {image} from {registry} failed: {detail}; the cache is unchanged for it, retry")]
+    Registry {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// "manifest" or "blob".
+        what: &'static str,
+        /// Tag or digest.
+        object: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// Docker credentials could not be read.
+    #[error("cannot use Docker credentials from {path}: {reason}")]
+    Credentials {
+        /// The config file or helper.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An archive to import is not an OCI layout tar.
+    #[error("cannot import {what}: {reason}")]
+    InvalidArchive {
+        /// The archive entry or "archive".
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// Several images failed; each error is listed.
+    #[error("{} images could not be made available:\n  {}", .0.len(), list_errors(.0))]
+    Several(Vec<ImageError>),
+}
+
+fn list_errors(errors: &[ImageError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+impl ImageError {
+    /// An I/O error on `path`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        ImageError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

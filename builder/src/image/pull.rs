@@ -1,0 +1,980 @@
+//! Making images available in the store: cache lookups first, registry pulls for the rest.
+//!
+//! A pull runs in three phases so that shared layers are fetched once and the cache is never
+//! left inconsistent:
+//! 1. plan: fetch (or read from the cache) each image's root manifest or index and the
+//!    platform manifests it needs, concurrently across images;
+//! 2. download every missing config and layer blob once, concurrently (bounded), each streamed
+//!    to a temporary file and verified before it gets its name;
+//! 3. store the manifests, then name the images in `index.json` in one atomic rewrite.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use tokio::sync::Semaphore;
+
+use super::auth::DockerConfig;
+use super::descriptor::{media_type, sha256_digest, Descriptor, ImageManifest, Manifest};
+use super::layout::{
+    parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB,
+};
+use super::platform::Platform;
+use super::ImageError;
+use crate::reference::Reference;
+
+/// How many images are planned at once.
+const IMAGE_CONCURRENCY: usize = 4;
+/// How many blobs are downloaded at once.
+const BLOB_CONCURRENCY: usize = 4;
+/// Registries that LinuxKit (go-containerregistry) also treats as Docker Hub.
+const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// How [`ensure_images`] and [`ensure_layouts`] reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Fetch each image's manifest from its registry even when the cache has it
+    /// (blobs already cached are still not downloaded again).
+    pub always_pull: bool,
+    /// `(registry, url)` pairs, as from `--mirror REGISTRY=URL`; registry `*` applies to every
+    /// registry without its own mirror. See [`parse_mirror`].
+    pub mirrors: Vec<(String, String)>,
+    /// The platform to resolve indexes for.
+    pub platform: Platform,
+    /// Docker `config.json` to read credentials from instead of `$DOCKER_CONFIG/config.json`
+    /// or `~/.docker/config.json`.
+    pub docker_config: Option<PathBuf>,
+}
+
+/// Parses a `--mirror` value: `REGISTRY=URL`, or just `URL` for every registry (key `*`).
+/// The URL must start with `http://` or `https://` and may carry a path prefix.
+pub fn parse_mirror(text: &str) -> Result<(String, String), ImageError> {
+    let (registry, url) = match text.split_once('=') {
+        Some((registry, url)) => (registry.trim_end_matches('/'), url),
+        None => ("*", text),
+    };
+    let invalid = |reason: &str| ImageError::InvalidMirror {
+        mirror: text.to_string(),
+        reason: reason.to_string(),
+    };
+    if registry.is_empty() {
+        return Err(invalid("the registry before '=' is empty"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| invalid("the mirror URL must start with http:// or https://"))?;
+    if rest.trim_end_matches('/').is_empty() || rest.starts_with('/') {
+        return Err(invalid("the mirror URL has no host"));
+    }
+    Ok((registry.to_string(), url.to_string()))
+}
+
+/// Which platforms of an image are needed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Want {
+    /// One platform, resolved as [`Store::resolve`] does.
+    One(Platform),
+    /// Every index entry that matches any of these (non-empty) platforms.
+    Matching(Vec<Platform>),
+    /// Every image manifest of the index.
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Request {
+    reference: Reference,
+    want: Want,
+}
+
+/// Makes each reference available in `store` for `opts.platform`, pulling what the cache lacks,
+/// and returns them resolved, in the order given. Images are pulled concurrently; a failure of
+/// one does not stop the others, and every failure is reported.
+pub fn ensure_images(
+    store: &Store,
+    refs: &[Reference],
+    opts: &PullOptions,
+) -> Result<Vec<ResolvedImage>, ImageError> {
+    let requests: Vec<Request> = refs
+        .iter()
+        .map(|r| Request {
+            reference: r.clone(),
+            want: Want::One(opts.platform.clone()),
+        })
+        .collect();
+    ensure(store, &requests, opts)?;
+    refs.iter()
+        .map(|r| {
+            store
+                .resolve(r, &opts.platform)?
+                .ok_or_else(|| ImageError::BlobMissing {
+                    image: r.to_string(),
+                    digest: "(after pulling)".to_string(),
+                    dir: store.dir().to_path_buf(),
+                })
+        })
+        .collect()
+}
+
+/// Makes the given platforms (all of them when the list is empty) of each image index
+/// available, as `format: oci` volumes need before [`super::oci_layout_entries`].
+pub fn ensure_layouts(
+    store: &Store,
+    images: &[(Reference, Vec<Platform>)],
+    opts: &PullOptions,
+) -> Result<(), ImageError> {
+    let requests: Vec<Request> = images
+        .iter()
+        .map(|(r, platforms)| Request {
+            reference: r.clone(),
+            want: if platforms.is_empty() {
+                Want::All
+            } else {
+                Want::Matching(platforms.clone())
+            },
+        })
+        .collect();
+    ensure(store, &requests, opts)
+}
+
+fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(), ImageError> {
+    let mut pending = Vec::new();
+    let mut seen = HashSet::new();
+    for request in requests {
+        let key = (request.reference.cache_name(), request.want.clone());
+        if !seen.insert(key) {
+            continue;
+        }
+        if opts.always_pull || !is_complete(store, request)? {
+            pending.push(request.clone());
+        }
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let _pulling = store.lock_for_pull()?;
+    let session = Session::new(store, &pending, opts)?;
+    let errors = run_blocking(session.pull_all(&pending))?;
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().expect("one error")),
+        _ => Err(ImageError::Several(errors)),
+    }
+}
+
+/// Runs a future to completion on a private single-threaded runtime, on a helper thread when
+/// the caller is itself inside a tokio runtime (where blocking on another one would panic).
+fn run_blocking<F: Future + Send>(future: F) -> Result<F::Output, ImageError>
+where
+    F::Output: Send,
+{
+    let run = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|runtime| runtime.block_on(future))
+            .map_err(|e| ImageError::io("start the async runtime for", "pulls", e))
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return run();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(run)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Whether the cache already holds everything `request` needs.
+fn is_complete(store: &Store, request: &Request) -> Result<bool, ImageError> {
+    let image = request.reference.to_string();
+    match &request.want {
+        Want::One(platform) => match store.resolve(&request.reference, platform) {
+            Ok(found) => Ok(found.is_some()),
+            // The tag may have moved to an index that has the platform: ask the registry.
+            Err(ImageError::NoPlatform { .. }) => Ok(false),
+            Err(e) => Err(e),
+        },
+        want => {
+            let Some(entry) = store.find_entry(&request.reference)? else {
+                return Ok(false);
+            };
+            let Some(root) = store.read_small_blob(&image, &entry.digest)? else {
+                return Ok(false);
+            };
+            let manifests = match parse_root(&image, &entry, &root)? {
+                Manifest::Image(manifest) => vec![manifest],
+                Manifest::Index(index) => {
+                    let Ok(children) = children_for(&image, &index, want) else {
+                        return Ok(false);
+                    };
+                    let mut manifests = Vec::new();
+                    for child in children {
+                        match store.read_small_blob(&image, &child.digest)? {
+                            Some(bytes) => manifests.push(parse_child(&image, &child, &bytes)?),
+                            None => return Ok(false),
+                        }
+                    }
+                    manifests
+                }
+            };
+            Ok(manifests
+                .iter()
+                .flat_map(manifest_blobs)
+                .all(|b| store.has_blob(&b.digest, b.size)))
+        }
+    }
+}
+
+/// The index entries `want` selects; an error when a requested platform is absent.
+fn children_for(
+    image: &str,
+    index: &super::descriptor::IndexManifest,
+    want: &Want,
+) -> Result<Vec<Descriptor>, ImageError> {
+    match want {
+        Want::One(platform) => Ok(vec![select_child(image, index, platform)?]),
+        Want::All => Ok(index.image_entries().map(|(_, m)| m.descriptor()).collect()),
+        Want::Matching(platforms) => {
+            let mut children: Vec<Descriptor> = Vec::new();
+            for platform in platforms {
+                let matching: Vec<Descriptor> = index
+                    .image_entries()
+                    .filter(|(_, m)| m.platform().is_some_and(|p| platform.matches(&p)))
+                    .map(|(_, m)| m.descriptor())
+                    .collect();
+                if matching.is_empty() {
+                    return Err(ImageError::NoPlatform {
+                        image: image.to_string(),
+                        platform: platform.to_string(),
+                        available: index.platform_list(),
+                    });
+                }
+                for child in matching {
+                    if !children.contains(&child) {
+                        children.push(child);
+                    }
+                }
+            }
+            Ok(children)
+        }
+    }
+}
+
+/// Config and layers of a manifest.
+fn manifest_blobs(manifest: &ImageManifest) -> Vec<Descriptor> {
+    std::iter::once(manifest.config.descriptor())
+        .chain(manifest.layers.iter().map(|l| l.descriptor()))
+        .collect()
+}
+
+/// Where an image is pulled from.
+#[derive(Debug, Clone)]
+struct Remote {
+    /// The reference as the client uses it (registry replaced by a mirror if one applies).
+    oci: oci_client::Reference,
+    /// `scheme://host` for messages.
+    url: String,
+    /// The host whose credentials apply.
+    host: String,
+    /// Whether the host is reached over plain HTTP.
+    plain_http: bool,
+}
+
+/// A manifest or index blob held in memory.
+#[derive(Debug, Clone)]
+struct Fetched {
+    descriptor: Descriptor,
+    bytes: Vec<u8>,
+}
+
+/// What one image needs: its blobs in memory (written last) and the blobs to download.
+struct Plan {
+    request: Request,
+    remote: Remote,
+    root: Fetched,
+    manifests: Vec<Fetched>,
+    blobs: Vec<Descriptor>,
+}
+
+struct Session<'s> {
+    store: &'s Store,
+    client: oci_client::Client,
+    remotes: HashMap<Reference, Remote>,
+    docker: DockerConfig,
+    auths: Mutex<HashMap<String, RegistryAuth>>,
+    always_pull: bool,
+}
+
+impl<'s> Session<'s> {
+    fn new(store: &'s Store, pending: &[Request], opts: &PullOptions) -> Result<Self, ImageError> {
+        let mut remotes = HashMap::new();
+        for request in pending {
+            let remote = remote_for(&request.reference, &opts.mirrors)?;
+            remotes.insert(request.reference.clone(), remote);
+        }
+        let mut http_hosts: Vec<String> = remotes
+            .values()
+            .filter(|r| r.plain_http)
+            .map(|r| r.oci.resolve_registry().to_string())
+            .collect();
+        http_hosts.sort();
+        http_hosts.dedup();
+        // reqwest is built without a default crypto provider (to avoid aws-lc); install ring.
+        // This fails harmlessly when a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(http_hosts),
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(300)),
+            ..ClientConfig::default()
+        };
+        let client = oci_client::Client::try_from(config).map_err(|e| ImageError::Unreachable {
+            image: pending
+                .first()
+                .map(|r| r.reference.to_string())
+                .unwrap_or_default(),
+            registry: "(any)".to_string(),
+            detail: format!("cannot set up the HTTP client: {e}"),
+        })?;
+        Ok(Session {
+            store,
+            client,
+            remotes,
+            docker: DockerConfig::load(opts.docker_config.as_deref())?,
+            auths: Mutex::new(HashMap::new()),
+            always_pull: opts.always_pull,
+        })
+    }
+
+    /// Pulls every request; returns the errors (empty when all succeeded).
+    async fn pull_all(&self, pending: &[Request]) -> Vec<ImageError> {
+        let image_slots = Semaphore::new(IMAGE_CONCURRENCY);
+        let planned = join_all(pending.iter().map(|request| async {
+            let _slot = image_slots.acquire().await;
+            self.plan(request).await
+        }))
+        .await;
+        let mut errors = Vec::new();
+        let mut plans = Vec::new();
+        for result in planned {
+            match result {
+                Ok(plan) => plans.push(plan),
+                Err(e) => errors.push(e),
+            }
+        }
+
+        // Each missing blob once, attributed to the first image that needs it.
+        let mut owners: Vec<(Descriptor, usize)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, plan) in plans.iter().enumerate() {
+            for blob in &plan.blobs {
+                if seen.insert(blob.digest.clone()) && !self.store.has_blob(&blob.digest, blob.size)
+                {
+                    owners.push((blob.clone(), i));
+                }
+            }
+        }
+        let blob_slots = Semaphore::new(BLOB_CONCURRENCY);
+        let downloads = join_all(owners.iter().map(|(blob, owner)| async {
+            let _slot = blob_slots.acquire().await;
+            self.download(&plans[*owner], blob).await
+        }))
+        .await;
+        let mut failed: HashMap<String, String> = HashMap::new();
+        for ((blob, owner), result) in owners.iter().zip(downloads) {
+            if let Err(e) = result {
+                failed.insert(
+                    blob.digest.clone(),
+                    plans[*owner].request.reference.to_string(),
+                );
+                errors.push(e);
+            }
+        }
+
+        let mut named = Vec::new();
+        for (i, plan) in plans.iter().enumerate() {
+            let owns_failure = owners
+                .iter()
+                .any(|(d, o)| *o == i && failed.contains_key(&d.digest));
+            let shared_failure = plan.blobs.iter().find(|b| failed.contains_key(&b.digest));
+            match (owns_failure, shared_failure) {
+                // Its own download error is already in the list.
+                (true, _) => continue,
+                (false, Some(blob)) => {
+                    errors.push(ImageError::Registry {
+                        image: plan.request.reference.to_string(),
+                        registry: plan.remote.url.clone(),
+                        what: "blob",
+                        object: blob.digest.clone(),
+                        detail: format!(
+                            "it is shared with {}, whose download of it failed",
+                            failed[&blob.digest]
+                        ),
+                    });
+                    continue;
+                }
+                (false, None) => {}
+            }
+            match self.store_manifests(plan) {
+                Ok(()) => named.push((
+                    plan.request.reference.cache_name(),
+                    plan.root.descriptor.clone(),
+                )),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Err(e) = self.store.set_entries(&named) {
+            errors.push(e);
+        }
+        errors
+    }
+
+    /// Fetches (or reads from the cache) the root and the platform manifests of one image.
+    async fn plan(&self, request: &Request) -> Result<Plan, ImageError> {
+        let image = request.reference.to_string();
+        let remote = self.remote(&request.reference)?;
+        tracing::info!("pulling {image} from {}", remote.url);
+        let local = if self.always_pull {
+            None
+        } else {
+            self.local_root(request)?
+        };
+        let root = match local {
+            Some(root) => root,
+            None => {
+                let object = request.reference.digest().map(str::to_string);
+                self.fetch_manifest(&remote, &image, object.as_deref())
+                    .await?
+            }
+        };
+        let entry_like = super::layout::IndexEntry::named(&image, &root.descriptor);
+        let (manifests, images) = match parse_root(&image, &entry_like, &root.bytes)? {
+            Manifest::Image(manifest) => (Vec::new(), vec![manifest]),
+            Manifest::Index(index) => {
+                let children = children_for(&image, &index, &request.want)?;
+                let mut fetched = Vec::new();
+                let mut parsed = Vec::new();
+                for child in children {
+                    let bytes = match self.store.read_small_blob(&image, &child.digest)? {
+                        Some(bytes) => bytes,
+                        None => {
+                            self.fetch_manifest(&remote, &image, Some(&child.digest))
+                                .await?
+                                .bytes
+                        }
+                    };
+                    parsed.push(parse_child(&image, &child, &bytes)?);
+                    fetched.push(Fetched {
+                        descriptor: child,
+                        bytes,
+                    });
+                }
+                (fetched, parsed)
+            }
+        };
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for blob in images.iter().flat_map(manifest_blobs) {
+            if !blobs.iter().any(|b| b.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
+        Ok(Plan {
+            request: request.clone(),
+            remote,
+            root,
+            manifests,
+            blobs,
+        })
+    }
+
+    /// The cached root blob, if it is there and covers the wanted platforms.
+    fn local_root(&self, request: &Request) -> Result<Option<Fetched>, ImageError> {
+        let image = request.reference.to_string();
+        let Some(entry) = self.store.find_entry(&request.reference)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.store.read_small_blob(&image, &entry.digest)? else {
+            return Ok(None);
+        };
+        let covers = match parse_root(&image, &entry, &bytes)? {
+            Manifest::Image(_) => true,
+            Manifest::Index(index) => children_for(&image, &index, &request.want).is_ok(),
+        };
+        Ok(covers.then(|| Fetched {
+            descriptor: entry.descriptor(),
+            bytes,
+        }))
+    }
+
+    fn remote(&self, reference: &Reference) -> Result<Remote, ImageError> {
+        self.remotes
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| ImageError::NotInCache {
+                image: reference.to_string(),
+                dir: self.store.dir().to_path_buf(),
+            })
+    }
+
+    fn auth(&self, remote: &Remote) -> Result<RegistryAuth, ImageError> {
+        let mut auths = self.auths.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(auth) = auths.get(&remote.host) {
+            return Ok(auth.clone());
+        }
+        let auth = match self.docker.credentials_for(&remote.host)? {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        auths.insert(remote.host.clone(), auth.clone());
+        Ok(auth)
+    }
+
+    /// Fetches a manifest or index by tag (`digest` = None) or digest and verifies it.
+    async fn fetch_manifest(
+        &self,
+        remote: &Remote,
+        image: &str,
+        digest: Option<&str>,
+    ) -> Result<Fetched, ImageError> {
+        let target = match digest {
+            Some(digest) => remote.oci.clone_with_digest(digest.to_string()),
+            None => remote.oci.clone(),
+        };
+        let object = digest
+            .map(str::to_string)
+            .unwrap_or_else(|| target.tag().unwrap_or("latest").to_string());
+        let auth = self.auth(remote)?;
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(&target, &auth, &media_type::MANIFEST_TYPES)
+            .await
+            .map_err(|e| map_error(e, image, remote, "manifest", &object))?;
+        if bytes.len() as u64 > MAX_JSON_BLOB {
+            return Err(ImageError::InvalidManifest {
+                what: "manifest",
+                image: image.to_string(),
+                digest: object,
+                reason: format!("it is {} bytes, too big for a manifest", bytes.len()),
+            });
+        }
+        let actual = sha256_digest(&bytes);
+        if let Some(expected) = digest.filter(|d| *d != actual) {
+            return Err(ImageError::DigestMismatch {
+                image: image.to_string(),
+                source_url: remote.url.clone(),
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+        let (media_type, _) = super::descriptor::parse_manifest(&bytes, "").map_err(|reason| {
+            ImageError::InvalidManifest {
+                what: "manifest",
+                image: image.to_string(),
+                digest: actual.clone(),
+                reason,
+            }
+        })?;
+        Ok(Fetched {
+            descriptor: Descriptor {
+                media_type,
+                digest: actual,
+                size: bytes.len() as u64,
+            },
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// Streams one blob into the store, verifying size and digest.
+    async fn download(&self, plan: &Plan, blob: &Descriptor) -> Result<(), ImageError> {
+        let image = plan.request.reference.to_string();
+        let remote = &plan.remote;
+        let registry_error = |detail: String| ImageError::Registry {
+            image: image.clone(),
+            registry: remote.url.clone(),
+            what: "blob",
+            object: blob.digest.clone(),
+            detail,
+        };
+        let size = i64::try_from(blob.size)
+            .map_err(|_| registry_error(format!("its size {} is out of range", blob.size)))?;
+        let auth = self.auth(remote)?;
+        // Blob requests do not register credentials themselves (manifests may have come from
+        // the cache), so register them here.
+        self.client
+            .store_auth_if_needed(remote.oci.resolve_registry(), &auth)
+            .await;
+        let descriptor = OciDescriptor {
+            media_type: blob.media_type.clone(),
+            digest: blob.digest.clone(),
+            size,
+            ..OciDescriptor::default()
+        };
+        let mut writer = self.store.blob_writer(
+            &blob.digest,
+            Some(blob.size),
+            BlobOrigin {
+                image: image.clone(),
+                source: remote.url.clone(),
+            },
+        )?;
+        tracing::debug!(
+            "downloading {} ({} bytes) for {image}",
+            blob.digest,
+            blob.size
+        );
+        let mut stream = self
+            .client
+            .pull_blob_stream(&remote.oci, &descriptor)
+            .await
+            .map_err(|e| map_error(e, &image, remote, "blob", &blob.digest))?;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    writer.write_all(&bytes).map_err(|e| writer.io_error(e))?;
+                    writer.check_not_oversized()?;
+                }
+                // oci-client reports a digest mismatch as a stream error after the last byte.
+                Err(_)
+                    if writer.written() == blob.size && writer.digest_so_far() != blob.digest =>
+                {
+                    return Err(ImageError::DigestMismatch {
+                        image,
+                        source_url: remote.url.clone(),
+                        expected: blob.digest.clone(),
+                        actual: writer.digest_so_far(),
+                    });
+                }
+                Err(e) => {
+                    return Err(registry_error(format!(
+                        "the download broke off after {} of {} bytes: {}",
+                        writer.written(),
+                        blob.size,
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
+        writer.commit()
+    }
+
+    /// Writes the platform manifests, then the root, once all their blobs are in place.
+    fn store_manifests(&self, plan: &Plan) -> Result<(), ImageError> {
+        let origin = BlobOrigin {
+            image: plan.request.reference.to_string(),
+            source: plan.remote.url.clone(),
+        };
+        for fetched in plan.manifests.iter().chain(std::iter::once(&plan.root)) {
+            self.store.write_blob_bytes(
+                &fetched.descriptor.digest,
+                &fetched.bytes,
+                origin.clone(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Where to pull `reference` from, honouring mirrors.
+fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Remote, ImageError> {
+    let registry = reference.registry();
+    let mirror = mirror_for(registry, mirrors);
+    let (host, prefix, plain_http) = match mirror {
+        Some(url) => {
+            let (plain_http, rest) = match url.strip_prefix("http://") {
+                Some(rest) => (true, rest),
+                None => (false, url.strip_prefix("https://").unwrap_or(url)),
+            };
+            let rest = rest.trim_end_matches('/');
+            let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            (host.to_string(), prefix.to_string(), plain_http)
+        }
+        None => (registry.to_string(), String::new(), is_loopback(registry)),
+    };
+    let repository = if prefix.is_empty() {
+        reference.repository().to_string()
+    } else {
+        format!("{prefix}/{}", reference.repository())
+    };
+    let oci = match (reference.tag(), reference.digest()) {
+        (Some(tag), Some(digest)) => oci_client::Reference::with_tag_and_digest(
+            host.clone(),
+            repository,
+            tag.to_string(),
+            digest.to_string(),
+        ),
+        (None, Some(digest)) => {
+            oci_client::Reference::with_digest(host.clone(), repository, digest.to_string())
+        }
+        (tag, None) => oci_client::Reference::with_tag(
+            host.clone(),
+            repository,
+            tag.unwrap_or("latest").to_string(),
+        ),
+    };
+    let scheme = if plain_http { "http" } else { "https" };
+    Ok(Remote {
+        url: format!("{scheme}://{}", oci.resolve_registry()),
+        oci,
+        host,
+        plain_http,
+    })
+}
+
+fn mirror_for<'m>(registry: &str, mirrors: &'m [(String, String)]) -> Option<&'m str> {
+    let hub = DOCKER_HUB_ALIASES.contains(&registry);
+    let same = |key: &str| key == registry || (hub && DOCKER_HUB_ALIASES.contains(&key));
+    // Later flags win, as in LinuxKit where each one overwrites the map entry.
+    mirrors
+        .iter()
+        .rev()
+        .find(|(key, _)| same(key))
+        .or_else(|| mirrors.iter().rev().find(|(key, _)| key == "*"))
+        .map(|(_, url)| url.as_str())
+}
+
+/// Loopback registries are spoken to over plain HTTP (go-containerregistry does the same).
+fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An error and its causes, on one line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Translates a client error into one that says what happened and what to do.
+fn map_error(
+    error: OciDistributionError,
+    image: &str,
+    remote: &Remote,
+    what: &'static str,
+    object: &str,
+) -> ImageError {
+    let image = image.to_string();
+    let registry = remote.url.clone();
+    let not_found = || ImageError::NotFound {
+        image: image.clone(),
+        registry: registry.clone(),
+        what,
+        object: object.to_string(),
+    };
+    let unauthorized = |detail: String| ImageError::Unauthorized {
+        image: image.clone(),
+        registry: registry.clone(),
+        host: remote.host.clone(),
+        detail,
+    };
+    match error {
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            ImageError::Unreachable {
+                image,
+                registry,
+                detail: error_chain(&e),
+            }
+        }
+        OciDistributionError::UnauthorizedError { url } => {
+            unauthorized(format!("{url} answered 401 Unauthorized"))
+        }
+        OciDistributionError::AuthenticationFailure(reason) => {
+            unauthorized(format!("authentication failed: {reason}"))
+        }
+        OciDistributionError::RegistryError { envelope, url } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                )
+            }) {
+                not_found()
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized))
+            {
+                unauthorized(format!("{url}: {envelope}"))
+            } else {
+                ImageError::Registry {
+                    image,
+                    registry,
+                    what,
+                    object: object.to_string(),
+                    detail: format!("{url}: {envelope}"),
+                }
+            }
+        }
+        OciDistributionError::ServerError { code: 404, .. } => not_found(),
+        OciDistributionError::ServerError {
+            code: 401 | 403,
+            url,
+            message,
+        } => unauthorized(format!("{url}: {message}")),
+        other => ImageError::Registry {
+            image,
+            registry,
+            what,
+            object: object.to_string(),
+            detail: error_chain(&other),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::layout::tests::{corpus, reference};
+
+    #[test]
+    fn mirrors_parse_like_linuxkit() {
+        assert_eq!(
+            parse_mirror("docker.io=http://127.0.0.1:5000").unwrap(),
+            ("docker.io".to_string(), "http://127.0.0.1:5000".to_string())
+        );
+        assert_eq!(parse_mirror("https://m.example/v").unwrap().0, "*");
+        for bad in [
+            "docker.io=127.0.0.1:5000",
+            "=http://x",
+            "http://",
+            "ftp://x",
+        ] {
+            assert!(parse_mirror(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn remotes_apply_mirrors_and_plain_http() {
+        let mirrors = vec![
+            (
+                "docker.io".to_string(),
+                "http://127.0.0.1:5001/hub/".to_string(),
+            ),
+            ("*".to_string(), "https://mirror.example".to_string()),
+        ];
+        let hub = remote_for(&reference("alpine:3.19"), &mirrors).unwrap();
+        assert_eq!(hub.url, "http://127.0.0.1:5001");
+        assert_eq!(hub.oci.repository(), "hub/library/alpine");
+        assert_eq!(hub.oci.tag(), Some("3.19"));
+        assert!(hub.plain_http);
+        let other = remote_for(&reference("quay.io/a/b@sha256:00"), &mirrors).unwrap();
+        assert_eq!(other.url, "https://mirror.example");
+        assert_eq!(other.oci.digest(), Some("sha256:00"));
+        let direct = remote_for(&reference("localhost:5000/x/y"), &[]).unwrap();
+        assert_eq!(direct.url, "http://localhost:5000");
+        assert_eq!(direct.oci.tag(), Some("latest"));
+        let hub_direct = remote_for(&reference("busybox"), &[]).unwrap();
+        assert_eq!(hub_direct.url, "https://index.docker.io");
+        assert_eq!(hub_direct.host, "docker.io");
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for yes in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "a.localhost",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "quay.io:443",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn cached_images_need_no_network() {
+        // The corpus is read-only: anything but a pure cache hit would fail to lock or write.
+        let store = corpus();
+        let refs: Vec<Reference> = ["kernel:6.6.0", "init:v1", "hello:v1", "init:v1"]
+            .iter()
+            .map(|n| reference(&format!("localhost:5000/conformance/{n}")))
+            .collect();
+        let opts = PullOptions {
+            platform: Platform::linux("arm64"),
+            ..PullOptions::default()
+        };
+        let resolved = ensure_images(&store, &refs, &opts).unwrap();
+        assert_eq!(resolved.len(), 4);
+        assert_eq!(resolved[0].config.architecture, "arm64");
+        assert_eq!(resolved[1], resolved[3]);
+        ensure_layouts(
+            &store,
+            &[(reference("localhost:5000/conformance/voldata:v1"), vec![])],
+            &opts,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn unreachable_registry_is_a_clear_error() {
+        let (_tmp, store) = crate::image::layout::tests::corpus_copy();
+        // Nothing listens on port 1 of the loopback address.
+        let r = reference("127.0.0.1:1/nothing/here:v1");
+        let err = ensure_images(&store, &[r], &PullOptions::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ImageError::Unreachable { .. }), "{text}");
+        assert!(
+            text.contains("127.0.0.1:1/nothing/here:v1") && text.contains("http://127.0.0.1:1"),
+            "{text}"
+        );
+        assert!(text.contains("run with network access"), "{text}");
+    }
+
+    #[test]
+    fn works_inside_a_tokio_runtime() {
+        let store = corpus();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = reference("localhost:5000/conformance/init:v1");
+        let (_tmp, writable) = crate::image::layout::tests::corpus_copy();
+        runtime.block_on(async {
+            assert_eq!(
+                ensure_images(&store, &[r.clone()], &PullOptions::default())
+                    .unwrap()
+                    .len(),
+                1
+            );
+            let missing = reference("127.0.0.1:1/x:y");
+            assert!(ensure_images(&writable, &[missing], &PullOptions::default()).is_err());
+        });
+    }
+}
