@@ -1,1 +1,5 @@
+//! Integration tests: one binary (see `[[test]]` in Cargo.toml), each module starting the real
+//! processes it needs.
 
+mod conformance;
+mod support;

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod assemble;
+pub mod build;
 pub mod image;
 pub mod layer;
 pub mod oci_config;

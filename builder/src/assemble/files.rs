@@ -1,0 +1,153 @@
+//! The `files` section: files, directories and symlinks added to the root filesystem, with their
+//! missing parent directories.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::oci_config::IdMap;
+use crate::spec::model::{File, IdRef, Moby};
+use crate::spec::{fields, metadata, MetadataFormat};
+use crate::tar::{EntryKind, EntrySink, Header};
+
+use super::{write_bytes, BuildError};
+
+/// Why a `files` entry could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("files[{index}] ({path}): {problem}")]
+pub struct FilesError {
+    /// Index in the `files` section.
+    pub index: usize,
+    /// The entry's path.
+    pub path: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Writes every `files` entry, in order.
+pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    if !moby.files.is_empty() {
+        tracing::info!("Add files:");
+    }
+    let mut added: HashSet<String> = HashSet::new();
+    for (index, file) in moby.files.iter().enumerate() {
+        tracing::info!("  {}", file.path);
+        let fail = |problem: String| FilesError { index, path: file.path.clone(), problem };
+        let Some(contents) = contents(moby, file).map_err(fail)? else {
+            tracing::debug!("skipping optional file {} whose source {} is missing", file.path, file.source);
+            continue;
+        };
+        let path = file.path.strip_prefix('/').unwrap_or(&file.path).to_string();
+        let mode = match file.mode.as_str() {
+            "" if file.directory => 0o700,
+            "" => 0o600,
+            text => fields::parse_octal_mode(text).map_err(fail)?,
+        };
+        let id = |id: Option<&IdRef>, field: &str| match id {
+            Some(id) => ids.resolve(id).map(u64::from).map_err(|e| fail(format!("{field}: {e}"))),
+            None => Ok(0),
+        };
+        let uid = id(file.uid.as_ref(), "uid")?;
+        let gid = id(file.gid.as_ref(), "gid")?;
+        let location = format!("files[{index}]");
+        let entry = |name: String, kind: EntryKind, mode: u32| {
+            let mut h = Header::new(name, kind, mode).with_origin("linuxkit.files", &location);
+            h.uid = uid;
+            h.gid = gid;
+            h
+        };
+
+        let parent = Path::new(&path).parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut dir = PathBuf::new();
+        for component in parent.components() {
+            dir.push(component);
+            let name = dir.to_string_lossy().into_owned();
+            if added.insert(name.clone()) {
+                sink.write_header(&entry(name, EntryKind::Directory, parent_dir_mode(mode)))?;
+            }
+        }
+        added.insert(path.clone());
+
+        match contents {
+            Contents::Directory => sink.write_header(&entry(path, EntryKind::Directory, mode))?,
+            Contents::Symlink(target) => {
+                let mut h = entry(path, EntryKind::Symlink, mode);
+                h.link_name = target;
+                sink.write_header(&h)?;
+            }
+            Contents::Data(data) => {
+                let mut h = entry(path, EntryKind::Regular, mode);
+                h.size = data.len() as u64;
+                write_bytes(sink, &h, &data)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a `files` entry creates.
+enum Contents {
+    Directory,
+    Symlink(String),
+    Data(Vec<u8>),
+}
+
+/// Resolves an entry's contents; `None` for an optional source that does not exist.
+fn contents(moby: &Moby, file: &File) -> Result<Option<Contents>, String> {
+    if file.directory {
+        return Ok(Some(Contents::Directory));
+    }
+    if !file.symlink.is_empty() {
+        return Ok(Some(Contents::Symlink(file.symlink.clone())));
+    }
+    if let Some(text) = &file.contents {
+        return Ok(Some(Contents::Data(text.as_bytes().to_vec())));
+    }
+    if !file.source.is_empty() {
+        let source = expand_home(&file.source);
+        return match std::fs::read(&source) {
+            Ok(data) => Ok(Some(Contents::Data(data))),
+            Err(_) if file.optional && !source.exists() => Ok(None),
+            Err(err) => Err(format!("cannot read source {}: {err}", source.display())),
+        };
+    }
+    match file.metadata.as_str() {
+        "yaml" => Ok(Some(Contents::Data(metadata(moby, MetadataFormat::Yaml)))),
+        "json" => Ok(Some(Contents::Data(metadata(moby, MetadataFormat::Json)))),
+        "" => Err("no contents: set one of contents, source, metadata, directory or symlink".into()),
+        other => Err(format!("unknown metadata format {other:?}: use \"yaml\" or \"json\"")),
+    }
+}
+
+/// `~/x` is relative to the home directory, as LinuxKit reads it.
+fn expand_home(source: &str) -> PathBuf {
+    match (source.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(source),
+    }
+}
+
+/// A parent directory's mode: the entry's mode with `x` added to every user/group/other triple that
+/// has any bit set (0640 becomes 0750), other bits kept.
+fn parent_dir_mode(mode: u32) -> u32 {
+    let mut dir = mode;
+    for triple in [0o700, 0o070, 0o007] {
+        if mode & triple != 0 {
+            dir |= triple & 0o111;
+        }
+    }
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parent_dir_mode;
+
+    #[test]
+    fn parent_directories_become_searchable() {
+        assert_eq!(parent_dir_mode(0o640), 0o750);
+        assert_eq!(parent_dir_mode(0o600), 0o700);
+        assert_eq!(parent_dir_mode(0o604), 0o705);
+        assert_eq!(parent_dir_mode(0o4755), 0o4755);
+        assert_eq!(parent_dir_mode(0), 0);
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
+set -euo pipefail
+packages=(docker-registry apache2-utils ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: install a Rust toolchain first (https://rustup.rs)" >&2; exit 1; }

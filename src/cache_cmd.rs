@@ -1,0 +1,50 @@
+//! `moby cache`.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+
+use anyhow::{Context, Result};
+use builder::image::Store;
+
+use crate::cli::{CacheArgs, CacheCommand};
+
+pub fn run(args: CacheArgs) -> Result<()> {
+    let dir = args.cache.unwrap_or_else(Store::default_dir);
+    let store = Store::open(&dir).with_context(|| format!("opening the image cache {}", dir.display()))?;
+    match args.command {
+        CacheCommand::Ls => {
+            let mut out = io::stdout().lock();
+            for (name, digest) in store.list()? {
+                writeln!(out, "{name}\t{digest}")?;
+            }
+        }
+        CacheCommand::Rm { images } => {
+            for image in images {
+                store.remove(&image)?;
+                tracing::info!("removed {image}");
+            }
+        }
+        CacheCommand::Clean => store.clean()?,
+        CacheCommand::Import { file } => {
+            let imported = if file == "-" {
+                store.import(io::stdin().lock())?
+            } else {
+                store.import(BufReader::new(File::open(&file).with_context(|| format!("cannot open {file}"))?))?
+            };
+            for name in imported {
+                tracing::info!("imported {name}");
+            }
+        }
+        CacheCommand::Export { image, output } => {
+            if output == "-" {
+                store.export(&image, io::stdout().lock())?;
+            } else {
+                let file = File::create(&output).with_context(|| format!("cannot create {output}"))?;
+                let mut writer = BufWriter::new(file);
+                store.export(&image, &mut writer)?;
+                writer.flush()?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Command-line definitions (flags only; the commands live in their own files).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build minimal, immutable Linux images from LinuxKit YAML specs.
+#[derive(Debug, Parser)]
+#[command(name = "moby", version, about)]
+pub struct Cli {
+    /// More output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from one or more YAML files (merged in order).
+    Build(BuildArgs),
+    /// Inspect and manage the local image cache.
+    Cache(CacheArgs),
+    /// Print the version.
+    Version,
+}
+
+/// `moby build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Output format(s): tar, kernel+initrd, tar-kernel-initrd, docker (repeat or comma-separate).
+    #[arg(short, long = "format", value_delimiter = ',')]
+    pub format: Vec<String>,
+    /// Base name of the output files (default: the last YAML file's name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory for the output files (default: the current directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Single output file, or '-' for stdout (streamable formats only: tar, docker).
+    #[arg(short = 'o', long = "o", visible_alias = "output")]
+    pub output: Option<String>,
+    /// Image cache directory.
+    #[arg(long, env = "MOBY_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Always look in the registry first, even for images in the cache.
+    #[arg(long)]
+    pub pull: bool,
+    /// Use a mirror for a registry, e.g. docker.io=http://127.0.0.1:5000 (repeatable).
+    #[arg(long = "mirror", value_name = "REGISTRY=URL")]
+    pub mirrors: Vec<String>,
+    /// Target architecture (amd64, arm64, ...; default: this machine's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Print the merged YAML (with @pkg references resolved) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accepted for LinuxKit compatibility: moby never adds an SBOM.
+    #[arg(long, hide = true)]
+    pub no_sbom: bool,
+    /// Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker).
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+    /// YAML files ('-' for stdin).
+    #[arg(required = true, value_name = "FILE.yml")]
+    pub files: Vec<String>,
+}
+
+/// `moby cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Image cache directory.
+    #[arg(long, env = "MOBY_CACHE", global = true)]
+    pub cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// The cache subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the images in the cache.
+    Ls,
+    /// Remove images from the cache by name.
+    Rm {
+        /// Image references as listed by `moby cache ls`.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove everything from the cache.
+    Clean,
+    /// Import images from an OCI-layout tar (as written by `moby cache export`).
+    Import {
+        /// Tar file, or '-' for stdin.
+        file: String,
+    },
+    /// Export an image as an OCI-layout tar.
+    Export {
+        /// Image reference.
+        image: String,
+        /// Output file, or '-' for stdout.
+        #[arg(short = 'o', long = "o", visible_alias = "output", default_value = "-")]
+        output: String,
+    },
+}
+
+/// Long flags that LinuxKit users write with a single dash (`-format tar`).
+const SINGLE_DASH_FLAGS: [&str; 14] = [
+    "format", "name", "dir", "o", "output", "cache", "pull", "mirror", "arch", "dry-run", "no-sbom", "docker-config", "verbose", "quiet",
+];
+
+/// Rewrites `-format`/`-format=x` style flags to `--format`, as LinuxKit's Go flag parsing accepted
+/// them; everything after `--` is left alone.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rest_is_positional = false;
+    for arg in args {
+        if rest_is_positional {
+            out.push(arg);
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if text == "--" {
+            rest_is_positional = true;
+        } else if let Some(flag) = text.strip_prefix('-').filter(|f| !f.starts_with('-')) {
+            let name = flag.split('=').next().unwrap_or(flag);
+            if name.len() > 1 && SINGLE_DASH_FLAGS.contains(&name) {
+                out.push(OsString::from(format!("-{text}")));
+                continue;
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalized(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(OsString::from)).into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_are_accepted() {
+        assert_eq!(
+            normalized(&["moby", "build", "-format", "tar", "-o=x.tar", "-v", "-", "--", "-name"]),
+            ["moby", "build", "--format", "tar", "-o=x.tar", "-v", "-", "--", "-name"]
+        );
+        assert_eq!(normalized(&["moby", "-name=x", "-dry-run"]), ["moby", "--name=x", "--dry-run"]);
+    }
+
+    #[test]
+    fn build_flags_parse() {
+        let cli = Cli::try_parse_from(normalize_args(
+            ["moby", "build", "-format", "tar,kernel+initrd", "-format", "docker", "--mirror", "docker.io=http://x", "a.yml", "b.yml"].map(OsString::from),
+        ))
+        .unwrap();
+        let Command::Build(args) = cli.command else { panic!("not a build") };
+        assert_eq!(args.format, ["tar", "kernel+initrd", "docker"]);
+        assert_eq!(args.mirrors, ["docker.io=http://x"]);
+        assert_eq!(args.files, ["a.yml", "b.yml"]);
+    }
+}
