@@ -60,7 +60,7 @@ fn generate(total: usize) -> io::Result<(Vec<u8>, usize)> {
     let mut writer = TarWriter::new(Vec::with_capacity(total + total / 8));
     let mut data = Vec::new();
     let mut written = 0;
-    let mut entries = 0;
+    let mut entries: usize = 0;
     while written < total {
         let dir = format!("usr/lib/pkg{:04}", entries / 50);
         if entries.is_multiple_of(50) {
