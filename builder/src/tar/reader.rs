@@ -229,8 +229,7 @@ impl<R: Read> TarReader<R> {
                     let header = build_header(&blk, layout, size, pending, at)?;
                     // After PAX records: a `size` record overrides the octal field.
                     self.remaining = header.size;
-                    self.padding = u64::try_from(super::writer::padding_for(self.remaining))
-                        .unwrap_or_default();
+                    self.padding = super::writer::padding_for(self.remaining) as u64;
                     self.current = at;
                     self.index += 1;
                     return Ok(Some(header));
