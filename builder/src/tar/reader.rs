@@ -118,14 +118,6 @@ pub enum TarError {
     },
 }
 
-/// The result of reading one header block.
-enum RawRead {
-    /// A header block.
-    Block(Box<[u8; BLOCK_SIZE]>),
-    /// A clean end of archive.
-    End,
-}
-
 /// Reads tar entries one after the other; the reader itself reads the current entry's data.
 ///
 /// ```no_run
@@ -206,13 +198,11 @@ impl<R: Read> TarReader<R> {
                 index: self.index,
                 offset: self.offset,
             };
-            let blk = match self.read_block(at)? {
-                RawRead::Block(blk) => blk,
-                RawRead::End => {
-                    self.done = true;
-                    return Ok(None);
-                }
-            };
+            let mut blk = [0u8; BLOCK_SIZE];
+            if !self.read_block(&mut blk, at)? {
+                self.done = true;
+                return Ok(None);
+            }
             verify_checksum(&blk, at)?;
             let layout = Layout::detect(&blk);
             let flag = blk[block::TYPEFLAG];
@@ -237,9 +227,9 @@ impl<R: Read> TarReader<R> {
                 }
                 _ => {
                     let header = build_header(&blk, layout, size, pending, at)?;
-                    self.remaining = if is_header_only(header.kind) { 0 } else { size };
-                    self.padding = u64::try_from(super::writer::padding_for(self.remaining))
-                        .unwrap_or_default();
+                    // After PAX records: a `size` record overrides the octal field.
+                    self.remaining = header.size;
+                    self.padding = super::writer::padding_for(self.remaining) as u64;
                     self.current = at;
                     self.index += 1;
                     return Ok(Some(header));
@@ -248,11 +238,11 @@ impl<R: Read> TarReader<R> {
         }
     }
 
-    /// Reads one 512-byte block, recognising the end-of-archive marker.
-    fn read_block(&mut self, at: Position) -> Result<RawRead, TarError> {
-        let mut blk = Box::new([0u8; BLOCK_SIZE]);
+    /// Reads one header block; `false` at the end of the archive (two zero blocks, or the end of
+    /// input on a block boundary).
+    fn read_block(&mut self, blk: &mut [u8; BLOCK_SIZE], at: Position) -> Result<bool, TarError> {
         if !self.fill(&mut blk[..], at, "a header")? {
-            return Ok(RawRead::End);
+            return Ok(false);
         }
         if blk.iter().all(|&b| b == 0) {
             let next_at = Position {
@@ -260,14 +250,14 @@ impl<R: Read> TarReader<R> {
                 offset: self.offset,
             };
             if !self.fill(&mut blk[..], next_at, "the end-of-archive marker")? {
-                return Ok(RawRead::End);
+                return Ok(false);
             }
             if blk.iter().all(|&b| b == 0) {
-                return Ok(RawRead::End);
+                return Ok(false);
             }
             return Err(TarError::ZeroBlockThenData { at: next_at });
         }
-        Ok(RawRead::Block(blk))
+        Ok(true)
     }
 
     /// Fills `buf` completely; `false` on a clean end of input before its first byte.

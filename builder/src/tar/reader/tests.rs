@@ -182,6 +182,21 @@ fn pax_long_name_size_and_times() {
 }
 
 #[test]
+fn pax_size_record_overrides_the_octal_field() {
+    let records = crate::tar::writer::pax_record("size", "5");
+    let mut out = Vec::new();
+    out.extend_from_slice(&raw(b"x", b'x', records.len() as u64, Layout::Ustar));
+    push_data(&mut out, records.as_bytes());
+    out.extend_from_slice(&raw(b"f", b'0', 0, Layout::Ustar));
+    push_data(&mut out, b"12345");
+    out.extend_from_slice(&raw(b"g", b'0', 0, Layout::Ustar));
+    end(&mut out);
+    let read = read_all(&out).unwrap();
+    assert_eq!((read[0].0.size, read[0].1.as_slice()), (5, &b"12345"[..]));
+    assert_eq!(read[1].0.name, "g");
+}
+
+#[test]
 fn ustar_prefix_v7_and_old_directories() {
     let mut out = Vec::new();
     let mut blk = raw(b"name", b'0', 0, Layout::Ustar);
