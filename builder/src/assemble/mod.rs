@@ -192,3 +192,5 @@ fn write_prefix_dirs(sink: &mut dyn EntrySink, prefix: &str, source: &str, locat
     Ok(())
 }
 
+#[cfg(test)]
+mod tests;
