@@ -574,3 +574,15 @@ fn metadata_expands_references_but_not_volumes() {
     assert!(yaml.contains("image: quay.io/x/y@sha256:ab\n"), "{yaml}");
     assert!(yaml.contains("- name: v\n  image: alpine\n"), "{yaml}");
 }
+
+#[test]
+fn invalid_required_values_do_not_hide_other_problems() {
+    check(
+        "onboot:\n  - name: 5\n    image: [x]\n    capabilities: [CAP_FOO]\n",
+        &[
+            "linuxkit.yml:2:11: onboot[0].name: expected a string, found an integer",
+            "linuxkit.yml:3:12: onboot[0].image: expected a string, found a list",
+            "linuxkit.yml:4:20: onboot[0].capabilities[0]: unknown capability \"CAP_FOO\"",
+        ],
+    );
+}
