@@ -587,91 +587,35 @@ fn invalid_required_values_do_not_hide_other_problems() {
     );
 }
 
-/// A spec that sets every field the schema knows, with values that stress the writers.
-const EVERY_FIELD: &str = r##"
-kernel:
-  image: linuxkit/kernel:6.6
-  cmdline: "console=ttyS0 console=tty0 root=/dev/sda1 rw quiet loglevel=3 page_poison=1 vsyscall=emulate panic=1 nokaslr"
-  binary: bzImage
-  tar: ""
-  ucode: intel-ucode.cpio
-init: [linuxkit/init:v1, "quay.io/a/b@sha256:abcd"]
-onboot:
-  - name: every
-    image: alpine:3.19
-    capabilities: [all]
-    capabilities.add: [CAP_SYS_ADMIN]
-    ambient: []
-    mounts:
-      - {type: bind, source: data, destination: /data, options: [rbind, ro], uidmappings: [{hostID: 1, containerID: 2, size: 3}], gidmappings: []}
-      - {source: proc}
-    binds: ["/a:/b", "data:/c:ro"]
-    binds.add: ["/x:/y:rshared,rbind"]
-    devices:
-      - {path: /dev/fuse, type: c, major: 10, minor: 229, mode: "0666"}
-      - {path: all, type: b}
-    tmpfs: ["/tmp:size=10m", /run]
-    command: ["/bin/sh", "-c", "echo 'hi: there' # not a comment", "yes", "0644", "-1", "", "a\nb\n"]
-    env: ["A=1", "B= spaced ", "C=<&>"]
-    cwd: /w
-    net: host
-    pid: host
-    ipc: new
-    uts: /run/uts
-    userns: new
-    hostname: "2001-12-14"
-    readonly: true
-    maskedPaths: [/proc/kcore]
-    readonlyPaths: []
-    uid: 1000
-    gid: root
-    additionalGids: [10, every, ""]
-    noNewPrivileges: false
-    oomScoreAdj: -500
-    rootfsPropagation: rslave
-    cgroupsPath: /sandbox
-    resources:
-      devices: [{allow: false, access: rwm}, {allow: true, type: c, major: 1, minor: 3, access: rw}]
-      memory: {limit: 67108864, reservation: 1, swap: 2, kernel: 3, kernelTCP: 4, swappiness: 5, disableOOMKiller: true}
-      cpu: {shares: 512, quota: -1, period: 100000, realtimeRuntime: 1, realtimePeriod: 2, cpus: "0-1", mems: "0"}
-      pids: {limit: 100}
-      blockio: {weight: 10, leafWeight: 11, weightDevice: [{major: 8, minor: 0, weight: 5}], throttleReadBpsDevice: [{major: 8, minor: 0, rate: 1}]}
-      hugepageLimits: [{pageSize: 2097152, limit: 5}]
-      network: {classID: 7, priorities: [{name: eth0, priority: 1}]}
-    sysctl: {net.ipv4.ip_forward: "1", a10: x, a9: y, B: z, "key with spaces": "", "yes": "no"}
-    rlimits: ["nofile,1024,4096", "core,unlimited,unlimited"]
-    uidMappings: [{hostID: 100000, containerID: 0, size: 65536}]
-    gidMappings: []
-    annotations: {"org.example/role": "x:y", z: "#"}
-    runtime:
-      cgroups: [a, b/c]
-      mounts: [{type: bind, source: /s, destination: /d, options: [rbind]}]
-      mkdir: [/var/lib/x]
-      interfaces: [{name: eth1, add: veth, peer: veth-x, createInRoot: true}, {name: wlan0}]
-      bindNS: {cgroup: /c, ipc: /i, mnt: /m, net: /n, pid: /p, user: /u, uts: /ut}
-      namespace: system
-onshutdown:
-  - name: bye
-    image: alpine
-    runtime: {mkdir: []}
-services:
-  - name: svc
-    image: localhost:5000/svc:v1
-    runtime: {bindNS: {}}
-files:
-  - {path: /etc/a, contents: "multi\nline\n", mode: "0644", uid: every, gid: 5}
-  - {path: etc/b, directory: true, optional: true}
-  - {path: etc/c, symlink: a}
-  - {path: etc/d, source: "~/x", optional: true}
-  - {path: etc/e, metadata: json, uid: 0}
-  - {path: etc/f, contents: ""}
-volumes:
-  - {name: data, image: alpine, readonly: true, format: oci, platforms: [linux/amd64, linux/arm64]}
-  - {name: blank}
-  - {name: fs, image: "busybox", format: filesystem}
-trust:
-  org: [linuxkit]
-"##;
+/// A spec that sets every field the schema knows, with values that stress the writers. The
+/// expected metadata next to it was produced by gopkg.in/yaml.v2 and encoding/json from structs
+/// with LinuxKit's tags (the oracle described at `metadata_oracle_agrees`).
+const EVERY_FIELD: &str = include_str!("testdata/every-field.yml");
+
+#[test]
+fn every_field_metadata_matches_go() {
+    let moby = load(&[source("every-field.yml", EVERY_FIELD)], None).unwrap();
+    assert_eq!(
+        String::from_utf8(metadata(&moby, MetadataFormat::Yaml)).unwrap(),
+        include_str!("testdata/every-field.metadata.yml")
+    );
+    assert_eq!(
+        String::from_utf8(metadata(&moby, MetadataFormat::Json)).unwrap(),
+        include_str!("testdata/every-field.metadata.json")
+    );
+    // The decoder drops what LinuxKit's drops.
+    let every = &moby.onboot[0].config;
+    let memory = every
+        .resources
+        .as_ref()
+        .and_then(|r| r.memory.as_ref())
+        .unwrap();
+    assert_eq!(
+        (memory.limit, memory.kernel_tcp, memory.disable_oom_killer),
+        (Some(67108864), None, None)
+    );
+    assert_eq!(every.uid_mappings.as_ref().unwrap()[0].host_id, 0);
+}
 
 /// Differential test against LinuxKit's own encoders. Opt-in: set `SPEC_METADATA_ORACLE` to a
 /// program that takes spec files, decodes them with yaml.v3 into structs with LinuxKit's tags,
