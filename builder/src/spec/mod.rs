@@ -20,4 +20,6 @@ pub use load::{load, parse_label, PkgResolver, Source};
 pub use metadata::{metadata, MetadataFormat};
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -766,6 +766,12 @@ impl Walker {
             }
             self.segs.pop();
         }
+        for required in object.required {
+            // The model cannot represent a missing required value; an empty one stands in for a
+            // value that is missing or was reported as invalid.
+            out.entry(required.to_string())
+                .or_insert_with(|| Json::String(String::new()));
+        }
         if check_required {
             for required in object.required {
                 let present = pairs.iter().any(|(k, _)| k.as_str() == Some(required));
@@ -783,7 +789,6 @@ impl Walker {
                         kind: ErrorKind::Schema,
                         linuxkit: vec![format!("{field}: {required} is required")],
                     });
-                    out.insert(required.to_string(), Json::String(String::new()));
                 }
             }
         }

@@ -574,3 +574,91 @@ fn metadata_expands_references_but_not_volumes() {
     assert!(yaml.contains("image: quay.io/x/y@sha256:ab\n"), "{yaml}");
     assert!(yaml.contains("- name: v\n  image: alpine\n"), "{yaml}");
 }
+
+#[test]
+fn invalid_required_values_do_not_hide_other_problems() {
+    check(
+        "onboot:\n  - name: 5\n    image: [x]\n    capabilities: [CAP_FOO]\n",
+        &[
+            "linuxkit.yml:2:11: onboot[0].name: expected a string, found an integer",
+            "linuxkit.yml:3:12: onboot[0].image: expected a string, found a list",
+            "linuxkit.yml:4:20: onboot[0].capabilities[0]: unknown capability \"CAP_FOO\"",
+        ],
+    );
+}
+
+/// A spec that sets every field the schema knows, with values that stress the writers. The
+/// expected metadata next to it was produced by gopkg.in/yaml.v2 and encoding/json from structs
+/// with LinuxKit's tags (the oracle described at `metadata_oracle_agrees`).
+const EVERY_FIELD: &str = include_str!("testdata/every-field.yml");
+
+#[test]
+fn every_field_metadata_matches_go() {
+    let moby = load(&[source("every-field.yml", EVERY_FIELD)], None).unwrap();
+    assert_eq!(
+        String::from_utf8(metadata(&moby, MetadataFormat::Yaml)).unwrap(),
+        include_str!("testdata/every-field.metadata.yml")
+    );
+    assert_eq!(
+        String::from_utf8(metadata(&moby, MetadataFormat::Json)).unwrap(),
+        include_str!("testdata/every-field.metadata.json")
+    );
+    // The decoder drops what LinuxKit's drops.
+    let every = &moby.onboot[0].config;
+    let memory = every
+        .resources
+        .as_ref()
+        .and_then(|r| r.memory.as_ref())
+        .unwrap();
+    assert_eq!(
+        (memory.limit, memory.kernel_tcp, memory.disable_oom_killer),
+        (Some(67108864), None, None)
+    );
+    assert_eq!(every.uid_mappings.as_ref().unwrap()[0].host_id, 0);
+}
+
+/// Differential test against LinuxKit's own encoders. Opt-in: set `SPEC_METADATA_ORACLE` to a
+/// program that takes spec files, decodes them with yaml.v3 into structs with LinuxKit's tags,
+/// merges them, expands references, and prints yaml.v2 output, a NUL, then indented JSON.
+#[test]
+fn metadata_oracle_agrees() {
+    let Ok(oracle) = std::env::var("SPEC_METADATA_ORACLE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rich = dir.path().join("every.yml");
+    std::fs::write(&rich, EVERY_FIELD).expect("write spec");
+    let mut runs: Vec<Vec<PathBuf>> = vec![vec![rich]];
+    for (name, valid, args) in cases() {
+        if valid {
+            runs.push(
+                args.iter()
+                    .map(|a| corpus().join("cases").join(&name).join(a))
+                    .collect(),
+            );
+        }
+    }
+    for paths in runs {
+        let sources: Vec<Source> = paths
+            .iter()
+            .map(|p| {
+                source(
+                    &p.display().to_string(),
+                    &std::fs::read_to_string(p).expect("spec"),
+                )
+            })
+            .collect();
+        let moby = load(&sources, None).unwrap_or_else(|e| panic!("{paths:?}: {e}"));
+        let output = std::process::Command::new(&oracle)
+            .args(&paths)
+            .output()
+            .expect("run the oracle");
+        assert!(output.status.success(), "oracle failed on {paths:?}");
+        let text = String::from_utf8(output.stdout).expect("oracle output is UTF-8");
+        let (yaml, json) = text.split_once('\0').expect("two outputs");
+        let ours_yaml = String::from_utf8(metadata(&moby, MetadataFormat::Yaml)).unwrap();
+        let ours_json = String::from_utf8(metadata(&moby, MetadataFormat::Json)).unwrap();
+        assert_eq!(ours_yaml, yaml, "yaml for {paths:?}");
+        assert_eq!(ours_json, json, "json for {paths:?}");
+    }
+}

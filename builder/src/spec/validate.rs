@@ -350,10 +350,7 @@ impl Checker<'_> {
             );
             return;
         }
-        let default_destination = match kind {
-            "proc" | "devpts" | "sysfs" | "cgroup" | "mqueue" => true,
-            _ => false,
-        };
+        let default_destination = matches!(kind, "proc" | "devpts" | "sysfs" | "cgroup" | "mqueue");
         if mount.destination.is_empty() && !default_destination {
             self.report(
                 path.to_string(),

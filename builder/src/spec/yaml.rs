@@ -483,3 +483,105 @@ fn short_tag(tag: &Tag) -> String {
         format!("{}{}", tag.handle, tag.suffix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(node: &Node) -> Vec<(String, &Node)> {
+        match &node.value {
+            Value::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), v))
+                .collect(),
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    fn kind(node: &Node) -> ScalarKind {
+        match &node.value {
+            Value::Scalar(s) => s.kind,
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let doc = parse("a: 1\nb:\n  - x\n").unwrap().unwrap();
+        let pairs = map(&doc);
+        assert_eq!(doc.mark, Mark { line: 1, column: 1 });
+        assert_eq!(pairs[0].1.mark, Mark { line: 1, column: 4 });
+        assert_eq!(pairs[1].1.mark, Mark { line: 3, column: 3 });
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_v3() {
+        let doc =
+            parse("a: 0644\nb: '0644'\nc: yes\nd: ~\ne: !!str 12\nf: !!float 1\ng: <<\nh: 1.0\n")
+                .unwrap()
+                .unwrap();
+        let kinds: Vec<ScalarKind> = map(&doc).iter().map(|(_, v)| kind(v)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ScalarKind::Int(420),
+                ScalarKind::Str,
+                ScalarKind::Str,
+                ScalarKind::Null,
+                ScalarKind::Str,
+                ScalarKind::Float(1.0),
+                ScalarKind::Merge,
+                ScalarKind::Float(1.0),
+            ]
+        );
+        assert_eq!(map(&doc)[6].1.as_str(), Some("<<"));
+        assert_eq!(map(&doc)[7].1.json_type(), JsonType::Integer);
+        let err = parse("a: !!int x\n").unwrap_err();
+        assert_eq!(err.message, "cannot decode \"x\" as !!int");
+    }
+
+    #[test]
+    fn merge_keys_never_override() {
+        let doc = parse(
+            "base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  x: 0\n  <<: [*b, *o]\nquoted: {\"<<\": *b}\n",
+        )
+        .unwrap()
+        .unwrap();
+        let pairs = map(&doc);
+        let merged: Vec<(String, i128)> = map(pairs[2].1)
+            .into_iter()
+            .map(|(k, v)| (k, v.as_int().unwrap()))
+            .collect();
+        assert_eq!(merged, [("x".into(), 0), ("y".into(), 2), ("z".into(), 4)]);
+        // A quoted "<<" is an ordinary key.
+        assert_eq!(map(pairs[3].1)[0].0, "<<");
+    }
+
+    #[test]
+    fn duplicate_keys_and_bad_aliases_are_errors() {
+        let err = parse("a: 1\n\"a\": 2\n").unwrap_err();
+        assert_eq!(err.mark, Mark { line: 2, column: 1 });
+        assert_eq!(err.message, "mapping key \"a\" already defined at line 1");
+        let err = parse("a: &x [*x]\n").unwrap_err();
+        assert!(err.message.contains("contains the alias itself"), "{err:?}");
+        let doc = parse("a: &x [1, 2]\nb: *x\n").unwrap().unwrap();
+        let pairs = map(&doc);
+        assert_eq!(pairs[0].1.value, pairs[1].1.value);
+    }
+
+    #[test]
+    fn only_the_first_document_counts() {
+        assert!(parse("# nothing\n").unwrap().is_none());
+        assert!(parse("").unwrap().is_none());
+        let doc = parse("a: 1\n---\nb: [\n").unwrap().unwrap();
+        assert_eq!(map(&doc).len(), 1);
+        let nested = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&nested).is_ok());
+        let too_deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert!(parse(&too_deep).unwrap_err().message.contains("nesting"));
+    }
+}
