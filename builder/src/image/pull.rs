@@ -968,7 +968,7 @@ mod tests {
         let (_tmp, writable) = crate::image::layout::tests::corpus_copy();
         runtime.block_on(async {
             assert_eq!(
-                ensure_images(&store, &[r.clone()], &PullOptions::default())
+                ensure_images(&store, std::slice::from_ref(&r), &PullOptions::default())
                     .unwrap()
                     .len(),
                 1
