@@ -153,6 +153,23 @@ fn shared_layers_are_downloaded_once() {
 }
 
 #[test]
+fn one_failure_does_not_stop_the_others() {
+    let registry = Registry::start();
+    let pushed = registry.push_image("test/fine", Some("v1"), "amd64", &[pseudo_random(15, 500)]);
+    let (_dir, store) = new_store();
+    let fine = reference(&registry.host(), "test/fine:v1");
+    let absent = reference(&registry.host(), "test/absent:v1");
+    let err = ensure_images(&store, &[absent, fine.clone()], &options("amd64")).unwrap_err();
+    assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("test/absent:v1"), "{err}");
+    let cached = store
+        .resolve(&fine, &Platform::linux("amd64"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached.manifest_digest, pushed.manifest.digest);
+}
+
+#[test]
 fn multi_platform_index_resolves_each_platform() {
     let registry = Registry::start();
     let amd = registry.push_image("test/multi", None, "amd64", &[pseudo_random(20, 4000)]);
