@@ -2,4 +2,5 @@
 //! processes it needs.
 
 mod conformance;
+mod registry;
 mod support;

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod registry;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

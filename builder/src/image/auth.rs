@@ -90,7 +90,7 @@ impl DockerConfig {
     pub fn credentials_for(&self, host: &str) -> Result<Option<Credentials>, ImageError> {
         let keys = candidate_keys(host);
         if let Some(helper) = keys.iter().find_map(|k| self.file.cred_helpers.get(k)) {
-            return self.from_helper(helper, &keys[0]);
+            return self.ask_helper(helper, &keys[0]);
         }
         for (key, entry) in &self.file.auths {
             if keys.iter().any(|k| normalize_key(key) == normalize_key(k)) {
@@ -100,7 +100,7 @@ impl DockerConfig {
             }
         }
         match &self.file.creds_store {
-            Some(store) if !store.is_empty() => self.from_helper(store, &keys[0]),
+            Some(store) if !store.is_empty() => self.ask_helper(store, &keys[0]),
             _ => Ok(None),
         }
     }
@@ -134,7 +134,7 @@ impl DockerConfig {
 
     /// Runs `docker-credential-<helper> get`. A missing helper or unknown server means
     /// anonymous access (as a public image needs no login), with a warning.
-    fn from_helper(&self, helper: &str, server: &str) -> Result<Option<Credentials>, ImageError> {
+    fn ask_helper(&self, helper: &str, server: &str) -> Result<Option<Credentials>, ImageError> {
         let program = format!("docker-credential-{helper}");
         let child = Command::new(&program)
             .arg("get")

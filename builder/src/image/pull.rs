@@ -115,9 +115,9 @@ pub fn ensure_images(
         .map(|r| {
             store
                 .resolve(r, &opts.platform)?
-                .ok_or_else(|| ImageError::BlobMissing {
+                // Only possible if another process removed it in the meantime.
+                .ok_or_else(|| ImageError::NotInCache {
                     image: r.to_string(),
-                    digest: "(after pulling)".to_string(),
                     dir: store.dir().to_path_buf(),
                 })
         })
@@ -162,12 +162,11 @@ fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(),
     }
     let _pulling = store.lock_for_pull()?;
     let session = Session::new(store, &pending, opts)?;
-    let errors = run_blocking(session.pull_all(&pending))?;
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.into_iter().next().expect("one error")),
-        _ => Err(ImageError::Several(errors)),
+    let mut errors = run_blocking(session.pull_all(&pending))?;
+    if errors.len() > 1 {
+        return Err(ImageError::Several(errors));
     }
+    errors.pop().map_or(Ok(()), Err)
 }
 
 /// Runs a future to completion on a private single-threaded runtime, on a helper thread when
@@ -959,6 +958,26 @@ mod tests {
     }
 
     #[test]
+    fn every_failure_is_reported() {
+        let (_tmp, store) = crate::image::layout::tests::corpus_copy();
+        let refs = [reference("127.0.0.1:1/a:v1"), reference("127.0.0.1:1/b:v1")];
+        let err = ensure_images(&store, &refs, &PullOptions::default()).unwrap_err();
+        let ImageError::Several(errors) = &err else {
+            panic!("expected several errors, got {err}");
+        };
+        assert_eq!(errors.len(), 2);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("2 images could not be made available"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:1/a:v1") && text.contains("127.0.0.1:1/b:v1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn works_inside_a_tokio_runtime() {
         let store = corpus();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -968,7 +987,7 @@ mod tests {
         let (_tmp, writable) = crate::image::layout::tests::corpus_copy();
         runtime.block_on(async {
             assert_eq!(
-                ensure_images(&store, &[r.clone()], &PullOptions::default())
+                ensure_images(&store, std::slice::from_ref(&r), &PullOptions::default())
                     .unwrap()
                     .len(),
                 1

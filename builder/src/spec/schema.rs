@@ -3,9 +3,11 @@
 //!
 //! The walk reports what gojsonschema would report (unknown keys, wrong types, missing `name`/`image`)
 //! plus what LinuxKit's typed yaml.v3 decoding would reject (integers out of range, non-string keys),
-//! and at the same time builds the JSON value that the serde model is read from. That value leaves out
-//! what LinuxKit's decoder silently drops: runtime-spec structures are decoded by lower-cased Go field
-//! names, so schema keys such as `kernelTCP` or `hostID` never reach the config.
+//! and at the same time builds the JSON value that the serde model is read from.
+//!
+//! One deliberate difference: LinuxKit decodes runtime-spec structures by lower-cased Go field names,
+//! so camelCase schema keys such as `kernelTCP`, `hugepageLimits` or `hostID` are accepted and then
+//! silently dropped. We keep them (see docs/compat.md).
 
 use std::collections::HashMap;
 
@@ -63,24 +65,10 @@ pub(crate) struct Object {
 pub(crate) struct Field {
     pub key: &'static str,
     pub ty: Ty,
-    /// False for keys the schema accepts but LinuxKit's decoder drops (see the module doc).
-    pub kept: bool,
 }
 
 const fn kept(key: &'static str, ty: Ty) -> Field {
-    Field {
-        key,
-        ty,
-        kept: true,
-    }
-}
-
-const fn dropped(key: &'static str, ty: Ty) -> Field {
-    Field {
-        key,
-        ty,
-        kept: false,
-    }
+    Field { key, ty }
 }
 
 const STRINGS: Ty = Ty::List(&Ty::Str);
@@ -132,12 +120,10 @@ static TRUST: Object = Object {
     required: &[],
 };
 
-// The runtime-spec decodes its id mappings by Go field name (`containerid`, `hostid`), so the
-// schema's camelCase keys are dropped and only `size` survives.
 static ID_MAPPING: Object = Object {
     fields: &[
-        dropped("hostID", U32),
-        dropped("containerID", U32),
+        kept("hostID", U32),
+        kept("containerID", U32),
         kept("size", U32),
     ],
     required: &[],
@@ -183,9 +169,9 @@ static MEMORY: Object = Object {
         kept("reservation", I64),
         kept("swap", I64),
         kept("kernel", I64),
-        dropped("kernelTCP", I64),
+        kept("kernelTCP", I64),
         kept("swappiness", U64),
-        dropped("disableOOMKiller", Ty::Bool),
+        kept("disableOOMKiller", Ty::Bool),
     ],
     required: &[],
 };
@@ -195,8 +181,8 @@ static CPU: Object = Object {
         kept("shares", U64),
         kept("quota", I64),
         kept("period", U64),
-        dropped("realtimeRuntime", I64),
-        dropped("realtimePeriod", U64),
+        kept("realtimeRuntime", I64),
+        kept("realtimePeriod", U64),
         kept("cpus", Ty::Str),
         kept("mems", Ty::Str),
     ],
@@ -228,12 +214,12 @@ const THROTTLE_DEVICES: Ty = Ty::List(&Ty::Object(&THROTTLE_DEVICE));
 static BLOCK_IO: Object = Object {
     fields: &[
         kept("weight", U16),
-        dropped("leafWeight", U16),
-        dropped("weightDevice", Ty::List(&Ty::Object(&WEIGHT_DEVICE))),
-        dropped("throttleReadBpsDevice", THROTTLE_DEVICES),
-        dropped("throttleWriteBpsDevice", THROTTLE_DEVICES),
-        dropped("throttleReadIOPSDevice", THROTTLE_DEVICES),
-        dropped("throttleWriteIOPSDevice", THROTTLE_DEVICES),
+        kept("leafWeight", U16),
+        kept("weightDevice", Ty::List(&Ty::Object(&WEIGHT_DEVICE))),
+        kept("throttleReadBpsDevice", THROTTLE_DEVICES),
+        kept("throttleWriteBpsDevice", THROTTLE_DEVICES),
+        kept("throttleReadIOPSDevice", THROTTLE_DEVICES),
+        kept("throttleWriteIOPSDevice", THROTTLE_DEVICES),
     ],
     required: &[],
 };
@@ -250,7 +236,7 @@ static INTERFACE_PRIORITY: Object = Object {
 
 static NETWORK: Object = Object {
     fields: &[
-        dropped("classID", U32),
+        kept("classID", U32),
         kept("priorities", Ty::List(&Ty::Object(&INTERFACE_PRIORITY))),
     ],
     required: &[],
@@ -263,7 +249,7 @@ static RESOURCES: Object = Object {
         kept("cpu", Ty::Object(&CPU)),
         kept("pids", Ty::Object(&PIDS)),
         kept("blockio", Ty::Object(&BLOCK_IO)),
-        dropped("hugepageLimits", Ty::List(&Ty::Object(&HUGEPAGE_LIMIT))),
+        kept("hugepageLimits", Ty::List(&Ty::Object(&HUGEPAGE_LIMIT))),
         kept("network", Ty::Object(&NETWORK)),
     ],
     required: &[],
@@ -758,9 +744,8 @@ impl Walker {
                 continue;
             };
             self.segs.push(Seg::Field(name.clone()));
-            let keep = decode && field.kept;
-            if let Some(v) = self.check(value, field.ty, keep) {
-                if keep {
+            if let Some(v) = self.check(value, field.ty, decode) {
+                if decode {
                     out.insert(name, v);
                 }
             }
@@ -862,7 +847,7 @@ mod tests {
     }
 
     #[test]
-    fn dropped_keys_are_checked_but_not_kept() {
+    fn camel_case_keys_are_checked_and_kept() {
         let checked = walk(
             "onboot:\n- name: a\n  image: b\n  resources:\n    memory: {limit: 5, kernelTCP: 6}\n  uidMappings: [{hostID: 1, containerID: 2, size: 3}]\n",
         );
@@ -870,11 +855,11 @@ mod tests {
         let value = checked.value.unwrap();
         assert_eq!(
             value["onboot"][0]["resources"]["memory"],
-            serde_json::json!({"limit": 5})
+            serde_json::json!({"limit": 5, "kernelTCP": 6})
         );
         assert_eq!(
             value["onboot"][0]["uidMappings"],
-            serde_json::json!([{"size": 3}])
+            serde_json::json!([{"hostID": 1, "containerID": 2, "size": 3}])
         );
         let checked =
             walk("onboot:\n- name: a\n  image: b\n  resources:\n    memory: {kernelTCP: x}\n");
