@@ -193,8 +193,10 @@ fn check_valid(root: &Path, case: &Case, cache: &Path, out: &Path, allowed: &BTr
                 }
                 let expected: Value = serde_json::from_slice(&fs::read(expected_dir.join("files").join(path)).expect("saved json")).expect("json");
                 let actual: Value = serde_json::from_slice(&contents[path]).unwrap_or(Value::Null);
-                if actual != expected {
-                    problems.push(format!("{path}: JSON differs\n  ours:   {actual}\n  theirs: {expected}"));
+                let mut differences = Vec::new();
+                json_diff(&actual, &expected, "", &mut differences);
+                if !differences.is_empty() {
+                    problems.push(format!("{path}: JSON differs at {}", differences.join(", ")));
                 }
             }
             (Some(a), Some(b)) if a != b => problems.push(format!("{path}: ours {a:?}, LinuxKit's {b:?}")),
@@ -207,6 +209,25 @@ fn check_valid(root: &Path, case: &Case, cache: &Path, out: &Path, allowed: &BTr
         problems.extend(check_kernel_initrd(case, cache, out, &expected_dir, &is_allowed));
     }
     (problems, identical)
+}
+
+/// Where two JSON values differ: `path: ours != theirs`, for each leaf that differs.
+fn json_diff(ours: &Value, theirs: &Value, path: &str, out: &mut Vec<String>) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+                let (x, y) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                json_diff(x, y, &format!("{path}.{key}"), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                json_diff(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if ours != theirs => out.push(format!("{path}: {ours} != {theirs}")),
+        _ => {}
+    }
 }
 
 /// Builds `kernel+initrd` and compares the kernel, the cmdline and the initrd's cpio entries.
@@ -241,13 +262,18 @@ fn check_kernel_initrd(case: &Case, cache: &Path, out: &Path, expected_dir: &Pat
     }
     let mut cpio = Vec::new();
     flate2::read::MultiGzDecoder::new(&initrd[ucode_size.min(initrd.len())..]).read_to_end(&mut cpio).expect("initrd is gzip");
-    let ours = crate::support::cpio_listing(&cpio);
+    // An entry deviates in the initrd when it deviates in the tar, or is listed as initrd:NAME.
+    let compared = |line: &String| {
+        let name = line.split('\t').next().unwrap_or_default();
+        !is_allowed(name) && !is_allowed(&format!("initrd:{name}"))
+    };
+    let ours: Vec<String> = crate::support::cpio_listing(&cpio).into_iter().filter(compared).collect();
     let theirs: Vec<String> = fs::read_to_string(expected_dir.join("kernel+initrd/initrd-listing.tsv"))
         .expect("initrd listing")
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| !is_allowed(&format!("initrd:{}", l.split('\t').next().unwrap_or_default())))
         .map(str::to_string)
+        .filter(compared)
         .collect();
     if ours != theirs {
         let first = ours.iter().zip(&theirs).position(|(a, b)| a != b).unwrap_or(ours.len().min(theirs.len()));
