@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 
 use super::descriptor::{parse_manifest, sha256_hex, Descriptor, Manifest};
+use crate::tar::{EntryKind, EntrySink, Header, TarReader, TarWriter};
 use super::layout::{BlobOrigin, IndexEntry, RootIndex, Store, MAX_JSON_BLOB};
 use super::ImageError;
 
@@ -28,9 +29,9 @@ impl Store {
             reason: format!("cannot serialise index.json: {e}"),
         })?;
 
-        let mut tar = tar::Builder::new(out);
+        let mut tar = TarWriter::new(out);
         let write_err = |e: io::Error| ImageError::io("write", "the export archive", e);
-        append(&mut tar, "oci-layout", OCI_LAYOUT.as_bytes()).map_err(write_err)?;
+        append(&mut tar, "oci-layout", &mut OCI_LAYOUT.as_bytes(), OCI_LAYOUT.len() as u64).map_err(write_err)?;
         append_dir(&mut tar, "blobs/").map_err(write_err)?;
         append_dir(&mut tar, "blobs/sha256/").map_err(write_err)?;
         for blob in &blobs {
@@ -38,18 +39,11 @@ impl Store {
                 digest: blob.digest.clone(),
             })?;
             let file = self.open_blob(&blob.digest)?;
-            let mut header = file_header(blob.size);
-            tar.append_data(
-                &mut header,
-                format!("blobs/sha256/{hex}"),
-                file.take(blob.size),
-            )
-            .map_err(write_err)?;
+            let name = format!("blobs/sha256/{hex}");
+            append(&mut tar, &name, &mut file.take(blob.size), blob.size).map_err(write_err)?;
         }
-        append(&mut tar, "index.json", &index_json).map_err(write_err)?;
-        tar.into_inner()
-            .and_then(|mut w| w.flush())
-            .map_err(write_err)
+        append(&mut tar, "index.json", &mut &index_json[..], index_json.len() as u64).map_err(write_err)?;
+        tar.finish().map_err(write_err)
     }
 
     /// The blobs to export for a root, children before parents, each once.
@@ -114,29 +108,26 @@ impl Store {
     /// and stored, then every image its `index.json` names (by `org.opencontainers.image.ref.name`)
     /// is added to the cache, replacing entries of the same name. Returns those names.
     pub fn import(&self, archive: impl Read) -> Result<Vec<String>, ImageError> {
-        let mut archive = tar::Archive::new(archive);
-        let read_err = |e: io::Error| ImageError::InvalidArchive {
+        let mut archive = TarReader::new(archive);
+        let read_err = |e: &dyn std::fmt::Display| ImageError::InvalidArchive {
             what: "archive".to_string(),
             reason: e.to_string(),
         };
         let mut index_json = None;
-        for entry in archive.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
-            let path = entry
-                .path()
-                .map_err(read_err)?
-                .to_string_lossy()
-                .into_owned();
-            let name = path.trim_start_matches("./");
+        while let Some(header) = archive.next_header().map_err(|e| read_err(&e))? {
+            let name = header.name.trim_start_matches("./");
+            if header.kind != EntryKind::Regular {
+                continue;
+            }
             if name == "index.json" {
                 let mut bytes = Vec::new();
-                (&mut entry)
+                (&mut archive)
                     .take(MAX_JSON_BLOB)
                     .read_to_end(&mut bytes)
-                    .map_err(read_err)?;
+                    .map_err(|e| read_err(&e))?;
                 index_json = Some(bytes);
             } else if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) {
-                self.import_blob(hex, &mut entry)?;
+                self.import_blob(hex, &mut (&mut archive).take(header.size))?;
             }
         }
         let bytes = index_json.ok_or_else(|| ImageError::InvalidArchive {
@@ -187,29 +178,31 @@ impl Store {
     }
 }
 
-fn file_header(size: u64) -> tar::Header {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_size(size);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header
+/// Appends a regular file (mode 0644, mtime 0) of `size` bytes read from `data`.
+fn append<W: Write>(tar: &mut TarWriter<W>, name: &str, data: &mut dyn Read, size: u64) -> io::Result<()> {
+    let mut header = Header::new(name, EntryKind::Regular, 0o644);
+    header.mtime = 0;
+    header.size = size;
+    tar.write_header(&header)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = data.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{name} ended early")));
+        }
+        tar.write_data(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let mut header = file_header(bytes.len() as u64);
-    tar.append_data(&mut header, name, bytes)
-}
-
-fn append_dir<W: Write>(tar: &mut tar::Builder<W>, name: &str) -> io::Result<()> {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_size(0);
-    header.set_mtime(0);
-    tar.append_data(&mut header, name, io::empty())
+/// Appends a directory (mode 0755, mtime 0).
+fn append_dir<W: Write>(tar: &mut TarWriter<W>, name: &str) -> io::Result<()> {
+    let mut header = Header::new(name, EntryKind::Directory, 0o755);
+    header.mtime = 0;
+    tar.write_header(&header)
 }
 
 #[cfg(test)]
@@ -219,11 +212,12 @@ mod tests {
     use crate::image::Platform;
 
     fn entry_names(archive: &[u8]) -> Vec<String> {
-        let mut tar = tar::Archive::new(archive);
-        tar.entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-            .collect()
+        let mut tar = TarReader::new(archive);
+        let mut names = Vec::new();
+        while let Some(header) = tar.next_header().unwrap() {
+            names.push(header.name);
+        }
+        names
     }
 
     #[test]
@@ -262,20 +256,13 @@ mod tests {
             .export("localhost:5000/conformance/hello:v1", &mut archive)
             .unwrap();
         // Flip a byte inside the first blob's data (the block after its header).
-        let mut tar = tar::Archive::new(&archive[..]);
-        let offset = tar
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap())
-            .find(|e| {
-                e.path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("blobs/sha256/")
-                    && e.size() > 0
-            })
-            .map(|e| e.raw_file_position())
-            .unwrap() as usize;
+        let mut tar = TarReader::new(&archive[..]);
+        let offset = loop {
+            let header = tar.next_header().unwrap().expect("a blob entry");
+            if header.name.starts_with("blobs/sha256/") && header.size > 0 {
+                break tar.offset() as usize;
+            }
+        };
         archive[offset] ^= 0x20;
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
@@ -288,9 +275,10 @@ mod tests {
     fn import_needs_an_index() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
-        let mut empty = tar::Builder::new(Vec::new());
-        append(&mut empty, "oci-layout", OCI_LAYOUT.as_bytes()).unwrap();
-        let bytes = empty.into_inner().unwrap();
+        let mut empty = TarWriter::new(Vec::new());
+        append(&mut empty, "oci-layout", &mut OCI_LAYOUT.as_bytes(), OCI_LAYOUT.len() as u64).unwrap();
+        empty.finish().unwrap();
+        let bytes = empty.into_inner();
         assert!(matches!(
             store.import(&bytes[..]),
             Err(ImageError::InvalidArchive { .. })
