@@ -21,8 +21,16 @@ pub(crate) struct StagedFile {
 }
 
 impl StagedFile {
-    /// Creates `.<label>.<random>` in `dir`, mode 0644 minus the umask (as LinuxKit's outputs).
-    pub(crate) fn create(dir: &Path, label: &str) -> Result<StagedFile, OutputError> {
+    /// Stages `path`: creates `.<file name>.<random>` in the directory of `path`, mode 0644 minus
+    /// the umask (as LinuxKit's outputs).
+    pub(crate) fn create_for(path: &Path) -> Result<StagedFile, OutputError> {
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let label = path
+            .file_name()
+            .map_or_else(|| "output".into(), |name| name.to_string_lossy());
         let prefix = format!(".{label}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix);
@@ -122,15 +130,8 @@ pub(crate) struct StagedOutput {
 impl StagedOutput {
     /// Stages `path` in its own directory.
     pub(crate) fn create(path: &Path) -> Result<StagedOutput, OutputError> {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let label = path
-            .file_name()
-            .map_or_else(|| "output".into(), |name| name.to_string_lossy());
         Ok(StagedOutput {
-            file: StagedFile::create(dir, &label)?,
+            file: StagedFile::create_for(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -153,6 +154,13 @@ impl Write for StagedOutput {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+}
+
+/// `base` with `suffix` appended to its last component (`out/img` + `-kernel`).
+pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut path = base.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// Removes a file an earlier build left at `path`, so that the output set matches this build.

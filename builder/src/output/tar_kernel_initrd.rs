@@ -36,7 +36,7 @@ impl<S: EntrySink> TarKernelInitrd<S> {
         tar: S,
     ) -> Result<TarKernelInitrd<S>, OutputError> {
         Ok(TarKernelInitrd {
-            splitter: Some(BootSplitter::new(dir, name, gzip, false)?),
+            splitter: Some(BootSplitter::new(&dir.join(name), gzip, false)?),
             tar,
         })
     }
