@@ -274,12 +274,12 @@ impl KernelInitrd {
 
     /// Moves the pieces into place: the initrd first, then kernel and cmdline (or removes those
     /// of an earlier build when this one has none, so the directory describes this build).
-    fn commit(&self, parts: BootParts) -> Result<(), OutputError> {
+    fn commit(&self, parts: BootParts) -> io::Result<()> {
         let initrd = match parts.ucode {
             Some(ucode) => self.prepend_late_ucode(ucode, parts.initrd, parts.initrd_prefix)?,
             None => parts.initrd,
         };
-        initrd.persist(&self.path("-initrd.img"))?;
+        initrd.persist()?;
         persist_non_empty(parts.kernel, &self.path("-kernel"))?;
         persist_non_empty(parts.cmdline, &self.path("-cmdline"))?;
         tracing::info!(
@@ -295,13 +295,10 @@ impl KernelInitrd {
         mut ucode: StagedFile,
         mut initrd: StagedFile,
         old_prefix: u64,
-    ) -> Result<StagedFile, OutputError> {
+    ) -> io::Result<StagedFile> {
         let mut combined = StagedFile::create_for(&self.path("-initrd.img"))?;
-        let path = combined.temp_path().to_path_buf();
-        ucode
-            .copy_to(0, &mut combined)
-            .and_then(|_| initrd.copy_to(old_prefix, &mut combined))
-            .map_err(|source| OutputError::Write { path, source })?;
+        ucode.copy_to(0, &mut combined)?;
+        initrd.copy_to(old_prefix, &mut combined)?;
         Ok(combined)
     }
 }
@@ -309,7 +306,7 @@ impl KernelInitrd {
 /// Moves `file` to `path` if it has content; otherwise makes sure nothing stale is at `path`.
 fn persist_non_empty(file: Option<StagedFile>, path: &Path) -> Result<(), OutputError> {
     match file {
-        Some(file) if file.len() > 0 => file.persist(path),
+        Some(file) if file.len() > 0 => file.persist(),
         _ => remove_stale(path),
     }
 }
@@ -326,7 +323,7 @@ impl EntrySink for KernelInitrd {
     fn finish(&mut self) -> io::Result<()> {
         let splitter = self.splitter.take().ok_or(OutputError::Finished)?;
         let parts = splitter.finish()?;
-        Ok(self.commit(parts)?)
+        self.commit(parts)
     }
 }
 
