@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::initrd::InitrdWriter;
 use super::pgzip::PgzipOptions;
-use super::staged::{remove_stale, StagedFile};
+use super::staged::{remove_stale, with_suffix, StagedFile};
 use super::OutputError;
 use crate::tar::{EntryKind, Header};
 use crate::EntrySink;
@@ -71,8 +71,8 @@ pub(crate) struct BootParts {
 /// Splits the entry stream into kernel, cmdline, microcode and initrd (shared by the formats
 /// that need a kernel and an initrd).
 pub(crate) struct BootSplitter {
-    dir: PathBuf,
-    label: String,
+    /// Output path prefix: pieces are staged next to `{base}-kernel` and so on.
+    base: PathBuf,
     gzip: PgzipOptions,
     /// Put the microcode at the start of the initrd file when it arrives before the archive.
     ucode_as_prefix: bool,
@@ -87,18 +87,16 @@ pub(crate) struct BootSplitter {
 }
 
 impl BootSplitter {
-    /// Prepares the split; temporary files go to `dir` and are named after `label`.
+    /// Prepares the split; temporary files are staged next to `{base}-initrd.img` and so on.
     pub(crate) fn new(
-        dir: &Path,
-        label: &str,
+        base: &Path,
         gzip: PgzipOptions,
         ucode_as_prefix: bool,
     ) -> Result<BootSplitter, OutputError> {
         // Created now so that an unwritable directory fails the build before any work.
-        let initrd = StagedFile::create(dir, &format!("{label}-initrd.img"))?;
+        let initrd = StagedFile::create_for(&with_suffix(base, "-initrd.img"))?;
         Ok(BootSplitter {
-            dir: dir.to_path_buf(),
-            label: label.to_string(),
+            base: base.to_path_buf(),
             gzip,
             ucode_as_prefix,
             kernel: None,
@@ -171,19 +169,11 @@ impl BootSplitter {
     fn route_for(&mut self, header: &Header) -> io::Result<Route> {
         let route = match header.name.as_str() {
             KERNEL_ENTRY => {
-                reset(
-                    &mut self.kernel,
-                    &self.dir,
-                    &format!("{}-kernel", self.label),
-                )?;
+                reset(&mut self.kernel, &with_suffix(&self.base, "-kernel"))?;
                 Route::Kernel
             }
             CMDLINE_ENTRY => {
-                reset(
-                    &mut self.cmdline,
-                    &self.dir,
-                    &format!("{}-cmdline", self.label),
-                )?;
+                reset(&mut self.cmdline, &with_suffix(&self.base, "-cmdline"))?;
                 Route::Cmdline
             }
             UCODE_ENTRY => self.route_ucode()?,
@@ -205,11 +195,7 @@ impl BootSplitter {
                 return Ok(Route::UcodePrefix);
             }
         }
-        reset(
-            &mut self.ucode,
-            &self.dir,
-            &format!("{}-ucode.cpio", self.label),
-        )?;
+        reset(&mut self.ucode, &with_suffix(&self.base, "-ucode.cpio"))?;
         Ok(Route::UcodeSeparate)
     }
 
@@ -242,11 +228,11 @@ impl BootSplitter {
 }
 
 /// Creates the staged file on first use, or empties it for a replacing entry.
-fn reset(slot: &mut Option<StagedFile>, dir: &Path, label: &str) -> io::Result<()> {
+fn reset(slot: &mut Option<StagedFile>, path: &Path) -> io::Result<()> {
     match slot {
         Some(file) => file.clear(),
         None => {
-            *slot = Some(StagedFile::create(dir, label)?);
+            *slot = Some(StagedFile::create_for(path)?);
             Ok(())
         }
     }
@@ -261,18 +247,18 @@ fn write_to(slot: &mut Option<StagedFile>, data: &[u8]) -> io::Result<()> {
 
 /// The `kernel+initrd` output sink.
 pub struct KernelInitrd {
-    dir: PathBuf,
-    name: String,
+    /// `DIR/NAME`: outputs are `{base}-kernel` and so on.
+    base: PathBuf,
     splitter: Option<BootSplitter>,
 }
 
 impl KernelInitrd {
     /// Prepares `DIR/NAME-kernel`, `DIR/NAME-initrd.img` and `DIR/NAME-cmdline`; `dir` must exist.
     pub fn new(dir: &Path, name: &str, gzip: PgzipOptions) -> Result<KernelInitrd, OutputError> {
+        let base = dir.join(name);
         Ok(KernelInitrd {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-            splitter: Some(BootSplitter::new(dir, name, gzip, true)?),
+            splitter: Some(BootSplitter::new(&base, gzip, true)?),
+            base,
         })
     }
 
@@ -283,22 +269,21 @@ impl KernelInitrd {
     }
 
     fn path(&self, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}-{suffix}", self.name))
+        with_suffix(&self.base, suffix)
     }
 
     /// Moves the pieces into place: the initrd first, then kernel and cmdline (or removes those
     /// of an earlier build when this one has none, so the directory describes this build).
-    fn commit(&self, parts: BootParts) -> Result<(), OutputError> {
+    fn commit(&self, parts: BootParts) -> io::Result<()> {
         let initrd = match parts.ucode {
             Some(ucode) => self.prepend_late_ucode(ucode, parts.initrd, parts.initrd_prefix)?,
             None => parts.initrd,
         };
-        initrd.persist(&self.path("initrd.img"))?;
-        persist_non_empty(parts.kernel, &self.path("kernel"))?;
-        persist_non_empty(parts.cmdline, &self.path("cmdline"))?;
+        initrd.persist()?;
+        persist_non_empty(parts.kernel, &self.path("-kernel"))?;
+        persist_non_empty(parts.cmdline, &self.path("-cmdline"))?;
         tracing::info!(
-            dir = %self.dir.display(),
-            name = %self.name,
+            output = %self.base.display(),
             "wrote kernel+initrd"
         );
         Ok(())
@@ -310,13 +295,10 @@ impl KernelInitrd {
         mut ucode: StagedFile,
         mut initrd: StagedFile,
         old_prefix: u64,
-    ) -> Result<StagedFile, OutputError> {
-        let mut combined = StagedFile::create(&self.dir, &format!("{}-initrd.img", self.name))?;
-        let path = combined.temp_path().to_path_buf();
-        ucode
-            .copy_to(0, &mut combined)
-            .and_then(|_| initrd.copy_to(old_prefix, &mut combined))
-            .map_err(|source| OutputError::Write { path, source })?;
+    ) -> io::Result<StagedFile> {
+        let mut combined = StagedFile::create_for(&self.path("-initrd.img"))?;
+        ucode.copy_to(0, &mut combined)?;
+        initrd.copy_to(old_prefix, &mut combined)?;
         Ok(combined)
     }
 }
@@ -324,7 +306,7 @@ impl KernelInitrd {
 /// Moves `file` to `path` if it has content; otherwise makes sure nothing stale is at `path`.
 fn persist_non_empty(file: Option<StagedFile>, path: &Path) -> Result<(), OutputError> {
     match file {
-        Some(file) if file.len() > 0 => file.persist(path),
+        Some(file) if file.len() > 0 => file.persist(),
         _ => remove_stale(path),
     }
 }
@@ -341,7 +323,7 @@ impl EntrySink for KernelInitrd {
     fn finish(&mut self) -> io::Result<()> {
         let splitter = self.splitter.take().ok_or(OutputError::Finished)?;
         let parts = splitter.finish()?;
-        Ok(self.commit(parts)?)
+        self.commit(parts)
     }
 }
 
@@ -612,6 +594,20 @@ mod tests {
         assert!(sink
             .write_header(&Header::new("a", EntryKind::Directory, 0o755))
             .is_err());
+    }
+
+    #[test]
+    fn a_name_with_a_directory_writes_into_that_directory() {
+        let dir = TempDir::new().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let mut sink = KernelInitrd::new(dir.path(), "sub/img", PgzipOptions::default()).unwrap();
+        feed(&mut sink, &stream()).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(dir_names(dir.path()), ["sub"]);
+        assert_eq!(
+            dir_names(&dir.path().join("sub")),
+            ["img-cmdline", "img-initrd.img", "img-kernel"]
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use tar_kernel_initrd::TarKernelInitrd;
 pub use tee::Tee;
 
 use crate::EntrySink;
-use staged::StagedOutput;
+use staged::StagedFile;
 use tar_output::{Commit, TarOutput};
 
 // The real Go-compatible writer; tests use a stand-in until it exists (see tar_stand_in.rs).
@@ -285,7 +285,7 @@ pub fn sink_for(
         Format::KernelInitrd => Box::new(KernelInitrd::new(dir, name, options.gzip)?),
         Format::TarKernelInitrd => {
             let path = dir.join(format!("{name}-initrd.tar"));
-            let tar = TarOutput::new(StagedOutput::create(&path)?);
+            let tar = TarOutput::new(StagedFile::create_for(&path)?);
             Box::new(TarKernelInitrd::new(dir, name, options.gzip, tar)?)
         }
     };
@@ -301,10 +301,10 @@ fn stream_sink(
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
     Ok(match &options.output_file {
         Some(OutputFile::Stdout) => stream_format(format, BufWriter::new(io::stdout())),
-        Some(OutputFile::Path(path)) => stream_format(format, StagedOutput::create(path)?),
+        Some(OutputFile::Path(path)) => stream_format(format, StagedFile::create_for(path)?),
         None => {
             let path = dir.join(format!("{name}.{}", format.name()));
-            stream_format(format, StagedOutput::create(&path)?)
+            stream_format(format, StagedFile::create_for(&path)?)
         }
     })
 }

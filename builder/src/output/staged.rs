@@ -2,8 +2,8 @@
 //! only when the build succeeded: a failed or interrupted build leaves no half-written output and
 //! keeps the previous build's files.
 
-use std::fs::{File, Permissions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::fs::Permissions;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -14,15 +14,24 @@ use super::OutputError;
 const BUFFER_SIZE: usize = 256 * 1024;
 
 /// A file being written under a temporary name next to its final path; deleted when dropped
-/// unless [`StagedFile::persist`] moved it into place.
+/// unless [`StagedFile::persist`] moved it into place. I/O errors name the final path.
 pub(crate) struct StagedFile {
     file: BufWriter<NamedTempFile>,
+    target: PathBuf,
     len: u64,
 }
 
 impl StagedFile {
-    /// Creates `.<label>.<random>` in `dir`, mode 0644 minus the umask (as LinuxKit's outputs).
-    pub(crate) fn create(dir: &Path, label: &str) -> Result<StagedFile, OutputError> {
+    /// Stages `target`: creates `.<file name>.<random>` in its directory, mode 0644 minus the
+    /// umask (as LinuxKit's outputs).
+    pub(crate) fn create_for(target: &Path) -> Result<StagedFile, OutputError> {
+        let dir = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let label = target
+            .file_name()
+            .map_or_else(|| "output".into(), |name| name.to_string_lossy());
         let prefix = format!(".{label}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix);
@@ -35,6 +44,7 @@ impl StagedFile {
             })?;
         Ok(StagedFile {
             file: BufWriter::with_capacity(BUFFER_SIZE, temp),
+            target: target.to_path_buf(),
             len: 0,
         })
     }
@@ -44,115 +54,108 @@ impl StagedFile {
         self.len
     }
 
-    /// The temporary path, for error messages.
-    pub(crate) fn temp_path(&self) -> &Path {
-        self.file.get_ref().path()
-    }
-
     /// Drops everything written so far (a later entry replaces an earlier one).
     pub(crate) fn clear(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        let file = self.file.get_mut().as_file_mut();
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
+        self.try_io(|file| {
+            file.flush()?;
+            let file = file.get_mut().as_file_mut();
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(())
+        })?;
         self.len = 0;
         Ok(())
     }
 
-    /// Flushes and returns the file positioned at `offset`, for reading the content back.
-    pub(crate) fn reader_at(&mut self, offset: u64) -> io::Result<&mut File> {
-        self.file.flush()?;
-        let file = self.file.get_mut().as_file_mut();
-        file.seek(SeekFrom::Start(offset))?;
-        Ok(file)
-    }
-
     /// Copies the content from `offset` on into `out`.
-    pub(crate) fn copy_to(&mut self, offset: u64, out: &mut dyn Write) -> io::Result<u64> {
-        let mut reader = self.reader_at(offset)?;
-        io::copy(&mut reader, out)
+    pub(crate) fn copy_to(&mut self, offset: u64, out: &mut dyn Write) -> io::Result<()> {
+        self.for_each_chunk(offset, |chunk| out.write_all(chunk))
     }
 
-    /// Flushes the data and renames the file to `path`, replacing what was there.
-    pub(crate) fn persist(self, path: &Path) -> Result<(), OutputError> {
-        let temp_path = self.temp_path().to_path_buf();
+    /// Reads the content back from `offset` on, in chunks; errors of `consume` pass unchanged.
+    pub(crate) fn for_each_chunk(
+        &mut self,
+        offset: u64,
+        mut consume: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        const CHUNK: usize = 256 * 1024;
+        let mut left = self.len.saturating_sub(offset);
+        self.try_io(|file| {
+            file.flush()?;
+            file.get_mut().as_file_mut().seek(SeekFrom::Start(offset))?;
+            Ok(())
+        })?;
+        let mut buffer = vec![0u8; CHUNK];
+        while left > 0 {
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            self.try_io(|file| file.get_mut().as_file_mut().read_exact(&mut buffer[..want]))?;
+            consume(&buffer[..want])?;
+            left -= want as u64;
+        }
+        Ok(())
+    }
+
+    /// Flushes the data and renames the file to its target, replacing what was there.
+    pub(crate) fn persist(self) -> Result<(), OutputError> {
+        let StagedFile { file, target, .. } = self;
         let write_error = |source| OutputError::Write {
-            path: temp_path.clone(),
+            path: target.clone(),
             source,
         };
-        let temp = self
-            .file
+        let temp = file
             .into_inner()
             .map_err(|err| write_error(err.into_error()))?;
         // Make the data durable before the rename makes it visible under the final name.
         temp.as_file().sync_all().map_err(write_error)?;
-        temp.persist(path).map_err(|err| OutputError::Persist {
-            temp: temp_path.clone(),
-            path: path.to_path_buf(),
+        let temp_path = temp.path().to_path_buf();
+        temp.persist(&target).map_err(|err| OutputError::Persist {
+            temp: temp_path,
+            path: target.clone(),
             source: err.error,
         })?;
         Ok(())
+    }
+
+    /// Runs an I/O operation, naming the target in its error.
+    fn try_io<T>(
+        &mut self,
+        operation: impl FnOnce(&mut BufWriter<NamedTempFile>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        operation(&mut self.file).map_err(|source| {
+            OutputError::Write {
+                path: self.target.clone(),
+                source,
+            }
+            .into()
+        })
     }
 }
 
 impl Write for StagedFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let written = self.file.write(data)?;
+        let written = self.try_io(|file| file.write(data))?;
         self.len += written as u64;
         Ok(written)
     }
 
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
+        self.try_io(|file| file.write_all(data))?;
         self.len += data.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.try_io(|file| file.flush())
     }
 }
 
-/// A staged file together with where it goes.
-pub(crate) struct StagedOutput {
-    pub(crate) file: StagedFile,
-    pub(crate) path: PathBuf,
-}
-
-impl StagedOutput {
-    /// Stages `path` in its own directory.
-    pub(crate) fn create(path: &Path) -> Result<StagedOutput, OutputError> {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let label = path
-            .file_name()
-            .map_or_else(|| "output".into(), |name| name.to_string_lossy());
-        Ok(StagedOutput {
-            file: StagedFile::create(dir, &label)?,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Moves the file into place.
-    pub(crate) fn persist(self) -> Result<(), OutputError> {
-        self.file.persist(&self.path)
-    }
-}
-
-impl Write for StagedOutput {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.file.write(data)
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
+/// `base` with `suffix` appended to its last component (`out/img` + `-kernel`).
+pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+    let mut path = base.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// Removes a file an earlier build left at `path`, so that the output set matches this build.
@@ -179,4 +182,48 @@ fn set_output_mode(builder: &mut tempfile::Builder<'_, '_>) {
     }
     #[cfg(not(unix))]
     let _ = builder;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    #[test]
+    fn persist_moves_the_content_into_place() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("out.bin");
+        let mut staged = StagedFile::create_for(&target).unwrap();
+        staged.write_all(b"old").unwrap();
+        staged.clear().unwrap();
+        staged.write_all(b"new content").unwrap();
+        assert_eq!(staged.len(), 11);
+        let mut copy = Vec::new();
+        staged.copy_to(4, &mut copy).unwrap();
+        assert_eq!(copy, b"content");
+        assert!(!target.exists());
+        staged.persist().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new content");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_errors_name_the_target() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("out.bin");
+        let mut staged = StagedFile::create_for(&target).unwrap();
+        staged.write_all(b"x").unwrap();
+        // Renaming over a directory fails.
+        std::fs::create_dir(&target).unwrap();
+        let err = staged.persist().unwrap_err();
+        assert!(matches!(err, OutputError::Persist { ref path, .. } if *path == target));
+    }
+
+    #[test]
+    fn suffix_is_appended_to_the_last_component() {
+        assert_eq!(
+            with_suffix(Path::new("a/b"), "-kernel"),
+            Path::new("a/b-kernel")
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! never empty). Their sizes are only known at the end, so the pieces are staged in temporary
 //! files and copied into the tar in [`EntrySink::finish`].
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use super::kernel_initrd::BootSplitter;
@@ -16,9 +16,6 @@ use super::staged::StagedFile;
 use super::OutputError;
 use crate::tar::{EntryKind, Header};
 use crate::EntrySink;
-
-/// Copy buffer size when moving staged pieces into the tar.
-const COPY_BUFFER: usize = 256 * 1024;
 
 /// The `tar-kernel-initrd` sink: splits the stream, then writes the pieces into the tar sink `S`.
 pub struct TarKernelInitrd<S: EntrySink> {
@@ -36,7 +33,7 @@ impl<S: EntrySink> TarKernelInitrd<S> {
         tar: S,
     ) -> Result<TarKernelInitrd<S>, OutputError> {
         Ok(TarKernelInitrd {
-            splitter: Some(BootSplitter::new(dir, name, gzip, false)?),
+            splitter: Some(BootSplitter::new(&dir.join(name), gzip, false)?),
             tar,
         })
     }
@@ -58,25 +55,8 @@ impl<S: EntrySink> TarKernelInitrd<S> {
         let mut header = Header::new(member, EntryKind::Regular, 0o644);
         header.size = file.len();
         self.tar.write_header(&header)?;
-        let reader = file.reader_at(0)?;
-        let mut buffer = vec![0u8; COPY_BUFFER];
-        let mut left = header.size;
-        while left > 0 {
-            let read = reader.read(&mut buffer)?;
-            if read == 0 {
-                return Err(OutputError::Write {
-                    path: file.temp_path().to_path_buf(),
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "temporary file is shorter than what was written to it",
-                    ),
-                }
-                .into());
-            }
-            let read = read.min(usize::try_from(left).unwrap_or(usize::MAX));
-            self.tar.write_data(&buffer[..read])?;
-            left -= read as u64;
-        }
+        let tar = &mut self.tar;
+        file.for_each_chunk(0, |chunk| tar.write_data(chunk))?;
         Ok(())
     }
 }

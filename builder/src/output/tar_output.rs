@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, Stdout, Write};
 
-use super::staged::StagedOutput;
+use super::staged::StagedFile;
 use super::{OutputError, TarWriter};
 use crate::tar::Header;
 use crate::EntrySink;
@@ -14,7 +14,7 @@ pub(crate) trait Commit: Write {
     fn commit(self) -> Result<(), OutputError>;
 }
 
-impl Commit for StagedOutput {
+impl Commit for StagedFile {
     fn commit(self) -> Result<(), OutputError> {
         self.persist()
     }
