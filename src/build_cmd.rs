@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use builder::build::{build, BuildOptions};
 use builder::image::{parse_mirror, Platform, Store};
 use builder::output::{self, Format, OutputFile, SinkOptions, Tee};
-use builder::spec::{self, MetadataFormat, Source};
 use builder::pkg::Packages;
+use builder::spec::{self, MetadataFormat, Source};
 use builder::tar::EntrySink;
 
 use crate::cli::BuildArgs;
@@ -20,7 +20,10 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let sources = read_sources(&args.files)?;
     let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
     if args.dry_run {
-        print!("{}", String::from_utf8_lossy(&spec::metadata(&moby, MetadataFormat::Yaml)));
+        print!(
+            "{}",
+            String::from_utf8_lossy(&spec::metadata(&moby, MetadataFormat::Yaml))
+        );
         return Ok(());
     }
 
@@ -37,14 +40,21 @@ pub fn run(args: BuildArgs) -> Result<()> {
         docker_config: args.docker_config.clone(),
     };
 
-    let sink_options = SinkOptions { output_file: destination.output_file.clone(), ..SinkOptions::default() };
+    let sink_options = SinkOptions {
+        output_file: destination.output_file.clone(),
+        ..SinkOptions::default()
+    };
     let mut sinks = Vec::new();
     for format in &formats {
         let sink = output::sink_for(*format, &destination.dir, &destination.name, &sink_options)
             .with_context(|| format!("preparing the {format} output"))?;
         sinks.push(sink);
     }
-    let mut sink: Box<dyn EntrySink + Send> = if sinks.len() == 1 { sinks.remove(0) } else { Box::new(Tee::new(sinks)) };
+    let mut sink: Box<dyn EntrySink + Send> = if sinks.len() == 1 {
+        sinks.remove(0)
+    } else {
+        Box::new(Tee::new(sinks))
+    };
     build(&moby, &options, sink.as_mut())?;
     Ok(())
 }
@@ -56,11 +66,19 @@ fn read_sources(files: &[String]) -> Result<Vec<Source>> {
         .map(|file| {
             if file == "-" {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("reading the spec from stdin")?;
-                return Ok(Source { name: "<stdin>".into(), text });
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the spec from stdin")?;
+                return Ok(Source {
+                    name: "<stdin>".into(),
+                    text,
+                });
             }
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read spec file {file}"))?;
-            Ok(Source { name: file.clone(), text })
+            Ok(Source {
+                name: file.clone(),
+                text,
+            })
         })
         .collect()
 }
@@ -93,27 +111,47 @@ struct Destination {
 fn destination(args: &BuildArgs, formats: &[Format]) -> Result<Destination> {
     if let Some(output) = &args.output {
         if formats.len() > 1 {
-            bail!("-o writes a single output, but {} formats were asked for", formats.len());
+            bail!(
+                "-o writes a single output, but {} formats were asked for",
+                formats.len()
+            );
         }
         if args.name.is_some() || args.dir.is_some() {
             bail!("-o cannot be combined with --name or --dir");
         }
         if !formats[0].is_streamable() {
-            bail!("-o cannot be used with format {}: it writes several files; use --dir and --name", formats[0]);
+            bail!(
+                "-o cannot be used with format {}: it writes several files; use --dir and --name",
+                formats[0]
+            );
         }
-        let file = if output == "-" { OutputFile::Stdout } else { OutputFile::Path(PathBuf::from(output)) };
-        return Ok(Destination { dir: PathBuf::from("."), name: STDIN_NAME.into(), output_file: Some(file) });
+        let file = if output == "-" {
+            OutputFile::Stdout
+        } else {
+            OutputFile::Path(PathBuf::from(output))
+        };
+        return Ok(Destination {
+            dir: PathBuf::from("."),
+            name: STDIN_NAME.into(),
+            output_file: Some(file),
+        });
     }
     let name = args.name.clone().unwrap_or_else(|| default_name(&args.files));
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    Ok(Destination { dir, name, output_file: None })
+    Ok(Destination {
+        dir,
+        name,
+        output_file: None,
+    })
 }
 
 /// The last spec file's name without its extension.
 fn default_name(files: &[String]) -> String {
     match files.last().map(String::as_str) {
         None | Some("-") => STDIN_NAME.to_string(),
-        Some(file) => Path::new(file).file_stem().map_or_else(|| STDIN_NAME.to_string(), |s| s.to_string_lossy().into_owned()),
+        Some(file) => Path::new(file)
+            .file_stem()
+            .map_or_else(|| STDIN_NAME.to_string(), |s| s.to_string_lossy().into_owned()),
     }
 }

@@ -29,7 +29,9 @@ pub fn run(args: CacheArgs) -> Result<()> {
             let imported = if file == "-" {
                 store.import(io::stdin().lock())?
             } else {
-                store.import(BufReader::new(File::open(&file).with_context(|| format!("cannot open {file}"))?))?
+                store.import(BufReader::new(
+                    File::open(&file).with_context(|| format!("cannot open {file}"))?,
+                ))?
             };
             for name in imported {
                 tracing::info!("imported {name}");

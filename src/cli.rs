@@ -111,7 +111,20 @@ pub enum CacheCommand {
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
 const SINGLE_DASH_FLAGS: [&str; 14] = [
-    "format", "name", "dir", "o", "output", "cache", "pull", "mirror", "arch", "dry-run", "no-sbom", "docker-config", "verbose", "quiet",
+    "format",
+    "name",
+    "dir",
+    "o",
+    "output",
+    "cache",
+    "pull",
+    "mirror",
+    "arch",
+    "dry-run",
+    "no-sbom",
+    "docker-config",
+    "verbose",
+    "quiet",
 ];
 
 /// Rewrites `-format`/`-format=x` style flags to `--format`, as LinuxKit's Go flag parsing accepted
@@ -144,7 +157,10 @@ mod tests {
     use super::*;
 
     fn normalized(args: &[&str]) -> Vec<String> {
-        normalize_args(args.iter().map(OsString::from)).into_iter().map(|a| a.into_string().unwrap()).collect()
+        normalize_args(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
     }
 
     #[test]
@@ -153,16 +169,33 @@ mod tests {
             normalized(&["moby", "build", "-format", "tar", "-o=x.tar", "-v", "-", "--", "-name"]),
             ["moby", "build", "--format", "tar", "-o=x.tar", "-v", "-", "--", "-name"]
         );
-        assert_eq!(normalized(&["moby", "-name=x", "-dry-run"]), ["moby", "--name=x", "--dry-run"]);
+        assert_eq!(
+            normalized(&["moby", "-name=x", "-dry-run"]),
+            ["moby", "--name=x", "--dry-run"]
+        );
     }
 
     #[test]
     fn build_flags_parse() {
         let cli = Cli::try_parse_from(normalize_args(
-            ["moby", "build", "-format", "tar,kernel+initrd", "-format", "docker", "--mirror", "docker.io=http://x", "a.yml", "b.yml"].map(OsString::from),
+            [
+                "moby",
+                "build",
+                "-format",
+                "tar,kernel+initrd",
+                "-format",
+                "docker",
+                "--mirror",
+                "docker.io=http://x",
+                "a.yml",
+                "b.yml",
+            ]
+            .map(OsString::from),
         ))
         .unwrap();
-        let Command::Build(args) = cli.command else { panic!("not a build") };
+        let Command::Build(args) = cli.command else {
+            panic!("not a build")
+        };
         assert_eq!(args.format, ["tar", "kernel+initrd", "docker"]);
         assert_eq!(args.mirrors, ["docker.io=http://x"]);
         assert_eq!(args.files, ["a.yml", "b.yml"]);

@@ -71,7 +71,10 @@ fn tree_of_tar(tar: &[u8]) -> (Tree, BTreeMap<String, Vec<u8>>) {
     let mut reader = TarReader::new(tar);
     while let Some(header) = reader.next_header().expect("our tar must parse") {
         let mut data = Vec::new();
-        (&mut reader).take(header.size).read_to_end(&mut data).expect("entry data");
+        (&mut reader)
+            .take(header.size)
+            .read_to_end(&mut data)
+            .expect("entry data");
         let path = normalise(&header.name);
         let node = Node {
             kind: kind_char(header.kind),
@@ -80,7 +83,11 @@ fn tree_of_tar(tar: &[u8]) -> (Tree, BTreeMap<String, Vec<u8>>) {
             gid: header.gid,
             size: header.size,
             link: header.link_name.clone(),
-            sha256: if header.kind == EntryKind::Regular { sha256(&data) } else { String::new() },
+            sha256: if header.kind == EntryKind::Regular {
+                sha256(&data)
+            } else {
+                String::new()
+            },
         };
         if header.kind == EntryKind::Regular {
             contents.insert(path.clone(), data);
@@ -111,14 +118,18 @@ fn tree_of_listing(listing: &str) -> Tree {
 
 /// `CASE<TAB>PATH<TAB>why` lines: differences LinuxKit gets wrong and we deliberately do not copy.
 fn deviations() -> BTreeSet<(String, String)> {
-    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/deviations.txt")).expect("deviations.txt");
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/deviations.txt"))
+        .expect("deviations.txt");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let mut f = l.split('\t');
             let case = f.next().unwrap_or_default().to_string();
             let path = f.next().unwrap_or_default().to_string();
-            assert!(f.next().is_some_and(|why| !why.trim().is_empty()), "deviation without a reason: {l}");
+            assert!(
+                f.next().is_some_and(|why| !why.trim().is_empty()),
+                "deviation without a reason: {l}"
+            );
             (case, path)
         })
         .collect()
@@ -133,7 +144,8 @@ struct Case {
 }
 
 fn cases(root: &Path) -> Vec<Case> {
-    let index: Value = serde_json::from_slice(&fs::read(root.join("index.json")).expect("index.json")).expect("index.json is JSON");
+    let index: Value =
+        serde_json::from_slice(&fs::read(root.join("index.json")).expect("index.json")).expect("index.json is JSON");
     index
         .as_array()
         .expect("index.json is a list")
@@ -141,8 +153,16 @@ fn cases(root: &Path) -> Vec<Case> {
         .map(|c| Case {
             name: c["name"].as_str().expect("name").to_string(),
             valid: c["valid"].as_bool().expect("valid"),
-            args: c["args"].as_array().expect("args").iter().map(|a| a.as_str().expect("arg").to_string()).collect(),
-            formats: c["formats"].as_array().map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default(),
+            args: c["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("arg").to_string())
+                .collect(),
+            formats: c["formats"]
+                .as_array()
+                .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
             tar_sha256: c["tar_sha256"].as_str().map(str::to_string),
         })
         .collect()
@@ -162,13 +182,27 @@ fn run_moby(case_dir: &Path, cache: &Path, extra: &[&str], args: &[String]) -> O
 
 /// Compares one valid case; returns the differences not covered by deviations, and whether the tar
 /// is byte-identical to LinuxKit's.
-fn check_valid(root: &Path, case: &Case, cache: &Path, out: &Path, allowed: &BTreeSet<(String, String)>) -> (Vec<String>, bool) {
+fn check_valid(
+    root: &Path,
+    case: &Case,
+    cache: &Path,
+    out: &Path,
+    allowed: &BTreeSet<(String, String)>,
+) -> (Vec<String>, bool) {
     let case_dir = root.join("cases").join(&case.name);
     let expected_dir = root.join("expected").join(&case.name);
     let tar_path = out.join(format!("{}.tar", case.name));
-    let output = run_moby(&case_dir, cache, &["--format", "tar", "-o", tar_path.to_str().expect("utf-8")], &case.args);
+    let output = run_moby(
+        &case_dir,
+        cache,
+        &["--format", "tar", "-o", tar_path.to_str().expect("utf-8")],
+        &case.args,
+    );
     if !output.status.success() {
-        return (vec![format!("build failed: {}", String::from_utf8_lossy(&output.stderr))], false);
+        return (
+            vec![format!("build failed: {}", String::from_utf8_lossy(&output.stderr))],
+            false,
+        );
     }
     let tar = fs::read(&tar_path).expect("tar written");
     let identical = case.tar_sha256.as_deref() == Some(sha256(&tar).as_str());
@@ -191,7 +225,9 @@ fn check_valid(root: &Path, case: &Case, cache: &Path, out: &Path, allowed: &BTr
                 if a_meta != b_meta {
                     problems.push(format!("{path}: ours {a:?}, LinuxKit's {b:?}"));
                 }
-                let expected: Value = serde_json::from_slice(&fs::read(expected_dir.join("files").join(path)).expect("saved json")).expect("json");
+                let expected: Value =
+                    serde_json::from_slice(&fs::read(expected_dir.join("files").join(path)).expect("saved json"))
+                        .expect("json");
                 let actual: Value = serde_json::from_slice(&contents[path]).unwrap_or(Value::Null);
                 let mut differences = Vec::new();
                 json_diff(&actual, &expected, "", &mut differences);
@@ -231,18 +267,46 @@ fn json_diff(ours: &Value, theirs: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 /// Builds `kernel+initrd` and compares the kernel, the cmdline and the initrd's cpio entries.
-fn check_kernel_initrd(case: &Case, cache: &Path, out: &Path, expected_dir: &Path, is_allowed: &dyn Fn(&str) -> bool) -> Vec<String> {
+fn check_kernel_initrd(
+    case: &Case,
+    cache: &Path,
+    out: &Path,
+    expected_dir: &Path,
+    is_allowed: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let dir = out.join(format!("{}-ki", case.name));
     fs::create_dir_all(&dir).expect("output dir");
-    let case_dir = expected_dir.parent().and_then(Path::parent).expect("corpus root").join("cases").join(&case.name);
-    let output = run_moby(&case_dir, cache, &["--format", "kernel+initrd", "--dir", dir.to_str().expect("utf-8"), "--name", &case.name], &case.args);
+    let case_dir = expected_dir
+        .parent()
+        .and_then(Path::parent)
+        .expect("corpus root")
+        .join("cases")
+        .join(&case.name);
+    let output = run_moby(
+        &case_dir,
+        cache,
+        &[
+            "--format",
+            "kernel+initrd",
+            "--dir",
+            dir.to_str().expect("utf-8"),
+            "--name",
+            &case.name,
+        ],
+        &case.args,
+    );
     if !output.status.success() {
-        return vec![format!("kernel+initrd build failed: {}", String::from_utf8_lossy(&output.stderr))];
+        return vec![format!(
+            "kernel+initrd build failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )];
     }
     let sums = fs::read_to_string(expected_dir.join("kernel+initrd/sha256sums")).expect("sha256sums");
     for line in sums.lines() {
-        let Some((sum, file)) = line.split_once("  ") else { continue };
+        let Some((sum, file)) = line.split_once("  ") else {
+            continue;
+        };
         if file.ends_with("-initrd.img") {
             continue; // compared entry by entry below: the gzip stream depends on the compressor
         }
@@ -253,7 +317,8 @@ fn check_kernel_initrd(case: &Case, cache: &Path, out: &Path, expected_dir: &Pat
         }
     }
     let initrd = fs::read(dir.join(format!("{}-initrd.img", case.name))).expect("initrd written");
-    let summary: Value = serde_json::from_slice(&fs::read(expected_dir.join("summary.json")).expect("summary")).expect("json");
+    let summary: Value =
+        serde_json::from_slice(&fs::read(expected_dir.join("summary.json")).expect("summary")).expect("json");
     let ucode_size = summary["kernel+initrd"]["ucode_prefix_size"].as_u64().unwrap_or(0) as usize;
     if let Some(prefix_sum) = summary["kernel+initrd"]["ucode_prefix_sha256"].as_str() {
         if initrd.len() < ucode_size || sha256(&initrd[..ucode_size]) != prefix_sum {
@@ -261,13 +326,18 @@ fn check_kernel_initrd(case: &Case, cache: &Path, out: &Path, expected_dir: &Pat
         }
     }
     let mut cpio = Vec::new();
-    flate2::read::MultiGzDecoder::new(&initrd[ucode_size.min(initrd.len())..]).read_to_end(&mut cpio).expect("initrd is gzip");
+    flate2::read::MultiGzDecoder::new(&initrd[ucode_size.min(initrd.len())..])
+        .read_to_end(&mut cpio)
+        .expect("initrd is gzip");
     // An entry deviates in the initrd when it deviates in the tar, or is listed as initrd:NAME.
     let compared = |line: &String| {
         let name = line.split('\t').next().unwrap_or_default();
         !is_allowed(name) && !is_allowed(&format!("initrd:{name}"))
     };
-    let ours: Vec<String> = crate::support::cpio_listing(&cpio).into_iter().filter(compared).collect();
+    let ours: Vec<String> = crate::support::cpio_listing(&cpio)
+        .into_iter()
+        .filter(compared)
+        .collect();
     let theirs: Vec<String> = fs::read_to_string(expected_dir.join("kernel+initrd/initrd-listing.tsv"))
         .expect("initrd listing")
         .lines()
@@ -276,7 +346,11 @@ fn check_kernel_initrd(case: &Case, cache: &Path, out: &Path, expected_dir: &Pat
         .filter(compared)
         .collect();
     if ours != theirs {
-        let first = ours.iter().zip(&theirs).position(|(a, b)| a != b).unwrap_or(ours.len().min(theirs.len()));
+        let first = ours
+            .iter()
+            .zip(&theirs)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.len().min(theirs.len()));
         problems.push(format!(
             "initrd entries differ at #{first}: ours {:?}, LinuxKit's {:?} ({} vs {} entries)",
             ours.get(first),
@@ -297,7 +371,10 @@ fn expected_error_words(error_txt: &str) -> Vec<String> {
             "--- stdout" | "--- stderr" => section = line,
             _ if section == "--- stdout" && line.starts_with("- ") => {
                 let (path, message) = line[2..].split_once(": ").unwrap_or((&line[2..], ""));
-                if let Some(prop) = message.strip_prefix("Additional property ").and_then(|m| m.strip_suffix(" is not allowed")) {
+                if let Some(prop) = message
+                    .strip_prefix("Additional property ")
+                    .and_then(|m| m.strip_suffix(" is not allowed"))
+                {
                     words.push(prop.to_string());
                 } else if let Some(prop) = message.strip_suffix(" is required") {
                     words.push(prop.to_string());
@@ -307,7 +384,9 @@ fn expected_error_words(error_txt: &str) -> Vec<String> {
             }
             _ if section == "--- stderr" && line.starts_with("Error: ") && !line.contains("invalid configuration") => {
                 let quoted = line.split('"').nth(1).filter(|q| !q.is_empty());
-                let word = quoted.map(str::to_string).unwrap_or_else(|| line.rsplit(' ').next().unwrap_or_default().to_string());
+                let word = quoted
+                    .map(str::to_string)
+                    .unwrap_or_else(|| line.rsplit(' ').next().unwrap_or_default().to_string());
                 words.push(word);
             }
             _ => {}
@@ -338,10 +417,19 @@ fn conformance_corpus() {
                 failures.push(format!("{}:\n  {}", case.name, problems.join("\n  ")));
             }
         } else {
-            let output = run_moby(&root.join("cases").join(&case.name), &cache, &["--format", "tar", "-o", out.join("bad.tar").to_str().expect("utf-8")], &case.args);
+            let output = run_moby(
+                &root.join("cases").join(&case.name),
+                &cache,
+                &["--format", "tar", "-o", out.join("bad.tar").to_str().expect("utf-8")],
+                &case.args,
+            );
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let error_txt = fs::read_to_string(root.join("expected").join(&case.name).join("error.txt")).expect("error.txt");
-            let missing: Vec<String> = expected_error_words(&error_txt).into_iter().filter(|w| !stderr.contains(w.as_str())).collect();
+            let error_txt =
+                fs::read_to_string(root.join("expected").join(&case.name).join("error.txt")).expect("error.txt");
+            let missing: Vec<String> = expected_error_words(&error_txt)
+                .into_iter()
+                .filter(|w| !stderr.contains(w.as_str()))
+                .collect();
             if output.status.success() {
                 failures.push(format!("{}: built, but LinuxKit rejects it", case.name));
             } else if !missing.is_empty() || stderr.contains("panicked") {
@@ -351,6 +439,15 @@ fn conformance_corpus() {
             }
         }
     }
-    println!("{matched}/{} cases match ({identical} valid cases byte-identical to LinuxKit's tar)", all.len());
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), all.len(), failures.join("\n"));
+    println!(
+        "{matched}/{} cases match ({identical} valid cases byte-identical to LinuxKit's tar)",
+        all.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }

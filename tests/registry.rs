@@ -7,8 +7,7 @@ use crate::support::registry as support;
 use std::time::Duration;
 
 use builder::image::{
-    ensure_images, ensure_layouts, oci_layout_entries, parse_mirror, ImageError, Platform,
-    PullOptions, Store,
+    ensure_images, ensure_layouts, oci_layout_entries, parse_mirror, ImageError, Platform, PullOptions, Store,
 };
 use builder::Reference;
 use support::{dir_bytes, pseudo_random, wait_for, Registry, Throttle};
@@ -71,10 +70,7 @@ fn pulls_a_single_platform_image_then_serves_it_from_the_cache() {
     for layer in &pushed.layers {
         assert!(store.has_blob(&layer.digest, layer.size));
     }
-    assert_eq!(
-        store.list().unwrap(),
-        [(r.to_string(), pushed.manifest.digest.clone())]
-    );
+    assert_eq!(store.list().unwrap(), [(r.to_string(), pushed.manifest.digest.clone())]);
 
     // A missing tag is reported as such.
     let err = ensure_images(
@@ -111,18 +107,8 @@ fn pulls_a_single_platform_image_then_serves_it_from_the_cache() {
 fn shared_layers_are_downloaded_once() {
     let registry = Registry::start();
     let shared = pseudo_random(10, 50_000);
-    let a = registry.push_image(
-        "test/a",
-        Some("v1"),
-        "amd64",
-        &[shared.clone(), pseudo_random(11, 100)],
-    );
-    let b = registry.push_image(
-        "test/b",
-        Some("v1"),
-        "amd64",
-        &[shared, pseudo_random(12, 100)],
-    );
+    let a = registry.push_image("test/a", Some("v1"), "amd64", &[shared.clone(), pseudo_random(11, 100)]);
+    let b = registry.push_image("test/b", Some("v1"), "amd64", &[shared, pseudo_random(12, 100)]);
     assert_eq!(a.layers[0].digest, b.layers[0].digest);
     let (_dir, store) = new_store();
     let refs = [
@@ -131,12 +117,7 @@ fn shared_layers_are_downloaded_once() {
     ];
     let resolved = ensure_images(&store, &refs, &options("amd64")).unwrap();
     assert_eq!(resolved[0].layers[0], resolved[1].layers[0]);
-    assert_eq!(
-        registry.blob_gets(&a.layers[0].digest),
-        1,
-        "{}",
-        registry.log()
-    );
+    assert_eq!(registry.blob_gets(&a.layers[0].digest), 1, "{}", registry.log());
     assert_eq!(registry.blob_gets(&a.layers[1].digest), 1);
     assert_eq!(registry.blob_gets(&b.layers[1].digest), 1);
 
@@ -161,10 +142,7 @@ fn one_failure_does_not_stop_the_others() {
     let err = ensure_images(&store, &[absent, fine.clone()], &options("amd64")).unwrap_err();
     assert!(matches!(err, ImageError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("test/absent:v1"), "{err}");
-    let cached = store
-        .resolve(&fine, &Platform::linux("amd64"))
-        .unwrap()
-        .unwrap();
+    let cached = store.resolve(&fine, &Platform::linux("amd64")).unwrap().unwrap();
     assert_eq!(cached.manifest_digest, pushed.manifest.digest);
 }
 
@@ -173,12 +151,7 @@ fn multi_platform_index_resolves_each_platform() {
     let registry = Registry::start();
     let amd = registry.push_image("test/multi", None, "amd64", &[pseudo_random(20, 4000)]);
     let arm = registry.push_image("test/multi", None, "arm64", &[pseudo_random(21, 5000)]);
-    let index = registry.push_index(
-        "test/multi",
-        "v1",
-        &[(&amd, "amd64"), (&arm, "arm64")],
-        false,
-    );
+    let index = registry.push_index("test/multi", "v1", &[(&amd, "amd64"), (&arm, "arm64")], false);
     let (_dir, store) = new_store();
     let r = reference(&registry.host(), "test/multi:v1");
 
@@ -198,17 +171,11 @@ fn multi_platform_index_resolves_each_platform() {
     assert_eq!(on_arm[0].root_digest, index.digest);
     assert_eq!(on_arm[0].manifest_digest, arm.manifest.digest);
     assert_eq!(layer_descriptors(&on_arm[0]), descriptors(&arm.layers));
-    assert_eq!(
-        store.list().unwrap(),
-        [(r.to_string(), index.digest.clone())]
-    );
+    assert_eq!(store.list().unwrap(), [(r.to_string(), index.digest.clone())]);
 
     let err = ensure_images(&store, std::slice::from_ref(&r), &options("riscv64")).unwrap_err();
     assert!(matches!(err, ImageError::NoPlatform { .. }), "{err}");
-    assert!(
-        err.to_string().contains("linux/amd64, linux/arm64"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("linux/amd64, linux/arm64"), "{err}");
 
     // A format: oci volume of every platform.
     let (_dir2, fresh) = new_store();
@@ -224,45 +191,21 @@ fn multi_platform_index_resolves_each_platform() {
 #[test]
 fn docker_manifest_lists_are_understood() {
     let registry = Registry::start();
-    let amd = registry.push_image_typed(
-        "test/docker",
-        None,
-        "amd64",
-        &[pseudo_random(30, 300)],
-        true,
-    );
-    let arm = registry.push_image_typed(
-        "test/docker",
-        None,
-        "arm64",
-        &[pseudo_random(31, 300)],
-        true,
-    );
-    let list = registry.push_index(
-        "test/docker",
-        "v1",
-        &[(&amd, "amd64"), (&arm, "arm64")],
-        true,
-    );
+    let amd = registry.push_image_typed("test/docker", None, "amd64", &[pseudo_random(30, 300)], true);
+    let arm = registry.push_image_typed("test/docker", None, "arm64", &[pseudo_random(31, 300)], true);
+    let list = registry.push_index("test/docker", "v1", &[(&amd, "amd64"), (&arm, "arm64")], true);
     let (_dir, store) = new_store();
     let r = reference(&registry.host(), "test/docker:v1");
     let resolved = ensure_images(&store, std::slice::from_ref(&r), &options("arm64")).unwrap();
     assert_eq!(resolved[0].root_digest, list.digest);
     assert_eq!(resolved[0].manifest_digest, arm.manifest.digest);
     assert_eq!(resolved[0].layers[0].media_type, support::DOCKER_LAYER);
-    assert_eq!(
-        resolved[0].config_descriptor.media_type,
-        support::DOCKER_CONFIG
-    );
+    assert_eq!(resolved[0].config_descriptor.media_type, support::DOCKER_CONFIG);
     assert_eq!(resolved[0].config.architecture, "arm64");
 
     // A digest reference is stored under its own name, not the tag's.
-    let by_digest = reference(
-        &registry.host(),
-        &format!("test/docker@{}", amd.manifest.digest),
-    );
-    let resolved =
-        ensure_images(&store, std::slice::from_ref(&by_digest), &options("amd64")).unwrap();
+    let by_digest = reference(&registry.host(), &format!("test/docker@{}", amd.manifest.digest));
+    let resolved = ensure_images(&store, std::slice::from_ref(&by_digest), &options("amd64")).unwrap();
     assert_eq!(resolved[0].manifest_digest, amd.manifest.digest);
     let names: Vec<String> = store.list().unwrap().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, [r.to_string(), by_digest.to_string()]);
@@ -271,12 +214,7 @@ fn docker_manifest_lists_are_understood() {
 #[test]
 fn basic_auth_uses_docker_config_credentials() {
     let registry = Registry::start_with_auth("alice", "s3cret");
-    let pushed = registry.push_image(
-        "test/private",
-        Some("v1"),
-        "amd64",
-        &[pseudo_random(40, 1000)],
-    );
+    let pushed = registry.push_image("test/private", Some("v1"), "amd64", &[pseudo_random(40, 1000)]);
     let r = reference(&registry.host(), "test/private:v1");
 
     let (_empty_dir, empty) = {
@@ -294,10 +232,7 @@ fn basic_auth_uses_docker_config_credentials() {
     let text = err.to_string();
     assert!(matches!(err, ImageError::Unauthorized { .. }), "{text}");
     assert!(text.contains("test/private:v1"), "{text}");
-    assert!(
-        text.contains(&format!("docker login {}", registry.host())),
-        "{text}"
-    );
+    assert!(text.contains(&format!("docker login {}", registry.host())), "{text}");
     assert!(store.list().unwrap().is_empty());
 
     let (_wrong_dir, wrong) = registry.docker_config("alice", "guess");
@@ -320,37 +255,22 @@ fn basic_auth_uses_docker_config_credentials() {
 #[test]
 fn mirrors_redirect_pulls() {
     let registry = Registry::start();
-    let pushed = registry.push_image(
-        "test/mirrored",
-        Some("v1"),
-        "amd64",
-        &[pseudo_random(50, 100)],
-    );
+    let pushed = registry.push_image("test/mirrored", Some("v1"), "amd64", &[pseudo_random(50, 100)]);
     let (_dir, store) = new_store();
     let r = Reference::parse("registry.invalid/test/mirrored:v1").unwrap();
     let opts = PullOptions {
-        mirrors: vec![
-            parse_mirror(&format!("registry.invalid=http://{}", registry.host())).unwrap(),
-        ],
+        mirrors: vec![parse_mirror(&format!("registry.invalid=http://{}", registry.host())).unwrap()],
         ..options("amd64")
     };
     let resolved = ensure_images(&store, std::slice::from_ref(&r), &opts).unwrap();
     assert_eq!(resolved[0].manifest_digest, pushed.manifest.digest);
-    assert_eq!(
-        store.list().unwrap()[0].0,
-        "registry.invalid/test/mirrored:v1"
-    );
+    assert_eq!(store.list().unwrap()[0].0, "registry.invalid/test/mirrored:v1");
 }
 
 #[test]
 fn corrupt_registry_blob_is_rejected_and_not_cached() {
     let registry = Registry::start();
-    let pushed = registry.push_image(
-        "test/corrupt",
-        Some("v1"),
-        "amd64",
-        &[pseudo_random(60, 20_000)],
-    );
+    let pushed = registry.push_image("test/corrupt", Some("v1"), "amd64", &[pseudo_random(60, 20_000)]);
     let layer = &pushed.layers[0];
     let data = registry.blob_data_path(&layer.digest);
     let mut bytes = std::fs::read(&data).unwrap();
@@ -361,10 +281,7 @@ fn corrupt_registry_blob_is_rejected_and_not_cached() {
     let r = reference(&registry.host(), "test/corrupt:v1");
     let err = ensure_images(&store, std::slice::from_ref(&r), &options("amd64")).unwrap_err();
     let text = err.to_string();
-    let ImageError::DigestMismatch {
-        expected, actual, ..
-    } = &err
-    else {
+    let ImageError::DigestMismatch { expected, actual, .. } = &err else {
         panic!("expected a digest mismatch, got {text}");
     };
     assert_eq!(expected, &layer.digest);
@@ -376,27 +293,14 @@ fn corrupt_registry_blob_is_rejected_and_not_cached() {
     assert!(!store.blob_path(&layer.digest).unwrap().exists());
     assert_eq!(dir_bytes(&store.dir().join(".tmp")), 0);
     assert!(store.list().unwrap().is_empty());
-    assert!(store
-        .resolve(&r, &Platform::linux("amd64"))
-        .unwrap()
-        .is_none());
+    assert!(store.resolve(&r, &Platform::linux("amd64")).unwrap().is_none());
 }
 
 #[test]
 fn registry_killed_mid_pull_leaves_a_usable_cache() {
     let mut registry = Registry::start();
-    let small = registry.push_image(
-        "test/small",
-        Some("v1"),
-        "amd64",
-        &[pseudo_random(70, 1000)],
-    );
-    let big = registry.push_image(
-        "test/big",
-        Some("v1"),
-        "amd64",
-        &[pseudo_random(71, 24 << 20)],
-    );
+    let small = registry.push_image("test/small", Some("v1"), "amd64", &[pseudo_random(70, 1000)]);
+    let big = registry.push_image("test/big", Some("v1"), "amd64", &[pseudo_random(71, 24 << 20)]);
     // Through a proxy limited to 8 MiB/s the big layer takes about three seconds.
     let proxy = Throttle::start(registry.port(), 8 << 20);
     let (_dir, store) = new_store();
@@ -410,11 +314,9 @@ fn registry_killed_mid_pull_leaves_a_usable_cache() {
         std::thread::spawn(move || ensure_images(&store, &[big_ref], &options("amd64")))
     };
     let tmp = store.dir().join(".tmp");
-    wait_for(
-        "the layer download to start",
-        Duration::from_secs(60),
-        || dir_bytes(&tmp) > 1 << 20,
-    );
+    wait_for("the layer download to start", Duration::from_secs(60), || {
+        dir_bytes(&tmp) > 1 << 20
+    });
     registry.kill();
     let err = pull.join().unwrap().unwrap_err();
     let text = err.to_string();
@@ -438,8 +340,7 @@ fn registry_killed_mid_pull_leaves_a_usable_cache() {
     assert_eq!(dir_bytes(&tmp), 0);
 
     registry.restart();
-    let resolved =
-        ensure_images(&reopened, std::slice::from_ref(&big_ref), &options("amd64")).unwrap();
+    let resolved = ensure_images(&reopened, std::slice::from_ref(&big_ref), &options("amd64")).unwrap();
     assert_eq!(resolved[0].manifest_digest, big.manifest.digest);
     assert!(reopened.has_blob(&big.layers[0].digest, big.layers[0].size));
 }

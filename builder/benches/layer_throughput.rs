@@ -96,12 +96,7 @@ fn cpu_seconds() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Clock ticks are 100 per second on every mainstream Linux configuration.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -136,36 +131,25 @@ fn parse_only(stream: impl Read) -> io::Result<usize> {
 
 /// The full path: decompress, parse, flatten, write a LinuxKit tar to /dev/null.
 fn full_path(blob: &[u8], media_type: &str) -> Result<usize, Box<dyn std::error::Error>> {
-    let mut sink = TarWriter::new(BufWriter::with_capacity(
-        1 << 20,
-        File::create("/dev/null")?,
-    ));
+    let mut sink = TarWriter::new(BufWriter::with_capacity(1 << 20, File::create("/dev/null")?));
     let mut buf = vec![0u8; 256 * 1024];
     let mut entries = 0;
-    let layers = vec![LayerSource::new(
-        "sha256:bench",
-        media_type,
-        Cursor::new(blob),
-    )];
-    flatten(
-        layers,
-        "bench/image:1",
-        |header: &Header, data: &mut dyn Read| {
-            let mut header = header.clone();
-            header.name = format!("containers/services/bench/lower/{}", header.name);
-            header.set_origin("bench/image:1", "services[0]");
-            sink.write_header(&header)?;
-            loop {
-                let n = data.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                sink.write_data(&buf[..n])?;
+    let layers = vec![LayerSource::new("sha256:bench", media_type, Cursor::new(blob))];
+    flatten(layers, "bench/image:1", |header: &Header, data: &mut dyn Read| {
+        let mut header = header.clone();
+        header.name = format!("containers/services/bench/lower/{}", header.name);
+        header.set_origin("bench/image:1", "services[0]");
+        sink.write_header(&header)?;
+        loop {
+            let n = data.read(&mut buf)?;
+            if n == 0 {
+                break;
             }
-            entries += 1;
-            Ok::<(), io::Error>(())
-        },
-    )?;
+            sink.write_data(&buf[..n])?;
+        }
+        entries += 1;
+        Ok::<(), io::Error>(())
+    })?;
     sink.finish()?;
     Ok(entries)
 }

@@ -31,8 +31,17 @@ pub struct BuildOptions {
 /// Every image a spec unpacks as a filesystem (all but `format: oci` volumes), each once, in spec
 /// order.
 pub fn filesystem_references(moby: &Moby) -> Vec<Reference> {
-    let containers = moby.onboot.iter().chain(&moby.onshutdown).chain(&moby.services).map(|c| c.image.as_str());
-    let volumes = moby.volumes.iter().filter(|v| v.format != "oci").map(|v| v.image.as_str());
+    let containers = moby
+        .onboot
+        .iter()
+        .chain(&moby.onshutdown)
+        .chain(&moby.services)
+        .map(|c| c.image.as_str());
+    let volumes = moby
+        .volumes
+        .iter()
+        .filter(|v| v.format != "oci")
+        .map(|v| v.image.as_str());
     let names = std::iter::once(moby.kernel.image.as_str())
         .chain(moby.init.iter().map(String::as_str))
         .chain(volumes)
@@ -49,8 +58,14 @@ pub fn filesystem_references(moby: &Moby) -> Vec<Reference> {
 fn oci_volume_references(moby: &Moby) -> Result<Vec<(Reference, Vec<Platform>)>, BuildError> {
     let mut volumes = Vec::new();
     for volume in moby.volumes.iter().filter(|v| v.format == "oci" && !v.image.is_empty()) {
-        let Ok(reference) = Reference::parse(&volume.image) else { continue };
-        let platforms = volume.platforms.iter().map(|p| Platform::parse(p)).collect::<Result<_, _>>()?;
+        let Ok(reference) = Reference::parse(&volume.image) else {
+            continue;
+        };
+        let platforms = volume
+            .platforms
+            .iter()
+            .map(|p| Platform::parse(p))
+            .collect::<Result<_, _>>()?;
         volumes.push((reference, platforms));
     }
     Ok(volumes)
@@ -83,9 +98,12 @@ struct StoreImages<'a> {
 
 impl StoreImages<'_> {
     fn resolved(&self, image: &Reference) -> Result<&ResolvedImage, BuildError> {
-        self.resolved
-            .get(image)
-            .ok_or_else(|| BuildError::Image(image::ImageError::NotInCache { image: image.to_string(), dir: self.store.dir().to_path_buf() }))
+        self.resolved.get(image).ok_or_else(|| {
+            BuildError::from(image::ImageError::NotInCache {
+                image: image.to_string(),
+                dir: self.store.dir().to_path_buf(),
+            })
+        })
     }
 }
 
@@ -106,12 +124,15 @@ impl Images for StoreImages<'_> {
                 Ok(own) => *own,
                 Err(other) => BuildError::Write(io::Error::other(other)),
             },
-            other => BuildError::Layer(other),
+            other => BuildError::from(other),
         })
     }
 
     fn oci_layout(&self, image: &Reference, platforms: &[String]) -> Result<Vec<LayoutEntry>, BuildError> {
-        let platforms = platforms.iter().map(|p| Platform::parse(p)).collect::<Result<Vec<_>, _>>()?;
+        let platforms = platforms
+            .iter()
+            .map(|p| Platform::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(image::oci_layout_entries(self.store, image, &platforms)?)
     }
 

@@ -53,8 +53,14 @@ pub struct Package {
 impl Package {
     /// Reads `DIR/build.yml` and hashes the folder.
     pub fn load(dir: &Path) -> Result<Package, PkgError> {
-        let invalid = |problem: String| PkgError::Invalid { dir: dir.to_path_buf(), problem };
-        let text = fs::read_to_string(dir.join("build.yml")).map_err(|source| PkgError::Read { dir: dir.to_path_buf(), source })?;
+        let invalid = |problem: String| PkgError::Invalid {
+            dir: dir.to_path_buf(),
+            problem,
+        };
+        let text = fs::read_to_string(dir.join("build.yml")).map_err(|source| PkgError::Read {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         let docs = YamlLoader::load_from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let doc = docs.into_iter().next().unwrap_or(Yaml::Null);
         let field = |key: &str| -> Result<Option<String>, PkgError> {
@@ -67,8 +73,15 @@ impl Package {
         let image = field("image")?.ok_or_else(|| invalid("image: required field is missing".into()))?;
         let org = field("org")?.unwrap_or_else(|| DEFAULT_ORG.to_string());
         let template = field("tag")?.unwrap_or_else(|| DEFAULT_TAG.to_string());
-        let hash = source_hash(dir).map_err(|source| PkgError::Read { dir: dir.to_path_buf(), source })?;
-        Ok(Package { org, image, tag: template.replace("{{.Hash}}", &hash) })
+        let hash = source_hash(dir).map_err(|source| PkgError::Read {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Package {
+            org,
+            image,
+            tag: template.replace("{{.Hash}}", &hash),
+        })
     }
 
     /// `ORG/IMAGE:TAG`.
@@ -94,7 +107,11 @@ pub fn source_hash(dir: &Path) -> std::io::Result<String> {
             hasher.update(fs::read_link(&path)?.to_string_lossy().as_bytes());
         } else {
             use std::os::unix::fs::PermissionsExt;
-            hasher.update(if meta.permissions().mode() & 0o111 != 0 { b"x" } else { b"f" });
+            hasher.update(if meta.permissions().mode() & 0o111 != 0 {
+                b"x"
+            } else {
+                b"f"
+            });
             hasher.update(fs::read(&path)?);
         }
         hasher.update([0]);
@@ -123,7 +140,9 @@ pub struct Packages;
 
 impl crate::spec::PkgResolver for Packages {
     fn resolve(&self, dir: &str) -> Result<String, String> {
-        Package::load(Path::new(dir)).map(|p| p.full_tag()).map_err(|e| e.to_string())
+        Package::load(Path::new(dir))
+            .map(|p| p.full_tag())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -137,10 +156,17 @@ mod tests {
         fs::write(dir.path().join("build.yml"), "image: hello\norg: example\n").unwrap();
         fs::write(dir.path().join("main.sh"), "echo hi\n").unwrap();
         let first = Package::load(dir.path()).unwrap();
-        assert_eq!((first.org.as_str(), first.image.as_str(), first.tag.len()), ("example", "hello", 40));
+        assert_eq!(
+            (first.org.as_str(), first.image.as_str(), first.tag.len()),
+            ("example", "hello", 40)
+        );
         assert_eq!(Package::load(dir.path()).unwrap(), first, "same sources, same tag");
         fs::write(dir.path().join("main.sh"), "echo bye\n").unwrap();
-        assert_ne!(Package::load(dir.path()).unwrap().tag, first.tag, "changed sources, new tag");
+        assert_ne!(
+            Package::load(dir.path()).unwrap().tag,
+            first.tag,
+            "changed sources, new tag"
+        );
     }
 
     #[test]
@@ -150,7 +176,10 @@ mod tests {
         let pkg = Package::load(dir.path()).unwrap();
         assert!(pkg.full_tag().starts_with("linuxkit/x:v1-"));
         fs::write(dir.path().join("build.yml"), "org: x\n").unwrap();
-        assert!(Package::load(dir.path()).unwrap_err().to_string().contains("image: required"));
+        assert!(Package::load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("image: required"));
         assert!(Package::load(&dir.path().join("nope")).is_err());
     }
 }

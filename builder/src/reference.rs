@@ -50,10 +50,7 @@ impl Reference {
         if reference.contains("://") {
             return Err(bad("a reference has no URL scheme"));
         }
-        if reference
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
+        if reference.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("a reference contains no whitespace"));
         }
         let expanded = expand(reference);
@@ -72,13 +69,8 @@ impl Reference {
         if repo.is_empty() {
             return Err(bad("a reference needs a repository name"));
         }
-        if repo
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            return Err(bad(
-                "repository path components must not be empty, '.' or '..'",
-            ));
+        if repo.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(bad("repository path components must not be empty, '.' or '..'"));
         }
         let (tag, digest) = match object.strip_prefix(':') {
             Some(rest) => match rest.split_once('@') {
@@ -109,9 +101,7 @@ impl Reference {
 
     /// Registry host, e.g. `docker.io` or `localhost:5000`.
     pub fn registry(&self) -> &str {
-        self.locator
-            .split_once('/')
-            .map_or(&self.locator[..], |(host, _)| host)
+        self.locator.split_once('/').map_or(&self.locator[..], |(host, _)| host)
     }
 
     /// Repository path without the registry, e.g. `library/alpine`.
@@ -178,10 +168,7 @@ mod tests {
         assert_eq!(r.repository(), "conformance/hello");
         assert_eq!(r.tag(), Some("v1"));
         assert_eq!(r.digest(), Some("sha256:b1c8"));
-        assert_eq!(
-            r.to_string(),
-            "localhost:5000/conformance/hello:v1@sha256:b1c8"
-        );
+        assert_eq!(r.to_string(), "localhost:5000/conformance/hello:v1@sha256:b1c8");
         let r = Reference::parse("alpine").unwrap();
         assert_eq!(r.to_string(), "docker.io/library/alpine");
         assert_eq!(r.cache_name(), "docker.io/library/alpine:latest");
@@ -189,14 +176,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "http://x/y",
-            "a b",
-            "x/:tag",
-            "reg/x:",
-            "reg/x@nodigest",
-        ] {
+        for bad in ["", "http://x/y", "a b", "x/:tag", "reg/x:", "reg/x@nodigest"] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -33,11 +33,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn cpio_listing(archive: &[u8]) -> Vec<String> {
     let mut lines = Vec::new();
     let mut pos = 0;
-    let field = |data: &[u8], i: usize| u64::from_str_radix(std::str::from_utf8(&data[6 + i * 8..14 + i * 8]).expect("ascii"), 16).expect("hex");
+    let field = |data: &[u8], i: usize| {
+        u64::from_str_radix(std::str::from_utf8(&data[6 + i * 8..14 + i * 8]).expect("ascii"), 16).expect("hex")
+    };
     while pos + 110 <= archive.len() {
         let header = &archive[pos..pos + 110];
         assert_eq!(&header[..6], b"070701", "newc magic at offset {pos}");
-        let (mode, uid, gid, nlink, mtime, size) = (field(header, 1), field(header, 2), field(header, 3), field(header, 4), field(header, 5), field(header, 6));
+        let (mode, uid, gid, nlink, mtime, size) = (
+            field(header, 1),
+            field(header, 2),
+            field(header, 3),
+            field(header, 4),
+            field(header, 5),
+            field(header, 6),
+        );
         let name_size = field(header, 11) as usize;
         let name_start = pos + 110;
         let name = String::from_utf8_lossy(&archive[name_start..name_start + name_size - 1]).into_owned();
@@ -49,14 +58,20 @@ pub fn cpio_listing(archive: &[u8]) -> Vec<String> {
         }
         let is_link = mode & 0o170000 == 0o120000;
         let is_file = mode & 0o170000 == 0o100000;
-        let link = if is_link { String::from_utf8_lossy(data).into_owned() } else { String::new() };
+        let link = if is_link {
+            String::from_utf8_lossy(data).into_owned()
+        } else {
+            String::new()
+        };
         let sum = if is_file {
             use sha2::Digest;
             sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
         } else {
             String::new()
         };
-        lines.push(format!("{name}\t{mode:06o}\t{uid}\t{gid}\t{size}\t{mtime}\t{nlink}\t{link}\t{sum}"));
+        lines.push(format!(
+            "{name}\t{mode:06o}\t{uid}\t{gid}\t{size}\t{mtime}\t{nlink}\t{link}\t{sum}"
+        ));
     }
     lines
 }

@@ -60,11 +60,7 @@ pub fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -168,8 +164,7 @@ impl Registry {
     /// (Re)starts the process on the same port and storage and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        let binary = std::env::var("MOBY_TEST_REGISTRY")
-            .unwrap_or_else(|_| "/usr/bin/docker-registry".into());
+        let binary = std::env::var("MOBY_TEST_REGISTRY").unwrap_or_else(|_| "/usr/bin/docker-registry".into());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -283,18 +278,10 @@ impl Registry {
             size: bytes.len() as u64,
         };
         let start = self
-            .request(
-                "POST",
-                &format!("/v2/{repository}/blobs/uploads/"),
-                &[],
-                b"",
-            )
+            .request("POST", &format!("/v2/{repository}/blobs/uploads/"), &[], b"")
             .expect("start upload");
         assert_eq!(start.status, 202, "upload start: {start:?}");
-        let location = start
-            .header("location")
-            .expect("upload location")
-            .to_string();
+        let location = start.header("location").expect("upload location").to_string();
         let path = location
             .strip_prefix(&format!("http://{}", self.host()))
             .unwrap_or(&location)
@@ -313,13 +300,7 @@ impl Registry {
     }
 
     /// Uploads a manifest or index under `reference` (a tag or digest).
-    pub fn push_manifest(
-        &self,
-        repository: &str,
-        reference: &str,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> Blob {
+    pub fn push_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Blob {
         let response = self
             .request(
                 "PUT",
@@ -365,10 +346,7 @@ impl Registry {
             .iter()
             .map(|layer| self.push_blob(repository, layer_type, layer))
             .collect();
-        let diff_ids: Vec<String> = layer_blobs
-            .iter()
-            .map(|l| format!("\"{}\"", l.digest))
-            .collect();
+        let diff_ids: Vec<String> = layer_blobs.iter().map(|l| format!("\"{}\"", l.digest)).collect();
         let config = format!(
             r#"{{"architecture":"{architecture}","os":"linux","config":{{"Entrypoint":["/bin/{repo}"],"Cmd":["--arch","{architecture}"],"Env":["PATH=/bin"],"WorkingDir":"/work","Labels":{{"test":"{repo}"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
             diff_ids.join(","),
@@ -382,12 +360,7 @@ impl Registry {
             layer_json.join(",")
         );
         let digest = digest(manifest.as_bytes());
-        let manifest_blob = self.push_manifest(
-            repository,
-            tag.unwrap_or(&digest),
-            manifest_type,
-            manifest.as_bytes(),
-        );
+        let manifest_blob = self.push_manifest(repository, tag.unwrap_or(&digest), manifest_type, manifest.as_bytes());
         PushedImage {
             manifest: manifest_blob,
             config,
@@ -396,13 +369,7 @@ impl Registry {
     }
 
     /// Pushes an index (OCI, or a Docker manifest list) over `(image, architecture)` pairs.
-    pub fn push_index(
-        &self,
-        repository: &str,
-        tag: &str,
-        images: &[(&PushedImage, &str)],
-        docker: bool,
-    ) -> Blob {
+    pub fn push_index(&self, repository: &str, tag: &str, images: &[(&PushedImage, &str)], docker: bool) -> Blob {
         let entries: Vec<String> = images
             .iter()
             .map(|(image, architecture)| {
@@ -421,13 +388,7 @@ impl Registry {
     }
 
     /// One HTTP/1.1 request to the registry (with its credentials, if any).
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<Response> {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<Response> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let mut head = format!(
@@ -471,10 +432,7 @@ pub struct Response {
 impl Response {
     /// The first header of that (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -486,12 +444,7 @@ fn read_response(stream: TcpStream) -> io::Result<Response> {
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad status line {line:?}"),
-            )
-        })?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -506,11 +459,7 @@ fn read_response(stream: TcpStream) -> io::Result<Response> {
     }
     let mut body = Vec::new();
     reader.read_to_end(&mut body)?;
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 fn free_port() -> u16 {
@@ -574,8 +523,7 @@ fn forward(client: TcpStream, upstream: u16, bytes_per_second: usize) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     };
-    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone())
-    else {
+    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
     thread::spawn(move || {

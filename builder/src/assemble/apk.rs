@@ -21,7 +21,11 @@ pub(super) struct ApkMerger<'a> {
 
 impl<'a> ApkMerger<'a> {
     pub fn new(inner: &'a mut dyn EntrySink) -> ApkMerger<'a> {
-        ApkMerger { inner, databases: Vec::new(), capturing: false }
+        ApkMerger {
+            inner,
+            databases: Vec::new(),
+            capturing: false,
+        }
     }
 
     /// Writes the merged database when more than one init image had one: every database followed by

@@ -24,11 +24,22 @@ pub(super) struct Bundles<'a> {
 
 impl<'a> Bundles<'a> {
     pub fn new(_moby: &'a Moby, ids: &'a IdMap, volumes: &'a Volumes) -> Bundles<'a> {
-        Bundles { ids, volumes, extracted: HashMap::new() }
+        Bundles {
+            ids,
+            volumes,
+            extracted: HashMap::new(),
+        }
     }
 
     /// Writes the bundle of entry `index` of `section` (`onboot`, `onshutdown` or `services`).
-    pub fn write(&mut self, section: &str, index: usize, entry: &Image, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    pub fn write(
+        &mut self,
+        section: &str,
+        index: usize,
+        entry: &Image,
+        images: &dyn Images,
+        sink: &mut dyn EntrySink,
+    ) -> Result<(), BuildError> {
         tracing::info!("  Create OCI config for {}", entry.image);
         let location = format!("{section}[{index}]");
         let Some(image) = super::reference(&entry.image) else {
@@ -38,13 +49,21 @@ impl<'a> Bundles<'a> {
         let source = image.to_string();
         let bundle = self.generate(&location, entry, &image, images)?;
 
-        let order = if section == "services" { String::new() } else { format!("{index:03}-") };
+        let order = if section == "services" {
+            String::new()
+        } else {
+            format!("{index:03}-")
+        };
         let dir = format!("containers/{section}/{order}{}", entry.name);
         let own_root = format!("{dir}/{}", if bundle.readonly { "rootfs" } else { "lower" });
         let (root, reused) = match self.extracted.get(&source) {
             Some(first) => (first.clone(), true),
             None => {
-                let tree = ImageTree { location: &location, prefix: &format!("{own_root}/"), resolv: Resolv::File };
+                let tree = ImageTree {
+                    location: &location,
+                    prefix: &format!("{own_root}/"),
+                    resolv: Resolv::File,
+                };
                 tree.write(Some(&image), images, sink)?;
                 self.extracted.insert(source.clone(), own_root.clone());
                 (own_root, false)
@@ -59,7 +78,9 @@ impl<'a> Bundles<'a> {
             h.size = bytes.len() as u64;
             h
         };
-        let dir_entry = |name: &str| Header::new(format!("{dir}/{name}"), EntryKind::Directory, 0o755).with_origin(&source, &location);
+        let dir_entry = |name: &str| {
+            Header::new(format!("{dir}/{name}"), EntryKind::Directory, 0o755).with_origin(&source, &location)
+        };
 
         write_bytes(sink, &file("config.json", &bundle.config_json), &bundle.config_json)?;
         if !bundle.readonly {
@@ -75,10 +96,19 @@ impl<'a> Bundles<'a> {
     }
 
     /// Generates config.json and the runtime config from the entry, the image's label and its config.
-    fn generate(&self, location: &str, entry: &Image, image: &Reference, images: &dyn Images) -> Result<oci_config::Bundle, BuildError> {
+    fn generate(
+        &self,
+        location: &str,
+        entry: &Image,
+        image: &Reference,
+        images: &dyn Images,
+    ) -> Result<oci_config::Bundle, BuildError> {
         let config = images.config(image)?;
         let label = match config.labels.get(CONFIG_LABEL).filter(|text| !text.is_empty()) {
-            Some(text) => Some(crate::spec::parse_label(text).map_err(|errors| BuildError::Label { image: image.to_string(), errors })?),
+            Some(text) => Some(crate::spec::parse_label(text).map_err(|errors| BuildError::Label {
+                image: image.to_string(),
+                errors,
+            })?),
             None => None,
         };
         let defaults = ImageDefaults {
@@ -87,10 +117,12 @@ impl<'a> Bundles<'a> {
             env: Some(&config.env),
             working_dir: &config.working_dir,
         };
-        oci_config::generate(entry, label.as_ref(), &defaults, self.ids, self.volumes).map_err(|source| BuildError::OciConfig {
-            location: location.to_string(),
-            image: entry.image.clone(),
-            source,
+        oci_config::generate(entry, label.as_ref(), &defaults, self.ids, self.volumes).map_err(|source| {
+            BuildError::OciConfig {
+                location: location.to_string(),
+                image: entry.image.clone(),
+                source: Box::new(source),
+            }
         })
     }
 }

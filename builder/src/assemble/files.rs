@@ -31,9 +31,17 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
     let mut added: HashSet<String> = HashSet::new();
     for (index, file) in moby.files.iter().enumerate() {
         tracing::info!("  {}", file.path);
-        let fail = |problem: String| FilesError { index, path: file.path.clone(), problem };
+        let fail = |problem: String| FilesError {
+            index,
+            path: file.path.clone(),
+            problem,
+        };
         let Some(contents) = contents(moby, file).map_err(fail)? else {
-            tracing::debug!("skipping optional file {} whose source {} is missing", file.path, file.source);
+            tracing::debug!(
+                "skipping optional file {} whose source {} is missing",
+                file.path,
+                file.source
+            );
             continue;
         };
         let path = file.path.strip_prefix('/').unwrap_or(&file.path).to_string();
@@ -43,7 +51,10 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
             text => fields::parse_octal_mode(text).map_err(fail)?,
         };
         let id = |id: Option<&IdRef>, field: &str| match id {
-            Some(id) => ids.resolve(id).map(u64::from).map_err(|e| fail(format!("{field}: {e}"))),
+            Some(id) => ids
+                .resolve(id)
+                .map(u64::from)
+                .map_err(|e| fail(format!("{field}: {e}"))),
             None => Ok(0),
         };
         let uid = id(file.uid.as_ref(), "uid")?;

@@ -8,7 +8,14 @@ use crate::Reference;
 use super::{copy_entry, write_bytes, write_prefix_dirs, BuildError, Images};
 
 /// Entries that `docker export` used to add and that never belong in an image.
-const EXCLUDED: [&str; 6] = [".dockerenv", "Dockerfile", "dev/console", "dev/pts", "dev/shm", "etc/hostname"];
+const EXCLUDED: [&str; 6] = [
+    ".dockerenv",
+    "Dockerfile",
+    "dev/console",
+    "dev/pts",
+    "dev/shm",
+    "etc/hostname",
+];
 
 /// The fixed `/etc/hosts` every image gets.
 pub(super) const HOSTS: &str = "127.0.0.1       localhost\n::1     localhost ip6-localhost ip6-loopback\nfe00::0 ip6-localnet\nff00::0 ip6-mcastprefix\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n";
@@ -61,7 +68,12 @@ pub(super) struct ImageTree<'a> {
 
 impl ImageTree<'_> {
     /// Writes the prefix directories and, when `image` is given, its adjusted filesystem.
-    pub fn write(&self, image: Option<&Reference>, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    pub fn write(
+        &self,
+        image: Option<&Reference>,
+        images: &dyn Images,
+        sink: &mut dyn EntrySink,
+    ) -> Result<(), BuildError> {
         let source = image.map_or_else(|| "empty".to_string(), Reference::to_string);
         write_prefix_dirs(sink, self.prefix, &source, self.location)?;
         let Some(image) = image else { return Ok(()) };
@@ -127,7 +139,11 @@ impl ImageTree<'_> {
             sink.write_header(&header)?;
             return Ok(());
         }
-        let contents = if matches!(which, Touch::Hosts) { HOSTS } else { RESOLV_CONF };
+        let contents = if matches!(which, Touch::Hosts) {
+            HOSTS
+        } else {
+            RESOLV_CONF
+        };
         header.kind = EntryKind::Regular;
         header.link_name.clear();
         header.size = contents.len() as u64;

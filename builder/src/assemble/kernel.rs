@@ -41,7 +41,11 @@ struct KernelFiles<'a> {
 impl<'a> KernelFiles<'a> {
     fn of(kernel: &'a Kernel) -> KernelFiles<'a> {
         KernelFiles {
-            binary: if kernel.binary.is_empty() { "kernel" } else { &kernel.binary },
+            binary: if kernel.binary.is_empty() {
+                "kernel"
+            } else {
+                &kernel.binary
+            },
             tar: match kernel.tar.as_deref() {
                 None => Some("kernel.tar"),
                 Some("none") | Some("") => None,
@@ -53,11 +57,19 @@ impl<'a> KernelFiles<'a> {
 }
 
 /// Writes the kernel section for `image`.
-pub(super) fn write_kernel(kernel: &Kernel, image: &Reference, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+pub(super) fn write_kernel(
+    kernel: &Kernel,
+    image: &Reference,
+    images: &dyn Images,
+    sink: &mut dyn EntrySink,
+) -> Result<(), BuildError> {
     let wanted = KernelFiles::of(kernel);
     let source = image.to_string();
     let (mut found_kernel, mut found_tar, mut found_ucode) = (false, false, false);
-    let kernel_error = |source: KernelError| BuildError::Kernel { image: image.to_string(), source };
+    let kernel_error = |source: KernelError| BuildError::Kernel {
+        image: image.to_string(),
+        source: Box::new(source),
+    };
 
     images.walk(image, &mut |entry, data| {
         let pax_header = |name: &str, kind: EntryKind, mode: u32| {
@@ -82,7 +94,10 @@ pub(super) fn write_kernel(kernel: &Kernel, image: &Reference, images: &dyn Imag
         } else if Some(name) == wanted.tar {
             found_tar = true;
             copy_modules_tar(&source, data, sink).map_err(|e| match e {
-                ModulesTarError::Tar(source) => kernel_error(KernelError::BadTar { name: name.to_string(), source }),
+                ModulesTarError::Tar(source) => kernel_error(KernelError::BadTar {
+                    name: name.to_string(),
+                    source,
+                }),
                 ModulesTarError::Write(err) => BuildError::Write(err),
             })?;
         } else if Some(name) == wanted.ucode {

@@ -45,17 +45,17 @@ pub type EntryVisitor<'a> = dyn FnMut(&Header, &mut dyn Read) -> Result<(), Buil
 pub enum BuildError {
     /// An image could not be found, pulled or read.
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(Box<crate::image::ImageError>),
     /// An image layer could not be read or is unsafe.
     #[error(transparent)]
-    Layer(#[from] crate::layer::LayerError),
+    Layer(Box<crate::layer::LayerError>),
     /// The kernel image lacks what the spec asks for.
     #[error("kernel image {image}: {source}")]
     Kernel {
         /// Kernel image reference.
         image: String,
         /// What is wrong.
-        source: KernelError,
+        source: Box<KernelError>,
     },
     /// The image's `org.mobyproject.config` label is invalid.
     #[error("image {image}: invalid org.mobyproject.config label:\n{errors}")]
@@ -73,7 +73,7 @@ pub enum BuildError {
         /// Image reference.
         image: String,
         /// What is wrong.
-        source: crate::oci_config::OciConfigError,
+        source: Box<crate::oci_config::OciConfigError>,
     },
     /// A `files` entry could not be added.
     #[error(transparent)]
@@ -81,6 +81,18 @@ pub enum BuildError {
     /// Writing the output failed.
     #[error("writing the image: {0}")]
     Write(#[source] io::Error),
+}
+
+impl From<crate::image::ImageError> for BuildError {
+    fn from(err: crate::image::ImageError) -> BuildError {
+        BuildError::Image(Box::new(err))
+    }
+}
+
+impl From<crate::layer::LayerError> for BuildError {
+    fn from(err: crate::layer::LayerError) -> BuildError {
+        BuildError::Layer(Box::new(err))
+    }
 }
 
 impl From<io::Error> for BuildError {
@@ -106,7 +118,11 @@ pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> R
     for (i, init) in moby.init.iter().enumerate() {
         let Some(init_ref) = reference(init) else { continue };
         tracing::info!("Process init image: {init_ref}");
-        let tree = image_tree::ImageTree { location: &format!("init[{i}]"), prefix: "", resolv: image_tree::Resolv::Symlink };
+        let tree = image_tree::ImageTree {
+            location: &format!("init[{i}]"),
+            prefix: "",
+            resolv: image_tree::Resolv::Symlink,
+        };
         tree.write(Some(&init_ref), images, &mut init_sink)?;
     }
     init_sink.write_merged_db()?;
@@ -119,7 +135,11 @@ pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> R
     }
 
     let mut bundles = bundle::Bundles::new(moby, &ids, &volume_table);
-    for (section, entries) in [("onboot", &moby.onboot), ("onshutdown", &moby.onshutdown), ("services", &moby.services)] {
+    for (section, entries) in [
+        ("onboot", &moby.onboot),
+        ("onshutdown", &moby.onshutdown),
+        ("services", &moby.services),
+    ] {
         if !entries.is_empty() {
             tracing::info!("Add {section} containers:");
         }

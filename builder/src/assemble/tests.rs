@@ -8,10 +8,13 @@ use crate::image::{ImageConfigFile, LayoutEntry};
 use crate::spec::model::{File, Image, ImageConfig, Kernel, Moby};
 use crate::tar::{EntryKind, EntrySink, Header};
 
-/// Images held in memory: reference → (config, flattened entries).
+/// A flattened image held in memory: its config and its entries with their data.
+type FakeImage = (ImageConfigFile, Vec<(Header, Vec<u8>)>);
+
+/// Images held in memory, by reference.
 #[derive(Default)]
 struct FakeImages {
-    images: HashMap<String, (ImageConfigFile, Vec<(Header, Vec<u8>)>)>,
+    images: HashMap<String, FakeImage>,
 }
 
 impl FakeImages {
@@ -21,9 +24,12 @@ impl FakeImages {
         self
     }
 
-    fn get(&self, image: &Reference) -> Result<&(ImageConfigFile, Vec<(Header, Vec<u8>)>), BuildError> {
+    fn get(&self, image: &Reference) -> Result<&FakeImage, BuildError> {
         self.images.get(&image.to_string()).ok_or_else(|| {
-            BuildError::Image(crate::image::ImageError::NotInCache { image: image.to_string(), dir: "/fake".into() })
+            BuildError::from(crate::image::ImageError::NotInCache {
+                image: image.to_string(),
+                dir: "/fake".into(),
+            })
         })
     }
 }
@@ -63,7 +69,11 @@ impl EntrySink for Recorder {
     }
 
     fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        self.entries.last_mut().expect("data after a header").1.extend_from_slice(data);
+        self.entries
+            .last_mut()
+            .expect("data after a header")
+            .1
+            .extend_from_slice(data);
         Ok(())
     }
 
@@ -79,7 +89,13 @@ impl Recorder {
     }
 
     fn data(&self, name: &str) -> &[u8] {
-        &self.entries.iter().rev().find(|(h, _)| h.name == name).unwrap_or_else(|| panic!("no entry {name}")).1
+        &self
+            .entries
+            .iter()
+            .rev()
+            .find(|(h, _)| h.name == name)
+            .unwrap_or_else(|| panic!("no entry {name}"))
+            .1
     }
 }
 
@@ -98,24 +114,49 @@ fn build(moby: &Moby, images: &FakeImages) -> Result<Recorder, BuildError> {
 const KERNEL: &str = "localhost/k:1";
 
 fn kernel_moby(kernel: Kernel) -> Moby {
-    Moby { kernel: Kernel { image: KERNEL.into(), ..kernel }, ..Moby::default() }
+    Moby {
+        kernel: Kernel {
+            image: KERNEL.into(),
+            ..kernel
+        },
+        ..Moby::default()
+    }
 }
 
 #[test]
 fn kernel_section_streams_kernel_cmdline_and_ucode() {
     let images = FakeImages::default().with(
         KERNEL,
-        vec![file("ucode.cpio", b"UCODE"), file("vmlinuz", b"KERNEL"), file("other", b"ignored")],
+        vec![
+            file("ucode.cpio", b"UCODE"),
+            file("vmlinuz", b"KERNEL"),
+            file("other", b"ignored"),
+        ],
     );
-    let moby =
-        kernel_moby(Kernel { cmdline: "console=ttyS0".into(), binary: "vmlinuz".into(), tar: Some("none".into()), ucode: Some("ucode.cpio".into()), ..Kernel::default() });
+    let moby = kernel_moby(Kernel {
+        cmdline: "console=ttyS0".into(),
+        binary: "vmlinuz".into(),
+        tar: Some("none".into()),
+        ucode: Some("ucode.cpio".into()),
+        ..Kernel::default()
+    });
     let out = build(&moby, &images).unwrap();
-    assert_eq!(out.names(), ["boot", "boot/ucode.cpio", "boot/cmdline", "boot/kernel"], "boot written once, before the first file");
+    assert_eq!(
+        out.names(),
+        ["boot", "boot/ucode.cpio", "boot/cmdline", "boot/kernel"],
+        "boot written once, before the first file"
+    );
     assert_eq!(out.data("boot/kernel"), b"KERNEL");
     assert_eq!(out.data("boot/cmdline"), b"console=ttyS0");
     assert!(out.finished);
     let kernel = &out.entries[3].0;
-    assert_eq!((kernel.pax["LINUXKIT.source"].as_str(), kernel.pax["LINUXKIT.location"].as_str()), ("localhost/k:1", "kernel"));
+    assert_eq!(
+        (
+            kernel.pax["LINUXKIT.source"].as_str(),
+            kernel.pax["LINUXKIT.location"].as_str()
+        ),
+        ("localhost/k:1", "kernel")
+    );
 }
 
 #[test]
@@ -123,11 +164,26 @@ fn missing_kernel_files_are_named() {
     let images = FakeImages::default().with(KERNEL, vec![file("kernel", b"K")]);
     let err = build(&kernel_moby(Kernel::default()), &images).unwrap_err().to_string();
     assert!(err.contains("kernel.tar") && err.contains("localhost/k:1"), "{err}");
-    let err = build(&kernel_moby(Kernel { tar: Some("none".into()), ucode: Some("u.cpio".into()), ..Kernel::default() }), &images)
-        .unwrap_err()
-        .to_string();
+    let err = build(
+        &kernel_moby(Kernel {
+            tar: Some("none".into()),
+            ucode: Some("u.cpio".into()),
+            ..Kernel::default()
+        }),
+        &images,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("u.cpio"), "{err}");
-    let err = build(&kernel_moby(Kernel { binary: "bzImage".into(), ..Kernel::default() }), &images).unwrap_err().to_string();
+    let err = build(
+        &kernel_moby(Kernel {
+            binary: "bzImage".into(),
+            ..Kernel::default()
+        }),
+        &images,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("bzImage"), "{err}");
 }
 
@@ -136,13 +192,23 @@ fn init_apk_databases_are_merged_after_the_last_init_image() {
     let images = FakeImages::default()
         .with("localhost/a:1", vec![file("lib/apk/db/installed", b"A")])
         .with("localhost/b:1", vec![file("lib/apk/db/installed", b"B")]);
-    let moby = Moby { init: vec!["localhost/a:1".into(), "localhost/b:1".into()], ..Moby::default() };
+    let moby = Moby {
+        init: vec!["localhost/a:1".into(), "localhost/b:1".into()],
+        ..Moby::default()
+    };
     let out = build(&moby, &images).unwrap();
     let (merged, data) = out.entries.last().unwrap();
     assert_eq!(merged.name, "lib/apk/db/installed");
-    assert_eq!((merged.mtime, merged.pax["LINUXKIT.source"].as_str()), (0, "LINUXKIT.apkinit"));
+    assert_eq!(
+        (merged.mtime, merged.pax["LINUXKIT.source"].as_str()),
+        (0, "LINUXKIT.apkinit")
+    );
     assert_eq!(data, b"A\n\nB\n\n");
-    assert_eq!(out.data("etc/resolv.conf"), b"", "init images get a resolv.conf symlink");
+    assert_eq!(
+        out.data("etc/resolv.conf"),
+        b"",
+        "init images get a resolv.conf symlink"
+    );
 }
 
 #[test]
@@ -151,49 +217,108 @@ fn image_tree_filters_replaces_and_touches() {
     link.link_name = "bin/tool".into();
     let images = FakeImages::default().with(
         "localhost/app:1",
-        vec![file(".dockerenv", b""), file("etc/hostname", b"x"), file("etc/hosts", b"mine"), file("bin/tool", b"T"), (link, vec![])],
+        vec![
+            file(".dockerenv", b""),
+            file("etc/hostname", b"x"),
+            file("etc/hosts", b"mine"),
+            file("bin/tool", b"T"),
+            (link, vec![]),
+        ],
     );
-    let moby = Moby { onboot: vec![Image { name: "app".into(), image: "localhost/app:1".into(), config: ImageConfig::default() }], ..Moby::default() };
+    let moby = Moby {
+        onboot: vec![Image {
+            name: "app".into(),
+            image: "localhost/app:1".into(),
+            config: ImageConfig::default(),
+        }],
+        ..Moby::default()
+    };
     let out = build(&moby, &images).unwrap();
     let names = out.names();
     let root = "containers/onboot/000-app/lower";
-    assert!(!names.iter().any(|n| n.ends_with(".dockerenv") || n.ends_with("etc/hostname")));
+    assert!(!names
+        .iter()
+        .any(|n| n.ends_with(".dockerenv") || n.ends_with("etc/hostname")));
     assert_eq!(out.data(&format!("{root}/etc/hosts")), image_tree::HOSTS.as_bytes());
-    assert_eq!(out.data(&format!("{root}/etc/resolv.conf")), image_tree::RESOLV_CONF.as_bytes());
+    assert_eq!(
+        out.data(&format!("{root}/etc/resolv.conf")),
+        image_tree::RESOLV_CONF.as_bytes()
+    );
     let hard = out.entries.iter().find(|(h, _)| h.kind == EntryKind::HardLink).unwrap();
     assert_eq!(hard.0.link_name, format!("{root}/bin/tool"), "hard links are re-rooted");
     let tail: Vec<&str> = names.iter().rev().take(2).copied().collect();
-    assert_eq!(tail, ["containers/onboot/000-app/runtime.json", "containers/onboot/000-app/rootfs"]);
+    assert_eq!(
+        tail,
+        [
+            "containers/onboot/000-app/runtime.json",
+            "containers/onboot/000-app/rootfs"
+        ]
+    );
 }
 
 #[test]
 fn a_reused_image_is_extracted_once() {
     let images = FakeImages::default().with("localhost/app:1", vec![file("bin/tool", b"T")]);
-    let entry = |name: &str| Image { name: name.into(), image: "localhost/app:1".into(), config: ImageConfig::default() };
-    let moby = Moby { onboot: vec![entry("one")], services: vec![entry("two")], ..Moby::default() };
+    let entry = |name: &str| Image {
+        name: name.into(),
+        image: "localhost/app:1".into(),
+        config: ImageConfig::default(),
+    };
+    let moby = Moby {
+        onboot: vec![entry("one")],
+        services: vec![entry("two")],
+        ..Moby::default()
+    };
     let out = build(&moby, &images).unwrap();
     let copies = out.names().iter().filter(|n| n.ends_with("bin/tool")).count();
     assert_eq!(copies, 1);
     let runtime = String::from_utf8(out.data("containers/services/two/runtime.json").to_vec()).unwrap();
-    assert!(runtime.contains("lowerdir=/containers/onboot/000-one/lower"), "{runtime}");
+    assert!(
+        runtime.contains("lowerdir=/containers/onboot/000-one/lower"),
+        "{runtime}"
+    );
 }
 
 #[test]
 fn files_get_parents_once_and_optional_sources_may_be_missing() {
     let moby = Moby {
         files: vec![
-            File { path: "/a/b/c".into(), contents: Some("x".into()), mode: "0640".into(), ..File::default() },
-            File { path: "a/b/d".into(), contents: Some("y".into()), ..File::default() },
-            File { path: "a/skip".into(), source: "/nonexistent/moby-test".into(), optional: true, ..File::default() },
+            File {
+                path: "/a/b/c".into(),
+                contents: Some("x".into()),
+                mode: "0640".into(),
+                ..File::default()
+            },
+            File {
+                path: "a/b/d".into(),
+                contents: Some("y".into()),
+                ..File::default()
+            },
+            File {
+                path: "a/skip".into(),
+                source: "/nonexistent/moby-test".into(),
+                optional: true,
+                ..File::default()
+            },
         ],
         ..Moby::default()
     };
     let out = build(&moby, &FakeImages::default()).unwrap();
     assert_eq!(out.names(), ["a", "a/b", "a/b/c", "a/b/d"]);
     assert_eq!(out.entries[0].0.mode, 0o750);
-    let required = Moby { files: vec![File { path: "x".into(), source: "/nonexistent/moby-test".into(), ..File::default() }], ..Moby::default() };
+    let required = Moby {
+        files: vec![File {
+            path: "x".into(),
+            source: "/nonexistent/moby-test".into(),
+            ..File::default()
+        }],
+        ..Moby::default()
+    };
     let err = build(&required, &FakeImages::default()).unwrap_err().to_string();
-    assert!(err.contains("files[0]") && err.contains("/nonexistent/moby-test"), "{err}");
+    assert!(
+        err.contains("files[0]") && err.contains("/nonexistent/moby-test"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -211,7 +336,10 @@ fn a_visitor_error_stops_the_build() {
         }
     }
     let images = FakeImages::default().with("localhost/a:1", vec![file("x", b"1")]);
-    let moby = Moby { init: vec!["localhost/a:1".into()], ..Moby::default() };
+    let moby = Moby {
+        init: vec!["localhost/a:1".into()],
+        ..Moby::default()
+    };
     let err = assemble(&moby, &images, &mut Broken).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
 }

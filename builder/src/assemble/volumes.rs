@@ -9,7 +9,12 @@ use super::image_tree::{ImageTree, Resolv};
 use super::{reference, write_bytes, write_prefix_dirs, BuildError, Images};
 
 /// Writes volume number `index`.
-pub(super) fn write_volume(index: usize, volume: &Volume, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+pub(super) fn write_volume(
+    index: usize,
+    volume: &Volume,
+    images: &dyn Images,
+    sink: &mut dyn EntrySink,
+) -> Result<(), BuildError> {
     tracing::info!("Process volume image: {}", volume.name);
     let location = format!("volume[{index}]");
     let base = format!("containers/volumes/{}", volume.name);
@@ -25,7 +30,8 @@ pub(super) fn write_volume(index: usize, volume: &Volume, images: &dyn Images, s
                     LayoutEntryKind::Directory => EntryKind::Directory,
                     LayoutEntryKind::File => EntryKind::Regular,
                 };
-                let mut header = Header::new(format!("{lower}{}", entry.name), kind, entry.mode).with_origin(&source, &location);
+                let mut header =
+                    Header::new(format!("{lower}{}", entry.name), kind, entry.mode).with_origin(&source, &location);
                 header.mtime = 0;
                 header.size = entry.size;
                 match &entry.content {
@@ -39,13 +45,18 @@ pub(super) fn write_volume(index: usize, volume: &Volume, images: &dyn Images, s
             }
         }
         _ => {
-            let tree = ImageTree { location: &location, prefix: &lower, resolv: Resolv::Symlink };
+            let tree = ImageTree {
+                location: &location,
+                prefix: &lower,
+                resolv: Resolv::Symlink,
+            };
             tree.write(image.as_ref(), images, sink)?;
         }
     }
 
     for dir in ["tmp/", "merged/"] {
-        let header = Header::new(format!("{base}/{dir}"), EntryKind::Directory, 0o755).with_origin("linuxkit.volumes", &location);
+        let header = Header::new(format!("{base}/{dir}"), EntryKind::Directory, 0o755)
+            .with_origin("linuxkit.volumes", &location);
         sink.write_header(&header)?;
     }
     Ok(())

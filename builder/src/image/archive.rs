@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 
 use super::descriptor::{parse_manifest, sha256_hex, Descriptor, Manifest};
-use crate::tar::{EntryKind, EntrySink, Header, TarReader, TarWriter};
 use super::layout::{BlobOrigin, IndexEntry, RootIndex, Store, MAX_JSON_BLOB};
 use super::ImageError;
+use crate::tar::{EntryKind, EntrySink, Header, TarReader, TarWriter};
 
 /// `oci-layout` in exported archives.
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -16,12 +16,10 @@ impl Store {
     /// `oci-layout` file, every blob it reaches that is cached (platforms of an index that were
     /// never pulled are left out), and an `index.json` naming it. Entries have mtime 0.
     pub fn export(&self, name: &str, out: impl Write) -> Result<(), ImageError> {
-        let entry = self
-            .entry_named(name)?
-            .ok_or_else(|| ImageError::NotInCache {
-                image: name.to_string(),
-                dir: self.dir().to_path_buf(),
-            })?;
+        let entry = self.entry_named(name)?.ok_or_else(|| ImageError::NotInCache {
+            image: name.to_string(),
+            dir: self.dir().to_path_buf(),
+        })?;
         let blobs = self.export_blobs(name, &entry.descriptor())?;
         let index = RootIndex::with_entries(vec![IndexEntry::named(name, &entry.descriptor())]);
         let index_json = index.to_json().map_err(|e| ImageError::InvalidLayout {
@@ -31,7 +29,13 @@ impl Store {
 
         let mut tar = TarWriter::new(out);
         let write_err = |e: io::Error| ImageError::io("write", "the export archive", e);
-        append(&mut tar, "oci-layout", &mut OCI_LAYOUT.as_bytes(), OCI_LAYOUT.len() as u64).map_err(write_err)?;
+        append(
+            &mut tar,
+            "oci-layout",
+            &mut OCI_LAYOUT.as_bytes(),
+            OCI_LAYOUT.len() as u64,
+        )
+        .map_err(write_err)?;
         append_dir(&mut tar, "blobs/").map_err(write_err)?;
         append_dir(&mut tar, "blobs/sha256/").map_err(write_err)?;
         for blob in &blobs {
@@ -71,13 +75,9 @@ impl Store {
                     let Some(bytes) = self.read_small_blob(image, &child.digest)? else {
                         continue;
                     };
-                    match parse_manifest(&bytes, &child.media_type)
-                        .map_err(|r| invalid(&child.digest, r))?
-                    {
+                    match parse_manifest(&bytes, &child.media_type).map_err(|r| invalid(&child.digest, r))? {
                         (_, Manifest::Image(manifest)) => manifests.push((Some(child), manifest)),
-                        (_, Manifest::Index(_)) => {
-                            return Err(invalid(&child.digest, "nested index".to_string()))
-                        }
+                        (_, Manifest::Index(_)) => return Err(invalid(&child.digest, "nested index".to_string())),
                     }
                 }
             }
@@ -134,11 +134,10 @@ impl Store {
             what: "archive".to_string(),
             reason: "it has no index.json, so it is not an OCI image layout".to_string(),
         })?;
-        let index: RootIndex =
-            serde_json::from_slice(&bytes).map_err(|e| ImageError::InvalidArchive {
-                what: "index.json".to_string(),
-                reason: e.to_string(),
-            })?;
+        let index: RootIndex = serde_json::from_slice(&bytes).map_err(|e| ImageError::InvalidArchive {
+            what: "index.json".to_string(),
+            reason: e.to_string(),
+        })?;
         let mut named = Vec::new();
         for entry in &index.manifests {
             let Some(name) = entry.name() else { continue };
@@ -190,7 +189,10 @@ fn append<W: Write>(tar: &mut TarWriter<W>, name: &str, data: &mut dyn Read, siz
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = data.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{name} ended early")));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name} ended early"),
+            ));
         }
         tar.write_data(&buf[..n])?;
         left -= n as u64;
@@ -276,7 +278,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
         let mut empty = TarWriter::new(Vec::new());
-        append(&mut empty, "oci-layout", &mut OCI_LAYOUT.as_bytes(), OCI_LAYOUT.len() as u64).unwrap();
+        append(
+            &mut empty,
+            "oci-layout",
+            &mut OCI_LAYOUT.as_bytes(),
+            OCI_LAYOUT.len() as u64,
+        )
+        .unwrap();
         empty.finish().unwrap();
         let bytes = empty.into_inner();
         assert!(matches!(

@@ -115,9 +115,7 @@ impl DockerConfig {
                 .decode(auth.trim())
                 .map_err(|_| invalid("is not base64"))?;
             let text = String::from_utf8(bytes).map_err(|_| invalid("is not UTF-8"))?;
-            let (username, password) = text
-                .split_once(':')
-                .ok_or_else(|| invalid("is not user:password"))?;
+            let (username, password) = text.split_once(':').ok_or_else(|| invalid("is not user:password"))?;
             return Ok(Some(Credentials {
                 username: username.to_string(),
                 password: password.to_string(),
@@ -156,12 +154,10 @@ impl DockerConfig {
             // A helper that exits early closes its stdin; its exit status tells the story.
             let _ = stdin.write_all(server.as_bytes());
         }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| ImageError::Credentials {
-                path: PathBuf::from(&program),
-                reason: e.to_string(),
-            })?;
+        let output = child.wait_with_output().map_err(|e| ImageError::Credentials {
+            path: PathBuf::from(&program),
+            reason: e.to_string(),
+        })?;
         if !output.status.success() {
             tracing::warn!(
                 "credential helper {program} has no credentials for {server}: {}",
@@ -176,16 +172,13 @@ impl DockerConfig {
             #[serde(rename = "Secret", default)]
             secret: String,
         }
-        let reply: HelperReply =
-            serde_json::from_slice(&output.stdout).map_err(|e| ImageError::Credentials {
-                path: PathBuf::from(&program),
-                reason: format!("invalid reply: {e}"),
-            })?;
+        let reply: HelperReply = serde_json::from_slice(&output.stdout).map_err(|e| ImageError::Credentials {
+            path: PathBuf::from(&program),
+            reason: format!("invalid reply: {e}"),
+        })?;
         if reply.username == "<token>" {
             // An identity token needs an OAuth2 refresh-token exchange, which we do not do.
-            tracing::warn!(
-                "{program} returned an identity token for {server}; pulling anonymously"
-            );
+            tracing::warn!("{program} returned an identity token for {server}; pulling anonymously");
             return Ok(None);
         }
         Ok(Some(Credentials {
@@ -243,10 +236,7 @@ mod tests {
                 "https://quay.io":{"username":"q","password":"p"}}}"#,
         );
         let local = c.credentials_for("127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!(
-            (local.username.as_str(), local.password.as_str()),
-            ("user", "pa:ss")
-        );
+        assert_eq!((local.username.as_str(), local.password.as_str()), ("user", "pa:ss"));
         let hub = c.credentials_for("docker.io").unwrap().unwrap();
         assert_eq!(hub.username, "hub");
         assert_eq!(c.credentials_for("quay.io").unwrap().unwrap().password, "p");
@@ -258,10 +248,7 @@ mod tests {
     fn broken_entries_are_errors_naming_the_file() {
         let (_d, c) = config(r#"{"auths":{"r.example":{"auth":"!!"}}}"#);
         let err = c.credentials_for("r.example").unwrap_err().to_string();
-        assert!(
-            err.contains("config.json") && err.contains("not base64"),
-            "{err}"
-        );
+        assert!(err.contains("config.json") && err.contains("not base64"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
         std::fs::write(&path, "{").unwrap();
@@ -272,17 +259,13 @@ mod tests {
 
     #[test]
     fn missing_helper_means_anonymous() {
-        let (_d, c) =
-            config(r#"{"credsStore":"moby-test-no-such-helper","auths":{"a.example":{}}}"#);
+        let (_d, c) = config(r#"{"credsStore":"moby-test-no-such-helper","auths":{"a.example":{}}}"#);
         assert!(c.credentials_for("a.example").unwrap().is_none());
     }
 
     #[test]
     fn keys_normalise() {
-        assert_eq!(
-            normalize_key("https://index.docker.io/v1/"),
-            "index.docker.io"
-        );
+        assert_eq!(normalize_key("https://index.docker.io/v1/"), "index.docker.io");
         assert_eq!(normalize_key("localhost:5000"), "localhost:5000");
         assert_eq!(normalize_key("http://localhost:5000/"), "localhost:5000");
     }

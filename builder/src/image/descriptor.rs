@@ -17,20 +17,14 @@ pub mod media_type {
     /// OCI image config.
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     /// Docker manifest list (schema 2).
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Docker image manifest (schema 2).
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker image config.
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
     /// Every manifest and index type, as sent in a registry `Accept` header.
-    pub const MANIFEST_TYPES: [&str; 4] = [
-        OCI_INDEX,
-        DOCKER_MANIFEST_LIST,
-        OCI_MANIFEST,
-        DOCKER_MANIFEST,
-    ];
+    pub const MANIFEST_TYPES: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
     /// Whether `media_type` names an index (OCI index or Docker manifest list).
     pub fn is_index(media_type: &str) -> bool {
@@ -131,17 +125,9 @@ pub(crate) struct WirePlatform {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -155,11 +141,7 @@ impl WirePlatform {
         if self.os == "unknown" && self.architecture == "unknown" {
             return None;
         }
-        Some(Platform::new(
-            &self.os,
-            &self.architecture,
-            self.variant.as_deref(),
-        ))
+        Some(Platform::new(&self.os, &self.architecture, self.variant.as_deref()))
     }
 }
 
@@ -270,9 +252,7 @@ pub(crate) fn parse_manifest(bytes: &[u8], declared: &str) -> Result<(String, Ma
     }
     let media_type = match probe.media_type.filter(|m| !m.is_empty()) {
         Some(m) => m,
-        None if media_type::is_index(declared) || media_type::is_manifest(declared) => {
-            declared.to_string()
-        }
+        None if media_type::is_index(declared) || media_type::is_manifest(declared) => declared.to_string(),
         None if probe.manifests.is_some() => media_type::OCI_INDEX.to_string(),
         None if probe.config.is_some() => media_type::OCI_MANIFEST.to_string(),
         None => return Err("neither an image manifest nor an index".to_string()),
@@ -281,8 +261,7 @@ pub(crate) fn parse_manifest(bytes: &[u8], declared: &str) -> Result<(String, Ma
         let index = serde_json::from_slice(bytes).map_err(|e| format!("invalid index: {e}"))?;
         Ok((media_type, Manifest::Index(index)))
     } else if media_type::is_manifest(&media_type) {
-        let manifest =
-            serde_json::from_slice(bytes).map_err(|e| format!("invalid image manifest: {e}"))?;
+        let manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid image manifest: {e}"))?;
         Ok((media_type, Manifest::Image(manifest)))
     } else {
         Err(format!("unsupported media type {media_type}"))
@@ -328,10 +307,7 @@ mod tests {
         let Manifest::Index(index) = m else {
             panic!("expected an index")
         };
-        assert_eq!(
-            index.select(&Platform::linux("arm64")).unwrap().digest,
-            "sha256:aa"
-        );
+        assert_eq!(index.select(&Platform::linux("arm64")).unwrap().digest, "sha256:aa");
         assert!(index.select(&Platform::linux("amd64")).is_none());
         assert_eq!(index.platform_list(), "linux/arm64/v8");
 

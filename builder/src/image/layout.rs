@@ -11,8 +11,8 @@ use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use super::descriptor::{
-    parse_manifest, sha256_digest, sha256_hex, Descriptor, ImageConfigFile, ImageManifest,
-    IndexManifest, Manifest, WirePlatform,
+    parse_manifest, sha256_digest, sha256_hex, Descriptor, ImageConfigFile, ImageManifest, IndexManifest, Manifest,
+    WirePlatform,
 };
 use super::platform::Platform;
 use super::ImageError;
@@ -120,11 +120,7 @@ pub(crate) struct IndexEntry {
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     platform: Option<WirePlatform>,
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
     artifact_type: Option<String>,
     #[serde(flatten)]
     extra: BTreeMap<String, serde_json::Value>,
@@ -181,11 +177,7 @@ fn lock_file(path: &Path, exclusive: bool) -> Result<LockGuard, ImageError> {
         .write(true)
         .open(path)
         .map_err(|e| ImageError::io("open lock file", path, e))?;
-    let locked = if exclusive {
-        file.lock()
-    } else {
-        file.lock_shared()
-    };
+    let locked = if exclusive { file.lock() } else { file.lock_shared() };
     locked.map_err(|e| ImageError::io("lock", path, e))?;
     Ok(LockGuard { _file: file })
 }
@@ -214,8 +206,7 @@ impl Store {
                 store.write_index_unlocked(&RootIndex::default())?;
             }
             let blobs = store.blobs_dir();
-            fs::create_dir_all(&blobs)
-                .map_err(|e| ImageError::io("create directory", &blobs, e))?;
+            fs::create_dir_all(&blobs).map_err(|e| ImageError::io("create directory", &blobs, e))?;
         }
         // Not under the lock: reading takes a shared lock of its own.
         store.check_layout()?;
@@ -245,10 +236,7 @@ impl Store {
             return PathBuf::from(dir);
         }
         let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
-        home.map(PathBuf::from)
-            .unwrap_or_default()
-            .join(".moby")
-            .join("cache")
+        home.map(PathBuf::from).unwrap_or_default().join(".moby").join("cache")
     }
 
     /// The layout directory.
@@ -274,13 +262,9 @@ impl Store {
             #[serde(rename = "imageLayoutVersion")]
             version: String,
         }
-        let parsed: LayoutFile =
-            serde_json::from_slice(&text).map_err(|e| self.invalid(format!("oci-layout: {e}")))?;
+        let parsed: LayoutFile = serde_json::from_slice(&text).map_err(|e| self.invalid(format!("oci-layout: {e}")))?;
         if !parsed.version.starts_with("1.") {
-            return Err(self.invalid(format!(
-                "oci-layout has unsupported version {}",
-                parsed.version
-            )));
+            return Err(self.invalid(format!("oci-layout has unsupported version {}", parsed.version)));
         }
         self.read_index().map(drop)
     }
@@ -335,11 +319,7 @@ impl Store {
     }
 
     /// Reads a small (JSON) blob and checks its digest; `Ok(None)` if it is missing.
-    pub(crate) fn read_small_blob(
-        &self,
-        image: &str,
-        digest: &str,
-    ) -> Result<Option<Vec<u8>>, ImageError> {
+    pub(crate) fn read_small_blob(&self, image: &str, digest: &str) -> Result<Option<Vec<u8>>, ImageError> {
         let path = self.blob_path(digest)?;
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -401,10 +381,7 @@ impl Store {
     }
 
     /// Reads, changes and atomically rewrites `index.json` under the exclusive lock.
-    pub(crate) fn update_index<T>(
-        &self,
-        change: impl FnOnce(&mut RootIndex) -> T,
-    ) -> Result<T, ImageError> {
+    pub(crate) fn update_index<T>(&self, change: impl FnOnce(&mut RootIndex) -> T) -> Result<T, ImageError> {
         self.ensure_writable("update index.json")?;
         let _lock = self.lock_index()?;
         let mut index = self.read_index_unlocked()?;
@@ -426,8 +403,7 @@ impl Store {
     /// Writes `path` via a synced temporary file in the same directory and a rename.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         let dir = path.parent().unwrap_or(&self.dir);
-        let mut tmp = NamedTempFile::new_in(dir)
-            .map_err(|e| ImageError::io("create temporary file in", dir, e))?;
+        let mut tmp = NamedTempFile::new_in(dir).map_err(|e| ImageError::io("create temporary file in", dir, e))?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| ImageError::io("write", tmp.path().to_path_buf(), e))?;
@@ -447,12 +423,7 @@ impl Store {
     pub(crate) fn set_entries(&self, entries: &[(String, Descriptor)]) -> Result<(), ImageError> {
         self.update_index(|index| {
             for (name, descriptor) in entries {
-                let unchanged = index
-                    .manifests
-                    .iter()
-                    .filter(|e| e.name() == Some(name))
-                    .count()
-                    == 1
+                let unchanged = index.manifests.iter().filter(|e| e.name() == Some(name)).count() == 1
                     && index.manifests.iter().any(|e| {
                         e.name() == Some(name)
                             && e.digest == descriptor.digest
@@ -472,10 +443,7 @@ impl Store {
     /// (what we write), then, for an untagged reference, the expanded name without `:latest`
     /// (what LinuxKit's build writes). A tag@digest or digest reference only matches an entry
     /// of exactly that name, never the plain tag's.
-    pub(crate) fn find_entry(
-        &self,
-        reference: &Reference,
-    ) -> Result<Option<IndexEntry>, ImageError> {
+    pub(crate) fn find_entry(&self, reference: &Reference) -> Result<Option<IndexEntry>, ImageError> {
         let index = self.read_index()?;
         let names = [reference.cache_name(), reference.to_string()];
         Ok(names.iter().find_map(|name| {
@@ -510,11 +478,7 @@ impl Store {
     /// it is there but unusable (corrupt blobs, no manifest for the platform).
     ///
     /// A single-platform manifest is returned for any platform, as LinuxKit does.
-    pub fn resolve(
-        &self,
-        reference: &Reference,
-        platform: &Platform,
-    ) -> Result<Option<ResolvedImage>, ImageError> {
+    pub fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Option<ResolvedImage>, ImageError> {
         let Some(entry) = self.find_entry(reference)? else {
             return Ok(None);
         };
@@ -547,13 +511,12 @@ impl Store {
         let Some(config_bytes) = self.read_small_blob(&image, &config_descriptor.digest)? else {
             return Ok(None);
         };
-        let config =
-            ImageConfigFile::parse(&config_bytes).map_err(|e| ImageError::InvalidManifest {
-                what: "config",
-                image: image.clone(),
-                digest: config_descriptor.digest.clone(),
-                reason: e.to_string(),
-            })?;
+        let config = ImageConfigFile::parse(&config_bytes).map_err(|e| ImageError::InvalidManifest {
+            what: "config",
+            image: image.clone(),
+            digest: config_descriptor.digest.clone(),
+            reason: e.to_string(),
+        })?;
         let layers: Vec<Descriptor> = manifest.layers.iter().map(|l| l.descriptor()).collect();
         if layers.iter().any(|l| !self.has_blob(&l.digest, l.size)) {
             return Ok(None);
@@ -580,8 +543,7 @@ impl Store {
         self.ensure_writable("write blobs")?;
         let final_path = self.blob_path(digest)?;
         let tmp_dir = self.dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp_dir)
-            .map_err(|e| ImageError::io("create directory", &tmp_dir, e))?;
+        fs::create_dir_all(&tmp_dir).map_err(|e| ImageError::io("create directory", &tmp_dir, e))?;
         let blobs = self.blobs_dir();
         fs::create_dir_all(&blobs).map_err(|e| ImageError::io("create directory", &blobs, e))?;
         let file = tempfile::Builder::new()
@@ -600,12 +562,7 @@ impl Store {
     }
 
     /// Stores an in-memory blob (manifest, index, config) after checking its digest.
-    pub(crate) fn write_blob_bytes(
-        &self,
-        digest: &str,
-        bytes: &[u8],
-        origin: BlobOrigin,
-    ) -> Result<(), ImageError> {
+    pub(crate) fn write_blob_bytes(&self, digest: &str, bytes: &[u8], origin: BlobOrigin) -> Result<(), ImageError> {
         if self.has_blob(digest, bytes.len() as u64) {
             return Ok(());
         }
@@ -669,11 +626,7 @@ impl Store {
 
     /// Adds `descriptor` and the blobs it reaches to `reachable`. Missing blobs end the walk
     /// quietly: an incomplete image must not stop gc.
-    fn mark_reachable(
-        &self,
-        descriptor: &Descriptor,
-        reachable: &mut HashSet<String>,
-    ) -> Result<(), ImageError> {
+    fn mark_reachable(&self, descriptor: &Descriptor, reachable: &mut HashSet<String>) -> Result<(), ImageError> {
         if !reachable.insert(descriptor.digest.clone()) {
             return Ok(());
         }
@@ -684,9 +637,7 @@ impl Store {
         }
         let bytes = match self.read_small_blob("(garbage collection)", &descriptor.digest) {
             Ok(Some(bytes)) => bytes,
-            Ok(None)
-            | Err(ImageError::CorruptBlob { .. })
-            | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
+            Ok(None) | Err(ImageError::CorruptBlob { .. }) | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
         match parse_manifest(&bytes, &descriptor.media_type) {
@@ -763,11 +714,7 @@ fn sync_dir(dir: &Path) -> Result<(), ImageError> {
 }
 
 /// Parses the root blob named by an `index.json` entry.
-pub(crate) fn parse_root(
-    image: &str,
-    entry: &IndexEntry,
-    bytes: &[u8],
-) -> Result<Manifest, ImageError> {
+pub(crate) fn parse_root(image: &str, entry: &IndexEntry, bytes: &[u8]) -> Result<Manifest, ImageError> {
     parse_manifest(bytes, &entry.media_type)
         .map(|(_, m)| m)
         .map_err(|reason| ImageError::InvalidManifest {
@@ -779,11 +726,7 @@ pub(crate) fn parse_root(
 }
 
 /// Picks the index entry for `platform`, or explains which platforms exist.
-pub(crate) fn select_child(
-    image: &str,
-    index: &IndexManifest,
-    platform: &Platform,
-) -> Result<Descriptor, ImageError> {
+pub(crate) fn select_child(image: &str, index: &IndexManifest, platform: &Platform) -> Result<Descriptor, ImageError> {
     index
         .select(platform)
         .map(|m| m.descriptor())
@@ -795,11 +738,7 @@ pub(crate) fn select_child(
 }
 
 /// Parses a platform manifest found through an index; it must be an image manifest.
-pub(crate) fn parse_child(
-    image: &str,
-    child: &Descriptor,
-    bytes: &[u8],
-) -> Result<ImageManifest, ImageError> {
+pub(crate) fn parse_child(image: &str, child: &Descriptor, bytes: &[u8]) -> Result<ImageManifest, ImageError> {
     let invalid = |reason: String| ImageError::InvalidManifest {
         what: "manifest",
         image: image.to_string(),
@@ -808,9 +747,7 @@ pub(crate) fn parse_child(
     };
     match parse_manifest(bytes, &child.media_type).map_err(invalid)? {
         (_, Manifest::Image(manifest)) => Ok(manifest),
-        (_, Manifest::Index(_)) => Err(invalid(
-            "an index nested in an index is not supported".to_string(),
-        )),
+        (_, Manifest::Index(_)) => Err(invalid("an index nested in an index is not supported".to_string())),
     }
 }
 
@@ -888,9 +825,7 @@ impl BlobWriter {
             });
         }
         let BlobWriter {
-            mut file,
-            final_path,
-            ..
+            mut file, final_path, ..
         } = self;
         file.flush()
             .and_then(|()| file.as_file().sync_all())
@@ -920,9 +855,7 @@ pub(crate) mod tests {
             .ancestors()
             .map(|a| a.join("shared").join("conformance"))
             .find(|c| c.join("cache").join("index.json").is_file())
-            .unwrap_or_else(|| {
-                panic!("conformance corpus not found above {manifest:?}; set MOBY_CONFORMANCE_DIR")
-            })
+            .unwrap_or_else(|| panic!("conformance corpus not found above {manifest:?}; set MOBY_CONFORMANCE_DIR"))
     }
 
     pub(crate) fn corpus() -> Store {
@@ -1026,16 +959,10 @@ pub(crate) mod tests {
                 assert_eq!(resolved.root_digest, digest, "{name}");
                 assert_eq!(resolved.reference, r);
                 for layer in &resolved.layers {
-                    assert!(
-                        store.has_blob(&layer.digest, layer.size),
-                        "{name}: {layer:?}"
-                    );
+                    assert!(store.has_blob(&layer.digest, layer.size), "{name}: {layer:?}");
                 }
                 if !name.starts_with("kernel") && !name.starts_with("voldata") {
-                    assert_eq!(
-                        resolved.manifest_digest, digest,
-                        "{name} is a plain manifest"
-                    );
+                    assert_eq!(resolved.manifest_digest, digest, "{name} is a plain manifest");
                 }
             }
         }
@@ -1045,14 +972,8 @@ pub(crate) mod tests {
     fn kernel_index_resolves_per_platform() {
         let store = corpus();
         let r = conformance("kernel:6.6.0");
-        let amd = store
-            .resolve(&r, &Platform::linux("amd64"))
-            .unwrap()
-            .unwrap();
-        let arm = store
-            .resolve(&r, &Platform::linux("arm64"))
-            .unwrap()
-            .unwrap();
+        let amd = store.resolve(&r, &Platform::linux("amd64")).unwrap().unwrap();
+        let arm = store.resolve(&r, &Platform::linux("arm64")).unwrap().unwrap();
         let arm_v8 = store
             .resolve(&r, &Platform::parse("linux/arm64/v8").unwrap())
             .unwrap()
@@ -1075,29 +996,17 @@ pub(crate) mod tests {
     fn image_configs_are_parsed() {
         let store = corpus();
         let host = Platform::linux("amd64");
-        let hello = store
-            .resolve(&conformance("hello:v1"), &host)
-            .unwrap()
-            .unwrap();
+        let hello = store.resolve(&conformance("hello:v1"), &host).unwrap().unwrap();
         assert_eq!(hello.config.entrypoint, ["/bin/hello"]);
         assert_eq!(hello.config.cmd, ["--greeting", "world"]);
         assert_eq!(hello.config.working_dir, "/srv");
         assert_eq!(hello.config.user, "1000:1000");
         assert!(hello.config.env.iter().any(|e| e == "GREETING=hello"));
-        let netsvc = store
-            .resolve(&conformance("netsvc:v1"), &host)
-            .unwrap()
-            .unwrap();
+        let netsvc = store.resolve(&conformance("netsvc:v1"), &host).unwrap().unwrap();
         assert!(netsvc.config.labels["org.mobyproject.config"].starts_with("{\"capabilities\""));
-        let layered = store
-            .resolve(&conformance("layered:v1"), &host)
-            .unwrap()
-            .unwrap();
+        let layered = store.resolve(&conformance("layered:v1"), &host).unwrap().unwrap();
         assert_eq!(layered.layers.len(), 2);
-        let scratch = store
-            .resolve(&conformance("scratch:v1"), &host)
-            .unwrap()
-            .unwrap();
+        let scratch = store.resolve(&conformance("scratch:v1"), &host).unwrap().unwrap();
         assert!(scratch.layers.is_empty());
         assert_eq!(scratch.config_descriptor.media_type, media_type::OCI_CONFIG);
     }
@@ -1109,15 +1018,9 @@ pub(crate) mod tests {
         let hello = "sha256:b1c84a335bbd64acd02fd28286a6579b0f0d661b37375c5795a00888584c5962";
         let scratch = "sha256:0d5f5c16f46d65ca9000c9405c7210b9b664d49136f51233526382ff8e576821";
         let r = conformance(&format!("hello:v1@{hello}"));
-        assert_eq!(
-            store.resolve(&r, &host).unwrap().unwrap().root_digest,
-            hello
-        );
+        assert_eq!(store.resolve(&r, &host).unwrap().unwrap().root_digest, hello);
         let r = conformance(&format!("scratch@{scratch}"));
-        assert_eq!(
-            store.resolve(&r, &host).unwrap().unwrap().root_digest,
-            scratch
-        );
+        assert_eq!(store.resolve(&r, &host).unwrap().unwrap().root_digest, scratch);
         // Not stored under these names, even though the digests are in the cache.
         for missing in [
             format!("scratch:v1@{scratch}"),
@@ -1125,17 +1028,11 @@ pub(crate) mod tests {
             "hello".to_string(),
         ] {
             assert!(
-                store
-                    .resolve(&conformance(&missing), &host)
-                    .unwrap()
-                    .is_none(),
+                store.resolve(&conformance(&missing), &host).unwrap().is_none(),
                 "{missing}"
             );
         }
-        assert!(store
-            .resolve(&conformance("hello:v2"), &host)
-            .unwrap()
-            .is_none());
+        assert!(store.resolve(&conformance("hello:v2"), &host).unwrap().is_none());
     }
 
     #[test]
@@ -1144,19 +1041,16 @@ pub(crate) mod tests {
         assert_eq!(list.len(), 14);
         assert_eq!(list[0].0, "localhost:5000/conformance/kernel:6.6.0");
         assert_eq!(list[0].1, README_IMAGES[0].1);
-        assert!(list.iter().any(|(n, _)| n.ends_with(
-            "scratch@sha256:0d5f5c16f46d65ca9000c9405c7210b9b664d49136f51233526382ff8e576821"
-        )));
+        assert!(list.iter().any(
+            |(n, _)| n.ends_with("scratch@sha256:0d5f5c16f46d65ca9000c9405c7210b9b664d49136f51233526382ff8e576821")
+        ));
     }
 
     #[test]
     fn read_only_store_refuses_writes() {
         let store = corpus();
         assert!(!store.is_writable());
-        assert!(matches!(
-            store.remove("x"),
-            Err(ImageError::ReadOnly { .. })
-        ));
+        assert!(matches!(store.remove("x"), Err(ImageError::ReadOnly { .. })));
         assert!(matches!(store.gc(), Err(ImageError::ReadOnly { .. })));
         assert!(Store::open_read_only(Path::new("/nonexistent/moby")).is_err());
     }
@@ -1166,10 +1060,7 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cache");
         let store = Store::open(&dir).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("oci-layout")).unwrap(),
-            OCI_LAYOUT
-        );
+        assert_eq!(fs::read_to_string(dir.join("oci-layout")).unwrap(), OCI_LAYOUT);
         let index = fs::read_to_string(dir.join("index.json")).unwrap();
         assert_eq!(
             index,
@@ -1188,10 +1079,7 @@ pub(crate) mod tests {
         fs::write(tmp.path().join("index.json"), "{not json").unwrap();
         fs::write(tmp.path().join("oci-layout"), OCI_LAYOUT).unwrap();
         let err = Store::open(tmp.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("index.json is not a valid image index"),
-            "{err}"
-        );
+        assert!(err.contains("index.json is not a valid image index"), "{err}");
     }
 
     #[test]
@@ -1203,14 +1091,10 @@ pub(crate) mod tests {
             source: "test".into(),
         };
         let good = sha256_digest(b"hello");
-        store
-            .write_blob_bytes(&good, b"hello", origin.clone())
-            .unwrap();
+        store.write_blob_bytes(&good, b"hello", origin.clone()).unwrap();
         assert!(store.has_blob(&good, 5));
         let other = sha256_digest(b"other");
-        let err = store
-            .write_blob_bytes(&other, b"hello", origin.clone())
-            .unwrap_err();
+        let err = store.write_blob_bytes(&other, b"hello", origin.clone()).unwrap_err();
         assert!(matches!(err, ImageError::DigestMismatch { ref actual, .. } if *actual == good));
         assert!(err.to_string().contains("example/img:1"));
         assert!(!store.blob_path(&other).unwrap().exists());
@@ -1253,23 +1137,16 @@ pub(crate) mod tests {
             digest: README_IMAGES[2].1.into(),
             size: 345,
         };
-        store
-            .set_entry("localhost:5000/conformance/hello:v1", &d)
-            .unwrap();
+        store.set_entry("localhost:5000/conformance/hello:v1", &d).unwrap();
         let after = store.list().unwrap();
         assert_eq!(after.len(), before.len());
         assert_eq!(
             after.last().unwrap(),
-            &(
-                "localhost:5000/conformance/hello:v1".to_string(),
-                d.digest.clone()
-            )
+            &("localhost:5000/conformance/hello:v1".to_string(), d.digest.clone())
         );
         // Setting the same entry again leaves the file untouched.
         let text = fs::read(store.index_path()).unwrap();
-        store
-            .set_entry("localhost:5000/conformance/hello:v1", &d)
-            .unwrap();
+        store.set_entry("localhost:5000/conformance/hello:v1", &d).unwrap();
         assert_eq!(fs::read(store.index_path()).unwrap(), text);
     }
 
@@ -1326,11 +1203,6 @@ pub(crate) mod tests {
         assert_eq!(store.gc().unwrap(), 0);
         store.clean().unwrap();
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(
-            fs::read_dir(tmp.path().join("blobs/sha256"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().count(), 0);
     }
 }

@@ -96,9 +96,7 @@ pub enum ImageError {
         dir: PathBuf,
     },
     /// A blob that an image needs is missing from the cache.
-    #[error(
-        "blob {digest} of image {image} is missing from the cache {dir}; pull the image again"
-    )]
+    #[error("blob {digest} of image {image} is missing from the cache {dir}; pull the image again")]
     BlobMissing {
         /// The image.
         image: String,
@@ -247,20 +245,12 @@ pub enum ImageError {
 }
 
 fn list_errors(errors: &[ImageError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n  ")
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
 }
 
 impl ImageError {
     /// An I/O error on `path`.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ImageError::Io {
             action,
             path: path.into(),

@@ -176,10 +176,9 @@ fn missing(store: &Store, image: &str, digest: &str) -> ImageError {
 }
 
 fn blob_entry(store: &Store, image: &str, blob: &Descriptor) -> Result<LayoutEntry, ImageError> {
-    let hex =
-        super::descriptor::sha256_hex(&blob.digest).ok_or_else(|| ImageError::InvalidDigest {
-            digest: blob.digest.clone(),
-        })?;
+    let hex = super::descriptor::sha256_hex(&blob.digest).ok_or_else(|| ImageError::InvalidDigest {
+        digest: blob.digest.clone(),
+    })?;
     if !store.has_blob(&blob.digest, blob.size) {
         return Err(missing(store, image, &blob.digest));
     }
@@ -208,9 +207,7 @@ fn go_json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -227,9 +224,8 @@ mod tests {
 
     /// `(name, size, sha256)` of the `ocidata` volume's `lower/` entries in 022-volumes.
     fn expected_listing() -> Vec<(String, u64, String)> {
-        let listing =
-            std::fs::read_to_string(corpus_dir().join("expected/022-volumes/listing.tsv"))
-                .expect("022-volumes listing");
+        let listing = std::fs::read_to_string(corpus_dir().join("expected/022-volumes/listing.tsv"))
+            .expect("022-volumes listing");
         let prefix = "containers/volumes/ocidata/lower/";
         listing
             .lines()
@@ -240,11 +236,7 @@ mod tests {
                 assert_eq!(cols[5], "0", "OCI layout entries have mtime 0: {line}");
                 let mode = if cols[0] == "d" { "0755" } else { "0644" };
                 assert_eq!(cols[1], mode, "{line}");
-                Some((
-                    name.to_string(),
-                    size,
-                    cols.get(8).unwrap_or(&"").to_string(),
-                ))
+                Some((name.to_string(), size, cols.get(8).unwrap_or(&"").to_string()))
             })
             .collect()
     }
@@ -253,17 +245,14 @@ mod tests {
         let mut bytes = Vec::new();
         entry.open(store).unwrap().read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes.len() as u64, entry.size, "{}", entry.name);
-        sha256_digest(&bytes)
-            .trim_start_matches("sha256:")
-            .to_string()
+        sha256_digest(&bytes).trim_start_matches("sha256:").to_string()
     }
 
     #[test]
     fn matches_linuxkit_volume_listing_byte_for_byte() {
         let store = corpus();
         let r = reference("localhost:5000/conformance/voldata:v1");
-        let entries =
-            oci_layout_entries(&store, &r, &[Platform::parse("linux/arm64").unwrap()]).unwrap();
+        let entries = oci_layout_entries(&store, &r, &[Platform::parse("linux/arm64").unwrap()]).unwrap();
         let expected = expected_listing();
         assert_eq!(entries.len(), expected.len());
         for (entry, (name, size, sha)) in entries.iter().zip(&expected) {
@@ -296,19 +285,9 @@ mod tests {
     #[test]
     fn single_manifests_are_refused_like_linuxkit() {
         let store = corpus();
-        let err = oci_layout_entries(
-            &store,
-            &reference("localhost:5000/conformance/hello:v1"),
-            &[],
-        )
-        .unwrap_err();
+        let err = oci_layout_entries(&store, &reference("localhost:5000/conformance/hello:v1"), &[]).unwrap_err();
         assert!(matches!(err, ImageError::NotAnIndex { .. }), "{err}");
-        let err = oci_layout_entries(
-            &store,
-            &reference("localhost:5000/conformance/absent:v1"),
-            &[],
-        )
-        .unwrap_err();
+        let err = oci_layout_entries(&store, &reference("localhost:5000/conformance/absent:v1"), &[]).unwrap_err();
         assert!(matches!(err, ImageError::NotInCache { .. }), "{err}");
     }
 

@@ -43,14 +43,9 @@ impl Platform {
         let main = text.split_once(':').map_or(text, |(main, _)| main);
         let parts: Vec<&str> = main.split('/').collect();
         if parts.len() < 2 || parts.len() > 3 {
-            return Err(invalid(
-                "expected os/architecture or os/architecture/variant",
-            ));
+            return Err(invalid("expected os/architecture or os/architecture/variant"));
         }
-        if parts
-            .iter()
-            .any(|p| p.is_empty() || p.contains(char::is_whitespace))
-        {
+        if parts.iter().any(|p| p.is_empty() || p.contains(char::is_whitespace)) {
             return Err(invalid("empty or blank component"));
         }
         Ok(Platform::new(parts[0], parts[1], parts.get(2).copied()))
@@ -155,14 +150,8 @@ mod tests {
         let p = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!(p, Platform::new("linux", "arm64", Some("v8")));
         assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!(
-            Platform::parse("linux/x86_64").unwrap(),
-            Platform::linux("amd64")
-        );
-        assert_eq!(
-            Platform::parse("linux/aarch64").unwrap().architecture,
-            "arm64"
-        );
+        assert_eq!(Platform::parse("linux/x86_64").unwrap(), Platform::linux("amd64"));
+        assert_eq!(Platform::parse("linux/aarch64").unwrap().architecture, "arm64");
         for bad in ["linux", "", "linux/", "/amd64", "a/b/c/d", "linux/ amd64"] {
             assert!(Platform::parse(bad).is_err(), "{bad:?} must be rejected");
         }
@@ -186,13 +175,7 @@ mod tests {
             .unwrap()
             .matches(&Platform::linux("arm64")));
         assert!(!want.matches(&Platform::linux("amd64")));
-        assert!(
-            !Platform::new("linux", "arm", Some("v7")).matches(&Platform::new(
-                "linux",
-                "arm",
-                Some("v6")
-            ))
-        );
+        assert!(!Platform::new("linux", "arm", Some("v7")).matches(&Platform::new("linux", "arm", Some("v6"))));
     }
 
     #[test]

@@ -24,9 +24,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::DockerConfig;
 use super::descriptor::{media_type, sha256_digest, Descriptor, ImageManifest, Manifest};
-use super::layout::{
-    parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB,
-};
+use super::layout::{parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB};
 use super::platform::Platform;
 use super::ImageError;
 use crate::reference::Reference;
@@ -98,11 +96,7 @@ struct Request {
 /// Makes each reference available in `store` for `opts.platform`, pulling what the cache lacks,
 /// and returns them resolved, in the order given. Images are pulled concurrently; a failure of
 /// one does not stop the others, and every failure is reported.
-pub fn ensure_images(
-    store: &Store,
-    refs: &[Reference],
-    opts: &PullOptions,
-) -> Result<Vec<ResolvedImage>, ImageError> {
+pub fn ensure_images(store: &Store, refs: &[Reference], opts: &PullOptions) -> Result<Vec<ResolvedImage>, ImageError> {
     let requests: Vec<Request> = refs
         .iter()
         .map(|r| Request {
@@ -339,10 +333,7 @@ impl<'s> Session<'s> {
             ..ClientConfig::default()
         };
         let client = oci_client::Client::try_from(config).map_err(|e| ImageError::Unreachable {
-            image: pending
-                .first()
-                .map(|r| r.reference.to_string())
-                .unwrap_or_default(),
+            image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
             registry: "(any)".to_string(),
             detail: format!("cannot set up the HTTP client: {e}"),
         })?;
@@ -378,8 +369,7 @@ impl<'s> Session<'s> {
         let mut seen = HashSet::new();
         for (i, plan) in plans.iter().enumerate() {
             for blob in &plan.blobs {
-                if seen.insert(blob.digest.clone()) && !self.store.has_blob(&blob.digest, blob.size)
-                {
+                if seen.insert(blob.digest.clone()) && !self.store.has_blob(&blob.digest, blob.size) {
                     owners.push((blob.clone(), i));
                 }
             }
@@ -393,19 +383,14 @@ impl<'s> Session<'s> {
         let mut failed: HashMap<String, String> = HashMap::new();
         for ((blob, owner), result) in owners.iter().zip(downloads) {
             if let Err(e) = result {
-                failed.insert(
-                    blob.digest.clone(),
-                    plans[*owner].request.reference.to_string(),
-                );
+                failed.insert(blob.digest.clone(), plans[*owner].request.reference.to_string());
                 errors.push(e);
             }
         }
 
         let mut named = Vec::new();
         for (i, plan) in plans.iter().enumerate() {
-            let owns_failure = owners
-                .iter()
-                .any(|(d, o)| *o == i && failed.contains_key(&d.digest));
+            let owns_failure = owners.iter().any(|(d, o)| *o == i && failed.contains_key(&d.digest));
             let shared_failure = plan.blobs.iter().find(|b| failed.contains_key(&b.digest));
             match (owns_failure, shared_failure) {
                 // Its own download error is already in the list.
@@ -426,10 +411,7 @@ impl<'s> Session<'s> {
                 (false, None) => {}
             }
             match self.store_manifests(plan) {
-                Ok(()) => named.push((
-                    plan.request.reference.cache_name(),
-                    plan.root.descriptor.clone(),
-                )),
+                Ok(()) => named.push((plan.request.reference.cache_name(), plan.root.descriptor.clone())),
                 Err(e) => errors.push(e),
             }
         }
@@ -453,8 +435,7 @@ impl<'s> Session<'s> {
             Some(root) => root,
             None => {
                 let object = request.reference.digest().map(str::to_string);
-                self.fetch_manifest(&remote, &image, object.as_deref())
-                    .await?
+                self.fetch_manifest(&remote, &image, object.as_deref()).await?
             }
         };
         let entry_like = super::layout::IndexEntry::named(&image, &root.descriptor);
@@ -467,11 +448,7 @@ impl<'s> Session<'s> {
                 for child in children {
                     let bytes = match self.store.read_small_blob(&image, &child.digest)? {
                         Some(bytes) => bytes,
-                        None => {
-                            self.fetch_manifest(&remote, &image, Some(&child.digest))
-                                .await?
-                                .bytes
-                        }
+                        None => self.fetch_manifest(&remote, &image, Some(&child.digest)).await?.bytes,
                     };
                     parsed.push(parse_child(&image, &child, &bytes)?);
                     fetched.push(Fetched {
@@ -540,12 +517,7 @@ impl<'s> Session<'s> {
     }
 
     /// Fetches a manifest or index by tag (`digest` = None) or digest and verifies it.
-    async fn fetch_manifest(
-        &self,
-        remote: &Remote,
-        image: &str,
-        digest: Option<&str>,
-    ) -> Result<Fetched, ImageError> {
+    async fn fetch_manifest(&self, remote: &Remote, image: &str, digest: Option<&str>) -> Result<Fetched, ImageError> {
         let target = match digest {
             Some(digest) => remote.oci.clone_with_digest(digest.to_string()),
             None => remote.oci.clone(),
@@ -576,14 +548,13 @@ impl<'s> Session<'s> {
                 actual,
             });
         }
-        let (media_type, _) = super::descriptor::parse_manifest(&bytes, "").map_err(|reason| {
-            ImageError::InvalidManifest {
+        let (media_type, _) =
+            super::descriptor::parse_manifest(&bytes, "").map_err(|reason| ImageError::InvalidManifest {
                 what: "manifest",
                 image: image.to_string(),
                 digest: actual.clone(),
                 reason,
-            }
-        })?;
+            })?;
         Ok(Fetched {
             descriptor: Descriptor {
                 media_type,
@@ -605,8 +576,8 @@ impl<'s> Session<'s> {
             object: blob.digest.clone(),
             detail,
         };
-        let size = i64::try_from(blob.size)
-            .map_err(|_| registry_error(format!("its size {} is out of range", blob.size)))?;
+        let size =
+            i64::try_from(blob.size).map_err(|_| registry_error(format!("its size {} is out of range", blob.size)))?;
         let auth = self.auth(remote)?;
         // Blob requests do not register credentials themselves (manifests may have come from
         // the cache), so register them here.
@@ -627,11 +598,7 @@ impl<'s> Session<'s> {
                 source: remote.url.clone(),
             },
         )?;
-        tracing::debug!(
-            "downloading {} ({} bytes) for {image}",
-            blob.digest,
-            blob.size
-        );
+        tracing::debug!("downloading {} ({} bytes) for {image}", blob.digest, blob.size);
         let mut stream = self
             .client
             .pull_blob_stream(&remote.oci, &descriptor)
@@ -644,9 +611,7 @@ impl<'s> Session<'s> {
                     writer.check_not_oversized()?;
                 }
                 // oci-client reports a digest mismatch as a stream error after the last byte.
-                Err(_)
-                    if writer.written() == blob.size && writer.digest_so_far() != blob.digest =>
-                {
+                Err(_) if writer.written() == blob.size && writer.digest_so_far() != blob.digest => {
                     return Err(ImageError::DigestMismatch {
                         image,
                         source_url: remote.url.clone(),
@@ -674,11 +639,8 @@ impl<'s> Session<'s> {
             source: plan.remote.url.clone(),
         };
         for fetched in plan.manifests.iter().chain(std::iter::once(&plan.root)) {
-            self.store.write_blob_bytes(
-                &fetched.descriptor.digest,
-                &fetched.bytes,
-                origin.clone(),
-            )?;
+            self.store
+                .write_blob_bytes(&fetched.descriptor.digest, &fetched.bytes, origin.clone())?;
         }
         Ok(())
     }
@@ -706,20 +668,11 @@ fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Rem
         format!("{prefix}/{}", reference.repository())
     };
     let oci = match (reference.tag(), reference.digest()) {
-        (Some(tag), Some(digest)) => oci_client::Reference::with_tag_and_digest(
-            host.clone(),
-            repository,
-            tag.to_string(),
-            digest.to_string(),
-        ),
-        (None, Some(digest)) => {
-            oci_client::Reference::with_digest(host.clone(), repository, digest.to_string())
+        (Some(tag), Some(digest)) => {
+            oci_client::Reference::with_tag_and_digest(host.clone(), repository, tag.to_string(), digest.to_string())
         }
-        (tag, None) => oci_client::Reference::with_tag(
-            host.clone(),
-            repository,
-            tag.unwrap_or("latest").to_string(),
-        ),
+        (None, Some(digest)) => oci_client::Reference::with_digest(host.clone(), repository, digest.to_string()),
+        (tag, None) => oci_client::Reference::with_tag(host.clone(), repository, tag.unwrap_or("latest").to_string()),
     };
     let scheme = if plain_http { "http" } else { "https" };
     Ok(Remote {
@@ -752,9 +705,7 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost"
         || host.ends_with(".localhost")
         || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An error and its causes, on one line.
@@ -795,27 +746,19 @@ fn map_error(
         detail,
     };
     match error {
-        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-            ImageError::Unreachable {
-                image,
-                registry,
-                detail: error_chain(&e),
-            }
-        }
-        OciDistributionError::UnauthorizedError { url } => {
-            unauthorized(format!("{url} answered 401 Unauthorized"))
-        }
-        OciDistributionError::AuthenticationFailure(reason) => {
-            unauthorized(format!("authentication failed: {reason}"))
-        }
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => ImageError::Unreachable {
+            image,
+            registry,
+            detail: error_chain(&e),
+        },
+        OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401 Unauthorized")),
+        OciDistributionError::AuthenticationFailure(reason) => unauthorized(format!("authentication failed: {reason}")),
         OciDistributionError::RegistryError { envelope, url } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             if codes.iter().any(|c| {
                 matches!(
                     c,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::BlobUnknown
+                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown
                 )
             }) {
                 not_found()
@@ -862,12 +805,7 @@ mod tests {
             ("docker.io".to_string(), "http://127.0.0.1:5000".to_string())
         );
         assert_eq!(parse_mirror("https://m.example/v").unwrap().0, "*");
-        for bad in [
-            "docker.io=127.0.0.1:5000",
-            "=http://x",
-            "http://",
-            "ftp://x",
-        ] {
+        for bad in ["docker.io=127.0.0.1:5000", "=http://x", "http://", "ftp://x"] {
             assert!(parse_mirror(bad).is_err(), "{bad}");
         }
     }
@@ -875,10 +813,7 @@ mod tests {
     #[test]
     fn remotes_apply_mirrors_and_plain_http() {
         let mirrors = vec![
-            (
-                "docker.io".to_string(),
-                "http://127.0.0.1:5001/hub/".to_string(),
-            ),
+            ("docker.io".to_string(), "http://127.0.0.1:5001/hub/".to_string()),
             ("*".to_string(), "https://mirror.example".to_string()),
         ];
         let hub = remote_for(&reference("alpine:3.19"), &mirrors).unwrap();
@@ -908,12 +843,7 @@ mod tests {
         ] {
             assert!(is_loopback(yes), "{yes}");
         }
-        for no in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-            "quay.io:443",
-        ] {
+        for no in ["docker.io", "10.0.0.1:5000", "localhost.example.com", "quay.io:443"] {
             assert!(!is_loopback(no), "{no}");
         }
     }
@@ -967,10 +897,7 @@ mod tests {
         };
         assert_eq!(errors.len(), 2);
         let text = err.to_string();
-        assert!(
-            text.starts_with("2 images could not be made available"),
-            "{text}"
-        );
+        assert!(text.starts_with("2 images could not be made available"), "{text}");
         assert!(
             text.contains("127.0.0.1:1/a:v1") && text.contains("127.0.0.1:1/b:v1"),
             "{text}"
@@ -980,9 +907,7 @@ mod tests {
     #[test]
     fn works_inside_a_tokio_runtime() {
         let store = corpus();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let r = reference("localhost:5000/conformance/init:v1");
         let (_tmp, writable) = crate::image::layout::tests::corpus_copy();
         runtime.block_on(async {

@@ -57,9 +57,7 @@ impl Compression {
         }
         for suffix in ["+bzip2", "+xz", "+lz4", "+lzma", ".tar.bz2", ".tar.xz"] {
             if essence.ends_with(suffix) {
-                return Err(unsupported(
-                    "only gzip, zstd and uncompressed layers are supported",
-                ));
+                return Err(unsupported("only gzip, zstd and uncompressed layers are supported"));
             }
         }
         if essence.ends_with("+json") || essence.ends_with("+yaml") {
@@ -95,21 +93,19 @@ pub fn open_layer<'a, R: Read + Send + 'a>(
     let peeked = read_up_to(&mut blob, &mut magic)?;
     let actual = Compression::sniff(&magic[..peeked]);
     if declared.is_some_and(|declared| declared != actual) {
-        tracing::debug!(
-            media_type,
-            ?actual,
-            "layer compression differs from its media type"
-        );
+        tracing::debug!(media_type, ?actual, "layer compression differs from its media type");
     }
     let stream = Cursor::new(magic).take(peeked as u64).chain(blob);
     Ok(match actual {
         Compression::None => Box::new(stream),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
-            BufReader::with_capacity(COMPRESSED_BUFFER, stream),
-        )),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(
-            BufReader::with_capacity(COMPRESSED_BUFFER, stream),
-        )?),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(
+            COMPRESSED_BUFFER,
+            stream,
+        ))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            COMPRESSED_BUFFER,
+            stream,
+        ))?),
     })
 }
 
@@ -159,18 +155,9 @@ mod tests {
     #[test]
     fn media_types() {
         let cases = [
-            (
-                "application/vnd.oci.image.layer.v1.tar",
-                Some(Compression::None),
-            ),
-            (
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                Some(Compression::Gzip),
-            ),
-            (
-                "application/vnd.oci.image.layer.v1.tar+zstd",
-                Some(Compression::Zstd),
-            ),
+            ("application/vnd.oci.image.layer.v1.tar", Some(Compression::None)),
+            ("application/vnd.oci.image.layer.v1.tar+gzip", Some(Compression::Gzip)),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", Some(Compression::Zstd)),
             (
                 "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
                 Some(Compression::Gzip),
@@ -183,23 +170,13 @@ mod tests {
                 "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
                 Some(Compression::Gzip),
             ),
-            (
-                "application/vnd.docker.image.rootfs.diff.tar",
-                Some(Compression::None),
-            ),
-            (
-                "application/vnd.example.thing+zstd; x=y",
-                Some(Compression::Zstd),
-            ),
+            ("application/vnd.docker.image.rootfs.diff.tar", Some(Compression::None)),
+            ("application/vnd.example.thing+zstd; x=y", Some(Compression::Zstd)),
             ("", None),
             ("application/octet-stream", None),
         ];
         for (media_type, want) in cases {
-            assert_eq!(
-                Compression::from_media_type(media_type).unwrap(),
-                want,
-                "{media_type}"
-            );
+            assert_eq!(Compression::from_media_type(media_type).unwrap(), want, "{media_type}");
         }
         for refused in [
             "application/vnd.oci.image.layer.v1.tar+bzip2",
@@ -230,20 +207,14 @@ mod tests {
     fn bytes_win_over_the_media_type() {
         // Declared gzip but stored plain, and declared plain but stored gzip: both readable.
         assert_eq!(
-            read_all(
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                b"plain".to_vec()
-            ),
+            read_all("application/vnd.oci.image.layer.v1.tar+gzip", b"plain".to_vec()),
             b"plain"
         );
         assert_eq!(
             read_all("application/vnd.oci.image.layer.v1.tar", gzip(b"zipped")),
             b"zipped"
         );
-        assert_eq!(
-            read_all("", zstd::encode_all(&b"sniffed"[..], 1).unwrap()),
-            b"sniffed"
-        );
+        assert_eq!(read_all("", zstd::encode_all(&b"sniffed"[..], 1).unwrap()), b"sniffed");
     }
 
     #[test]
@@ -264,9 +235,7 @@ mod tests {
         let middle = blob.len() / 2;
         blob[middle] ^= 0xff;
         let mut out = Vec::new();
-        let result = open_layer("", Cursor::new(blob))
-            .unwrap()
-            .read_to_end(&mut out);
+        let result = open_layer("", Cursor::new(blob)).unwrap().read_to_end(&mut out);
         assert!(result.is_err());
     }
 }

@@ -64,7 +64,9 @@ pub enum LayerError {
         source: OpenLayerError,
     },
     /// The layer is not a readable tar (corrupt, truncated, or a decompression error).
-    #[error("image {image}: layer {digest}: {source}; the layer blob is corrupt, remove it from the cache and pull again")]
+    #[error(
+        "image {image}: layer {digest}: {source}; the layer blob is corrupt, remove it from the cache and pull again"
+    )]
     Tar {
         /// Image reference.
         image: String,
@@ -208,12 +210,11 @@ impl Flattener {
         F: FnMut(&Header, &mut dyn Read) -> Result<(), E>,
     {
         let digest = layer.digest;
-        let stream =
-            open_layer(&layer.media_type, layer.blob).map_err(|source| LayerError::Open {
-                image: self.image.clone(),
-                digest: digest.clone(),
-                source,
-            })?;
+        let stream = open_layer(&layer.media_type, layer.blob).map_err(|source| LayerError::Open {
+            image: self.image.clone(),
+            digest: digest.clone(),
+            source,
+        })?;
         let mut tar = TarReader::new(stream);
         // Opaque markers only hide older layers, so they take effect once this layer is done.
         let mut new_opaque = Vec::new();
@@ -270,8 +271,7 @@ impl Flattener {
         if self.seen.contains_key(&key) || self.in_whiteout_dir(&key) || self.in_opaque_dir(&key) {
             return Ok(Decision::Skip);
         }
-        self.seen
-            .insert(key, tombstone || header.kind != EntryKind::Directory);
+        self.seen.insert(key, tombstone || header.kind != EntryKind::Directory);
         if tombstone {
             if base == OPAQUE_MARKER && self.honour_opaque {
                 new_opaque.push(dir.to_string());
@@ -295,12 +295,7 @@ impl Flattener {
     }
 
     /// Refuses absolute names, names escaping through `..` and hard links whose target does.
-    fn check_inside_root(
-        &self,
-        cleaned: &str,
-        header: &Header,
-        digest: &str,
-    ) -> Result<(), LayerError> {
+    fn check_inside_root(&self, cleaned: &str, header: &Header, digest: &str) -> Result<(), LayerError> {
         if cleaned.starts_with('/') {
             return Err(LayerError::AbsolutePath {
                 image: self.image.clone(),

@@ -294,8 +294,7 @@ fn yaml_to_json(yaml: &Yaml) -> Value {
 /// The spec of a case: its yml files (the `args` of the corpus index) parsed and appended in
 /// order, which is all that matters here of LinuxKit's merge of several files.
 fn load_moby(corpus: &Path, case: &str) -> Moby {
-    let index: Value =
-        serde_json::from_slice(&fs::read(corpus.join("index.json")).unwrap()).unwrap();
+    let index: Value = serde_json::from_slice(&fs::read(corpus.join("index.json")).unwrap()).unwrap();
     let entry = index
         .as_array()
         .unwrap()
@@ -344,8 +343,7 @@ fn read_blob(cache: &Path, digest: &str) -> Value {
 }
 
 fn image_info(cache: &Path, reference: &str) -> ImageInfo {
-    let index: Value =
-        serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let index: Value = serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
     let descriptor = index["manifests"]
         .as_array()
         .unwrap()
@@ -370,10 +368,7 @@ fn image_info(cache: &Path, reference: &str) -> ImageInfo {
         entrypoint: strings(&config["Entrypoint"]),
         cmd: strings(&config["Cmd"]),
         env: strings(&config["Env"]),
-        working_dir: config["WorkingDir"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        working_dir: config["WorkingDir"].as_str().unwrap_or_default().to_string(),
         label: config["Labels"]["org.mobyproject.config"]
             .as_str()
             .map(|text| serde_json::from_str(text).unwrap()),
@@ -409,10 +404,7 @@ fn generate_case(corpus: &Path, case: &str) -> Vec<(String, Vec<u8>)> {
                 .entry(entry.image.clone())
                 .or_insert_with(|| format!("{dir}/{tree}"))
                 .clone();
-            let runtime = runtime_json(
-                &bundle.runtime,
-                rootfs_mounts(&dir, &lower, bundle.readonly),
-            );
+            let runtime = runtime_json(&bundle.runtime, rootfs_mounts(&dir, &lower, bundle.readonly));
             out.push((format!("{dir}/config.json"), bundle.config_json));
             out.push((format!("{dir}/runtime.json"), runtime));
         }
@@ -425,10 +417,7 @@ fn expected_bytes(corpus: &Path, case: &str, file: &str) -> (Vec<u8>, Vec<u8>) {
     let linuxkit = fs::read(corpus.join("expected").join(case).join("files").join(file))
         .unwrap_or_else(|e| panic!("{case}/{file}: {e}"));
     let mut ours = String::from_utf8(linuxkit.clone()).unwrap();
-    for d in DEVIATIONS
-        .iter()
-        .filter(|d| d.case == case && d.file == file)
-    {
+    for d in DEVIATIONS.iter().filter(|d| d.case == case && d.file == file) {
         assert!(
             ours.contains(d.linuxkit),
             "deviation {} of {case}/{file} no longer applies: {:?} not found",
@@ -482,9 +471,7 @@ fn corpus_config_and_runtime_files_match() {
             }
         }
     }
-    println!(
-        "{total} files: {identical} identical to LinuxKit, {deviating} with deliberate deviations"
-    );
+    println!("{total} files: {identical} identical to LinuxKit, {deviating} with deliberate deviations");
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

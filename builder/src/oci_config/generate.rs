@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::json::to_go_json;
 use super::spec_types::{
-    BindNamespaces, BlockIo, Capabilities, Cpu, Device, DeviceCgroup, HugepageLimit, IdMapping,
-    InterfacePriority, Linux, Memory, Namespace, Network, Pids, Process, Resources, Rlimit, Root,
-    RuntimeConfig, RuntimeInterface, RuntimeMount, Spec, ThrottleDevice, User, WeightDevice,
-    OCI_VERSION,
+    BindNamespaces, BlockIo, Capabilities, Cpu, Device, DeviceCgroup, HugepageLimit, IdMapping, InterfacePriority,
+    Linux, Memory, Namespace, Network, Pids, Process, Resources, Rlimit, Root, RuntimeConfig, RuntimeInterface,
+    RuntimeMount, Spec, ThrottleDevice, User, WeightDevice, OCI_VERSION,
 };
 use super::volumes::{options_are_readonly, Volumes};
 use super::{Bundle, IdMap, ImageDefaults, OciConfigError, Origin};
@@ -50,10 +49,7 @@ struct Layers<'a> {
 
 impl<'a> Layers<'a> {
     /// The YAML's value of a field if it sets it, else the label's, with where it came from.
-    fn pick<T: ?Sized>(
-        &self,
-        field: impl Fn(&'a ImageConfig) -> Option<&'a T>,
-    ) -> Option<(&'a T, Origin)> {
+    fn pick<T: ?Sized>(&self, field: impl Fn(&'a ImageConfig) -> Option<&'a T>) -> Option<(&'a T, Origin)> {
         field(self.yaml)
             .map(|v| (v, Origin::Yaml))
             .or_else(|| field(self.label).map(|v| (v, Origin::Label)))
@@ -78,11 +74,7 @@ struct Item<'a> {
 
 impl Item<'_> {
     fn invalid(&self, message: String) -> OciConfigError {
-        invalid(
-            self.origin,
-            format!("{}[{}]", self.field, self.index),
-            message,
-        )
+        invalid(self.origin, format!("{}[{}]", self.field, self.index), message)
     }
 }
 
@@ -141,9 +133,7 @@ fn build_spec(
     ids: &IdMap,
     volumes: &Volumes,
 ) -> Result<Spec, OciConfigError> {
-    let readonly = layers
-        .pick(|c| c.readonly.as_ref())
-        .is_some_and(|(v, _)| *v);
+    let readonly = layers.pick(|c| c.readonly.as_ref()).is_some_and(|(v, _)| *v);
     let mut resources = layers
         .pick(|c| c.resources.as_ref())
         .map(|(r, _)| resources(r))
@@ -178,11 +168,7 @@ fn cloned_or_default<T: Clone + Default>(picked: Option<(&T, Origin)>) -> T {
     picked.map(|(v, _)| v.clone()).unwrap_or_default()
 }
 
-fn process(
-    layers: &Layers,
-    defaults: &ImageDefaults,
-    ids: &IdMap,
-) -> Result<Process, OciConfigError> {
+fn process(layers: &Layers, defaults: &ImageDefaults, ids: &IdMap) -> Result<Process, OciConfigError> {
     // Docker's split of Entrypoint and Cmd is not kept: the command replaces both.
     let args = match layers.pick(|c| c.command.as_ref()) {
         Some((command, _)) => command.clone(),
@@ -209,9 +195,7 @@ fn process(
         cwd: cwd.into(),
         capabilities: capabilities(layers)?,
         rlimits: rlimits(layers)?,
-        no_new_privileges: layers
-            .pick(|c| c.no_new_privileges.as_ref())
-            .is_some_and(|(v, _)| *v),
+        no_new_privileges: layers.pick(|c| c.no_new_privileges.as_ref()).is_some_and(|(v, _)| *v),
         oom_score_adj: layers.pick(|c| c.oom_score_adj.as_ref()).map(|(v, _)| *v),
     })
 }
@@ -276,9 +260,7 @@ fn capability_list(list: Vec<Item>) -> Result<Vec<String>, OciConfigError> {
     }
     for item in &list {
         check_capability(item.value).map_err(|message| {
-            let special = ["all", "none"]
-                .into_iter()
-                .find(|s| item.value.eq_ignore_ascii_case(s));
+            let special = ["all", "none"].into_iter().find(|s| item.value.eq_ignore_ascii_case(s));
             item.invalid(match special {
                 Some(s) => format!(
                     "{message}: {s:?} is only special as the single entry of the list, and \
@@ -317,11 +299,7 @@ fn namespaces(layers: &Layers) -> Vec<Namespace> {
         if value == "host" || value == "root" {
             return;
         }
-        let path = if new_words.contains(&value) {
-            ""
-        } else {
-            value
-        };
+        let path = if new_words.contains(&value) { "" } else { value };
         namespaces.push(Namespace {
             kind,
             path: path.into(),
@@ -333,26 +311,10 @@ fn namespaces(layers: &Layers) -> Vec<Namespace> {
         layers.non_empty(|c| &c.net).unwrap_or("root"),
         &["new", "none"],
     );
-    add(
-        "ipc",
-        layers.non_empty(|c| &c.ipc).unwrap_or("root"),
-        &["new"],
-    );
-    add(
-        "uts",
-        layers.non_empty(|c| &c.uts).unwrap_or("root"),
-        &["new"],
-    );
-    add(
-        "pid",
-        layers.non_empty(|c| &c.pid).unwrap_or("new"),
-        &["new"],
-    );
-    add(
-        "user",
-        layers.non_empty(|c| &c.userns).unwrap_or("root"),
-        &["new"],
-    );
+    add("ipc", layers.non_empty(|c| &c.ipc).unwrap_or("root"), &["new"]);
+    add("uts", layers.non_empty(|c| &c.uts).unwrap_or("root"), &["new"]);
+    add("pid", layers.non_empty(|c| &c.pid).unwrap_or("new"), &["new"]);
+    add("user", layers.non_empty(|c| &c.userns).unwrap_or("root"), &["new"]);
     namespaces.push(Namespace {
         kind: "mount",
         path: String::new(),
@@ -362,11 +324,7 @@ fn namespaces(layers: &Layers) -> Vec<Namespace> {
 
 /// Mounts, one per destination, sorted by destination: the defaults, replaced by `tmpfs`, then by
 /// binds, then by `mounts`.
-fn mounts(
-    layers: &Layers,
-    readonly: bool,
-    volumes: &Volumes,
-) -> Result<Vec<RuntimeMount>, OciConfigError> {
+fn mounts(layers: &Layers, readonly: bool, volumes: &Volumes) -> Result<Vec<RuntimeMount>, OciConfigError> {
     let mut by_destination = default_mounts(readonly);
     let mut put = |mount: RuntimeMount| {
         by_destination.insert(mount.destination.clone(), mount);
@@ -411,22 +369,12 @@ fn default_mounts(readonly: bool) -> BTreeMap<String, RuntimeMount> {
         sys.push("ro".into());
     }
     let defaults = [
-        (
-            "/proc",
-            "proc",
-            strings(&["nosuid", "nodev", "noexec", "relatime"]),
-        ),
+        ("/proc", "proc", strings(&["nosuid", "nodev", "noexec", "relatime"])),
         ("/dev", "tmpfs", dev),
         (
             "/dev/pts",
             "devpts",
-            strings(&[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ]),
+            strings(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
         ),
         ("/sys", "sysfs", sys),
         (
@@ -557,23 +505,16 @@ fn explicit_mount(
         source = kind.clone();
     } else if origin == Origin::Yaml && mount.kind == "bind" && !source.starts_with('/') {
         // LinuxKit checks the volume but then loses the rewritten source: a deliberate difference.
-        source = volume_source(
-            &source,
-            options.iter().map(String::as_str),
-            field.clone(),
-            volumes,
-        )?;
+        source = volume_source(&source, options.iter().map(String::as_str), field.clone(), volumes)?;
     }
     let destination = match mount.destination.as_str() {
-        "" => default_mountpoint(&kind)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                invalid(
-                    origin,
-                    field,
-                    format!("mount of type {kind:?} has no destination: set \"destination\""),
-                )
-            })?,
+        "" => default_mountpoint(&kind).map(str::to_string).ok_or_else(|| {
+            invalid(
+                origin,
+                field,
+                format!("mount of type {kind:?} has no destination: set \"destination\""),
+            )
+        })?,
         destination => destination.to_string(),
     };
     Ok(RuntimeMount {
@@ -618,8 +559,7 @@ fn devices(layers: &Layers, rules: &mut Vec<DeviceCgroup>) -> Result<Vec<Device>
             });
             continue;
         }
-        let file_mode = parse_octal_mode(&device.mode)
-            .map_err(|m| invalid(origin, format!("devices[{i}].mode"), m))?;
+        let file_mode = parse_octal_mode(&device.mode).map_err(|m| invalid(origin, format!("devices[{i}].mode"), m))?;
         rules.push(DeviceCgroup {
             allow: true,
             kind: device.kind.clone(),
@@ -940,14 +880,8 @@ mod tests {
             label.clone(),
         );
         let caps = &extended["process"]["capabilities"];
-        assert_eq!(
-            caps["effective"],
-            json!(["CAP_NET_RAW", "CAP_CHOWN", "CAP_SYS_TIME"])
-        );
-        assert_eq!(
-            caps["bounding"],
-            json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_TIME"])
-        );
+        assert_eq!(caps["effective"], json!(["CAP_NET_RAW", "CAP_CHOWN", "CAP_SYS_TIME"]));
+        assert_eq!(caps["bounding"], json!(["CAP_CHOWN", "CAP_NET_RAW", "CAP_SYS_TIME"]));
         assert_eq!(caps["permitted"], caps["bounding"]);
         assert_eq!(caps["inheritable"], caps["bounding"]);
 
@@ -955,24 +889,16 @@ mod tests {
             json!({"capabilities": ["CAP_KILL"], "capabilities.add": ["CAP_SYS_TIME"]}),
             label.clone(),
         );
-        assert_eq!(
-            replaced["process"]["capabilities"]["effective"],
-            json!(["CAP_KILL"])
-        );
+        assert_eq!(replaced["process"]["capabilities"]["effective"], json!(["CAP_KILL"]));
 
         let all = config(json!({"capabilities": ["All"]}), None);
-        let effective = all["process"]["capabilities"]["effective"]
-            .as_array()
-            .unwrap();
+        let effective = all["process"]["capabilities"]["effective"].as_array().unwrap();
         assert_eq!(effective.len(), 41);
         assert_eq!(effective[0], "CAP_CHOWN");
         let none = config(json!({"capabilities": ["none"]}), label);
         assert_eq!(none["process"]["capabilities"], json!({}));
 
-        let ambient = config(
-            json!({"capabilities": ["CAP_KILL"], "ambient": ["CAP_NET_RAW"]}),
-            None,
-        );
+        let ambient = config(json!({"capabilities": ["CAP_KILL"], "ambient": ["CAP_NET_RAW"]}), None);
         let caps = &ambient["process"]["capabilities"];
         assert_eq!(caps["ambient"], json!(["CAP_NET_RAW"]));
         assert_eq!(caps["bounding"], json!(["CAP_KILL", "CAP_NET_RAW"]));
@@ -988,10 +914,7 @@ mod tests {
         assert!(err.to_string().contains("CAP_FOO"));
 
         let err = error(json!({"capabilities.add": ["CAP_A"]}), None);
-        assert!(
-            err.to_string().starts_with("yaml: capabilities.add[0]: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("yaml: capabilities.add[0]: "), "{err}");
 
         let err = error(
             json!({"capabilities.add": ["CAP_KILL"]}),
@@ -1009,27 +932,13 @@ mod tests {
             .iter()
             .map(|m| m["destination"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            destinations,
-            ["/dev", "/dev/pts", "/proc", "/sys", "/sys/fs/cgroup"]
-        );
+        assert_eq!(destinations, ["/dev", "/dev/pts", "/proc", "/sys", "/sys/fs/cgroup"]);
         assert_eq!(rw["root"], json!({"path": "rootfs"}));
-        let (ro, bundle) = run(
-            json!({}),
-            Some(json!({"readonly": true})),
-            &ImageDefaults::default(),
-        )
-        .unwrap();
+        let (ro, bundle) = run(json!({}), Some(json!({"readonly": true})), &ImageDefaults::default()).unwrap();
         assert!(bundle.readonly);
         assert_eq!(mount(&ro, "/dev")["options"][4], "ro");
         assert_eq!(mount(&ro, "/sys")["options"][3], "ro");
-        assert_eq!(
-            mount(&ro, "/sys/fs/cgroup")["options"]
-                .as_array()
-                .unwrap()
-                .len(),
-            5
-        );
+        assert_eq!(mount(&ro, "/sys/fs/cgroup")["options"].as_array().unwrap().len(), 5);
         let (_, bundle) = run(
             json!({"readonly": false}),
             Some(json!({"readonly": true})),
@@ -1066,10 +975,7 @@ mod tests {
         let label = Some(json!({"binds": ["/a:/a", "/b:/b:ro"]}));
         let extended = config(json!({"binds.add": ["/c:/c:ro,rslave"]}), label.clone());
         assert_eq!(mount(&extended, "/a")["source"], "/a");
-        assert_eq!(
-            mount(&extended, "/c")["options"],
-            json!(["ro", "rslave", "rbind"])
-        );
+        assert_eq!(mount(&extended, "/c")["options"], json!(["ro", "rslave", "rbind"]));
         let replaced = config(json!({"binds": ["/c:/c"], "binds.add": ["/d:/d"]}), label);
         let binds: Vec<&Value> = replaced["mounts"]
             .as_array()
@@ -1086,9 +992,7 @@ mod tests {
         let err = error(json!({"binds.add": ["/x"]}), None);
         assert!(err.to_string().starts_with("yaml: binds.add[0]: "), "{err}");
         let err = error(json!({}), Some(json!({"tmpfs": ["/a:b:c"]})));
-        assert!(err
-            .to_string()
-            .starts_with("label org.mobyproject.config: tmpfs[0]: "));
+        assert!(err.to_string().starts_with("label org.mobyproject.config: tmpfs[0]: "));
     }
 
     #[test]
@@ -1101,10 +1005,7 @@ mod tests {
             }),
             None,
         );
-        assert_eq!(
-            mount(&c, "/data")["source"],
-            "/containers/volumes/data/merged"
-        );
+        assert_eq!(mount(&c, "/data")["source"], "/containers/volumes/data/merged");
         assert_eq!(mount(&c, "/ro")["source"], "/containers/volumes/ro/merged");
         assert_eq!(mount(&c, "/ro2")["source"], "/containers/volumes/ro/merged");
         assert_eq!(mount(&c, "/m")["source"], "/containers/volumes/data/merged");
@@ -1168,10 +1069,7 @@ mod tests {
         assert!(err.to_string().contains("no type"), "{err}");
         let err = error(json!({}), Some(json!({"mounts": [{"type": "tmpfs"}]})));
         assert!(err.to_string().contains("no destination"), "{err}");
-        let err = error(
-            json!({"mounts": [{"type": "bind", "destination": "/x"}]}),
-            None,
-        );
+        let err = error(json!({"mounts": [{"type": "bind", "destination": "/x"}]}), None);
         assert!(err.to_string().contains("no source"), "{err}");
     }
 
@@ -1189,10 +1087,7 @@ mod tests {
                 .collect()
         };
         let pair = |t: &str, p: &str| (t.to_string(), p.to_string());
-        assert_eq!(
-            types(&config(json!({}), None)),
-            [pair("pid", ""), pair("mount", "")]
-        );
+        assert_eq!(types(&config(json!({}), None)), [pair("pid", ""), pair("mount", "")]);
         let every = config(
             json!({"net": "none", "ipc": "none", "uts": "new", "pid": "host", "userns": "/u"}),
             None,
@@ -1208,14 +1103,8 @@ mod tests {
             ]
         );
         // An empty YAML value falls back to the label's.
-        let labelled = config(
-            json!({"net": ""}),
-            Some(json!({"net": "/run/netns/x", "pid": "root"})),
-        );
-        assert_eq!(
-            types(&labelled),
-            [pair("network", "/run/netns/x"), pair("mount", "")]
-        );
+        let labelled = config(json!({"net": ""}), Some(json!({"net": "/run/netns/x", "pid": "root"})));
+        assert_eq!(types(&labelled), [pair("network", "/run/netns/x"), pair("mount", "")]);
     }
 
     #[test]
@@ -1225,10 +1114,7 @@ mod tests {
             c["process"]["rlimits"],
             json!([{"type": "RLIMIT_NOFILE", "hard": u64::MAX, "soft": 1}])
         );
-        let err = error(
-            json!({}),
-            Some(json!({"rlimits": ["core,0,0", "nofile,x,1"]})),
-        );
+        let err = error(json!({}), Some(json!({"rlimits": ["core,0,0", "nofile,x,1"]})));
         assert!(
             err.to_string()
                 .starts_with("label org.mobyproject.config: rlimits[1]: "),
@@ -1247,10 +1133,7 @@ mod tests {
             json!({"uid": 101, "gid": 0, "additionalGids": [5, 100]})
         );
         let err = error(json!({"additionalGids": [1, "ghost"]}), None);
-        assert!(
-            err.to_string().starts_with("yaml: additionalGids[1]: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("yaml: additionalGids[1]: "), "{err}");
         assert!(err.to_string().contains("\"ghost\""));
     }
 
@@ -1283,10 +1166,7 @@ mod tests {
             json!({"devices": [{"path": "/dev/x", "type": "c", "mode": "rw"}]}),
             None,
         );
-        assert!(
-            err.to_string().starts_with("yaml: devices[0].mode: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("yaml: devices[0].mode: "), "{err}");
     }
 
     #[test]

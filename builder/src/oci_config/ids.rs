@@ -46,8 +46,9 @@ impl IdMap {
     /// of the error says what was wrong, without saying where the value came from.
     pub fn resolve(&self, id: &IdRef) -> Result<u32, String> {
         match id {
-            IdRef::Num(n) => u32::try_from(*n)
-                .map_err(|_| format!("id {n} is out of range: ids go from 0 to {}", u32::MAX)),
+            IdRef::Num(n) => {
+                u32::try_from(*n).map_err(|_| format!("id {n} is out of range: ids go from 0 to {}", u32::MAX))
+            }
             IdRef::Name(name) if name.is_empty() || name == "root" => Ok(0),
             IdRef::Name(name) => self.get(name).ok_or_else(|| {
                 format!(

@@ -49,11 +49,7 @@ fn go_extra_escape(c: char) -> Option<&'static str> {
 }
 
 impl Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
         for (at, c) in fragment.char_indices() {
             if let Some(escape) = go_extra_escape(c) {
@@ -73,11 +69,7 @@ impl Formatter for GoFormatter {
         self.pretty.end_array(writer)
     }
 
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
         self.pretty.begin_array_value(writer, first)
     }
 
@@ -93,11 +85,7 @@ impl Formatter for GoFormatter {
         self.pretty.end_object(writer)
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
         self.pretty.begin_object_key(writer, first)
     }
 
@@ -118,12 +106,7 @@ mod tests {
 
     #[test]
     fn escapes_like_go() {
-        let value = vec![
-            "a<b>&c",
-            "line\u{2028}para\u{2029}",
-            "\u{1}\u{8}\u{c}\n\r\t\"\\",
-            "é€",
-        ];
+        let value = vec!["a<b>&c", "line\u{2028}para\u{2029}", "\u{1}\u{8}\u{c}\n\r\t\"\\", "é€"];
         let out = String::from_utf8(to_go_json(&value)).unwrap();
         assert_eq!(
             out,

@@ -119,9 +119,7 @@ impl OciConfigError {
     pub fn origin(&self) -> Origin {
         match self {
             OciConfigError::Invalid { origin, .. } => *origin,
-            OciConfigError::VolumeNotFound { .. } | OciConfigError::ReadonlyVolume { .. } => {
-                Origin::Yaml
-            }
+            OciConfigError::VolumeNotFound { .. } | OciConfigError::ReadonlyVolume { .. } => Origin::Yaml,
         }
     }
 }
@@ -185,11 +183,7 @@ mod tests {
 
     #[test]
     fn overlay_rootfs_mounts() {
-        let mounts = rootfs_mounts(
-            "containers/onboot/001-b",
-            "containers/onboot/000-a/lower",
-            false,
-        );
+        let mounts = rootfs_mounts("containers/onboot/001-b", "containers/onboot/000-a/lower", false);
         let json = String::from_utf8(json::to_go_json(&mounts)).unwrap();
         assert!(json.contains("\"lowerdir=/containers/onboot/000-a/lower\""));
         assert!(json.contains("\"upperdir=/containers/onboot/001-b/tmp/upper\""));
@@ -202,11 +196,7 @@ mod tests {
 
     #[test]
     fn readonly_rootfs_is_one_bind() {
-        let mounts = rootfs_mounts(
-            "containers/services/s",
-            "containers/services/s/rootfs",
-            true,
-        );
+        let mounts = rootfs_mounts("containers/services/s", "containers/services/s/rootfs", true);
         assert_eq!(
             mounts,
             [RuntimeMount {
@@ -227,27 +217,12 @@ mod tests {
             }],
             ..RuntimeConfig::default()
         };
-        let out = String::from_utf8(runtime_json(
-            &runtime,
-            rootfs_mounts("c/x", "c/x/rootfs", true),
-        ))
-        .unwrap();
+        let out = String::from_utf8(runtime_json(&runtime, rootfs_mounts("c/x", "c/x/rootfs", true))).unwrap();
         let rootfs = out.find("\"/c/x/rootfs\"").unwrap();
         let user = out.find("\"/user\"").unwrap();
         assert!(rootfs < user);
-        for key in [
-            "cgroups",
-            "mkdir",
-            "interfaces",
-            "bindNS",
-            "namespace",
-            "cgroup",
-            "uts",
-        ] {
-            assert!(
-                out.contains(&format!("\"{key}\"")),
-                "{key} missing in {out}"
-            );
+        for key in ["cgroups", "mkdir", "interfaces", "bindNS", "namespace", "cgroup", "uts"] {
+            assert!(out.contains(&format!("\"{key}\"")), "{key} missing in {out}");
         }
         assert!(!out.ends_with('\n'));
     }
@@ -259,10 +234,7 @@ mod tests {
             field: "rlimits[0]".into(),
             message: "bad".into(),
         };
-        assert_eq!(
-            err.to_string(),
-            "label org.mobyproject.config: rlimits[0]: bad"
-        );
+        assert_eq!(err.to_string(), "label org.mobyproject.config: rlimits[0]: bad");
         assert_eq!(err.origin(), Origin::Label);
     }
 }

@@ -296,15 +296,9 @@ pub struct BlockIo {
     pub throttle_read_bps_device: Vec<ThrottleDevice>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub throttle_write_bps_device: Vec<ThrottleDevice>,
-    #[serde(
-        rename = "throttleReadIOPSDevice",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "throttleReadIOPSDevice", skip_serializing_if = "Vec::is_empty")]
     pub throttle_read_iops_device: Vec<ThrottleDevice>,
-    #[serde(
-        rename = "throttleWriteIOPSDevice",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "throttleWriteIOPSDevice", skip_serializing_if = "Vec::is_empty")]
     pub throttle_write_iops_device: Vec<ThrottleDevice>,
 }
 

@@ -18,11 +18,7 @@ impl Volumes {
     /// The volumes of a spec (a name declared twice keeps its later declaration).
     pub fn from_moby(moby: &Moby) -> Volumes {
         Volumes {
-            readonly: moby
-                .volumes
-                .iter()
-                .map(|v| (v.name.clone(), v.readonly))
-                .collect(),
+            readonly: moby.volumes.iter().map(|v| (v.name.clone(), v.readonly)).collect(),
         }
     }
 
@@ -79,10 +75,7 @@ mod tests {
         assert_eq!(volumes.readonly("ro"), Some(true));
         assert_eq!(volumes.readonly("other"), None);
         assert_eq!(volumes.names(), ["data", "ro"]);
-        assert_eq!(
-            Volumes::merged_dir("data"),
-            "/containers/volumes/data/merged"
-        );
+        assert_eq!(Volumes::merged_dir("data"), "/containers/volumes/data/merged");
     }
 
     #[test]

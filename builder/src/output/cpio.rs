@@ -187,11 +187,7 @@ impl<W: Write> NewcWriter<W> {
     pub fn write_header(&mut self, header: &NewcHeader) -> Result<(), CpioError> {
         self.close_entry()?;
         let mode = (header.mode & 0o7777) | header.file_type.mode_bits();
-        let nlink = if header.file_type == FileType::Directory {
-            2
-        } else {
-            1
-        };
+        let nlink = if header.file_type == FileType::Directory { 2 } else { 1 };
         self.write_raw_header(header, mode, nlink)?;
         self.open = Some(OpenEntry {
             name: header.name.clone(),
@@ -254,20 +250,14 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// Writes the 110-byte header, the NUL-terminated name and the padding after it.
-    fn write_raw_header(
-        &mut self,
-        header: &NewcHeader,
-        mode: u32,
-        nlink: u32,
-    ) -> Result<(), CpioError> {
+    fn write_raw_header(&mut self, header: &NewcHeader, mode: u32, nlink: u32) -> Result<(), CpioError> {
         let name = header.name.as_bytes();
         if name.contains(&0) {
             return Err(CpioError::NulInName {
                 name: header.name.clone(),
             });
         }
-        let name_size = u32::try_from(name.len() + 1)
-            .map_err(|_| CpioError::NameTooLong { len: name.len() })?;
+        let name_size = u32::try_from(name.len() + 1).map_err(|_| CpioError::NameTooLong { len: name.len() })?;
         let inode = self.next_inode;
         self.next_inode = self.next_inode.wrapping_add(1);
 
@@ -350,9 +340,7 @@ pub(crate) mod tests {
             assert_eq!(&head[..6], b"070701", "bad magic at offset {pos}");
             let field = |i: usize| {
                 let text = std::str::from_utf8(&head[6 + i * 8..14 + i * 8]).unwrap();
-                assert!(text
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                assert!(text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
                 u32::from_str_radix(text, 16).unwrap()
             };
             let name_size = field(11) as usize;

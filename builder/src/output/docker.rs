@@ -66,9 +66,6 @@ mod tests {
         assert_eq!(header.mtime, DEFAULT_MTIME);
         assert!(header.pax.is_empty());
         assert_eq!(header.size, 54);
-        assert_eq!(
-            data,
-            b"\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n"
-        );
+        assert_eq!(data, b"\nFROM scratch\n\nCOPY . ./\n\nENTRYPOINT [\"/bin/rc.init\"]\n");
     }
 }

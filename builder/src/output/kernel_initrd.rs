@@ -88,11 +88,7 @@ pub(crate) struct BootSplitter {
 
 impl BootSplitter {
     /// Prepares the split; temporary files are staged next to `{base}-initrd.img` and so on.
-    pub(crate) fn new(
-        base: &Path,
-        gzip: PgzipOptions,
-        ucode_as_prefix: bool,
-    ) -> Result<BootSplitter, OutputError> {
+    pub(crate) fn new(base: &Path, gzip: PgzipOptions, ucode_as_prefix: bool) -> Result<BootSplitter, OutputError> {
         // Created now so that an unwritable directory fails the build before any work.
         let initrd = StagedFile::create_for(&with_suffix(base, "-initrd.img"))?;
         Ok(BootSplitter {
@@ -202,9 +198,7 @@ impl BootSplitter {
     /// The running cpio/gzip pipeline, started on first use.
     fn initrd_writer(&mut self) -> io::Result<&mut InitrdWriter<StagedFile>> {
         if let InitrdStage::Pending(_) = self.initrd {
-            let InitrdStage::Pending(file) =
-                std::mem::replace(&mut self.initrd, InitrdStage::Broken)
-            else {
+            let InitrdStage::Pending(file) = std::mem::replace(&mut self.initrd, InitrdStage::Broken) else {
                 return Err(OutputError::Broken.into());
             };
             self.initrd = InitrdStage::Streaming(Box::new(InitrdWriter::new(file, self.gzip)?));
@@ -263,9 +257,7 @@ impl KernelInitrd {
     }
 
     fn splitter(&mut self) -> io::Result<&mut BootSplitter> {
-        self.splitter
-            .as_mut()
-            .ok_or_else(|| OutputError::Finished.into())
+        self.splitter.as_mut().ok_or_else(|| OutputError::Finished.into())
     }
 
     fn path(&self, suffix: &str) -> PathBuf {
@@ -369,13 +361,7 @@ mod tests {
     fn listing(gz: &[u8]) -> Vec<(String, u32, String)> {
         gunzip_cpio(gz)
             .into_iter()
-            .map(|e| {
-                (
-                    e.name,
-                    e.mode,
-                    String::from_utf8_lossy(&e.data).into_owned(),
-                )
-            })
+            .map(|e| (e.name, e.mode, String::from_utf8_lossy(&e.data).into_owned()))
             .collect()
     }
 
@@ -406,10 +392,7 @@ mod tests {
         let dir = TempDir::new().unwrap();
         build(dir.path(), &stream(), PgzipOptions::default()).unwrap();
 
-        assert_eq!(
-            dir_names(dir.path()),
-            ["img-cmdline", "img-initrd.img", "img-kernel"]
-        );
+        assert_eq!(dir_names(dir.path()), ["img-cmdline", "img-initrd.img", "img-kernel"]);
         assert_eq!(read(&dir, "img-kernel"), b"FAKE-KERNEL bzImage");
         assert_eq!(read(&dir, "img-cmdline"), b"console=ttyS0");
         let initrd = read(&dir, "img-initrd.img");
@@ -435,18 +418,13 @@ mod tests {
         let entries = gunzip_cpio(&read(&dir, "img-initrd.img"));
         assert_eq!(entries.len(), 1);
         let entry = &entries[0];
-        assert_eq!(
-            (entry.uid, entry.gid, entry.mtime),
-            (1000, 1000, 1_700_000_000)
-        );
+        assert_eq!((entry.uid, entry.gid, entry.mtime), (1000, 1000, 1_700_000_000));
         assert_eq!((entry.inode, entry.nlink, entry.dev), (721, 1, (3, 1)));
     }
 
     #[test]
     fn output_is_the_same_for_any_thread_count() {
-        let big: Vec<u8> = (0..800_000u32)
-            .flat_map(|i| (i / 7).to_le_bytes())
-            .collect();
+        let big: Vec<u8> = (0..800_000u32).flat_map(|i| (i / 7).to_le_bytes()).collect();
         let mut entries = stream();
         entries.push(file("big.bin", 0o644, &big));
         let outputs: Vec<Vec<u8>> = [1, 2, 4]
@@ -477,11 +455,7 @@ mod tests {
         let initrd = read(&dir, "img-initrd.img");
         assert_eq!(&initrd[..UCODE.len()], UCODE);
         assert_eq!(listing(&initrd[UCODE.len()..]), expected_listing());
-        assert_eq!(
-            dir_names(dir.path()).len(),
-            3,
-            "no temporary file left behind"
-        );
+        assert_eq!(dir_names(dir.path()).len(), 3, "no temporary file left behind");
     }
 
     #[test]
@@ -502,10 +476,7 @@ mod tests {
     #[test]
     fn no_ucode_means_a_plain_gzip_initrd() {
         let dir = TempDir::new().unwrap();
-        let entries: Vec<_> = stream()
-            .into_iter()
-            .filter(|(h, _)| h.name != UCODE_ENTRY)
-            .collect();
+        let entries: Vec<_> = stream().into_iter().filter(|(h, _)| h.name != UCODE_ENTRY).collect();
         build(dir.path(), &entries, PgzipOptions::default()).unwrap();
         let initrd = read(&dir, "img-initrd.img");
         assert_eq!(initrd[..2], [0x1f, 0x8b]);
@@ -517,10 +488,7 @@ mod tests {
         let dir = TempDir::new().unwrap();
         std::fs::write(dir.path().join("img-cmdline"), "old").unwrap();
         std::fs::write(dir.path().join("img-kernel"), "old").unwrap();
-        let entries = vec![
-            file(CMDLINE_ENTRY, 0o644, b""),
-            file("etc/motd", 0o644, b"hi"),
-        ];
+        let entries = vec![file(CMDLINE_ENTRY, 0o644, b""), file("etc/motd", 0o644, b"hi")];
         build(dir.path(), &entries, PgzipOptions::default()).unwrap();
         assert_eq!(dir_names(dir.path()), ["img-initrd.img"]);
     }
@@ -542,10 +510,7 @@ mod tests {
         let mut sink = KernelInitrd::new(dir.path(), "img", PgzipOptions::default()).unwrap();
         feed(&mut sink, &stream()).unwrap();
         drop(sink);
-        assert_eq!(
-            dir_names(dir.path()),
-            ["img-cmdline", "img-initrd.img", "img-kernel"]
-        );
+        assert_eq!(dir_names(dir.path()), ["img-cmdline", "img-initrd.img", "img-kernel"]);
         for name in ["img-kernel", "img-initrd.img", "img-cmdline"] {
             assert_eq!(read(&dir, name), b"old");
         }
@@ -561,10 +526,7 @@ mod tests {
         let err = sink.write_header(&header).unwrap_err();
         assert_eq!(err.to_string(), "entry etc/motd: 2 bytes of data missing");
         let err = sink.write_data(b"lo!").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "entry etc/motd: more data than the size in its header"
-        );
+        assert_eq!(err.to_string(), "entry etc/motd: more data than the size in its header");
         drop(sink);
 
         let (kernel, _) = file(KERNEL_ENTRY, 0o644, b"k");

@@ -23,8 +23,6 @@ mod tar_output;
 pub mod tee;
 
 #[cfg(test)]
-mod tar_stand_in;
-#[cfg(test)]
 mod testing;
 
 use std::fmt;
@@ -42,11 +40,7 @@ use crate::EntrySink;
 use staged::StagedFile;
 use tar_output::{Commit, TarOutput};
 
-// The real Go-compatible writer; tests use a stand-in until it exists (see tar_stand_in.rs).
-#[cfg(not(test))]
 use crate::tar::TarWriter;
-#[cfg(test)]
-use tar_stand_in::TarWriter;
 
 /// Errors of the output sinks. Inside [`EntrySink`] calls they travel as the payload of an
 /// [`io::Error`] (see [`io::Error::get_ref`]).
@@ -310,10 +304,7 @@ fn stream_sink(
 }
 
 /// The tar-based sink for a streamable format over `destination`.
-fn stream_format<W: Commit + Send + 'static>(
-    format: Format,
-    destination: W,
-) -> Box<dyn EntrySink + Send> {
+fn stream_format<W: Commit + Send + 'static>(format: Format, destination: W) -> Box<dyn EntrySink + Send> {
     let tar = TarOutput::new(destination);
     match format {
         Format::Docker => Box::new(Docker::new(tar)),
@@ -352,10 +343,7 @@ mod tests {
         for format in Format::SUPPORTED {
             assert_eq!(format.to_string().parse::<Format>().unwrap(), format);
         }
-        assert_eq!(
-            "kernel+initrd".parse::<Format>().unwrap(),
-            Format::KernelInitrd
-        );
+        assert_eq!("kernel+initrd".parse::<Format>().unwrap(), Format::KernelInitrd);
         assert!(Format::Docker.is_streamable() && Format::Tar.is_streamable());
         assert!(!Format::KernelInitrd.is_streamable());
     }
@@ -383,21 +371,14 @@ mod tests {
     fn default_files_follow_linuxkit_names() {
         let dir = Path::new("out");
         assert_eq!(Format::Tar.default_files(dir, "x"), [dir.join("x.tar")]);
-        assert_eq!(
-            Format::Docker.default_files(dir, "x"),
-            [dir.join("x.docker")]
-        );
+        assert_eq!(Format::Docker.default_files(dir, "x"), [dir.join("x.docker")]);
         assert_eq!(
             Format::TarKernelInitrd.default_files(dir, "x"),
             [dir.join("x-initrd.tar")]
         );
         assert_eq!(
             Format::KernelInitrd.default_files(dir, "x"),
-            [
-                dir.join("x-kernel"),
-                dir.join("x-initrd.img"),
-                dir.join("x-cmdline")
-            ]
+            [dir.join("x-kernel"), dir.join("x-initrd.img"), dir.join("x-cmdline")]
         );
     }
 
@@ -427,11 +408,7 @@ mod tests {
         assert!(contains(&docker, docker::DOCKERFILE.as_bytes()));
 
         let tar_dir = TempDir::new().unwrap();
-        build(
-            Format::TarKernelInitrd,
-            tar_dir.path(),
-            &SinkOptions::default(),
-        );
+        build(Format::TarKernelInitrd, tar_dir.path(), &SinkOptions::default());
         let tarball = std::fs::read(tar_dir.path().join("img-initrd.tar")).unwrap();
         assert!(contains(&tarball, b"initrd.img"));
         assert!(contains(&tarball, b"console=ttyS0"));
@@ -479,9 +456,6 @@ mod tests {
         .into();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let inner = err.get_ref().unwrap().downcast_ref::<OutputError>();
-        assert!(matches!(
-            inner,
-            Some(OutputError::MissingData { missing: 3, .. })
-        ));
+        assert!(matches!(inner, Some(OutputError::MissingData { missing: 3, .. })));
     }
 }

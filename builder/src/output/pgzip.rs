@@ -285,15 +285,8 @@ impl<W: Write> PgzipWriter<W> {
             }
             Ok(())
         } else {
-            let compressor = self
-                .local
-                .get_or_insert_with(|| Compress::new(self.level, false));
-            let output = compress_chunk(
-                compressor,
-                &input,
-                previous.as_deref().map(Vec::as_slice),
-                last,
-            )?;
+            let compressor = self.local.get_or_insert_with(|| Compress::new(self.level, false));
+            let output = compress_chunk(compressor, &input, previous.as_deref().map(Vec::as_slice), last)?;
             self.emit(output)
         }
     }
@@ -362,14 +355,7 @@ mod tests {
     fn sample(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed | 1;
         let mut out = Vec::with_capacity(len);
-        let words: [&[u8]; 6] = [
-            b"kernel ",
-            b"initrd ",
-            b"linuxkit ",
-            b"\n",
-            b"0000",
-            b"/usr/lib/",
-        ];
+        let words: [&[u8]; 6] = [b"kernel ", b"initrd ", b"linuxkit ", b"\n", b"0000", b"/usr/lib/"];
         while out.len() < len {
             state ^= state << 13;
             state ^= state >> 7;
@@ -393,9 +379,7 @@ mod tests {
 
     fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(gz)
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::GzDecoder::new(gz).read_to_end(&mut out).unwrap();
         out
     }
 
@@ -435,11 +419,7 @@ mod tests {
                 level,
                 ..small_chunks(2)
             };
-            assert_eq!(
-                gunzip(&compress(&data, options, 5000)),
-                data,
-                "level {level}"
-            );
+            assert_eq!(gunzip(&compress(&data, options, 5000)), data, "level {level}");
         }
     }
 
@@ -477,11 +457,7 @@ mod tests {
         let gz = compress(&data, small_chunks(2), 65536);
         assert_eq!(gunzip(&gz), data);
         // Without the dictionary every chunk would cost about a whole block again (16 x 16 KiB).
-        assert!(
-            gz.len() < 2 * block.len(),
-            "compressed to {} bytes",
-            gz.len()
-        );
+        assert!(gz.len() < 2 * block.len(), "compressed to {} bytes", gz.len());
     }
 
     #[test]
@@ -535,51 +511,5 @@ mod tests {
             .write_all(&sample(20 * WINDOW, 2))
             .and_then(|()| writer.finish().map(|_| ()));
         assert_eq!(result.unwrap_err().to_string(), "disk full");
-    }
-
-    /// Throughput on a real file: `MOBY_PGZIP_BENCH=/path cargo test --release -p builder
-    /// output::pgzip::tests::throughput -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark; needs MOBY_PGZIP_BENCH=<file>"]
-    fn throughput() {
-        let path = std::env::var("MOBY_PGZIP_BENCH").expect("set MOBY_PGZIP_BENCH");
-        let data = std::fs::read(path).unwrap();
-        let mb = data.len() as f64 / 1e6;
-        let levels: Vec<u32> = std::env::var("MOBY_PGZIP_LEVELS")
-            .unwrap_or_else(|_| "6".into())
-            .split(',')
-            .map(|l| l.parse().unwrap())
-            .collect();
-        for level in levels {
-            for threads in [1, 2] {
-                let options = PgzipOptions {
-                    level,
-                    threads,
-                    ..PgzipOptions::default()
-                };
-                let start = std::time::Instant::now();
-                let cpu_start = process_cpu_seconds();
-                let gz = compress(&data, options, 64 * 1024);
-                let secs = start.elapsed().as_secs_f64();
-                let cpu = process_cpu_seconds() - cpu_start;
-                println!(
-                    "level {level} threads {threads}: {mb:.0} MB in {secs:.2}s wall = {:.1} MB/s, \
-                     {cpu:.2}s cpu = {:.1} MB per cpu-second, ratio {:.3}",
-                    mb / secs,
-                    mb / cpu,
-                    gz.len() as f64 / data.len() as f64
-                );
-            }
-        }
-    }
-
-    /// User + system CPU time of this process (Linux), to measure on a busy machine.
-    fn process_cpu_seconds() -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_name.split(' ').collect();
-        // utime and stime are fields 14 and 15 of the whole line, in clock ticks (100 per second).
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
     }
 }

@@ -36,12 +36,10 @@ impl StagedFile {
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix);
         set_output_mode(&mut builder);
-        let temp = builder
-            .tempfile_in(dir)
-            .map_err(|source| OutputError::CreateTemp {
-                dir: dir.to_path_buf(),
-                source,
-            })?;
+        let temp = builder.tempfile_in(dir).map_err(|source| OutputError::CreateTemp {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         Ok(StagedFile {
             file: BufWriter::with_capacity(BUFFER_SIZE, temp),
             target: target.to_path_buf(),
@@ -87,9 +85,7 @@ impl StagedFile {
         })?;
         let mut buffer = vec![0u8; CHUNK];
         while left > 0 {
-            let want = buffer
-                .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             self.try_io(|file| file.get_mut().as_file_mut().read_exact(&mut buffer[..want]))?;
             consume(&buffer[..want])?;
             left -= want as u64;
@@ -104,9 +100,7 @@ impl StagedFile {
             path: target.clone(),
             source,
         };
-        let temp = file
-            .into_inner()
-            .map_err(|err| write_error(err.into_error()))?;
+        let temp = file.into_inner().map_err(|err| write_error(err.into_error()))?;
         // Make the data durable before the rename makes it visible under the final name.
         temp.as_file().sync_all().map_err(write_error)?;
         let temp_path = temp.path().to_path_buf();
@@ -119,10 +113,7 @@ impl StagedFile {
     }
 
     /// Runs an I/O operation, naming the target in its error.
-    fn try_io<T>(
-        &mut self,
-        operation: impl FnOnce(&mut BufWriter<NamedTempFile>) -> io::Result<T>,
-    ) -> io::Result<T> {
+    fn try_io<T>(&mut self, operation: impl FnOnce(&mut BufWriter<NamedTempFile>) -> io::Result<T>) -> io::Result<T> {
         operation(&mut self.file).map_err(|source| {
             OutputError::Write {
                 path: self.target.clone(),
@@ -221,9 +212,6 @@ mod tests {
 
     #[test]
     fn suffix_is_appended_to_the_last_component() {
-        assert_eq!(
-            with_suffix(Path::new("a/b"), "-kernel"),
-            Path::new("a/b-kernel")
-        );
+        assert_eq!(with_suffix(Path::new("a/b"), "-kernel"), Path::new("a/b-kernel"));
     }
 }

@@ -26,12 +26,7 @@ pub struct TarKernelInitrd<S: EntrySink> {
 impl<S: EntrySink> TarKernelInitrd<S> {
     /// Splits into temporary files in `dir` (named after `name`) and writes the tarball into
     /// `tar`, which must be an empty tar writer.
-    pub fn new(
-        dir: &Path,
-        name: &str,
-        gzip: PgzipOptions,
-        tar: S,
-    ) -> Result<TarKernelInitrd<S>, OutputError> {
+    pub fn new(dir: &Path, name: &str, gzip: PgzipOptions, tar: S) -> Result<TarKernelInitrd<S>, OutputError> {
         Ok(TarKernelInitrd {
             splitter: Some(BootSplitter::new(&dir.join(name), gzip, false)?),
             tar,
@@ -39,9 +34,7 @@ impl<S: EntrySink> TarKernelInitrd<S> {
     }
 
     fn splitter(&mut self) -> io::Result<&mut BootSplitter> {
-        self.splitter
-            .as_mut()
-            .ok_or_else(|| OutputError::Finished.into())
+        self.splitter.as_mut().ok_or_else(|| OutputError::Finished.into())
     }
 
     /// Appends one staged piece as a tar member, unless it is empty.
@@ -104,8 +97,7 @@ mod tests {
     fn members_follow_linuxkit_order_and_headers() {
         let dir = TempDir::new().unwrap();
         let tar = RecordingSink::default();
-        let mut sink =
-            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
+        let mut sink = TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
         feed(&mut sink, &stream(b"console=ttyS0")).unwrap();
         assert!(!tar.finished());
         sink.finish().unwrap();
@@ -135,8 +127,7 @@ mod tests {
     fn empty_pieces_are_left_out() {
         let dir = TempDir::new().unwrap();
         let tar = RecordingSink::default();
-        let mut sink =
-            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
+        let mut sink = TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar.clone()).unwrap();
         let entries: Vec<_> = stream(b"")
             .into_iter()
             .filter(|(h, _)| h.name != UCODE_ENTRY && h.name != KERNEL_ENTRY)
@@ -154,8 +145,7 @@ mod tests {
             fail_after: Some(1),
             ..RecordingSink::default()
         };
-        let mut sink =
-            TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar).unwrap();
+        let mut sink = TarKernelInitrd::new(dir.path(), "img", PgzipOptions::default(), tar).unwrap();
         feed(&mut sink, &stream(b"x")).unwrap();
         let err = sink.finish().unwrap_err();
         assert_eq!(err.to_string(), "recording sink failure");

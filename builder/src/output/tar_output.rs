@@ -43,9 +43,7 @@ impl<W: Commit> TarOutput<W> {
     }
 
     fn tar(&mut self) -> io::Result<&mut TarWriter<W>> {
-        self.tar
-            .as_mut()
-            .ok_or_else(|| OutputError::Finished.into())
+        self.tar.as_mut().ok_or_else(|| OutputError::Finished.into())
     }
 }
 

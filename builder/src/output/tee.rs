@@ -19,15 +19,11 @@ impl Tee {
 
 impl EntrySink for Tee {
     fn write_header(&mut self, header: &Header) -> io::Result<()> {
-        self.sinks
-            .iter_mut()
-            .try_for_each(|sink| sink.write_header(header))
+        self.sinks.iter_mut().try_for_each(|sink| sink.write_header(header))
     }
 
     fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        self.sinks
-            .iter_mut()
-            .try_for_each(|sink| sink.write_data(data))
+        self.sinks.iter_mut().try_for_each(|sink| sink.write_data(data))
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -91,9 +91,7 @@ pub(crate) fn feed(sink: &mut dyn EntrySink, entries: &[(Header, Vec<u8>)]) -> i
 /// Decompresses a gzip stream and parses the cpio archive in it.
 pub(crate) fn gunzip_cpio(gz: &[u8]) -> Vec<ParsedEntry> {
     let mut cpio = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut cpio)
-        .unwrap();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut cpio).unwrap();
     parse_newc(&cpio)
 }
 

@@ -138,8 +138,7 @@ mod tests {
 
     #[test]
     fn display_is_one_line_per_error() {
-        let errors =
-            SpecErrors::from_vec(vec![error(8, "onboot[0].capabilites"), error(9, "")]).unwrap();
+        let errors = SpecErrors::from_vec(vec![error(8, "onboot[0].capabilites"), error(9, "")]).unwrap();
         assert_eq!(
             errors.to_string(),
             "linuxkit.yml:8:5: onboot[0].capabilites: unknown field (did you mean \"capabilities\"?)\n\

@@ -104,10 +104,7 @@ pub fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
                 )
             })
             .unwrap_or_default();
-        return Err(format!(
-            "unknown rlimit {:?} in {text:?}{hint}",
-            name.trim()
-        ));
+        return Err(format!("unknown rlimit {:?} in {text:?}{hint}", name.trim()));
     }
     let limit = |value: &str| -> Result<u64, String> {
         let value = value.trim();
@@ -195,9 +192,7 @@ pub fn parse_tmpfs(text: &str) -> Result<Tmpfs, String> {
 pub fn parse_octal_mode(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix('+').unwrap_or(text);
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(format!(
-            "cannot parse mode {text:?} as an octal number, e.g. \"0644\""
-        ));
+        return Err(format!("cannot parse mode {text:?} as an octal number, e.g. \"0644\""));
     }
     u32::from_str_radix(digits, 8)
         .ok()
@@ -246,10 +241,7 @@ pub fn check_capability(cap: &str) -> Result<(), String> {
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let word_lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
@@ -299,12 +291,8 @@ mod tests {
 
     #[test]
     fn rlimits_reject_bad_values_with_a_hint() {
-        assert!(parse_rlimit("nofile,abc,4096")
-            .unwrap_err()
-            .contains("\"abc\""));
-        assert!(parse_rlimit("nofile,1")
-            .unwrap_err()
-            .contains("name,soft,hard"));
+        assert!(parse_rlimit("nofile,abc,4096").unwrap_err().contains("\"abc\""));
+        assert!(parse_rlimit("nofile,1").unwrap_err().contains("name,soft,hard"));
         assert!(parse_rlimit("nofil,1,2")
             .unwrap_err()
             .contains("did you mean \"nofile\""));
@@ -313,14 +301,8 @@ mod tests {
 
     #[test]
     fn binds_default_and_append_rbind() {
-        assert_eq!(
-            parse_bind("/a:/b").unwrap().options,
-            ["rw", "rbind", "rshared"]
-        );
-        assert_eq!(
-            parse_bind("/a:/b:ro,rbind").unwrap().options,
-            ["ro", "rbind", "rbind"]
-        );
+        assert_eq!(parse_bind("/a:/b").unwrap().options, ["rw", "rbind", "rshared"]);
+        assert_eq!(parse_bind("/a:/b:ro,rbind").unwrap().options, ["ro", "rbind", "rbind"]);
         assert!(parse_bind("/a").is_err());
         assert!(parse_bind("/a:/b:c:d").is_err());
     }
@@ -329,10 +311,7 @@ mod tests {
     fn tmpfs_options_are_optional() {
         assert_eq!(parse_tmpfs("/run").unwrap().options, None);
         assert_eq!(
-            parse_tmpfs("/tmp:size=1m,mode=1777")
-                .unwrap()
-                .options
-                .unwrap(),
+            parse_tmpfs("/tmp:size=1m,mode=1777").unwrap().options.unwrap(),
             ["size=1m", "mode=1777"]
         );
         assert!(parse_tmpfs("/a:b:c").is_err());
@@ -354,12 +333,8 @@ mod tests {
         assert!(expand_capabilities(&["None".into()]).unwrap().is_empty());
         let err = expand_capabilities(&["CAP_NET_ADMIN".into(), "CAP_FOO".into()]).unwrap_err();
         assert!(err.contains("CAP_FOO"));
-        assert!(check_capability("net_admin")
-            .unwrap_err()
-            .contains("CAP_NET_ADMIN"));
-        assert!(check_capability("CAP_SYS_ADMN")
-            .unwrap_err()
-            .contains("CAP_SYS_ADMIN"));
+        assert!(check_capability("net_admin").unwrap_err().contains("CAP_NET_ADMIN"));
+        assert!(check_capability("CAP_SYS_ADMN").unwrap_err().contains("CAP_SYS_ADMIN"));
     }
 
     #[test]

@@ -331,12 +331,7 @@ fn go_value() -> impl Strategy<Value = GoValue> {
             prop::collection::vec(inner.clone(), 0..5).prop_map(GoValue::Seq),
             prop::collection::vec((tricky_string(), inner), 0..5).prop_map(|pairs| {
                 let mut seen = std::collections::HashSet::new();
-                GoValue::Map(
-                    pairs
-                        .into_iter()
-                        .filter(|(k, _)| seen.insert(k.clone()))
-                        .collect(),
-                )
+                GoValue::Map(pairs.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect())
             }),
         ]
     })
@@ -383,12 +378,7 @@ fn yaml_v2_oracle_agrees() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(2000);
     let docs: Vec<GoValue> = (0..count)
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("generate a value")
-                .current()
-        })
+        .map(|_| strategy.new_tree(&mut runner).expect("generate a value").current())
         .collect();
     let mut child = Command::new(oracle)
         .stdin(Stdio::piped())
@@ -403,10 +393,7 @@ fn yaml_v2_oracle_agrees() {
     let mut stdin = child.stdin.take().expect("oracle stdin");
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().expect("oracle output");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("write to oracle");
+    writer.join().expect("writer thread").expect("write to oracle");
     let lines: Vec<&str> = std::str::from_utf8(&output.stdout)
         .expect("oracle output is text")
         .lines()

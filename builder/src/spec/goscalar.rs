@@ -61,12 +61,8 @@ fn special_word(text: &str, dialect: Dialect) -> Option<Resolved> {
     let resolved = match text {
         "true" | "True" | "TRUE" => Resolved::Bool(true),
         "false" | "False" | "FALSE" => Resolved::Bool(false),
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" if dialect == Dialect::V2 => {
-            Resolved::Bool(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" if dialect == Dialect::V2 => {
-            Resolved::Bool(false)
-        }
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" if dialect == Dialect::V2 => Resolved::Bool(true),
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" if dialect == Dialect::V2 => Resolved::Bool(false),
         "" | "~" | "null" | "Null" | "NULL" => Resolved::Null,
         ".nan" | ".NaN" | ".NAN" => Resolved::Float(f64::NAN),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Resolved::Float(f64::INFINITY),
@@ -136,9 +132,7 @@ pub(crate) fn go_parse_uint(s: &str, base: u32) -> Option<u64> {
     let mut value: u64 = 0;
     for c in digits.chars() {
         let digit = c.to_digit(36).filter(|d| *d < base)?;
-        value = value
-            .checked_mul(u64::from(base))?
-            .checked_add(u64::from(digit))?;
+        value = value.checked_mul(u64::from(base))?.checked_add(u64::from(digit))?;
     }
     Some(value)
 }
@@ -164,10 +158,7 @@ fn detect_base(s: &str) -> (u32, &str) {
 /// `strconv.ParseFloat(s, 64)` for the decimal forms the resolver lets through; out-of-range values
 /// fail as they do in Go.
 fn go_parse_float(s: &str) -> Option<f64> {
-    let valid = s
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-        && s.bytes().any(|b| b.is_ascii_digit());
+    let valid = s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) && s.bytes().any(|b| b.is_ascii_digit());
     if !valid {
         return None;
     }
@@ -346,9 +337,7 @@ fn take_zone(rest: &mut &[u8]) -> bool {
 
 fn days_in_month(month: u32, year: u32) -> u32 {
     match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -396,10 +385,7 @@ mod tests {
         assert_eq!(resolve_plain("-", Dialect::V3), Resolved::Str);
         assert_eq!(resolve_plain("-1", Dialect::V2), Resolved::Int(-1));
         assert_eq!(resolve_plain("1.2.3", Dialect::V2), Resolved::Str);
-        assert_eq!(
-            resolve_plain("localhost:5000/x", Dialect::V2),
-            Resolved::Str
-        );
+        assert_eq!(resolve_plain("localhost:5000/x", Dialect::V2), Resolved::Str);
         assert!(matches!(
             resolve_plain("-.inf", Dialect::V3),
             Resolved::Float(f) if f == f64::NEG_INFINITY

@@ -200,18 +200,14 @@ impl Emitter {
             } else {
                 a.block_plain_allowed
             };
-            if !plain_allowed
-                || (value.is_empty() && (self.flow_level > 0 || self.simple_key_context))
-            {
+            if !plain_allowed || (value.is_empty() && (self.flow_level > 0 || self.simple_key_context)) {
                 style = Style::SingleQuoted;
             }
         }
         if style == Style::SingleQuoted && !a.single_quoted_allowed {
             style = Style::DoubleQuoted;
         }
-        if style == Style::Literal
-            && (!a.block_allowed || self.flow_level > 0 || self.simple_key_context)
-        {
+        if style == Style::Literal && (!a.block_allowed || self.flow_level > 0 || self.simple_key_context) {
             style = Style::DoubleQuoted;
         }
         style
@@ -248,13 +244,7 @@ impl Emitter {
         self.indention = true;
     }
 
-    fn write_indicator(
-        &mut self,
-        indicator: &str,
-        need_whitespace: bool,
-        is_whitespace: bool,
-        is_indention: bool,
-    ) {
+    fn write_indicator(&mut self, indicator: &str, need_whitespace: bool, is_whitespace: bool, is_indention: bool) {
         if need_whitespace && !self.whitespace {
             self.put(' ');
         }
@@ -274,11 +264,7 @@ impl Emitter {
         let mut breaks = false;
         for (i, c) in value.char_indices() {
             if c == ' ' {
-                if allow_breaks
-                    && !spaces
-                    && self.column > BEST_WIDTH
-                    && bytes.get(i + 1) != Some(&b' ')
-                {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && bytes.get(i + 1) != Some(&b' ') {
                     self.write_indent();
                 } else {
                     self.put(c);
@@ -361,12 +347,7 @@ impl Emitter {
                 self.write_escape(c);
                 spaces = false;
             } else if c == ' ' {
-                if allow_breaks
-                    && !spaces
-                    && self.column > BEST_WIDTH
-                    && i > 0
-                    && i + 1 < bytes.len()
-                {
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && i > 0 && i + 1 < bytes.len() {
                     self.write_indent();
                     if bytes.get(i + 1) == Some(&b' ') {
                         self.put('\\');
@@ -491,8 +472,7 @@ fn is_blank(c: char) -> bool {
 /// libyaml's printable set (for UTF-8 output): no C0/C1 controls except newline, no surrogates, no
 /// BOM, nothing outside the Basic Multilingual Plane.
 fn is_printable(c: char) -> bool {
-    matches!(c, '\n' | ' '..='~' | '\u{A0}'..='\u{D7FF}')
-        || (('\u{E000}'..='\u{FFFD}').contains(&c) && c != '\u{FEFF}')
+    matches!(c, '\n' | ' '..='~' | '\u{A0}'..='\u{D7FF}') || (('\u{E000}'..='\u{FFFD}').contains(&c) && c != '\u{FEFF}')
 }
 
 /// Which styles can hold a scalar.
@@ -540,8 +520,7 @@ impl Analysis {
             let followed_by_whitespace = chars.get(k + 1).is_none_or(|&n| is_blank(n));
             if first {
                 match c {
-                    '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\''
-                    | '"' | '%' | '@' | '`' => {
+                    '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
                         flow_indicators = true;
                         block_indicators = true;
                     }
@@ -640,12 +619,7 @@ mod tests {
     }
 
     fn map(pairs: &[(&str, GoValue)]) -> GoValue {
-        GoValue::Map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
+        GoValue::Map(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
 
     fn value_of(v: GoValue) -> String {
@@ -663,16 +637,10 @@ mod tests {
                     ("name", s("a")),
                     ("command", GoValue::Seq(vec![s("-1"), s("x")])),
                     ("rdma", map(&[])),
-                    (
-                        "memory",
-                        map(&[("limit", GoValue::Int(5)), ("swap", GoValue::Null)]),
-                    ),
+                    ("memory", map(&[("limit", GoValue::Int(5)), ("swap", GoValue::Null)])),
                 ])]),
             ),
-            (
-                "nested",
-                GoValue::Seq(vec![GoValue::Seq(vec![s("a"), s("b")])]),
-            ),
+            ("nested", GoValue::Seq(vec![GoValue::Seq(vec![s("a"), s("b")])])),
         ]);
         assert_eq!(
             marshal(&doc),

@@ -98,8 +98,7 @@ fn read_label(text: &str) -> (Option<ImageConfig>, Vec<Problem>) {
             return (None, vec![problem]);
         }
     };
-    let mut checked =
-        Walker::new(&["services", "0"]).check_root(&node, &IMAGE, &["name", "image"], false);
+    let mut checked = Walker::new(&["services", "0"]).check_root(&node, &IMAGE, &["name", "image"], false);
     checked.problems.extend(forbidden_label_keys(&node));
     let config = if checked.problems.is_empty() {
         decode::<ImageConfig>(&mut checked)
@@ -121,8 +120,8 @@ fn forbidden_label_keys(node: &Node) -> Vec<Problem> {
             if name != "name" && name != "image" {
                 return None;
             }
-            let harmless = value.as_str() == Some("")
-                || matches!(&value.value, Value::Scalar(s) if s.kind == ScalarKind::Null);
+            let harmless =
+                value.as_str() == Some("") || matches!(&value.value, Value::Scalar(s) if s.kind == ScalarKind::Null);
             (!harmless).then(|| Problem {
                 mark: key.mark,
                 path: name.to_string(),
@@ -202,9 +201,7 @@ fn decode<T: serde::de::DeserializeOwned>(checked: &mut Checked) -> Option<T> {
             checked.problems.push(Problem {
                 mark: checked.positions.find(""),
                 path: String::new(),
-                message: format!(
-                    "internal error: the checked document does not fit the model: {e}"
-                ),
+                message: format!("internal error: the checked document does not fit the model: {e}"),
                 kind: ErrorKind::Decode,
                 linuxkit: Vec::new(),
             });
@@ -263,8 +260,7 @@ impl Templates<'_, '_> {
     fn resolve(&mut self, dir: &str) -> Result<String, String> {
         let Some(resolver) = self.resolver else {
             return Err(
-                "package templates need a package resolver (they work only for spec files read from disk)"
-                    .into(),
+                "package templates need a package resolver (they work only for spec files read from disk)".into(),
             );
         };
         let joined = clean_path(&format!("{}/{dir}", self.base));
@@ -355,9 +351,7 @@ fn collect(sources: &[Source], mut problems: Vec<(usize, Problem)>) -> Option<Sp
     let errors = problems
         .into_iter()
         .map(|(index, p)| SpecError {
-            file: sources
-                .get(index)
-                .map_or_else(String::new, |s| s.name.clone()),
+            file: sources.get(index).map_or_else(String::new, |s| s.name.clone()),
             line: p.mark.line,
             column: p.mark.column,
             path: p.path,

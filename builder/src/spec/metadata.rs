@@ -20,9 +20,8 @@ use std::collections::BTreeMap;
 
 use super::goyaml::{marshal, GoValue};
 use super::model::{
-    BlockIo, Cpu, Device, DeviceCgroup, File, HugepageLimit, IdMapping, IdRef, Image, Interface,
-    Kernel, Memory, Moby, Mount, Network, PageSize, Resources, Runtime, ThrottleDevice, Volume,
-    WeightDevice,
+    BlockIo, Cpu, Device, DeviceCgroup, File, HugepageLimit, IdMapping, IdRef, Image, Interface, Kernel, Memory, Moby,
+    Mount, Network, PageSize, Resources, Runtime, ThrottleDevice, Volume, WeightDevice,
 };
 use crate::reference::expand;
 
@@ -200,18 +199,12 @@ mod yaml {
         let images = |list: &[Image]| GoValue::Seq(list.iter().map(image).collect());
         Fields::new()
             .put("kernel", kernel(&m.kernel))
-            .put(
-                "init",
-                GoValue::Seq(m.init.iter().map(|i| expanded(i)).collect()),
-            )
+            .put("init", GoValue::Seq(m.init.iter().map(|i| expanded(i)).collect()))
             .put("onboot", images(&m.onboot))
             .put("onshutdown", images(&m.onshutdown))
             .put("services", images(&m.services))
             .put("files", GoValue::Seq(m.files.iter().map(file).collect()))
-            .put(
-                "volumes",
-                GoValue::Seq(m.volumes.iter().map(volume).collect()),
-            )
+            .put("volumes", GoValue::Seq(m.volumes.iter().map(volume).collect()))
             .done()
     }
 
@@ -274,10 +267,7 @@ mod yaml {
             )
             .put_if("noNewPrivileges", c.no_new_privileges.map(GoValue::Bool))
             .put_if("oomScoreAdj", c.oom_score_adj.map(GoValue::Int))
-            .put_if(
-                "rootfsPropagation",
-                c.rootfs_propagation.as_deref().map(str),
-            )
+            .put_if("rootfsPropagation", c.rootfs_propagation.as_deref().map(str))
             .put_if("cgroupsPath", c.cgroups_path.as_deref().map(str))
             .put_if("resources", c.resources.as_ref().map(resources))
             .put_if("sysctl", c.sysctl.as_ref().map(yaml_string_map))
@@ -300,14 +290,8 @@ mod yaml {
             .put("type", str(&m.kind))
             .put("source", str(&m.source))
             .put("options", strings(m.options.as_deref().unwrap_or_default()))
-            .put(
-                "uidmappings",
-                id_mappings(m.uidmappings.as_deref().unwrap_or_default()),
-            )
-            .put(
-                "gidmappings",
-                id_mappings(m.gidmappings.as_deref().unwrap_or_default()),
-            )
+            .put("uidmappings", id_mappings(m.uidmappings.as_deref().unwrap_or_default()))
+            .put("gidmappings", id_mappings(m.gidmappings.as_deref().unwrap_or_default()))
             .done()
     }
 
@@ -339,17 +323,12 @@ mod yaml {
     fn resources(r: &Resources) -> GoValue {
         let seq = |items: Vec<GoValue>| GoValue::Seq(items);
         Fields::new()
-            .put(
-                "devices",
-                seq(r.devices.iter().flatten().map(device_cgroup).collect()),
-            )
+            .put("devices", seq(r.devices.iter().flatten().map(device_cgroup).collect()))
             .put("memory", opt(&r.memory, memory))
             .put("cpu", opt(&r.cpu, cpu))
             .put(
                 "pids",
-                opt(&r.pids, |p| {
-                    Fields::new().put("limit", GoValue::Int(p.limit)).done()
-                }),
+                opt(&r.pids, |p| Fields::new().put("limit", GoValue::Int(p.limit)).done()),
             )
             .put("blockio", opt(&r.blockio, block_io))
             .put(
@@ -380,10 +359,7 @@ mod yaml {
             .put("kernel", int(&m.kernel))
             .put("kerneltcp", int(&m.kernel_tcp))
             .put("swappiness", uint(&m.swappiness))
-            .put(
-                "disableoomkiller",
-                opt(&m.disable_oom_killer, |b| GoValue::Bool(*b)),
-            )
+            .put("disableoomkiller", opt(&m.disable_oom_killer, |b| GoValue::Bool(*b)))
             .put("usehierarchy", GoValue::Null)
             .put("checkbeforeupdate", GoValue::Null)
             .done()
@@ -405,38 +381,19 @@ mod yaml {
 
     fn block_io(b: &BlockIo) -> GoValue {
         let weight = |w: &Option<u16>| opt(w, |w| GoValue::Uint(u64::from(*w)));
-        let throttle = |list: &Option<Vec<ThrottleDevice>>| {
-            GoValue::Seq(list.iter().flatten().map(throttle_device).collect())
-        };
+        let throttle =
+            |list: &Option<Vec<ThrottleDevice>>| GoValue::Seq(list.iter().flatten().map(throttle_device).collect());
         Fields::new()
             .put("weight", weight(&b.weight))
             .put("leafweight", weight(&b.leaf_weight))
             .put(
                 "weightdevice",
-                GoValue::Seq(
-                    b.weight_device
-                        .iter()
-                        .flatten()
-                        .map(weight_device)
-                        .collect(),
-                ),
+                GoValue::Seq(b.weight_device.iter().flatten().map(weight_device).collect()),
             )
-            .put(
-                "throttlereadbpsdevice",
-                throttle(&b.throttle_read_bps_device),
-            )
-            .put(
-                "throttlewritebpsdevice",
-                throttle(&b.throttle_write_bps_device),
-            )
-            .put(
-                "throttlereadiopsdevice",
-                throttle(&b.throttle_read_iops_device),
-            )
-            .put(
-                "throttlewriteiopsdevice",
-                throttle(&b.throttle_write_iops_device),
-            )
+            .put("throttlereadbpsdevice", throttle(&b.throttle_read_bps_device))
+            .put("throttlewritebpsdevice", throttle(&b.throttle_write_bps_device))
+            .put("throttlereadiopsdevice", throttle(&b.throttle_read_iops_device))
+            .put("throttlewriteiopsdevice", throttle(&b.throttle_write_iops_device))
             .done()
     }
 
@@ -474,10 +431,7 @@ mod yaml {
 
     fn network(n: &Network) -> GoValue {
         Fields::new()
-            .put(
-                "classid",
-                opt(&n.class_id, |c| GoValue::Uint(u64::from(*c))),
-            )
+            .put("classid", opt(&n.class_id, |c| GoValue::Uint(u64::from(*c))))
             .put(
                 "priorities",
                 GoValue::Seq(
@@ -553,10 +507,7 @@ mod yaml {
             .put_if("image", non_empty(&v.image))
             .put_if("readonly", v.readonly.then_some(GoValue::Bool(true)))
             .put_if("format", non_empty(&v.format))
-            .put_if(
-                "platforms",
-                (!v.platforms.is_empty()).then(|| strings(&v.platforms)),
-            )
+            .put_if("platforms", (!v.platforms.is_empty()).then(|| strings(&v.platforms)))
             .done()
     }
 }
@@ -583,18 +534,12 @@ mod json {
         let images = |list: &[Image]| nil_if_empty(list.iter().map(image).collect());
         Fields::new()
             .put("kernel", kernel(&m.kernel))
-            .put(
-                "init",
-                nil_if_empty(m.init.iter().map(|i| expanded(i)).collect()),
-            )
+            .put("init", nil_if_empty(m.init.iter().map(|i| expanded(i)).collect()))
             .put("onboot", images(&m.onboot))
             .put("onshutdown", images(&m.onshutdown))
             .put("services", images(&m.services))
             .put("files", nil_if_empty(m.files.iter().map(file).collect()))
-            .put(
-                "volumes",
-                nil_if_empty(m.volumes.iter().map(volume).collect()),
-            )
+            .put("volumes", nil_if_empty(m.volumes.iter().map(volume).collect()))
             .done()
     }
 
@@ -632,9 +577,7 @@ mod json {
             .put_if("ambient", list(&c.ambient))
             .put_if(
                 "mounts",
-                c.mounts
-                    .as_deref()
-                    .map(|m| GoValue::Seq(m.iter().map(mount).collect())),
+                c.mounts.as_deref().map(|m| GoValue::Seq(m.iter().map(mount).collect())),
             )
             .put_if("binds", list(&c.binds))
             .put_if("binds.add", list(&c.binds_add))
@@ -667,10 +610,7 @@ mod json {
             )
             .put_if("noNewPrivileges", c.no_new_privileges.map(GoValue::Bool))
             .put_if("oomScoreAdj", c.oom_score_adj.map(GoValue::Int))
-            .put_if(
-                "rootfsPropagation",
-                c.rootfs_propagation.as_deref().map(str),
-            )
+            .put_if("rootfsPropagation", c.rootfs_propagation.as_deref().map(str))
             .put_if("cgroupsPath", c.cgroups_path.as_deref().map(str))
             .put_if("resources", c.resources.as_ref().map(resources))
             .put_if("sysctl", c.sysctl.as_ref().map(string_map))
@@ -693,9 +633,7 @@ mod json {
     }
 
     fn mount(m: &Mount) -> GoValue {
-        let mappings = |list: &Option<Vec<IdMapping>>| {
-            non_empty_seq(list.iter().flatten().map(id_mapping).collect())
-        };
+        let mappings = |list: &Option<Vec<IdMapping>>| non_empty_seq(list.iter().flatten().map(id_mapping).collect());
         Fields::new()
             .put("destination", str(&m.destination))
             .put_if("type", non_empty(&m.kind))
@@ -820,22 +758,10 @@ mod json {
                         .collect(),
                 ),
             )
-            .put_if(
-                "throttleReadBpsDevice",
-                throttle(&b.throttle_read_bps_device),
-            )
-            .put_if(
-                "throttleWriteBpsDevice",
-                throttle(&b.throttle_write_bps_device),
-            )
-            .put_if(
-                "throttleReadIOPSDevice",
-                throttle(&b.throttle_read_iops_device),
-            )
-            .put_if(
-                "throttleWriteIOPSDevice",
-                throttle(&b.throttle_write_iops_device),
-            )
+            .put_if("throttleReadBpsDevice", throttle(&b.throttle_read_bps_device))
+            .put_if("throttleWriteBpsDevice", throttle(&b.throttle_write_bps_device))
+            .put_if("throttleReadIOPSDevice", throttle(&b.throttle_read_iops_device))
+            .put_if("throttleWriteIOPSDevice", throttle(&b.throttle_write_iops_device))
             .done()
     }
 
@@ -883,9 +809,7 @@ mod json {
             .put_if("cgroups", list(&r.cgroups))
             .put_if(
                 "mounts",
-                r.mounts
-                    .as_deref()
-                    .map(|m| GoValue::Seq(m.iter().map(mount).collect())),
+                r.mounts.as_deref().map(|m| GoValue::Seq(m.iter().map(mount).collect())),
             )
             .put_if("mkdir", list(&r.mkdir))
             .put_if(
@@ -929,10 +853,7 @@ mod json {
             .put_if("image", non_empty(&v.image))
             .put_if("readonly", v.readonly.then_some(GoValue::Bool(true)))
             .put_if("format", non_empty(&v.format))
-            .put_if(
-                "platforms",
-                (!v.platforms.is_empty()).then(|| strings(&v.platforms)),
-            )
+            .put_if("platforms", (!v.platforms.is_empty()).then(|| strings(&v.platforms)))
             .done()
     }
 

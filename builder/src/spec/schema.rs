@@ -121,11 +121,7 @@ static TRUST: Object = Object {
 };
 
 static ID_MAPPING: Object = Object {
-    fields: &[
-        kept("hostID", U32),
-        kept("containerID", U32),
-        kept("size", U32),
-    ],
+    fields: &[kept("hostID", U32), kept("containerID", U32), kept("size", U32)],
     required: &[],
 };
 
@@ -374,10 +370,8 @@ pub(crate) fn render_path(segs: &[Seg]) -> String {
             }
             Seg::Index(i) => out.push_str(&format!("[{i}]")),
             Seg::Key(key) => {
-                let simple = !key.is_empty()
-                    && key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                let simple =
+                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if simple {
                     if !out.is_empty() {
                         out.push('.');
@@ -479,13 +473,7 @@ impl Walker {
 
     /// Checks a whole object, skipping the given keys (handled by the caller) and, when
     /// `check_required` is false, the required list.
-    pub fn check_root(
-        mut self,
-        node: &Node,
-        object: &'static Object,
-        skip: &[&str],
-        check_required: bool,
-    ) -> Checked {
+    pub fn check_root(mut self, node: &Node, object: &'static Object, skip: &[&str], check_required: bool) -> Checked {
         self.positions.insert(String::new(), node.mark);
         let value = match &node.value {
             Value::Map(pairs) => Some(self.object(node, pairs, object, true, skip, check_required)),
@@ -505,14 +493,7 @@ impl Walker {
     }
 
     /// Records a problem at the current path (plus `extra` segments).
-    pub fn problem(
-        &mut self,
-        mark: Mark,
-        extra: Option<Seg>,
-        kind: ErrorKind,
-        message: String,
-        linuxkit: Vec<String>,
-    ) {
+    pub fn problem(&mut self, mark: Mark, extra: Option<Seg>, kind: ErrorKind, message: String, linuxkit: Vec<String>) {
         let mut segs = self.segs.clone();
         segs.extend(extra);
         let path = render_path(&segs);
@@ -541,10 +522,9 @@ impl Walker {
                 .expect(node, found, JsonType::String)
                 .then(|| Json::String(node.as_str().unwrap_or_default().to_string())),
             Ty::Bool => match &node.value {
-                Value::Scalar(s) if found == JsonType::Boolean => Some(Json::Bool(matches!(
-                    s.kind,
-                    super::yaml::ScalarKind::Bool(true)
-                ))),
+                Value::Scalar(s) if found == JsonType::Boolean => {
+                    Some(Json::Bool(matches!(s.kind, super::yaml::ScalarKind::Bool(true))))
+                }
                 _ => {
                     self.expect(node, found, JsonType::Boolean);
                     None
@@ -620,11 +600,7 @@ impl Walker {
             node.mark,
             None,
             ErrorKind::Schema,
-            format!(
-                "expected {}, found {}",
-                expected.described(),
-                found.described()
-            ),
+            format!("expected {}, found {}", expected.described(), found.described()),
             vec![format!(
                 "{field}: Invalid type. Expected: {}, given: {}",
                 expected.schema_name(),
@@ -661,10 +637,7 @@ impl Walker {
                     node.mark,
                     None,
                     ErrorKind::Schema,
-                    format!(
-                        "expected a string or an integer, found {}",
-                        found.described()
-                    ),
+                    format!("expected a string or an integer, found {}", found.described()),
                     vec![
                         format!("{field}: Must validate at least one schema (anyOf)"),
                         format!(
@@ -684,11 +657,7 @@ impl Walker {
                 return Some(Json::String(text.to_string()));
             }
         }
-        let list = allowed
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
         let found = match node.as_str() {
             Some(text) => format!("{text:?}"),
             None => node.json_type().described().to_string(),
@@ -699,9 +668,7 @@ impl Walker {
             None,
             ErrorKind::Schema,
             format!("expected one of {list}, found {found}"),
-            vec![format!(
-                "{field}: {field} must be one of the following: {list}"
-            )],
+            vec![format!("{field}: {field} must be one of the following: {list}")],
         );
         None
     }
@@ -790,9 +757,7 @@ impl Walker {
             Some(Seg::Field(name.to_string())),
             ErrorKind::Schema,
             format!("unknown field{hint}"),
-            vec![format!(
-                "{field}: Additional property {name} is not allowed"
-            )],
+            vec![format!("{field}: Additional property {name} is not allowed")],
         );
     }
 }
@@ -801,9 +766,7 @@ fn json_int(value: i128) -> Option<Json> {
     if let Ok(i) = i64::try_from(value) {
         Some(Json::Number(Number::from(i)))
     } else {
-        u64::try_from(value)
-            .ok()
-            .map(|u| Json::Number(Number::from(u)))
+        u64::try_from(value).ok().map(|u| Json::Number(Number::from(u)))
     }
 }
 
@@ -818,11 +781,7 @@ mod tests {
     }
 
     fn lines(checked: &Checked) -> Vec<String> {
-        let mut lines: Vec<String> = checked
-            .problems
-            .iter()
-            .flat_map(|p| p.linuxkit.clone())
-            .collect();
+        let mut lines: Vec<String> = checked.problems.iter().flat_map(|p| p.linuxkit.clone()).collect();
         lines.sort();
         lines
     }
@@ -835,14 +794,8 @@ mod tests {
             Seg::Field("sysctl".into()),
             Seg::Key("net.ipv4.ip_forward".into()),
         ];
-        assert_eq!(
-            render_path(&segs),
-            "onboot[0].sysctl[\"net.ipv4.ip_forward\"]"
-        );
-        assert_eq!(
-            render_linuxkit(&[], &segs),
-            "onboot.0.sysctl.net.ipv4.ip_forward"
-        );
+        assert_eq!(render_path(&segs), "onboot[0].sysctl[\"net.ipv4.ip_forward\"]");
+        assert_eq!(render_linuxkit(&[], &segs), "onboot.0.sysctl.net.ipv4.ip_forward");
         assert_eq!(render_linuxkit(&[], &[]), "(root)");
     }
 
@@ -861,8 +814,7 @@ mod tests {
             value["onboot"][0]["uidMappings"],
             serde_json::json!([{"hostID": 1, "containerID": 2, "size": 3}])
         );
-        let checked =
-            walk("onboot:\n- name: a\n  image: b\n  resources:\n    memory: {kernelTCP: x}\n");
+        let checked = walk("onboot:\n- name: a\n  image: b\n  resources:\n    memory: {kernelTCP: x}\n");
         assert_eq!(
             lines(&checked),
             ["onboot.0.resources.memory.kernelTCP: Invalid type. Expected: integer, given: string"]
@@ -871,15 +823,11 @@ mod tests {
 
     #[test]
     fn integers_must_fit_their_go_type() {
-        let checked = walk(
-            "onboot:\n- name: a\n  image: b\n  resources: {blockio: {weight: 70000}}\n  oomScoreAdj: 1.0\n",
-        );
+        let checked =
+            walk("onboot:\n- name: a\n  image: b\n  resources: {blockio: {weight: 70000}}\n  oomScoreAdj: 1.0\n");
         assert_eq!(checked.problems.len(), 1);
         assert_eq!(checked.problems[0].kind, ErrorKind::Decode);
-        assert_eq!(
-            checked.problems[0].path,
-            "onboot[0].resources.blockio.weight"
-        );
+        assert_eq!(checked.problems[0].path, "onboot[0].resources.blockio.weight");
         assert_eq!(checked.value.unwrap()["onboot"][0]["oomScoreAdj"], 1);
     }
 
@@ -907,21 +855,13 @@ mod tests {
             ["volumes.0.format: volumes.0.format must be one of the following: \"oci\", \"filesystem\""]
         );
         assert_eq!(checked.problems.len(), 2);
-        assert!(checked.problems[1]
-            .message
-            .starts_with("mapping keys must be strings"));
+        assert!(checked.problems[1].message.starts_with("mapping keys must be strings"));
     }
 
     #[test]
     fn positions_fall_back_to_ancestors() {
         let checked = walk("onboot:\n  - name: a\n    image: b\n");
-        assert_eq!(
-            checked.positions.find("onboot[0].image"),
-            Mark {
-                line: 3,
-                column: 12
-            }
-        );
+        assert_eq!(checked.positions.find("onboot[0].image"), Mark { line: 3, column: 12 });
         assert_eq!(
             checked.positions.find("onboot[0].capabilities[3]"),
             Mark { line: 2, column: 5 }

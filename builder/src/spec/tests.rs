@@ -52,10 +52,7 @@ fn case_sources(name: &str, args: &[String]) -> Vec<Source> {
 }
 
 fn load_case(name: &str) -> Result<Moby, SpecErrors> {
-    let (_, _, args) = cases()
-        .into_iter()
-        .find(|(n, _, _)| n == name)
-        .expect("case in index");
+    let (_, _, args) = cases().into_iter().find(|(n, _, _)| n == name).expect("case in index");
     load(&case_sources(name, &args), None)
 }
 
@@ -127,19 +124,14 @@ fn check_files(files: &[(&str, &str)], expected: &[&str]) {
 
 /// The LinuxKit report lines of a load, sorted as the corpus stores them.
 fn linuxkit_lines(errors: &SpecErrors) -> Vec<String> {
-    let mut lines: Vec<String> = errors
-        .errors()
-        .iter()
-        .flat_map(|e| e.linuxkit.clone())
-        .collect();
+    let mut lines: Vec<String> = errors.errors().iter().flat_map(|e| e.linuxkit.clone()).collect();
     lines.sort();
     lines
 }
 
 /// The `- ` lines of an invalid case's stdout.
 fn expected_report(name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(corpus().join("expected").join(name).join("error.txt"))
-        .expect("error.txt");
+    let text = std::fs::read_to_string(corpus().join("expected").join(name).join("error.txt")).expect("error.txt");
     text.lines()
         .filter_map(|l| l.strip_prefix("- "))
         .map(str::to_string)
@@ -157,8 +149,7 @@ fn schema_cases_report_what_linuxkit_reports() {
 
 #[test]
 fn e01_unknown_fields() {
-    let text = std::fs::read_to_string(corpus().join("cases/e01-unknown-fields/linuxkit.yml"))
-        .expect("case");
+    let text = std::fs::read_to_string(corpus().join("cases/e01-unknown-fields/linuxkit.yml")).expect("case");
     check(
         &text,
         &[
@@ -171,8 +162,7 @@ fn e01_unknown_fields() {
 
 #[test]
 fn e02_wrong_types() {
-    let text =
-        std::fs::read_to_string(corpus().join("cases/e02-wrong-types/linuxkit.yml")).expect("case");
+    let text = std::fs::read_to_string(corpus().join("cases/e02-wrong-types/linuxkit.yml")).expect("case");
     check(
         &text,
         &[
@@ -215,19 +205,14 @@ fn build_time_cases_are_caught_at_load() {
         assert_eq!(errors.to_string(), ours, "{name}");
         assert_eq!(errors.errors()[0].linuxkit, [theirs], "{name}");
         let stderr =
-            std::fs::read_to_string(corpus().join("expected").join(name).join("error.txt"))
-                .expect("error.txt");
-        assert!(
-            stderr.contains(theirs),
-            "{name}: {theirs:?} not in error.txt"
-        );
+            std::fs::read_to_string(corpus().join("expected").join(name).join("error.txt")).expect("error.txt");
+        assert!(stderr.contains(theirs), "{name}: {theirs:?} not in error.txt");
     }
 }
 
 #[test]
 fn e06_missing_image() {
-    let text = std::fs::read_to_string(corpus().join("cases/e06-missing-image/linuxkit.yml"))
-        .expect("case");
+    let text = std::fs::read_to_string(corpus().join("cases/e06-missing-image/linuxkit.yml")).expect("case");
     check(
         &text,
         &[
@@ -245,10 +230,7 @@ fn e08_invalid_label() {
         errors.to_string(),
         "label: privileged: unknown field\nlabel: capabilities: expected a list, found a string"
     );
-    assert_eq!(
-        linuxkit_lines(&errors),
-        expected_report("e08-invalid-label")
-    );
+    assert_eq!(linuxkit_lines(&errors), expected_report("e08-invalid-label"));
     let errors = errors.with_file("label of localhost:5000/conformance/badlabel:v1");
     assert!(errors.to_string().starts_with("label of localhost"));
 }
@@ -280,14 +262,8 @@ fn corpus_labels_parse() {
 #[test]
 fn labels_cannot_name_the_container() {
     let errors = parse_label(r#"{"name": "x", "image": "", "net": "host"}"#).expect_err("name");
-    assert_eq!(
-        errors.to_string(),
-        "label: name: name cannot be set in an image label"
-    );
-    assert_eq!(
-        errors.errors()[0].linuxkit,
-        ["name cannot be set in metadata label"]
-    );
+    assert_eq!(errors.to_string(), "label: name: name cannot be set in an image label");
+    assert_eq!(errors.errors()[0].linuxkit, ["name cannot be set in metadata label"]);
     assert!(parse_label("[1]").is_err());
     assert!(parse_label("").is_err());
     let config = parse_label("net: host\ncapabilities: [CAP_SYS_ADMIN]\n").unwrap();
@@ -297,10 +273,7 @@ fn labels_cannot_name_the_container() {
 #[test]
 fn empty_and_comment_only_files_are_empty_specs() {
     for text in ["", "# nothing\n", "---\n", "~\n"] {
-        assert_eq!(
-            load(&[source("x.yml", text)], None).unwrap(),
-            Moby::default()
-        );
+        assert_eq!(load(&[source("x.yml", text)], None).unwrap(), Moby::default());
     }
 }
 
@@ -334,10 +307,7 @@ fn yaml_problems() {
 fn anchors_aliases_and_merge_keys() {
     let moby = load_case("023-yaml-features").unwrap();
     assert_eq!(moby.onboot[1].name, "second");
-    assert_eq!(
-        moby.onboot[1].config.capabilities,
-        Some(vec!["CAP_CHOWN".into()])
-    );
+    assert_eq!(moby.onboot[1].config.capabilities, Some(vec!["CAP_CHOWN".into()]));
     assert_eq!(moby.services[0].config.env, moby.onboot[0].config.env);
     // A list of merged mappings: the mapping's own keys win, then earlier mappings.
     let text = "x: &a {name: a, image: i1, cwd: /a}\ny: &b {name: b, image: i2, net: host}\n";
@@ -504,8 +474,7 @@ onboot:
 
 #[test]
 fn several_files_merge_and_name_their_errors() {
-    let base =
-        "kernel:\n  image: k\n  cmdline: a\ninit: [i]\nservices:\n  - name: svc\n    image: s\n";
+    let base = "kernel:\n  image: k\n  cmdline: a\ninit: [i]\nservices:\n  - name: svc\n    image: s\n";
     let extra = "kernel:\n  cmdline: b\n  tar: none\nservices:\n  - name: svc\n    image: t\nonboot:\n  - name: o\n    image: o\n    uid: svc\n    capabilities: [CAP_BAD]\n";
     check_files(
         &[("base.yml", base), ("extra.yml", extra)],
@@ -519,10 +488,7 @@ fn several_files_merge_and_name_their_errors() {
     assert_eq!(moby.kernel.cmdline, "console=tty0 quiet");
     assert_eq!(moby.kernel.tar.as_deref(), Some("none"));
     assert_eq!(moby.init.len(), 2);
-    assert_eq!(
-        moby.onboot[1].config.uid,
-        Some(model::IdRef::Name("svc2".into()))
-    );
+    assert_eq!(moby.onboot[1].config.uid, Some(model::IdRef::Name("svc2".into())));
 }
 
 struct Pkgs;
@@ -538,8 +504,7 @@ impl PkgResolver for Pkgs {
 
 #[test]
 fn package_templates_resolve_relative_to_their_file() {
-    let text =
-        "init: [\"@pkg:./pkg/init\"]\nonboot:\n  - name: x\n    image: \"@pkg:../missing\"\n";
+    let text = "init: [\"@pkg:./pkg/init\"]\nonboot:\n  - name: x\n    image: \"@pkg:../missing\"\n";
     let errors = load(&[source("sub/linuxkit.yml", text)], Some(&Pkgs)).expect_err("missing");
     assert_eq!(
         errors.to_string(),
@@ -549,10 +514,7 @@ fn package_templates_resolve_relative_to_their_file() {
     let moby = load(&[source("sub/linuxkit.yml", text)], Some(&Pkgs)).unwrap();
     assert_eq!(moby.init, ["linuxkit/init:abc123"]);
     let errors = load(&[source("sub/linuxkit.yml", text)], None).expect_err("no resolver");
-    assert!(
-        errors.to_string().contains("need a package resolver"),
-        "{errors}"
-    );
+    assert!(errors.to_string().contains("need a package resolver"), "{errors}");
 }
 
 #[test]
@@ -566,10 +528,7 @@ fn metadata_expands_references_but_not_volumes() {
     )
     .unwrap();
     let yaml = String::from_utf8(metadata(&moby, MetadataFormat::Yaml)).unwrap();
-    assert!(
-        yaml.contains("image: docker.io/linuxkit/kernel:6.6\n"),
-        "{yaml}"
-    );
+    assert!(yaml.contains("image: docker.io/linuxkit/kernel:6.6\n"), "{yaml}");
     assert!(yaml.contains("- docker.io/library/alpine\n"), "{yaml}");
     assert!(yaml.contains("image: quay.io/x/y@sha256:ab\n"), "{yaml}");
     assert!(yaml.contains("- name: v\n  image: alpine\n"), "{yaml}");
@@ -598,7 +557,10 @@ const EVERY_FIELD: &str = include_str!("testdata/every-field.yml");
 fn every_field_metadata_matches_go() {
     let moby = load(&[source("every-field.yml", EVERY_FIELD)], None).unwrap();
     let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/spec/testdata");
-    for (format, file) in [(MetadataFormat::Yaml, "every-field.metadata.yml"), (MetadataFormat::Json, "every-field.metadata.json")] {
+    for (format, file) in [
+        (MetadataFormat::Yaml, "every-field.metadata.yml"),
+        (MetadataFormat::Json, "every-field.metadata.json"),
+    ] {
         let ours = String::from_utf8(metadata(&moby, format)).unwrap();
         if std::env::var_os("UPDATE_EXPECT").is_some() {
             std::fs::write(testdata.join(file), &ours).unwrap();
@@ -607,11 +569,7 @@ fn every_field_metadata_matches_go() {
     }
     // The camelCase keys that LinuxKit's decoder drops are kept.
     let every = &moby.onboot[0].config;
-    let memory = every
-        .resources
-        .as_ref()
-        .and_then(|r| r.memory.as_ref())
-        .unwrap();
+    let memory = every.resources.as_ref().and_then(|r| r.memory.as_ref()).unwrap();
     assert_eq!(
         (memory.limit, memory.kernel_tcp, memory.disable_oom_killer),
         (Some(67108864), Some(4), Some(true))
@@ -643,12 +601,7 @@ fn metadata_oracle_agrees() {
     for paths in runs {
         let sources: Vec<Source> = paths
             .iter()
-            .map(|p| {
-                source(
-                    &p.display().to_string(),
-                    &std::fs::read_to_string(p).expect("spec"),
-                )
-            })
+            .map(|p| source(&p.display().to_string(), &std::fs::read_to_string(p).expect("spec")))
             .collect();
         let moby = load(&sources, None).unwrap_or_else(|e| panic!("{paths:?}: {e}"));
         let output = std::process::Command::new(&oracle)

@@ -10,9 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::ErrorKind;
-use super::fields::{
-    check_capability, did_you_mean, parse_bind, parse_octal_mode, parse_rlimit, parse_tmpfs,
-};
+use super::fields::{check_capability, did_you_mean, parse_bind, parse_octal_mode, parse_rlimit, parse_tmpfs};
 use super::model::{File, IdRef, Image, Moby, Mount, Volume};
 use super::schema::{Positions, Problem};
 use crate::reference::Reference;
@@ -42,13 +40,13 @@ pub(crate) fn check_files(files: &[FileSpec]) -> Vec<(usize, Problem)> {
             .flat_map(|f| sections(&f.moby))
             .flat_map(|(_, images)| images.iter().map(|i| i.name.as_str()))
             .collect(),
-        volumes: files.iter().flat_map(|f| f.moby.volumes.iter()).fold(
-            HashMap::new(),
-            |mut map, v| {
+        volumes: files
+            .iter()
+            .flat_map(|f| f.moby.volumes.iter())
+            .fold(HashMap::new(), |mut map, v| {
                 map.entry(v.name.as_str()).or_insert(v);
                 map
-            },
-        ),
+            }),
     };
     let mut problems = Vec::new();
     for (index, file) in files.iter().enumerate() {
@@ -82,10 +80,7 @@ fn unique_names(files: &[FileSpec]) -> Vec<(usize, Problem)> {
         for (i, service) in file.moby.services.iter().enumerate() {
             let path = format!("services[{i}].name");
             if let Some(first) = services.get(service.name.as_str()) {
-                problems.push((
-                    index,
-                    duplicate(file, files, path, "service", &service.name, first),
-                ));
+                problems.push((index, duplicate(file, files, path, "service", &service.name, first)));
             } else {
                 services.insert(&service.name, (index, path));
             }
@@ -93,10 +88,7 @@ fn unique_names(files: &[FileSpec]) -> Vec<(usize, Problem)> {
         for (i, volume) in file.moby.volumes.iter().enumerate() {
             let path = format!("volumes[{i}].name");
             if let Some(first) = volumes.get(volume.name.as_str()) {
-                problems.push((
-                    index,
-                    duplicate(file, files, path, "volume", &volume.name, first),
-                ));
+                problems.push((index, duplicate(file, files, path, "volume", &volume.name, first)));
             } else {
                 volumes.insert(&volume.name, (index, path));
             }
@@ -123,9 +115,7 @@ fn duplicate(
     Problem {
         mark: file.positions.find(&path),
         path,
-        message: format!(
-            "duplicate {what} name {name:?}{where_first}: {what} names must be unique"
-        ),
+        message: format!("duplicate {what} name {name:?}{where_first}: {what} names must be unique"),
         kind: ErrorKind::Semantic,
         linuxkit: vec![format!("duplicate {what} name: {name}")],
     }
@@ -138,9 +128,7 @@ fn is_poisoned(file: &FileSpec, path: &str) -> bool {
             || path
                 .strip_prefix(bad.as_str())
                 .is_some_and(|rest| rest.starts_with(['.', '[']))
-            || bad
-                .strip_prefix(path)
-                .is_some_and(|rest| rest.starts_with(['.', '[']))
+            || bad.strip_prefix(path).is_some_and(|rest| rest.starts_with(['.', '[']))
     })
 }
 
@@ -301,20 +289,19 @@ impl Checker<'_> {
         if volume.readonly && parts.get(2) != Some(&"ro") {
             self.report(
                 path.to_string(),
-                format!("volume {source:?} is read-only: bind it read-only with \":ro\", e.g. \"{source}:{}:ro\"", parts[1]),
-                Some(format!("volume {source} is read-only, but attempting to write into container read-write")),
+                format!(
+                    "volume {source:?} is read-only: bind it read-only with \":ro\", e.g. \"{source}:{}:ro\"",
+                    parts[1]
+                ),
+                Some(format!(
+                    "volume {source} is read-only, but attempting to write into container read-write"
+                )),
             );
         }
     }
 
     /// Looks a volume up, reporting an unknown name.
-    fn volume_named(
-        &mut self,
-        path: &str,
-        name: &str,
-        what: &str,
-        index: usize,
-    ) -> Option<&Volume> {
+    fn volume_named(&mut self, path: &str, name: &str, what: &str, index: usize) -> Option<&Volume> {
         if let Some(volume) = self.names.volumes.get(name) {
             return Some(volume);
         }
@@ -334,9 +321,7 @@ impl Checker<'_> {
     /// the type; a mount where neither works is rejected.
     fn mount(&mut self, path: &str, mount: &Mount, index: usize) {
         let mut kind = mount.kind.as_str();
-        if kind.is_empty()
-            && ["mqueue", "devpts", "proc", "sysfs", "cgroup"].contains(&mount.source.as_str())
-        {
+        if kind.is_empty() && ["mqueue", "devpts", "proc", "sysfs", "cgroup"].contains(&mount.source.as_str()) {
             kind = &mount.source;
         }
         if kind.is_empty() && mount.destination == "/dev" {
@@ -444,16 +429,10 @@ impl Checker<'_> {
                     format!("file {p:?} sets both source and metadata: keep one"),
                     Some(format!("specified Source and Metadata for file: {p}")),
                 );
-            } else if !file.metadata.is_empty()
-                && file.metadata != "yaml"
-                && file.metadata != "json"
-            {
+            } else if !file.metadata.is_empty() && file.metadata != "yaml" && file.metadata != "json" {
                 self.report(
                     format!("{path}.metadata"),
-                    format!(
-                        "metadata must be \"yaml\" or \"json\", found {:?}",
-                        file.metadata
-                    ),
+                    format!("metadata must be \"yaml\" or \"json\", found {:?}", file.metadata),
                     Some(format!("unsupported metadata type: {}", file.metadata)),
                 );
             }
@@ -466,9 +445,7 @@ impl Checker<'_> {
         } else if !file.source.is_empty() {
             self.report(
                 format!("{path}.source"),
-                format!(
-                    "file {p:?} sets source together with contents, directory or symlink: keep one"
-                ),
+                format!("file {p:?} sets source together with contents, directory or symlink: keep one"),
                 Some(format!("specified Contents and Source for file: {p}")),
             );
         } else if file.directory && file.contents.is_some() {
@@ -489,9 +466,7 @@ impl Checker<'_> {
         if !valid {
             self.report(
                 format!("{path}.name"),
-                format!(
-                    "invalid volume name {name:?}: use lower-case letters, digits, '_' and '-'"
-                ),
+                format!("invalid volume name {name:?}: use lower-case letters, digits, '_' and '-'"),
                 Some(format!("invalid volume name: {name}")),
             );
         }
@@ -505,11 +480,7 @@ impl Checker<'_> {
 fn go_parse_int_error(text: &str) -> String {
     let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
     let syntax = digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
-    let why = if syntax {
-        "invalid syntax"
-    } else {
-        "value out of range"
-    };
+    let why = if syntax { "invalid syntax" } else { "value out of range" };
     format!("strconv.ParseInt: parsing {text:?}: {why}")
 }
 
@@ -517,10 +488,7 @@ fn go_parse_int_error(text: &str) -> String {
 fn linuxkit_rlimit_error(text: &str, all: Option<&[String]>) -> Option<String> {
     let parts: Vec<&str> = text.splitn(3, ',').collect();
     let [_, soft, hard] = parts[..] else {
-        return Some(format!(
-            "cannot parse rlimit: [{}]",
-            all.unwrap_or_default().join(" ")
-        ));
+        return Some(format!("cannot parse rlimit: [{}]", all.unwrap_or_default().join(" ")));
     };
     for value in [soft.trim(), hard.trim()] {
         if value.eq_ignore_ascii_case("unlimited") {

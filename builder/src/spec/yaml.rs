@@ -110,9 +110,7 @@ impl Node {
         match &self.value {
             Value::Scalar(s) => match s.kind {
                 ScalarKind::Int(i) => Some(i),
-                ScalarKind::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38 => {
-                    Some(f as i128)
-                }
+                ScalarKind::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38 => Some(f as i128),
                 _ => None,
             },
             _ => None,
@@ -358,8 +356,7 @@ fn apply_merge(pairs: &mut Vec<(Node, Node)>, merge: Node) -> Result<(), YamlErr
         Value::Seq(items) => items,
         Value::Scalar(_) => return Err(not_a_map(merge.mark)),
     };
-    let mut present: std::collections::HashSet<KeyId> =
-        pairs.iter().map(|(k, _)| KeyId::of(k)).collect();
+    let mut present: std::collections::HashSet<KeyId> = pairs.iter().map(|(k, _)| KeyId::of(k)).collect();
     for source in sources {
         let Value::Map(source_pairs) = source.value else {
             return Err(not_a_map(source.mark));
@@ -415,12 +412,7 @@ fn count_nodes(node: &Node) -> usize {
 }
 
 /// Resolves one scalar event as yaml.v3 does.
-fn scalar(
-    text: String,
-    style: TScalarStyle,
-    tag: Option<&Tag>,
-    mark: Mark,
-) -> Result<Scalar, YamlError> {
+fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>, mark: Mark) -> Result<Scalar, YamlError> {
     let plain = matches!(style, TScalarStyle::Plain);
     let kind = match tag.map(short_tag).as_deref() {
         None if !plain => ScalarKind::Str,
@@ -428,9 +420,7 @@ fn scalar(
         None => kind_of(resolve_plain(&text, Dialect::V3)),
         Some("!!str") | Some("!") => ScalarKind::Str,
         Some("!!merge") if text == "<<" => ScalarKind::Merge,
-        Some(explicit @ ("!!int" | "!!bool" | "!!float" | "!!null" | "!!timestamp")) => {
-            tagged(&text, explicit, mark)?
-        }
+        Some(explicit @ ("!!int" | "!!bool" | "!!float" | "!!null" | "!!timestamp")) => tagged(&text, explicit, mark)?,
         Some("!!binary") => {
             return Err(YamlError {
                 mark,
@@ -516,10 +506,9 @@ mod tests {
 
     #[test]
     fn scalars_resolve_like_yaml_v3() {
-        let doc =
-            parse("a: 0644\nb: '0644'\nc: yes\nd: ~\ne: !!str 12\nf: !!float 1\ng: <<\nh: 1.0\n")
-                .unwrap()
-                .unwrap();
+        let doc = parse("a: 0644\nb: '0644'\nc: yes\nd: ~\ne: !!str 12\nf: !!float 1\ng: <<\nh: 1.0\n")
+            .unwrap()
+            .unwrap();
         let kinds: Vec<ScalarKind> = map(&doc).iter().map(|(_, v)| kind(v)).collect();
         assert_eq!(
             kinds,
@@ -542,11 +531,10 @@ mod tests {
 
     #[test]
     fn merge_keys_never_override() {
-        let doc = parse(
-            "base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  x: 0\n  <<: [*b, *o]\nquoted: {\"<<\": *b}\n",
-        )
-        .unwrap()
-        .unwrap();
+        let doc =
+            parse("base: &b {x: 1, y: 2}\nother: &o {y: 3, z: 4}\nm:\n  x: 0\n  <<: [*b, *o]\nquoted: {\"<<\": *b}\n")
+                .unwrap()
+                .unwrap();
         let pairs = map(&doc);
         let merged: Vec<(String, i128)> = map(pairs[2].1)
             .into_iter()
@@ -577,11 +565,7 @@ mod tests {
         assert_eq!(map(&doc).len(), 1);
         let nested = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&nested).is_ok());
-        let too_deep = format!(
-            "{}1{}",
-            "[".repeat(MAX_DEPTH + 1),
-            "]".repeat(MAX_DEPTH + 1)
-        );
+        let too_deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(parse(&too_deep).unwrap_err().message.contains("nesting"));
     }
 }

@@ -107,11 +107,7 @@ pub fn fits_octal(width: usize, value: i128) -> bool {
 /// Writes `value` as zero-padded octal followed by a NUL, exactly as Go's formatter does; a value that
 /// does not fit is written as 0 (the real value then travels in a PAX record).
 pub fn put_octal(field: &mut [u8], value: i128) {
-    let value = if fits_octal(field.len(), value) {
-        value
-    } else {
-        0
-    };
+    let value = if fits_octal(field.len(), value) { value } else { 0 };
     let digits = format!("{value:o}");
     let padded = format!("{digits:0>width$}", width = field.len().saturating_sub(1));
     put_str(field, padded.as_bytes());
@@ -128,10 +124,7 @@ pub fn put_str(field: &mut [u8], value: &[u8]) {
         field[value.len()] = 0;
     }
     if value.len() > width && field[width - 1] == b'/' {
-        let kept = value[..width]
-            .iter()
-            .rposition(|&b| b != b'/')
-            .map_or(0, |i| i + 1);
+        let kept = value[..width].iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
         field[kept] = 0;
     }
 }
@@ -178,10 +171,7 @@ pub fn get_number(field: &[u8]) -> Option<i64> {
 pub fn get_octal(field: &[u8]) -> Option<i64> {
     let is_pad = |b: &u8| *b == b' ' || *b == 0;
     let start = field.iter().position(|b| !is_pad(b)).unwrap_or(field.len());
-    let end = field
-        .iter()
-        .rposition(|b| !is_pad(b))
-        .map_or(start, |i| i + 1);
+    let end = field.iter().rposition(|b| !is_pad(b)).map_or(start, |i| i + 1);
     let digits = get_str(&field[start..end]);
     if digits.is_empty() {
         return Some(0);

@@ -246,25 +246,16 @@ fn rebuilds_every_corpus_tar_byte_for_byte() {
     let mut checked = Vec::new();
     let mut unresolved = Vec::new();
     for case in &cases {
-        let name = case
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let name = case.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let listing = fs::read_to_string(case.join("listing.tsv")).expect("listing");
         let summary: serde_json::Value =
-            serde_json::from_slice(&fs::read(case.join("summary.json")).expect("summary"))
-                .expect("json");
+            serde_json::from_slice(&fs::read(case.join("summary.json")).expect("summary")).expect("json");
         let lines = parse_listing(&listing);
         add_merged_apk_db(&mut store, &lines);
         match rebuild(&store, &lines) {
             Ok((sha, size)) => {
                 assert_eq!(Some(size), summary["tar_size"].as_u64(), "{name}: tar size");
-                assert_eq!(
-                    Some(sha.as_str()),
-                    summary["tar_sha256"].as_str(),
-                    "{name}: tar sha256"
-                );
+                assert_eq!(Some(sha.as_str()), summary["tar_sha256"].as_str(), "{name}: tar sha256");
                 checked.push(name);
             }
             Err(missing) => unresolved.push(format!("{name}: {missing}")),

@@ -149,7 +149,6 @@ impl Header {
     /// Sets LinuxKit's `LINUXKIT.source` and `LINUXKIT.location` records in place.
     pub fn set_origin(&mut self, source: &str, location: &str) {
         self.pax.insert(PAX_SOURCE.to_string(), source.to_string());
-        self.pax
-            .insert(PAX_LOCATION.to_string(), location.to_string());
+        self.pax.insert(PAX_LOCATION.to_string(), location.to_string());
     }
 }

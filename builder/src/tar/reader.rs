@@ -168,10 +168,7 @@ impl<R: Read> TarReader<R> {
             index: 0,
             remaining: 0,
             padding: 0,
-            current: Position {
-                index: 0,
-                offset: 0,
-            },
+            current: Position { index: 0, offset: 0 },
             done: false,
         }
     }
@@ -279,12 +276,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Reads the data of a meta header, refusing more than [`MAX_SPECIAL_SIZE`] bytes.
-    fn read_special(
-        &mut self,
-        size: u64,
-        kind: &'static str,
-        at: Position,
-    ) -> Result<Vec<u8>, TarError> {
+    fn read_special(&mut self, size: u64, kind: &'static str, at: Position) -> Result<Vec<u8>, TarError> {
         if size > MAX_SPECIAL_SIZE {
             return Err(TarError::SpecialTooLarge { at, kind, size });
         }
@@ -334,9 +326,7 @@ impl<R: Read> Read for TarReader<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -383,12 +373,7 @@ fn lossy(bytes: &[u8], at: Position) -> String {
     }
 }
 
-fn invalid(
-    at: Position,
-    blk: &[u8; BLOCK_SIZE],
-    field: &'static str,
-    value: impl ToString,
-) -> TarError {
+fn invalid(at: Position, blk: &[u8; BLOCK_SIZE], field: &'static str, value: impl ToString) -> TarError {
     TarError::InvalidField {
         at,
         name: String::from_utf8_lossy(block::get_str(&blk[block::NAME])).into_owned(),
@@ -480,10 +465,7 @@ fn build_header(
         header.kind = EntryKind::Directory;
     }
     if flag == b'S' || header.pax.keys().any(|k| k.starts_with("GNU.sparse.")) {
-        return Err(TarError::Sparse {
-            at,
-            name: header.name,
-        });
+        return Err(TarError::Sparse { at, name: header.name });
     }
     if is_header_only(header.kind) {
         header.size = 0;
@@ -493,11 +475,7 @@ fn build_header(
 
 /// Applies PAX records as Go's `mergePAX` does: basic keys set fields (an empty value keeps the
 /// header's own), all other records are kept.
-fn apply_pax(
-    header: &mut Header,
-    records: BTreeMap<String, String>,
-    at: Position,
-) -> Result<(), TarError> {
+fn apply_pax(header: &mut Header, records: BTreeMap<String, String>, at: Position) -> Result<(), TarError> {
     let bad = |field: &'static str, value: &str, name: &str| TarError::InvalidField {
         at,
         name: name.to_string(),
@@ -516,16 +494,8 @@ fn apply_pax(
             "linkpath" => header.link_name = value,
             "uname" => header.uname = value,
             "gname" => header.gname = value,
-            "uid" => {
-                header.uid = value
-                    .parse()
-                    .map_err(|_| bad("uid", &value, &header.name))?
-            }
-            "gid" => {
-                header.gid = value
-                    .parse()
-                    .map_err(|_| bad("gid", &value, &header.name))?
-            }
+            "uid" => header.uid = value.parse().map_err(|_| bad("uid", &value, &header.name))?,
+            "gid" => header.gid = value.parse().map_err(|_| bad("gid", &value, &header.name))?,
             "size" => {
                 header.size = value
                     .parse::<i64>()
@@ -534,8 +504,7 @@ fn apply_pax(
                     .ok_or_else(|| bad("size", &value, &header.name))?;
             }
             "mtime" => {
-                header.mtime =
-                    parse_pax_time(&value).ok_or_else(|| bad("mtime", &value, &header.name))?;
+                header.mtime = parse_pax_time(&value).ok_or_else(|| bad("mtime", &value, &header.name))?;
             }
             "atime" | "ctime" => {
                 // Validated like Go does; the shared Header has no field for them.
@@ -583,8 +552,7 @@ fn parse_pax(data: &[u8], at: Position) -> Result<BTreeMap<String, String>, TarE
             .iter()
             .position(|&b| b == b' ')
             .ok_or_else(|| err("a record has no length".into()))?;
-        let len_text = std::str::from_utf8(&rest[..space])
-            .map_err(|_| err("non-numeric record length".into()))?;
+        let len_text = std::str::from_utf8(&rest[..space]).map_err(|_| err("non-numeric record length".into()))?;
         let len: usize = len_text
             .parse()
             .map_err(|_| err(format!("invalid record length {len_text:?}")))?;

@@ -288,16 +288,8 @@ fn plan(header: &Header) -> Result<Plan, HeaderEncodeError> {
 
     let fixed = [
         ("mode", u64::from(header.mode), block::MODE.len()),
-        (
-            "devmajor",
-            u64::from(header.dev_major),
-            block::DEVMAJOR.len(),
-        ),
-        (
-            "devminor",
-            u64::from(header.dev_minor),
-            block::DEVMINOR.len(),
-        ),
+        ("devmajor", u64::from(header.dev_major), block::DEVMAJOR.len()),
+        ("devminor", u64::from(header.dev_minor), block::DEVMINOR.len()),
     ];
     for (field, value, width) in fixed {
         if !block::fits_octal(width, i128::from(value)) {
@@ -314,9 +306,7 @@ fn plan(header: &Header) -> Result<Plan, HeaderEncodeError> {
         for (key, value) in given {
             let basic = BASIC_PAX_KEYS.contains(&key.as_str());
             if !basic && !key.starts_with("GNU.sparse.") {
-                plan.records
-                    .entry(key.clone())
-                    .or_insert_with(|| value.clone());
+                plan.records.entry(key.clone()).or_insert_with(|| value.clone());
             }
         }
     }
@@ -405,10 +395,7 @@ fn extended_block(name: &str, size: usize) -> [u8; BLOCK_SIZE] {
     let (dir, file) = gopath::split(name);
     let pax_name = to_ascii(&gopath::join(&[dir, "PaxHeaders.0", file]));
     let truncated = &pax_name.as_bytes()[..pax_name.len().min(block::NAME.len())];
-    let kept = truncated
-        .iter()
-        .rposition(|&b| b != b'/')
-        .map_or(0, |i| i + 1);
+    let kept = truncated.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
     let mut blk = [0u8; BLOCK_SIZE];
     blk[block::TYPEFLAG] = b'x';
     block::put_str(&mut blk[block::NAME], &truncated[..kept]);
@@ -477,8 +464,7 @@ mod tests {
     }
 
     fn origin_header(name: &str, kind: EntryKind, mode: u32) -> Header {
-        Header::new(name, kind, mode)
-            .with_origin("localhost:5000/conformance/kernel:6.6.0", "kernel")
+        Header::new(name, kind, mode).with_origin("localhost:5000/conformance/kernel:6.6.0", "kernel")
     }
 
     #[test]
@@ -507,10 +493,7 @@ mod tests {
         let bytes = encode_header(&header).unwrap();
         assert_eq!(bytes.len(), 3 * BLOCK_SIZE);
         let ext = &bytes[..BLOCK_SIZE];
-        assert_eq!(
-            block::get_str(field(ext, block::NAME)),
-            b"PaxHeaders.0/boot"
-        );
+        assert_eq!(block::get_str(field(ext, block::NAME)), b"PaxHeaders.0/boot");
         assert_eq!(ext[block::TYPEFLAG], b'x');
         assert_eq!(field(ext, block::MODE), b"0000000\0");
         assert_eq!(field(ext, block::MTIME), b"00000000000\0");
@@ -530,15 +513,9 @@ mod tests {
         assert_eq!(main[block::TYPEFLAG], b'5');
         assert_eq!(field(main, block::MODE), b"0000755\0");
         assert_eq!(field(main, block::DEVMAJOR), b"0000000\0");
-        assert_eq!(
-            field(main, block::MTIME),
-            format!("{DEFAULT_MTIME:011o}\0").as_bytes()
-        );
+        assert_eq!(field(main, block::MTIME), format!("{DEFAULT_MTIME:011o}\0").as_bytes());
         let (sum, _) = block::checksums(main.try_into().unwrap());
-        assert_eq!(
-            field(main, block::CHKSUM),
-            format!("{sum:06o}\0 ").as_bytes()
-        );
+        assert_eq!(field(main, block::CHKSUM), format!("{sum:06o}\0 ").as_bytes());
     }
 
     #[test]
@@ -558,14 +535,8 @@ mod tests {
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(50));
         let bytes = encode_header(&Header::new(long.clone(), EntryKind::Regular, 0o644)).unwrap();
         assert_eq!(bytes.len(), BLOCK_SIZE);
-        assert_eq!(
-            block::get_str(&bytes[block::PREFIX]),
-            "d".repeat(120).as_bytes()
-        );
-        assert_eq!(
-            block::get_str(&bytes[block::NAME]),
-            "f".repeat(50).as_bytes()
-        );
+        assert_eq!(block::get_str(&bytes[block::PREFIX]), "d".repeat(120).as_bytes());
+        assert_eq!(block::get_str(&bytes[block::NAME]), "f".repeat(50).as_bytes());
     }
 
     #[test]
@@ -587,10 +558,7 @@ mod tests {
         let bytes = encode_header(&header).unwrap();
         let data = String::from_utf8_lossy(&bytes[BLOCK_SIZE..2 * BLOCK_SIZE]);
         assert!(data.starts_with("18 path=etc/caf\u{e9}\n"), "{data}");
-        assert_eq!(
-            block::get_str(&bytes[2 * BLOCK_SIZE..2 * BLOCK_SIZE + 100]),
-            b"etc/caf"
-        );
+        assert_eq!(block::get_str(&bytes[2 * BLOCK_SIZE..2 * BLOCK_SIZE + 100]), b"etc/caf");
         assert_eq!(block::get_str(&bytes[..100]), b"etc/PaxHeaders.0/caf");
     }
 

@@ -68,25 +68,17 @@ fn source(index: usize, blob: Vec<u8>) -> LayerSource<'static> {
 type Out = (String, EntryKind, String, Vec<u8>);
 
 fn flatten_blobs(blobs: Vec<Vec<u8>>, honour_opaque: bool) -> Result<Vec<Out>, LayerError> {
-    let layers = blobs
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| source(i, b))
-        .collect();
+    let layers = blobs.into_iter().enumerate().map(|(i, b)| source(i, b)).collect();
     let mut out = Vec::new();
-    Flattener::new("test/image:1")
-        .honour_opaque(honour_opaque)
-        .run(layers, |header: &Header, data: &mut dyn Read| {
+    Flattener::new("test/image:1").honour_opaque(honour_opaque).run(
+        layers,
+        |header: &Header, data: &mut dyn Read| {
             let mut bytes = Vec::new();
             data.read_to_end(&mut bytes)?;
-            out.push((
-                header.name.clone(),
-                header.kind,
-                header.link_name.clone(),
-                bytes,
-            ));
+            out.push((header.name.clone(), header.kind, header.link_name.clone(), bytes));
             Ok::<(), io::Error>(())
-        })?;
+        },
+    )?;
     Ok(out)
 }
 
@@ -101,11 +93,7 @@ fn names(out: &[Out]) -> Vec<&str> {
 
 #[test]
 fn newest_layer_wins_and_order_is_newest_first() {
-    let old: &[E<'_>] = &[
-        E::Dir("etc/"),
-        E::File("etc/a", b"old"),
-        E::File("etc/b", b"b"),
-    ];
+    let old: &[E<'_>] = &[E::Dir("etc/"), E::File("etc/a", b"old"), E::File("etc/b", b"b")];
     let new: &[E<'_>] = &[E::Dir("./etc/"), E::File("./etc/a", b"new")];
     let out = run(&[old, new]).unwrap();
     assert_eq!(names(&out), ["etc", "etc/a", "etc/b"]);
@@ -171,10 +159,7 @@ fn opaque_directory_hides_older_content_only() {
         E::File("./opt/app/new.txt", b"new"),
     ];
     let out = run(&[old, new]).unwrap();
-    assert_eq!(
-        names(&out),
-        ["opt/app", "opt/app/new.txt", "opt", "opt/other"]
-    );
+    assert_eq!(names(&out), ["opt/app", "opt/app/new.txt", "opt", "opt/other"]);
     // LinuxKit mode keeps the older content.
     let blobs = vec![gzip(&tar(old)), gzip(&tar(new))];
     let out = flatten_blobs(blobs, false).unwrap();
@@ -234,11 +219,7 @@ fn devices_keep_their_numbers() {
     let layers = vec![gzip(&tar(&[E::Char("dev/null", 1, 3)]))];
     let mut seen = Vec::new();
     flatten(
-        layers
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| source(i, b))
-            .collect(),
+        layers.into_iter().enumerate().map(|(i, b)| source(i, b)).collect(),
         "img",
         |header: &Header, _data: &mut dyn Read| {
             seen.push((header.dev_major, header.dev_minor));
@@ -291,16 +272,9 @@ fn refuses_entries_below_a_symlink_of_the_result() {
         matches!(&err, LayerError::ThroughSymlink { entry, symlink, .. } if entry == "evil/sub/cron" && symlink == "evil"),
         "{err}"
     );
-    assert!(
-        err.to_string().contains("would write through the symlink"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("would write through the symlink"), "{err}");
     // A hard link to a symlink is a symlink too.
-    let err = run(&[
-        &[E::Sym("s", "/"), E::Hard("h", "s")],
-        &[E::File("h/a/b", b"")],
-    ])
-    .unwrap_err();
+    let err = run(&[&[E::Sym("s", "/"), E::Hard("h", "s")], &[E::File("h/a/b", b"")]]).unwrap_err();
     assert!(
         matches!(err, LayerError::ThroughSymlink { ref symlink, .. } if symlink == "h"),
         "{err}"
@@ -311,12 +285,7 @@ fn refuses_entries_below_a_symlink_of_the_result() {
 fn entries_after_a_symlink_in_the_same_layer_are_hidden() {
     // Go's rule that a non-directory hides what comes below it also defuses the classic
     // "symlink, then a file through it" layer.
-    let out = run(&[&[
-        E::Sym("evil", "/etc"),
-        E::File("evil/cron", b"x"),
-        E::File("ok", b""),
-    ]])
-    .unwrap();
+    let out = run(&[&[E::Sym("evil", "/etc"), E::File("evil/cron", b"x"), E::File("ok", b"")]]).unwrap();
     assert_eq!(names(&out), ["evil", "ok"]);
 }
 
@@ -375,11 +344,7 @@ fn gnu_and_pax_long_names_flatten_and_whiteout() {
 
 #[test]
 fn multi_member_gzip_and_zstd_layers() {
-    let archive = tar(&[
-        E::Dir("a/"),
-        E::File("a/big", &[7u8; 3000]),
-        E::File("a/small", b"s"),
-    ]);
+    let archive = tar(&[E::Dir("a/"), E::File("a/big", &[7u8; 3000]), E::File("a/small", b"s")]);
     // Split the uncompressed tar at odd places into three gzip members.
     let mut split = gzip(&archive[..700]);
     split.extend(gzip(&archive[700..2100]));
@@ -427,10 +392,7 @@ fn visitor_may_read_partially_and_errors_stop_with_context() {
     .unwrap_err();
     assert_eq!(seen, ["a"]);
     // "b" has only 2 bytes, so read_exact of 10 fails on it.
-    assert!(
-        matches!(&err, LayerError::Visit { entry, .. } if entry == "b"),
-        "{err}"
-    );
+    assert!(matches!(&err, LayerError::Visit { entry, .. } if entry == "b"), "{err}");
     assert!(err.to_string().contains("img:tag"), "{err}");
 }
 
@@ -442,9 +404,7 @@ fn corrupt_layer_names_image_and_digest() {
     assert!(matches!(err, LayerError::Tar { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("test/image:1")
-            && text.contains("sha256:layer0")
-            && text.contains("checksum"),
+        text.contains("test/image:1") && text.contains("sha256:layer0") && text.contains("checksum"),
         "{text}"
     );
     let err = flatten_blobs(vec![b"{}".to_vec()], true).unwrap_err();
@@ -454,10 +414,7 @@ fn corrupt_layer_names_image_and_digest() {
         "application/vnd.in-toto+json",
         Cursor::new(Vec::new()),
     )];
-    let err = flatten(layers, "img", |_h: &Header, _d: &mut dyn Read| {
-        Ok::<(), io::Error>(())
-    })
-    .unwrap_err();
+    let err = flatten(layers, "img", |_h: &Header, _d: &mut dyn Read| Ok::<(), io::Error>(())).unwrap_err();
     assert!(matches!(err, LayerError::Open { .. }), "{err}");
 }
 
@@ -476,14 +433,13 @@ fn corpus_layered_image_matches_linuxkit_order() {
         ]
     };
     // LinuxKit's order, from expected/005-onboot-image-config/listing.tsv (prefix removed).
-    let expected: Vec<String> =
-        std::fs::read_to_string(corpus.join("expected/005-onboot-image-config/listing.tsv"))
-            .unwrap()
-            .lines()
-            .filter_map(|line| line.split('\t').nth(6))
-            .filter_map(|path| path.strip_prefix("containers/onboot/001-layered/lower/"))
-            .map(str::to_string)
-            .collect();
+    let expected: Vec<String> = std::fs::read_to_string(corpus.join("expected/005-onboot-image-config/listing.tsv"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split('\t').nth(6))
+        .filter_map(|path| path.strip_prefix("containers/onboot/001-layered/lower/"))
+        .map(str::to_string)
+        .collect();
     let linuxkit = flatten_blobs(read(), false).unwrap();
     let got = names(&linuxkit);
     // The listing continues with LinuxKit's appended dev/etc/proc/sys entries.

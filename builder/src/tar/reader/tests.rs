@@ -24,10 +24,7 @@ fn reseal(blk: &mut [u8; BLOCK_SIZE], layout: Layout) {
 /// Appends a block-padded data section.
 fn push_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(data);
-    out.resize(
-        out.len() + crate::tar::writer::padding_for(data.len() as u64),
-        0,
-    );
+    out.resize(out.len() + crate::tar::writer::padding_for(data.len() as u64), 0);
 }
 
 fn end(out: &mut Vec<u8>) {
@@ -40,12 +37,10 @@ fn read_all(bytes: &[u8]) -> Result<Vec<(Header, Vec<u8>)>, TarError> {
     let mut out = Vec::new();
     while let Some(header) = reader.next_header()? {
         let mut data = Vec::new();
-        reader
-            .read_to_end(&mut data)
-            .map_err(|source| TarError::Io {
-                at: reader.current,
-                source,
-            })?;
+        reader.read_to_end(&mut data).map_err(|source| TarError::Io {
+            at: reader.current,
+            source,
+        })?;
         out.push((header, data));
     }
     Ok(out)
@@ -64,9 +59,7 @@ fn round_trips_our_own_writer() {
     entries[1].size = 5;
     entries[1].uid = 1 << 30;
     entries[1].uname = "u".repeat(40);
-    entries[1]
-        .pax
-        .insert("SCHILY.xattr.user.x".into(), "y".into());
+    entries[1].pax.insert("SCHILY.xattr.user.x".into(), "y".into());
     entries[2].size = 700;
     entries[3].link_name = format!("/{}", "t".repeat(200));
     let data: Vec<Vec<u8>> = vec![vec![], b"hello".to_vec(), vec![7u8; 700], vec![]];
@@ -112,19 +105,9 @@ fn gnu_long_name_and_link_and_base256() {
     let mut out = Vec::new();
     let mut name_data = long_name.clone().into_bytes();
     name_data.push(0);
-    out.extend_from_slice(&raw(
-        b"././@LongLink",
-        b'L',
-        name_data.len() as u64,
-        Layout::Gnu,
-    ));
+    out.extend_from_slice(&raw(b"././@LongLink", b'L', name_data.len() as u64, Layout::Gnu));
     push_data(&mut out, &name_data);
-    out.extend_from_slice(&raw(
-        b"././@LongLink",
-        b'K',
-        long_link.len() as u64,
-        Layout::Gnu,
-    ));
+    out.extend_from_slice(&raw(b"././@LongLink", b'K', long_link.len() as u64, Layout::Gnu));
     push_data(&mut out, long_link.as_bytes());
     let mut blk = raw(&long_name.as_bytes()[..100], b'1', 0, Layout::Gnu);
     // uid 2^40 in base-256.
@@ -156,12 +139,7 @@ fn pax_long_name_size_and_times() {
         crate::tar::writer::pax_record("SCHILY.xattr.security.capability", "cap")
     );
     let mut out = Vec::new();
-    out.extend_from_slice(&raw(
-        b"PaxHeaders.0/x",
-        b'x',
-        records.len() as u64,
-        Layout::Ustar,
-    ));
+    out.extend_from_slice(&raw(b"PaxHeaders.0/x", b'x', records.len() as u64, Layout::Ustar));
     push_data(&mut out, records.as_bytes());
     out.extend_from_slice(&raw(b"short", b'0', 2, Layout::Ustar));
     push_data(&mut out, b"hi");
@@ -244,12 +222,7 @@ fn end_of_input_without_trailer_is_accepted() {
 fn global_headers_are_skipped() {
     let records = crate::tar::writer::pax_record("comment", "git archive");
     let mut out = Vec::new();
-    out.extend_from_slice(&raw(
-        b"pax_global_header",
-        b'g',
-        records.len() as u64,
-        Layout::Ustar,
-    ));
+    out.extend_from_slice(&raw(b"pax_global_header", b'g', records.len() as u64, Layout::Ustar));
     push_data(&mut out, records.as_bytes());
     out.extend_from_slice(&raw(b"f", b'0', 0, Layout::Ustar));
     end(&mut out);
@@ -269,13 +242,7 @@ fn corrupt_checksum_names_entry_and_offset() {
     end(&mut out);
     let err = read_all(&out).unwrap_err();
     match &err {
-        TarError::Checksum { at, .. } => assert_eq!(
-            *at,
-            Position {
-                index: 1,
-                offset: 1024
-            }
-        ),
+        TarError::Checksum { at, .. } => assert_eq!(*at, Position { index: 1, offset: 1024 }),
         other => panic!("unexpected {other:?}"),
     }
     assert!(err.to_string().contains("entry 1 at byte 1024"), "{err}");
@@ -290,14 +257,8 @@ fn truncated_archives_are_errors() {
     let mut reader = TarReader::new(Cursor::new(&out));
     reader.next_header().unwrap();
     // Skipping the rest of a truncated entry fails too.
-    assert!(matches!(
-        reader.next_header(),
-        Err(TarError::Truncated { .. })
-    ));
-    assert!(matches!(
-        read_all(&out[..300]),
-        Err(TarError::Truncated { .. })
-    ));
+    assert!(matches!(reader.next_header(), Err(TarError::Truncated { .. })));
+    assert!(matches!(read_all(&out[..300]), Err(TarError::Truncated { .. })));
 }
 
 #[test]
@@ -316,30 +277,18 @@ fn huge_pax_header_is_refused_without_allocating() {
     );
     let mut out = Vec::new();
     out.extend_from_slice(&raw(b"L", b'L', 2 << 20, Layout::Gnu));
-    assert!(matches!(
-        read_all(&out),
-        Err(TarError::SpecialTooLarge { .. })
-    ));
+    assert!(matches!(read_all(&out), Err(TarError::SpecialTooLarge { .. })));
 }
 
 #[test]
 fn malformed_pax_records_are_refused() {
-    for records in [
-        "5 a=b\n",
-        "x path=a\n",
-        "20 path=a\n",
-        "11 path=a\nX",
-        "9 patha\n",
-    ] {
+    for records in ["5 a=b\n", "x path=a\n", "20 path=a\n", "11 path=a\nX", "9 patha\n"] {
         let mut out = Vec::new();
         out.extend_from_slice(&raw(b"x", b'x', records.len() as u64, Layout::Ustar));
         push_data(&mut out, records.as_bytes());
         out.extend_from_slice(&raw(b"f", b'0', 0, Layout::Ustar));
         end(&mut out);
-        assert!(
-            matches!(read_all(&out), Err(TarError::Pax { .. })),
-            "{records:?}"
-        );
+        assert!(matches!(read_all(&out), Err(TarError::Pax { .. })), "{records:?}");
     }
     let records = crate::tar::writer::pax_record("uid", "abc");
     let mut out = Vec::new();
@@ -357,10 +306,7 @@ fn malformed_pax_records_are_refused() {
 fn zero_block_followed_by_data_is_refused() {
     let mut out = vec![0u8; 512];
     out.extend_from_slice(&raw(b"f", b'0', 0, Layout::Ustar));
-    assert!(matches!(
-        read_all(&out),
-        Err(TarError::ZeroBlockThenData { .. })
-    ));
+    assert!(matches!(read_all(&out), Err(TarError::ZeroBlockThenData { .. })));
 }
 
 #[test]
@@ -379,10 +325,7 @@ fn bad_numbers_are_refused() {
     let mut out = blk.to_vec();
     end(&mut out);
     let err = read_all(&out).unwrap_err();
-    assert!(
-        matches!(err, TarError::InvalidField { field: "mode", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, TarError::InvalidField { field: "mode", .. }), "{err}");
 }
 
 #[test]
