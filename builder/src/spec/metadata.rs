@@ -191,6 +191,44 @@ fn yaml_key_less(a: &str, b: &str) -> bool {
     ar.len() < br.len()
 }
 
+/// LinuxKit's own structs carry the same yaml and json tags, so both views write them alike.
+/// A `runtime.interfaces` entry.
+fn interface(i: &Interface) -> GoValue {
+    Fields::new()
+        .put_if("name", non_empty(&i.name))
+        .put_if("add", non_empty(&i.add))
+        .put_if("peer", non_empty(&i.peer))
+        .put("createInRoot", GoValue::Bool(i.create_in_root))
+        .done()
+}
+
+/// A `files` entry.
+fn file(f: &File) -> GoValue {
+    Fields::new()
+        .put("path", str(&f.path))
+        .put("directory", GoValue::Bool(f.directory))
+        .put_if("symlink", non_empty(&f.symlink))
+        .put_if("contents", f.contents.as_deref().map(str))
+        .put_if("source", non_empty(&f.source))
+        .put_if("metadata", non_empty(&f.metadata))
+        .put("optional", GoValue::Bool(f.optional))
+        .put_if("mode", non_empty(&f.mode))
+        .put_if("uid", f.uid.as_ref().map(id))
+        .put_if("gid", f.gid.as_ref().map(id))
+        .done()
+}
+
+/// A `volumes` entry.
+fn volume(v: &Volume) -> GoValue {
+    Fields::new()
+        .put("name", str(&v.name))
+        .put_if("image", non_empty(&v.image))
+        .put_if("readonly", v.readonly.then_some(GoValue::Bool(true)))
+        .put_if("format", non_empty(&v.format))
+        .put_if("platforms", (!v.platforms.is_empty()).then(|| strings(&v.platforms)))
+        .done()
+}
+
 /// The YAML view (yaml.v2 rules).
 mod yaml {
     use super::*;
@@ -474,40 +512,6 @@ mod yaml {
             )
             .put_if("bindNS", bind_ns)
             .put_if("namespace", r.namespace.as_deref().map(str))
-            .done()
-    }
-
-    fn interface(i: &Interface) -> GoValue {
-        Fields::new()
-            .put_if("name", non_empty(&i.name))
-            .put_if("add", non_empty(&i.add))
-            .put_if("peer", non_empty(&i.peer))
-            .put("createInRoot", GoValue::Bool(i.create_in_root))
-            .done()
-    }
-
-    fn file(f: &File) -> GoValue {
-        Fields::new()
-            .put("path", str(&f.path))
-            .put("directory", GoValue::Bool(f.directory))
-            .put_if("symlink", non_empty(&f.symlink))
-            .put_if("contents", f.contents.as_deref().map(str))
-            .put_if("source", non_empty(&f.source))
-            .put_if("metadata", non_empty(&f.metadata))
-            .put("optional", GoValue::Bool(f.optional))
-            .put_if("mode", non_empty(&f.mode))
-            .put_if("uid", f.uid.as_ref().map(id))
-            .put_if("gid", f.gid.as_ref().map(id))
-            .done()
-    }
-
-    fn volume(v: &Volume) -> GoValue {
-        Fields::new()
-            .put("name", str(&v.name))
-            .put_if("image", non_empty(&v.image))
-            .put_if("readonly", v.readonly.then_some(GoValue::Bool(true)))
-            .put_if("format", non_empty(&v.format))
-            .put_if("platforms", (!v.platforms.is_empty()).then(|| strings(&v.platforms)))
             .done()
     }
 }
@@ -820,40 +824,6 @@ mod json {
             )
             .put("bindNS", bind_ns)
             .put_if("namespace", r.namespace.as_deref().map(str))
-            .done()
-    }
-
-    fn interface(i: &Interface) -> GoValue {
-        Fields::new()
-            .put_if("name", non_empty(&i.name))
-            .put_if("add", non_empty(&i.add))
-            .put_if("peer", non_empty(&i.peer))
-            .put("createInRoot", GoValue::Bool(i.create_in_root))
-            .done()
-    }
-
-    fn file(f: &File) -> GoValue {
-        Fields::new()
-            .put("path", str(&f.path))
-            .put("directory", GoValue::Bool(f.directory))
-            .put_if("symlink", non_empty(&f.symlink))
-            .put_if("contents", f.contents.as_deref().map(str))
-            .put_if("source", non_empty(&f.source))
-            .put_if("metadata", non_empty(&f.metadata))
-            .put("optional", GoValue::Bool(f.optional))
-            .put_if("mode", non_empty(&f.mode))
-            .put_if("uid", f.uid.as_ref().map(id))
-            .put_if("gid", f.gid.as_ref().map(id))
-            .done()
-    }
-
-    fn volume(v: &Volume) -> GoValue {
-        Fields::new()
-            .put("name", str(&v.name))
-            .put_if("image", non_empty(&v.image))
-            .put_if("readonly", v.readonly.then_some(GoValue::Bool(true)))
-            .put_if("format", non_empty(&v.format))
-            .put_if("platforms", (!v.platforms.is_empty()).then(|| strings(&v.platforms)))
             .done()
     }
 
