@@ -11,7 +11,7 @@ use std::io::{self, Write};
 
 use super::cpio::{CpioError, FileType, NewcHeader, NewcWriter};
 use super::pgzip::{PgzipOptions, PgzipWriter};
-use crate::tar::{EntryKind, Header};
+use crate::tar::{gopath, EntryKind, Header};
 
 /// Errors converting a tar entry into a cpio entry.
 #[derive(Debug, thiserror::Error)]
@@ -153,73 +153,7 @@ fn clamp_mtime(name: &str, mtime: i64) -> u32 {
 /// The symlink target replacing a hard link: the target relative to the link's directory, as Go's
 /// `filepath.Rel(filepath.Dir(name), linkname)`; `/` + target when no relative path exists.
 fn hard_link_target(header: &Header) -> String {
-    relative_path(&go_dir(&header.name), &header.link_name).unwrap_or_else(|| format!("/{}", header.link_name))
-}
-
-/// Go's `path.Clean`: the shortest equivalent path, purely lexically.
-fn go_clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|last| *last != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `filepath.Dir`: everything up to the last `/`, cleaned.
-fn go_dir(path: &str) -> String {
-    match path.rfind('/') {
-        Some(slash) => go_clean(&path[..=slash]),
-        None => ".".to_string(),
-    }
-}
-
-/// Go's `filepath.Rel(base, target)` on Unix: `None` where Go returns an error (one path absolute
-/// and the other not, or `base` needing to climb out of an unknown `..`).
-fn relative_path(base: &str, target: &str) -> Option<String> {
-    let base = go_clean(base);
-    let target = go_clean(target);
-    if base == target {
-        return Some(".".to_string());
-    }
-    if base.starts_with('/') != target.starts_with('/') {
-        return None;
-    }
-    let split = |path: &str| -> Vec<String> {
-        if path == "." {
-            return Vec::new();
-        }
-        path.trim_start_matches('/')
-            .split('/')
-            .filter(|part| !part.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let base_parts = split(&base);
-    let target_parts = split(&target);
-    let common = base_parts.iter().zip(&target_parts).take_while(|(b, t)| b == t).count();
-    let climb = &base_parts[common..];
-    if climb.first().is_some_and(|part| part == "..") {
-        return None;
-    }
-    let mut result: Vec<&str> = climb.iter().map(|_| "..").collect();
-    result.extend(target_parts[common..].iter().map(String::as_str));
-    Some(result.join("/"))
+    gopath::rel(&gopath::dir(&header.name), &header.link_name).unwrap_or_else(|| format!("/{}", header.link_name))
 }
 
 #[cfg(test)]
@@ -247,43 +181,6 @@ mod tests {
             .read_to_end(&mut cpio)
             .unwrap();
         parse_newc(&cpio)
-    }
-
-    #[test]
-    fn go_clean_matches_go() {
-        for (input, expected) in [
-            ("", "."),
-            (".", "."),
-            ("a/b/", "a/b"),
-            ("a//b/./c/..", "a/b"),
-            ("../a/..", ".."),
-            ("/../a", "/a"),
-            ("/", "/"),
-            ("a/../..", ".."),
-        ] {
-            assert_eq!(go_clean(input), expected, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn relative_path_matches_go() {
-        for (base, target, expected) in [
-            ("bin", "bin/hello", Some("hello")),
-            ("a/b", "a/c/d", Some("../c/d")),
-            (".", "x/y", Some("x/y")),
-            ("a/b/c", "x", Some("../../../x")),
-            ("a", "a", Some(".")),
-            ("/a", "b", None),
-            ("..", "a", None),
-            ("a", "../b", Some("../../b")),
-            (
-                "containers/onboot/000-hello/lower/bin",
-                "containers/onboot/000-hello/lower/bin/hello",
-                Some("hello"),
-            ),
-        ] {
-            assert_eq!(relative_path(base, target).as_deref(), expected, "{base} -> {target}");
-        }
     }
 
     #[test]

@@ -88,6 +88,47 @@ pub fn ancestors(clean_path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Go's `path.Dir`: everything up to the last `/`, cleaned (`.` when there is no `/`).
+pub fn dir(path: &str) -> String {
+    match path.rfind('/') {
+        Some(slash) => clean(&path[..=slash]),
+        None => ".".to_string(),
+    }
+}
+
+/// Go's `filepath.Rel(base, target)` on Unix: `None` where Go returns an error (one path absolute
+/// and the other not, or `base` needing to climb out of an unknown `..`).
+pub fn rel(base: &str, target: &str) -> Option<String> {
+    let base = clean(base);
+    let target = clean(target);
+    if base == target {
+        return Some(".".to_string());
+    }
+    if base.starts_with('/') != target.starts_with('/') {
+        return None;
+    }
+    let split = |path: &str| -> Vec<String> {
+        if path == "." {
+            return Vec::new();
+        }
+        path.trim_start_matches('/')
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let base_parts = split(&base);
+    let target_parts = split(&target);
+    let common = base_parts.iter().zip(&target_parts).take_while(|(b, t)| b == t).count();
+    let climb = &base_parts[common..];
+    if climb.first().is_some_and(|part| part == "..") {
+        return None;
+    }
+    let mut result: Vec<&str> = climb.iter().map(|_| "..").collect();
+    result.extend(target_parts[common..].iter().map(String::as_str));
+    Some(result.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +187,26 @@ mod tests {
         assert_eq!(all, ["a/b", "a", "."]);
         assert_eq!(ancestors(".").count(), 0);
         assert_eq!(ancestors("x").collect::<Vec<_>>(), ["."]);
+    }
+
+    #[test]
+    fn rel_matches_go() {
+        for (base, target, expected) in [
+            ("bin", "bin/hello", Some("hello")),
+            ("a/b", "a/c/d", Some("../c/d")),
+            (".", "x/y", Some("x/y")),
+            ("a/b/c", "x", Some("../../../x")),
+            ("a", "a", Some(".")),
+            ("/a", "b", None),
+            ("..", "a", None),
+            ("a", "../b", Some("../../b")),
+            (
+                "containers/onboot/000-hello/lower/bin",
+                "containers/onboot/000-hello/lower/bin/hello",
+                Some("hello"),
+            ),
+        ] {
+            assert_eq!(rel(base, target).as_deref(), expected, "{base} -> {target}");
+        }
     }
 }
