@@ -40,10 +40,13 @@ pub fn run(args: BuildArgs) -> Result<()> {
         docker_config: args.docker_config.clone(),
     };
 
-    let sink_options = SinkOptions {
+    let mut sink_options = SinkOptions {
         output_file: destination.output_file.clone(),
         ..SinkOptions::default()
     };
+    if let Some(level) = args.compression_level {
+        sink_options.gzip.level = level;
+    }
     let mut sinks = Vec::new();
     for format in &formats {
         let sink = output::sink_for(*format, &destination.dir, &destination.name, &sink_options)

@@ -57,6 +57,9 @@ pub struct BuildArgs {
     /// Target architecture (amd64, arm64, ...; default: this machine's).
     #[arg(long)]
     pub arch: Option<String>,
+    /// gzip level of the initrd, 1 (fastest, the default) to 9 (smallest).
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub compression_level: Option<u32>,
     /// Print the merged YAML (with @pkg references resolved) and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -110,7 +113,7 @@ pub enum CacheCommand {
 }
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 14] = [
+const SINGLE_DASH_FLAGS: [&str; 15] = [
     "format",
     "name",
     "dir",
@@ -123,6 +126,7 @@ const SINGLE_DASH_FLAGS: [&str; 14] = [
     "dry-run",
     "no-sbom",
     "docker-config",
+    "compression-level",
     "verbose",
     "quiet",
 ];

@@ -26,11 +26,12 @@ const WINDOW: usize = 32 * 1024;
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 /// Default level. Measured with zlib-rs on 300 MB of /usr/lib (per CPU-second; two threads scale
 /// almost linearly): level 6 gives 34.5% of the input at ~40 MB/s, level 4 gives 35.3% at
-/// ~50-54 MB/s, level 2 gives 37.3% at ~70 MB/s, level 1 gives 44.3% at ~125 MB/s. In a whole
-/// build the two cores also unpack layers and write the cpio, and level 4 held a 600 MB image to
-/// 61 MB/s (scripts/bench/build.sh); level 2 costs about 6% in size over level 4 and keeps the
-/// build above 80 MB/s, level 1 would cost 25%.
-pub const DEFAULT_LEVEL: u32 = 2;
+/// ~50-54 MB/s, level 2 gives 37.3% at ~70 MB/s, level 1 gives 44.3% at ~120 MB/s. In a whole
+/// build the two cores also unpack layers and write the cpio: a warm kernel+initrd build of a
+/// 619 MB image (scripts/bench/build.sh) ran at 61 MB/s with level 4, 78 MB/s with level 2 and
+/// 108 MB/s with level 1. Level 1 keeps builds limited by compression at over 80 MB/s per core;
+/// `moby build --compression-level` trades speed for size.
+pub const DEFAULT_LEVEL: u32 = 1;
 /// gzip's "unknown" operating system byte (what Go's writer uses too), so the output does not
 /// depend on the build host.
 const OS_UNKNOWN: u8 = 255;
