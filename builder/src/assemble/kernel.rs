@@ -4,10 +4,10 @@
 use std::io::Read;
 
 use crate::spec::model::Kernel;
-use crate::tar::{EntryKind, EntrySink, Header, TarReader, DEFAULT_MTIME};
+use crate::tar::{copy_data, EntryKind, EntrySink, Header, TarReader, DEFAULT_MTIME};
 use crate::Reference;
 
-use super::{copy_data, write_bytes, BuildError, Images};
+use super::{write_bytes, BuildError, Images};
 
 /// What the kernel image lacks.
 #[derive(Debug, thiserror::Error)]

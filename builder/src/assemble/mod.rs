@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use crate::image::{ImageConfigFile, LayoutEntry};
 use crate::oci_config::{IdMap, Volumes};
 use crate::spec::model::Moby;
-use crate::tar::{EntrySink, Header};
+use crate::tar::{copy_data, EntrySink, Header};
 use crate::Reference;
 
 pub use self::files::FilesError;
@@ -176,22 +176,6 @@ fn write_bytes(sink: &mut dyn EntrySink, header: &Header, data: &[u8]) -> io::Re
 fn copy_entry(sink: &mut dyn EntrySink, header: &Header, data: &mut dyn Read) -> io::Result<()> {
     sink.write_header(header)?;
     copy_data(sink, header.size, data)
-}
-
-/// Copies exactly `size` bytes from `data` into the sink's current entry.
-fn copy_data(sink: &mut dyn EntrySink, size: u64, data: &mut dyn Read) -> io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut left = size;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = data.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data ended early"));
-        }
-        sink.write_data(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
 }
 
 /// Writes the directories of `prefix` (`a/b/c/` → `a`, `a/b`, `a/b/c`), as LinuxKit's tarPrefix does.

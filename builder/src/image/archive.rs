@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use super::descriptor::{parse_manifest, sha256_hex, Descriptor, Manifest};
 use super::layout::{BlobOrigin, IndexEntry, RootIndex, Store, MAX_JSON_BLOB};
 use super::ImageError;
-use crate::tar::{EntryKind, EntrySink, Header, TarReader, TarWriter};
+use crate::tar::{copy_data, EntryKind, EntrySink, Header, TarReader, TarWriter};
 
 /// `oci-layout` in exported archives.
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -183,21 +183,7 @@ fn append<W: Write>(tar: &mut TarWriter<W>, name: &str, data: &mut dyn Read, siz
     header.mtime = 0;
     header.size = size;
     tar.write_header(&header)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut left = size;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = data.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{name} ended early"),
-            ));
-        }
-        tar.write_data(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(())
+    copy_data(tar, size, data)
 }
 
 /// Appends a directory (mode 0755, mtime 0).

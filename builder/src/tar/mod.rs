@@ -27,6 +27,22 @@ pub trait EntrySink {
     fn finish(&mut self) -> io::Result<()>;
 }
 
+/// Copies exactly `size` bytes from `data` into the sink's current entry, in bounded chunks.
+pub fn copy_data(sink: &mut dyn EntrySink, size: u64, data: &mut dyn io::Read) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = data.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data ended early"));
+        }
+        sink.write_data(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
 /// The type of a tar entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryKind {
