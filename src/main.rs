@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", report(&err));
             ExitCode::FAILURE
         }
     }
@@ -48,6 +48,20 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_target(false)
         .with_level(false)
         .init();
+}
+
+/// The error and its causes, each cause once: library errors often already quote their cause in
+/// their own message, so a cause whose text is already there is not repeated.
+fn report(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// A closed stdout (e.g. `moby build -o - x.yml | head`) is not an error worth reporting.
