@@ -141,7 +141,8 @@ pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> R
         ("services", &moby.services),
     ] {
         if !entries.is_empty() {
-            tracing::info!("Add {section} containers:");
+            // LinuxKit's wording: "Add onboot containers:", ..., "Add service containers:".
+            tracing::info!("Add {} containers:", section.trim_end_matches('s'));
         }
         for (i, entry) in entries.iter().enumerate() {
             bundles.write(section, i, entry, images, sink)?;
