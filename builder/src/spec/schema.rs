@@ -596,11 +596,18 @@ impl Walker {
             return true;
         }
         let field = self.here_linuxkit();
+        // `mode: 0644` or `cmdline: 42` are strings to the user: say how to write them as such.
+        let hint = match (&node.value, expected) {
+            (Value::Scalar(scalar), JsonType::String) if found != JsonType::Null => {
+                format!(" (quote it to make it a string: \"{}\")", scalar.text)
+            }
+            _ => String::new(),
+        };
         self.problem(
             node.mark,
             None,
             ErrorKind::Schema,
-            format!("expected {}, found {}", expected.described(), found.described()),
+            format!("expected {}, found {}{hint}", expected.described(), found.described()),
             vec![format!(
                 "{field}: Invalid type. Expected: {}, given: {}",
                 expected.schema_name(),

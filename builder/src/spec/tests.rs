@@ -166,11 +166,11 @@ fn e02_wrong_types() {
     check(
         &text,
         &[
-            "linuxkit.yml:3:12: kernel.cmdline: expected a string, found an integer",
+            "linuxkit.yml:3:12: kernel.cmdline: expected a string, found an integer (quote it to make it a string: \"42\")",
             "linuxkit.yml:7:15: onboot[0].readonly: expected a boolean, found a string",
             "linuxkit.yml:8:18: onboot[0].oomScoreAdj: expected an integer, found a string",
-            "linuxkit.yml:10:28: onboot[0].sysctl[\"net.ipv4.ip_forward\"]: expected a string, found an integer",
-            "linuxkit.yml:14:11: files[0].mode: expected a string, found an integer",
+            "linuxkit.yml:10:28: onboot[0].sysctl[\"net.ipv4.ip_forward\"]: expected a string, found an integer (quote it to make it a string: \"1\")",
+            "linuxkit.yml:14:11: files[0].mode: expected a string, found an integer (quote it to make it a string: \"0644\")",
         ],
     );
 }
@@ -539,7 +539,7 @@ fn invalid_required_values_do_not_hide_other_problems() {
     check(
         "onboot:\n  - name: 5\n    image: [x]\n    capabilities: [CAP_FOO]\n",
         &[
-            "linuxkit.yml:2:11: onboot[0].name: expected a string, found an integer",
+            "linuxkit.yml:2:11: onboot[0].name: expected a string, found an integer (quote it to make it a string: \"5\")",
             "linuxkit.yml:3:12: onboot[0].image: expected a string, found a list",
             "linuxkit.yml:4:20: onboot[0].capabilities[0]: unknown capability \"CAP_FOO\"",
         ],
