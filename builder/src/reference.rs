@@ -1,8 +1,9 @@
 //! Image references, normalised the way LinuxKit normalises them.
 //!
 //! LinuxKit expands `redis` to `docker.io/library/redis` and `foo/bar` to `docker.io/foo/bar`, but it
-//! does not add `:latest`: the expanded string is what it records in `LINUXKIT.source`, in metadata
-//! files and (with `:latest` added when untagged) in the cache's `index.json`.
+//! does not add `:latest`: the expanded string is what it records in `LINUXKIT.source` and in metadata
+//! files. In the cache's `index.json` we name untagged images with `:latest` (as `linuxkit cache pull`
+//! does); lookups also accept the bare name that `linuxkit build` writes.
 
 use std::fmt;
 
