@@ -1,5 +1,16 @@
 //! VM backends (qemu via QMP, hyperkit, GCP) that boot the builder's outputs as instances.
 //!
-//! Nothing lives here yet: `moby run` is the subject of its own issue. The crate exists so that the
-//! dependency direction of `docs/architecture.md` (`plugin` → {`builder`, `vmm`}) is fixed from the start.
+//! # Brief overview
+//!
+//! - [`qemu`] turns what the user asked for (an image to boot, CPUs, memory, disks, networking,
+//!   published ports) into a qemu command line; [`accel`] decides between KVM and TCG by probing,
+//!   never by the mere presence of `/dev/kvm`; [`firmware`] finds UEFI firmware.
+//! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
+//! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address).
 #![deny(missing_docs)]
+
+pub mod accel;
+pub mod firmware;
+pub mod qemu;
+pub mod qmp;
+pub mod state;
