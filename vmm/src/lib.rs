@@ -7,6 +7,7 @@
 //!   never by the mere presence of `/dev/kvm`; [`firmware`] finds UEFI firmware.
 //! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
 //! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address).
+//! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
 #![deny(missing_docs)]
 
 pub mod accel;
@@ -14,3 +15,4 @@ pub mod firmware;
 pub mod qemu;
 pub mod qmp;
 pub mod state;
+pub mod userdata;
