@@ -355,7 +355,10 @@ struct StatusReply {
 
 /// What a line turned out to be.
 enum Incoming {
-    Reply { id: Option<Value>, result: Result<Value, ErrorBody> },
+    Reply {
+        id: Option<Value>,
+        result: Result<Value, ErrorBody>,
+    },
     Event(Event),
 }
 
@@ -380,7 +383,10 @@ impl Qmp {
                 Ok(stream) => return Self::handshake(socket, stream).await,
                 Err(source)
                     if Instant::now() < deadline
-                        && matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) =>
+                        && matches!(
+                            source.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                        ) =>
                 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -397,7 +403,12 @@ impl Qmp {
             writer,
             next_id: 0,
             events: VecDeque::new(),
-            version: QemuVersion { major: 0, minor: 0, micro: 0, package: String::new() },
+            version: QemuVersion {
+                major: 0,
+                minor: 0,
+                micro: 0,
+                package: String::new(),
+            },
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             closed: false,
             partial: Vec::new(),
@@ -437,7 +448,10 @@ impl Qmp {
         let value = self.execute("query-status", None).await?;
         let reply: StatusReply = serde_json::from_value(value.clone())
             .map_err(|e| self.protocol("reading the reply to `query-status`", format!("{e}: {value}")))?;
-        Ok(VmStatus { running: reply.running, status: RunState::from_name(&reply.status) })
+        Ok(VmStatus {
+            running: reply.running,
+            status: RunState::from_name(&reply.status),
+        })
     }
 
     /// `cont`: resumes a paused or `-S` (prelaunch) VM.
@@ -463,7 +477,10 @@ impl Qmp {
             Ok(_) => Ok(()),
             Err(QmpError::Closed { .. }) => Ok(()),
             Err(QmpError::Io { source, .. })
-                if matches!(source.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) =>
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
             {
                 self.closed = true;
                 Ok(())
@@ -480,9 +497,7 @@ impl Qmp {
         let outcome = match self.wait_event("SHUTDOWN", timeout).await {
             Ok(event) => match event.shutdown() {
                 Some(shutdown) => ShutdownOutcome::PoweredDown(shutdown),
-                None => {
-                    return Err(self.protocol("waiting for SHUTDOWN", format!("malformed data {}", event.data)))
-                }
+                None => return Err(self.protocol("waiting for SHUTDOWN", format!("malformed data {}", event.data))),
             },
             Err(QmpError::Timeout { .. }) => ShutdownOutcome::Quit,
             Err(e) => return Err(e),
@@ -539,7 +554,10 @@ impl Qmp {
     /// Events that arrive before the reply are queued.
     pub async fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
         if self.closed {
-            return Err(QmpError::Closed { socket: self.socket.clone(), doing: format!("sending `{command}`") });
+            return Err(QmpError::Closed {
+                socket: self.socket.clone(),
+                doing: format!("sending `{command}`"),
+            });
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -551,7 +569,11 @@ impl Qmp {
         line.push('\n');
         let doing = format!("sending `{command}`");
         if let Err(source) = self.writer.write_all(line.as_bytes()).await {
-            return Err(QmpError::Io { socket: self.socket.clone(), doing, source });
+            return Err(QmpError::Io {
+                socket: self.socket.clone(),
+                doing,
+                source,
+            });
         }
         let doing = format!("waiting for the reply to `{command}`");
         let timeout = self.command_timeout;
@@ -586,13 +608,23 @@ impl Qmp {
                 .timestamp
                 .map(|t| u64::try_from(t.seconds.saturating_mul(1_000_000).saturating_add(t.microseconds)).unwrap_or(0))
                 .unwrap_or(0);
-            return Ok(Incoming::Event(Event { name, data: message.data, timestamp_micros }));
+            return Ok(Incoming::Event(Event {
+                name,
+                data: message.data,
+                timestamp_micros,
+            }));
         }
         if let Some(error) = message.error {
-            return Ok(Incoming::Reply { id: message.id, result: Err(error) });
+            return Ok(Incoming::Reply {
+                id: message.id,
+                result: Err(error),
+            });
         }
         if let Some(ret) = message.ret {
-            return Ok(Incoming::Reply { id: message.id, result: Ok(ret) });
+            return Ok(Incoming::Reply {
+                id: message.id,
+                result: Ok(ret),
+            });
         }
         Err(self.protocol(doing, line.trim_end().to_string()))
     }
@@ -607,10 +639,17 @@ impl Qmp {
                 doing: doing.to_string(),
                 timeout: Duration::ZERO,
             }),
-            Ok(Err(source)) => Err(QmpError::Io { socket: self.socket.clone(), doing: doing.to_string(), source }),
+            Ok(Err(source)) => Err(QmpError::Io {
+                socket: self.socket.clone(),
+                doing: doing.to_string(),
+                source,
+            }),
             Ok(Ok(_)) if !self.partial.ends_with(b"\n") => {
                 self.closed = true;
-                Err(QmpError::Closed { socket: self.socket.clone(), doing: doing.to_string() })
+                Err(QmpError::Closed {
+                    socket: self.socket.clone(),
+                    doing: doing.to_string(),
+                })
             }
             Ok(Ok(_)) => {
                 let line = String::from_utf8_lossy(&self.partial).into_owned();
@@ -621,6 +660,10 @@ impl Qmp {
     }
 
     fn protocol(&self, doing: &str, message: String) -> QmpError {
-        QmpError::Protocol { socket: self.socket.clone(), doing: doing.to_string(), message }
+        QmpError::Protocol {
+            socket: self.socket.clone(),
+            doing: doing.to_string(),
+            message,
+        }
     }
 }
