@@ -667,3 +667,148 @@ impl Qmp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::UnixListener;
+
+    /// A scripted QMP server: for each request line it reads, it writes the next reply lines, with
+    /// `ID` replaced by the request's id.
+    async fn fake_server(listener: UnixListener, script: Vec<Vec<&'static str>>) -> Vec<Value> {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 1, "minor": 2, "major": 9}, "package": " Debian "}, "capabilities": ["oob"]}}"#;
+        write
+            .write_all(format!("{greeting}\r\n").as_bytes())
+            .await
+            .expect("greeting");
+        let mut requests = Vec::new();
+        for replies in script {
+            let Ok(Some(line)) = lines.next_line().await else { break };
+            let request: Value = serde_json::from_str(&line).expect("request is JSON");
+            let id = request["id"].to_string();
+            requests.push(request);
+            for reply in replies {
+                write
+                    .write_all(format!("{}\r\n", reply.replace("ID", &id)).as_bytes())
+                    .await
+                    .expect("reply");
+            }
+        }
+        requests
+    }
+
+    fn listen() -> (tempfile::TempDir, PathBuf, UnixListener) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("qmp.sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        (dir, socket, listener)
+    }
+
+    #[tokio::test]
+    async fn events_before_a_reply_are_queued_and_unknown_states_kept() {
+        let (_dir, socket, listener) = listen();
+        let server = tokio::spawn(fake_server(
+            listener,
+            vec![
+                vec![r#"{"return": {}, "id": ID}"#],
+                vec![
+                    r#"{"event": "POWERDOWN", "timestamp": {"seconds": 1, "microseconds": 5}}"#,
+                    r#"{"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}, "timestamp": {"seconds": 2, "microseconds": 0}}"#,
+                    r#"{"return": {"running": false, "status": "some-future-state"}, "id": ID}"#,
+                ],
+            ],
+        ));
+        let mut qmp = Qmp::connect(&socket).await.expect("connect");
+        assert_eq!(
+            qmp.version(),
+            &QemuVersion {
+                major: 9,
+                minor: 2,
+                micro: 1,
+                package: "Debian".to_string()
+            }
+        );
+        let status = qmp.query_status().await.expect("status");
+        assert_eq!(
+            status,
+            VmStatus {
+                running: false,
+                status: RunState::Other("some-future-state".into())
+            }
+        );
+        // Both events arrived before the reply; SHUTDOWN comes from the queue, POWERDOWN stays.
+        let event = qmp
+            .wait_event("SHUTDOWN", Duration::ZERO)
+            .await
+            .expect("queued SHUTDOWN");
+        assert_eq!(
+            event.shutdown(),
+            Some(Shutdown {
+                guest: true,
+                reason: ShutdownReason::GuestShutdown
+            })
+        );
+        assert_eq!(event.timestamp_micros, 2_000_000);
+        let rest = qmp.take_events();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].name, "POWERDOWN");
+        assert_eq!(rest[0].shutdown(), None);
+        let requests = server.await.expect("server");
+        assert_eq!(requests[0]["execute"], "qmp_capabilities");
+        assert_eq!(requests[1]["execute"], "query-status");
+        assert_ne!(requests[0]["id"], requests[1]["id"], "each request has its own id");
+    }
+
+    #[tokio::test]
+    async fn error_replies_carry_class_desc_socket_and_command() {
+        let (_dir, socket, listener) = listen();
+        let _server = tokio::spawn(fake_server(
+            listener,
+            vec![
+                vec![r#"{"return": {}, "id": ID}"#],
+                vec![r#"{"error": {"class": "GenericError", "desc": "no way"}, "id": ID}"#],
+            ],
+        ));
+        let mut qmp = Qmp::connect(&socket).await.expect("connect");
+        let err = qmp.stop().await.expect_err("error reply");
+        assert!(matches!(&err, QmpError::Command { class, desc, .. } if class == "GenericError" && desc == "no way"));
+        let text = err.to_string();
+        assert!(
+            text.contains(&socket.display().to_string()) && text.contains("`stop`"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_the_wrong_id_is_a_protocol_error() {
+        let (_dir, socket, listener) = listen();
+        let _server = tokio::spawn(fake_server(listener, vec![vec![r#"{"return": {}, "id": 4242}"#]]));
+        let err = Qmp::connect(&socket).await.expect_err("wrong id");
+        assert!(matches!(err, QmpError::Protocol { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wait_event_times_out_and_quit_tolerates_a_closed_socket() {
+        let (_dir, socket, listener) = listen();
+        // After negotiation the server reads `system_powerdown`, answers, then reads `quit` and hangs
+        // up without answering, as an exiting qemu may.
+        let _server = tokio::spawn(fake_server(
+            listener,
+            vec![
+                vec![r#"{"return": {}, "id": ID}"#],
+                vec![r#"{"return": {}, "id": ID}"#],
+                vec![],
+            ],
+        ));
+        let mut qmp = Qmp::connect(&socket).await.expect("connect");
+        let outcome = qmp
+            .graceful_shutdown(Duration::from_millis(50))
+            .await
+            .expect("shutdown");
+        assert_eq!(outcome, ShutdownOutcome::Quit);
+    }
+}
