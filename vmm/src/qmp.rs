@@ -495,10 +495,11 @@ impl Qmp {
     pub async fn graceful_shutdown(&mut self, timeout: Duration) -> Result<ShutdownOutcome, QmpError> {
         self.system_powerdown().await?;
         let outcome = match self.wait_event("SHUTDOWN", timeout).await {
-            Ok(event) => match event.shutdown() {
-                Some(shutdown) => ShutdownOutcome::PoweredDown(shutdown),
-                None => return Err(self.protocol("waiting for SHUTDOWN", format!("malformed data {}", event.data))),
-            },
+            // A SHUTDOWN whose data we cannot read still means the VM shut down.
+            Ok(event) => ShutdownOutcome::PoweredDown(event.shutdown().unwrap_or(Shutdown {
+                guest: false,
+                reason: ShutdownReason::Other(event.data.to_string()),
+            })),
             Err(QmpError::Timeout { .. }) => ShutdownOutcome::Quit,
             Err(e) => return Err(e),
         };
