@@ -1,1 +1,729 @@
-//! (being written)
+//! The state directory of one VM instance.
+//!
+//! # Layout
+//!
+//! LinuxKit keeps a VM's state in `PREFIX-state/` next to the image (`--state` overrides it); we keep
+//! it per user under a base directory, `~/.moby/run/NAME/` by default ([`StateRoot::default_base`];
+//! `MOBY_STATE_HOME` overrides the base), so `moby ps`, `moby stop NAME` and `moby console NAME`
+//! find instances by name. `moby run --state DIR` uses DIR as is ([`StateDir::new`]). File names
+//! follow LinuxKit where it has them:
+//!
+//! | file         | what                                                                 |
+//! |--------------|----------------------------------------------------------------------|
+//! | `qemu.pid`   | qemu's pid, written by qemu itself (`-pidfile`)                       |
+//! | `qmp.sock`   | the QMP socket ([`crate::qmp`])                                        |
+//! | `console.log`| the serial console of a detached VM                                   |
+//! | `mac-addr`   | the NIC's MAC address, generated once and kept across runs (LinuxKit) |
+//! | `disk.img`, `disk1.img`, ... | disks created for `--disk size=` (LinuxKit's names)   |
+//! | `data.iso`   | the userdata (cidata) CD (LinuxKit's name)                            |
+//! | `lock`       | held (flock) by the `moby run` that owns the directory                |
+//!
+//! # Invariants
+//!
+//! A directory whose `qemu.pid` names a live qemu is never reused: [`StateDir::lock`] refuses with
+//! an error that says to `moby stop NAME` or pick another `--state`. A `qemu.pid` whose process is
+//! gone, or is not qemu (the pid was reused), is stale: `lock` removes it and the old socket.
+//! The MAC address, disks and userdata ISO survive runs.
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// An error about a state directory; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file or directory could not be read or written.
+    #[error("state dir: cannot {doing} {path}: {source}")]
+    Io {
+        /// What we tried, e.g. "create", "read".
+        doing: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another `moby run` holds the directory's lock.
+    #[error(
+        "state dir {dir} is in use by another `moby run` (lock {lock} is held); wait for it, \
+         run `moby stop {name}`, or use another --state dir"
+    )]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The instance name.
+        name: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A VM still runs from this directory.
+    #[error(
+        "VM `{name}` is still running from {dir} (qemu pid {pid}); run `moby stop {name}` or use another --state dir"
+    )]
+    Running {
+        /// The state directory.
+        dir: PathBuf,
+        /// The instance name.
+        name: String,
+        /// qemu's pid.
+        pid: u32,
+    },
+    /// The pid file does not hold a pid.
+    #[error("state dir: {path} does not hold a process id ({content:?}); remove it if no VM runs from {dir}")]
+    BadPidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// The state directory.
+        dir: PathBuf,
+        /// What it holds.
+        content: String,
+    },
+    /// The MAC address file does not hold a MAC address.
+    #[error("state dir: {path} does not hold a MAC address ({content:?}); remove it to generate a new one")]
+    BadMac {
+        /// The MAC file.
+        path: PathBuf,
+        /// What it holds.
+        content: String,
+    },
+    /// An instance name that cannot be a directory name.
+    #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_`")]
+    BadName(String),
+    /// No home directory to put the default base in.
+    #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME or pass --state DIR")]
+    NoHome,
+}
+
+/// Whether a VM runs from a state directory, judged from its pid file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceStatus {
+    /// No pid file.
+    Stopped,
+    /// The pid file names a live qemu.
+    Running {
+        /// qemu's pid.
+        pid: u32,
+    },
+    /// The pid file is left over from a run that ended without cleaning up.
+    Stale {
+        /// The pid in the file.
+        pid: u32,
+        /// Why it is stale.
+        why: StaleReason,
+    },
+}
+
+/// Why a pid file is stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleReason {
+    /// No process has that pid.
+    Gone,
+    /// The process with that pid is not qemu (the pid was reused); holds its command name.
+    NotQemu(String),
+}
+
+/// A locally administered unicast MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Makes `bytes` a locally administered (bit 1 set) unicast (bit 0 clear) address, as LinuxKit
+    /// does for its random MACs.
+    pub fn local_unicast(mut bytes: [u8; 6]) -> Self {
+        bytes[0] = (bytes[0] & !0x01) | 0x02;
+        MacAddr(bytes)
+    }
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (also `-` separated, any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 6];
+        let mut parts = text.trim().split([':', '-']);
+        for byte in &mut bytes {
+            let part = parts.next()?;
+            if part.len() != 2 {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        parts.next().is_none().then_some(MacAddr(bytes))
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// The base directory holding one state directory per instance name.
+#[derive(Debug, Clone)]
+pub struct StateRoot {
+    base: PathBuf,
+}
+
+/// One row of [`StateRoot::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// The instance name (its directory's name).
+    pub name: String,
+    /// Its state directory.
+    pub dir: PathBuf,
+    /// Whether it runs.
+    pub status: InstanceStatus,
+}
+
+impl StateRoot {
+    /// A root at `base`.
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        StateRoot { base: base.into() }
+    }
+
+    /// `$MOBY_STATE_HOME` if set, else `$HOME/.moby/run`.
+    pub fn default_base() -> Result<PathBuf, StateError> {
+        if let Some(base) = std::env::var_os("MOBY_STATE_HOME").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(base));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .ok_or(StateError::NoHome)?;
+        Ok(Path::new(&home).join(".moby").join("run"))
+    }
+
+    /// The base directory.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The state directory of instance `name` (not created).
+    pub fn instance(&self, name: &str) -> Result<StateDir, StateError> {
+        let usable = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !usable {
+            return Err(StateError::BadName(name.to_string()));
+        }
+        Ok(StateDir {
+            dir: self.base.join(name),
+            name: name.to_string(),
+        })
+    }
+
+    /// Every instance under the base that has run at least once (has a directory), sorted by name.
+    /// A missing base lists nothing.
+    pub fn list(&self) -> Result<Vec<InstanceInfo>, StateError> {
+        let entries = match fs::read_dir(&self.base) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "list",
+                    path: self.base.clone(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| StateError::Io {
+                doing: "list",
+                path: self.base.clone(),
+                source,
+            })?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let Ok(state) = self.instance(&name) else { continue };
+            let status = state.status()?;
+            out.push(InstanceInfo {
+                name,
+                dir: state.dir,
+                status,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// The state directory of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    dir: PathBuf,
+    name: String,
+}
+
+impl StateDir {
+    /// The state directory `dir` (as given with `--state`), for instance `name` (used in messages).
+    pub fn new(dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        StateDir {
+            dir: dir.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The instance name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `qemu.pid`, written by qemu (`-pidfile`).
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+
+    /// `qmp.sock`, the QMP socket.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+
+    /// `console.log`, the serial console of a detached VM.
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// `mac-addr`, the kept MAC address.
+    pub fn mac_file(&self) -> PathBuf {
+        self.dir.join("mac-addr")
+    }
+
+    /// `data.iso`, the userdata CD.
+    pub fn userdata_iso(&self) -> PathBuf {
+        self.dir.join("data.iso")
+    }
+
+    /// The `index`th disk created for `--disk size=`: `disk.img`, `disk1.img`, ... (LinuxKit's names).
+    pub fn disk(&self, index: usize) -> PathBuf {
+        match index {
+            0 => self.dir.join("disk.img"),
+            n => self.dir.join(format!("disk{n}.img")),
+        }
+    }
+
+    /// `lock`, flocked by the `moby run` owning the directory.
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// Whether a VM runs from here, from `qemu.pid` and `/proc/PID/cmdline`.
+    ///
+    /// Where there is no `/proc` (macOS), a pid file is taken to mean a running VM: refusing is
+    /// safer than reusing a live VM's disks.
+    pub fn status(&self) -> Result<InstanceStatus, StateError> {
+        let Some(pid) = self.read_pid()? else {
+            return Ok(InstanceStatus::Stopped);
+        };
+        if !Path::new("/proc/self").exists() {
+            return Ok(InstanceStatus::Running { pid });
+        }
+        let cmdline = match fs::read(format!("/proc/{pid}/cmdline")) {
+            Ok(cmdline) => cmdline,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(InstanceStatus::Stale {
+                    pid,
+                    why: StaleReason::Gone,
+                })
+            }
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "read",
+                    path: PathBuf::from(format!("/proc/{pid}/cmdline")),
+                    source,
+                })
+            }
+        };
+        // A zombie has an empty cmdline: it is gone as far as we care.
+        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+        if argv0.is_empty() {
+            return Ok(InstanceStatus::Stale {
+                pid,
+                why: StaleReason::Gone,
+            });
+        }
+        let argv0 = String::from_utf8_lossy(argv0).into_owned();
+        let base = argv0.rsplit('/').next().unwrap_or(&argv0);
+        if base.starts_with("qemu") {
+            Ok(InstanceStatus::Running { pid })
+        } else {
+            Ok(InstanceStatus::Stale {
+                pid,
+                why: StaleReason::NotQemu(base.to_string()),
+            })
+        }
+    }
+
+    /// The pid in `qemu.pid`, or `None` without one.
+    pub fn read_pid(&self) -> Result<Option<u32>, StateError> {
+        let path = self.pid_file();
+        let content = match fs::read_to_string(&path) {
+            Ok(content) => content,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        match content.trim().parse::<u32>() {
+            Ok(pid) if pid > 0 => Ok(Some(pid)),
+            _ => Err(StateError::BadPidFile {
+                path,
+                dir: self.dir.clone(),
+                content,
+            }),
+        }
+    }
+
+    /// Creates the directory if needed and takes it for one run: takes the lock (another `moby run`
+    /// holding it is [`StateError::Locked`]), refuses if a VM runs from it ([`StateError::Running`]),
+    /// and removes a stale pid file and QMP socket. Hold the returned lock until qemu has written
+    /// its pid file (or for the whole run in the foreground); dropping it releases the lock.
+    pub fn lock(&self) -> Result<StateLock, StateError> {
+        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            doing: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.lock_file();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                doing: "open",
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(StateError::Locked {
+                    dir: self.dir.clone(),
+                    name: self.name.clone(),
+                    lock: path,
+                })
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(StateError::Io {
+                    doing: "lock",
+                    path,
+                    source,
+                })
+            }
+        }
+        match self.status()? {
+            InstanceStatus::Running { pid } => {
+                return Err(StateError::Running {
+                    dir: self.dir.clone(),
+                    name: self.name.clone(),
+                    pid,
+                })
+            }
+            InstanceStatus::Stale { .. } => self.clean_stale()?,
+            InstanceStatus::Stopped => {}
+        }
+        Ok(StateLock {
+            _file: file,
+            state: self.clone(),
+        })
+    }
+
+    /// Removes what a dead qemu leaves behind (pid file, QMP socket); keeps the MAC, disks, the
+    /// userdata ISO and the console log.
+    fn clean_stale(&self) -> Result<(), StateError> {
+        for path in [self.pid_file(), self.qmp_socket()] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StateError::Io {
+                        doing: "remove",
+                        path,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The instance's MAC address: read from `mac-addr`, or generated from random bytes
+    /// (`/dev/urandom`), made locally administered unicast, and written there on first use.
+    pub fn mac(&self) -> Result<MacAddr, StateError> {
+        let path = self.mac_file();
+        match fs::read_to_string(&path) {
+            Ok(content) => return MacAddr::parse(&content).ok_or(StateError::BadMac { path, content }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "read",
+                    path,
+                    source,
+                })
+            }
+        }
+        let mut bytes = [0u8; 6];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|source| StateError::Io {
+                doing: "read",
+                path: PathBuf::from("/dev/urandom"),
+                source,
+            })?;
+        let mac = MacAddr::local_unicast(bytes);
+        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            doing: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        // Write to a temp name and rename, so a crash never leaves a half-written MAC.
+        let tmp = self.dir.join("mac-addr.tmp");
+        File::create(&tmp)
+            .and_then(|mut f| f.write_all(mac.to_string().as_bytes()))
+            .map_err(|source| StateError::Io {
+                doing: "write",
+                path: tmp.clone(),
+                source,
+            })?;
+        fs::rename(&tmp, &path).map_err(|source| StateError::Io {
+            doing: "write",
+            path,
+            source,
+        })?;
+        Ok(mac)
+    }
+}
+
+/// A held lock on a [`StateDir`]; released on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    state: StateDir,
+}
+
+impl StateLock {
+    /// The locked state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(name: &str) -> (tempfile::TempDir, StateDir) {
+        let base = tempfile::tempdir().expect("temp dir");
+        let state = StateRoot::new(base.path()).instance(name).expect("name");
+        (base, state)
+    }
+
+    /// A pid no process has: above the kernel's pid_max.
+    fn dead_pid() -> u32 {
+        let max = fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
+        max.trim().parse::<u32>().expect("pid_max") + 1
+    }
+
+    #[test]
+    fn layout_uses_linuxkit_names() {
+        let (base, s) = state("vm1");
+        assert_eq!(s.dir(), base.path().join("vm1"));
+        assert_eq!(s.pid_file(), base.path().join("vm1/qemu.pid"));
+        assert_eq!(s.qmp_socket(), base.path().join("vm1/qmp.sock"));
+        assert_eq!(s.mac_file(), base.path().join("vm1/mac-addr"));
+        assert_eq!(s.userdata_iso(), base.path().join("vm1/data.iso"));
+        assert_eq!(s.disk(0), base.path().join("vm1/disk.img"));
+        assert_eq!(s.disk(2), base.path().join("vm1/disk2.img"));
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let root = StateRoot::new("/nonexistent");
+        for name in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(matches!(root.instance(name), Err(StateError::BadName(_))), "{name:?}");
+        }
+        assert!(root.instance("linuxkit-1.2_x").is_ok());
+    }
+
+    #[test]
+    fn fresh_dir_is_stopped_and_lockable() {
+        let (_base, s) = state("vm");
+        assert_eq!(s.status().expect("status"), InstanceStatus::Stopped);
+        let lock = s.lock().expect("lock");
+        assert!(s.dir().is_dir());
+        assert_eq!(lock.state(), &s);
+    }
+
+    #[test]
+    fn second_lock_is_refused_until_the_first_is_dropped() {
+        let (_base, s) = state("vm");
+        let lock = s.lock().expect("first lock");
+        let err = s.lock().expect_err("second lock");
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("moby stop vm"), "{err}");
+        drop(lock);
+        s.lock().expect("lock after release");
+    }
+
+    #[test]
+    fn stale_pid_of_a_gone_process_is_cleaned() {
+        let (_base, s) = state("vm");
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        let pid = dead_pid();
+        fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
+        fs::write(s.qmp_socket(), "").expect("sock");
+        fs::write(s.console_log(), "old console").expect("log");
+        assert_eq!(
+            s.status().expect("status"),
+            InstanceStatus::Stale {
+                pid,
+                why: StaleReason::Gone
+            }
+        );
+        let _lock = s.lock().expect("lock cleans stale state");
+        assert!(!s.pid_file().exists());
+        assert!(!s.qmp_socket().exists());
+        assert!(s.console_log().exists(), "the console log is kept");
+        assert_eq!(s.status().expect("status"), InstanceStatus::Stopped);
+    }
+
+    #[test]
+    fn live_pid_that_is_not_qemu_is_stale() {
+        let (_base, s) = state("vm");
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        let pid = std::process::id();
+        fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
+        match s.status().expect("status") {
+            InstanceStatus::Stale {
+                pid: p,
+                why: StaleReason::NotQemu(cmd),
+            } => {
+                assert_eq!(p, pid);
+                assert!(!cmd.starts_with("qemu"), "{cmd}");
+            }
+            other => panic!("expected stale, got {other:?}"),
+        }
+        let _lock = s.lock().expect("lock cleans a reused pid");
+        assert!(!s.pid_file().exists());
+    }
+
+    #[test]
+    fn running_qemu_is_never_reused() {
+        // A process whose argv[0] is qemu-ish: `exec -a` gives sleep that name.
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", "exec -a qemu-system-x86_64 sleep 600"])
+            .spawn()
+            .expect("spawn sleep");
+        struct Kill<'a>(&'a mut std::process::Child);
+        impl Drop for Kill<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let pid = child.id();
+        let _guard = Kill(&mut child);
+        let (_base, s) = state("web");
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
+        // bash may not have exec'd yet; wait until the cmdline shows the new name.
+        let mut status = s.status().expect("status");
+        for _ in 0..500 {
+            if status == (InstanceStatus::Running { pid }) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            status = s.status().expect("status");
+        }
+        assert_eq!(status, InstanceStatus::Running { pid });
+        let err = s.lock().expect_err("a running VM");
+        assert!(matches!(err, StateError::Running { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("moby stop web") && text.contains("--state"), "{text}");
+        assert!(s.pid_file().exists(), "a live VM's pid file is kept");
+    }
+
+    #[test]
+    fn garbage_pid_file_is_an_error_naming_it() {
+        let (_base, s) = state("vm");
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        fs::write(s.pid_file(), "not a pid").expect("pid");
+        let err = s.status().expect_err("garbage");
+        assert!(err.to_string().contains("qemu.pid"), "{err}");
+    }
+
+    #[test]
+    fn mac_is_generated_once_and_kept() {
+        let (_base, s) = state("vm");
+        let mac = s.mac().expect("mac");
+        assert_eq!(mac.0[0] & 0x01, 0, "unicast");
+        assert_eq!(mac.0[0] & 0x02, 0x02, "locally administered");
+        let text = fs::read_to_string(s.mac_file()).expect("mac file");
+        assert_eq!(MacAddr::parse(&text), Some(mac));
+        assert_eq!(s.mac().expect("mac again"), mac);
+        assert_eq!(
+            StateDir::new(s.dir(), "vm").mac().expect("mac from another handle"),
+            mac
+        );
+    }
+
+    #[test]
+    fn mac_file_from_linuxkit_is_read() {
+        let (_base, s) = state("vm");
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        fs::write(s.mac_file(), "02:AB:cd:00:11:ff").expect("mac");
+        assert_eq!(s.mac().expect("mac"), MacAddr([0x02, 0xab, 0xcd, 0x00, 0x11, 0xff]));
+        assert_eq!(s.mac().expect("mac").to_string(), "02:ab:cd:00:11:ff");
+        fs::write(s.mac_file(), "02:ab:cd").expect("mac");
+        assert!(matches!(s.mac(), Err(StateError::BadMac { .. })));
+    }
+
+    #[test]
+    fn local_unicast_sets_and_clears_bits() {
+        assert_eq!(MacAddr::local_unicast([0xff; 6]).0[0], 0xfe);
+        assert_eq!(MacAddr::local_unicast([0x00; 6]).0[0], 0x02);
+    }
+
+    #[test]
+    fn list_shows_instances_with_status() {
+        let base = tempfile::tempdir().expect("temp dir");
+        let root = StateRoot::new(base.path());
+        assert!(root.list().expect("empty").is_empty());
+        let a = root.instance("a").expect("a");
+        let b = root.instance("b").expect("b");
+        fs::create_dir_all(a.dir()).expect("mkdir");
+        fs::create_dir_all(b.dir()).expect("mkdir");
+        fs::write(b.pid_file(), format!("{}\n", dead_pid())).expect("pid");
+        fs::write(base.path().join("not-a-dir"), "").expect("file");
+        let list = root.list().expect("list");
+        let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(list[0].status, InstanceStatus::Stopped);
+        assert!(matches!(
+            list[1].status,
+            InstanceStatus::Stale {
+                why: StaleReason::Gone,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn missing_base_lists_nothing() {
+        let root = StateRoot::new("/nonexistent/moby-state-base");
+        assert!(root.list().expect("list").is_empty());
+    }
+}
