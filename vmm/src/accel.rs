@@ -514,5 +514,13 @@ mod tests {
         if let (Some(_), AccelChoice::TcgFallback(why)) = (&kernel, &choice) {
             assert!(why.contains("kernel") || why.contains("/dev/kvm"), "{why}");
         }
+        if kernel.is_some() {
+            // Stage 2 itself works: under TCG the same kernel prints its banner.
+            let tcg = ProbeConfig {
+                timeout: Duration::from_secs(120),
+                ..probe
+            };
+            assert_eq!(probe_with(Accel::Tcg, &tcg).unwrap(), KvmProbe::Usable);
+        }
     }
 }
