@@ -16,6 +16,7 @@
 
 pub mod assemble;
 pub mod build;
+mod gojson;
 pub mod image;
 pub mod layer;
 pub mod oci_config;

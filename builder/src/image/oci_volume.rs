@@ -196,23 +196,10 @@ fn layout_index_json(index: &Descriptor, name: &str) -> String {
     )
 }
 
-/// A JSON string literal escaped as Go's encoding/json escapes it (HTML-safe).
+/// A JSON string literal escaped as Go's encoding/json escapes it.
 fn go_json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::gojson::quote(s, &mut out);
     out
 }
 
@@ -289,13 +276,5 @@ mod tests {
         assert!(matches!(err, ImageError::NotAnIndex { .. }), "{err}");
         let err = oci_layout_entries(&store, &reference("localhost:5000/conformance/absent:v1"), &[]).unwrap_err();
         assert!(matches!(err, ImageError::NotInCache { .. }), "{err}");
-    }
-
-    #[test]
-    fn go_escaping() {
-        assert_eq!(
-            go_json_string("a<b>&\"\\\n\u{1}"),
-            "\"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001\""
-        );
     }
 }

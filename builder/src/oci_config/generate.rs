@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::json::to_go_json;
 use super::spec_types::{
     BindNamespaces, BlockIo, Capabilities, Cpu, Device, DeviceCgroup, HugepageLimit, IdMapping, InterfacePriority,
     Linux, Memory, Namespace, Network, Pids, Process, Resources, Rlimit, Root, RuntimeConfig, RuntimeInterface,
@@ -14,6 +13,7 @@ use super::spec_types::{
 };
 use super::volumes::{options_are_readonly, Volumes};
 use super::{Bundle, IdMap, ImageDefaults, OciConfigError, Origin};
+use crate::gojson::to_go_json;
 use crate::spec::fields::{
     check_capability, expand_capabilities, parse_bind, parse_octal_mode, parse_rlimit, parse_tmpfs,
 };

@@ -20,7 +20,6 @@
 
 mod generate;
 mod ids;
-mod json;
 mod spec_types;
 mod volumes;
 
@@ -174,7 +173,7 @@ pub fn runtime_json(runtime: &RuntimeConfig, rootfs_mounts: Vec<RuntimeMount>) -
     let mut full = runtime.clone();
     full.mounts = rootfs_mounts;
     full.mounts.extend(runtime.mounts.iter().cloned());
-    json::to_go_json(&full)
+    crate::gojson::to_go_json(&full)
 }
 
 #[cfg(test)]
@@ -184,7 +183,7 @@ mod tests {
     #[test]
     fn overlay_rootfs_mounts() {
         let mounts = rootfs_mounts("containers/onboot/001-b", "containers/onboot/000-a/lower", false);
-        let json = String::from_utf8(json::to_go_json(&mounts)).unwrap();
+        let json = String::from_utf8(crate::gojson::to_go_json(&mounts)).unwrap();
         assert!(json.contains("\"lowerdir=/containers/onboot/000-a/lower\""));
         assert!(json.contains("\"upperdir=/containers/onboot/001-b/tmp/upper\""));
         assert!(json.contains("\"workdir=/containers/onboot/001-b/tmp/work\""));

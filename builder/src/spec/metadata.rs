@@ -847,7 +847,7 @@ mod json {
             GoValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             GoValue::Int(i) => out.push_str(&i.to_string()),
             GoValue::Uint(u) => out.push_str(&u.to_string()),
-            GoValue::Str(s) => quote(s, out),
+            GoValue::Str(s) => crate::gojson::quote(s, out),
             GoValue::Seq(items) if items.is_empty() => out.push_str("[]"),
             GoValue::Seq(items) => {
                 out.push('[');
@@ -869,7 +869,7 @@ mod json {
                         out.push(',');
                     }
                     indent(level + 1, out);
-                    quote(key, out);
+                    crate::gojson::quote(key, out);
                     out.push_str(": ");
                     write(item, level + 1, out);
                 }
@@ -878,39 +878,11 @@ mod json {
             }
         }
     }
-
-    /// Go's JSON string encoding, HTML-safe: `<`, `>`, `&`, U+2028 and U+2029 are escaped too.
-    pub(super) fn quote(s: &str, out: &mut String) {
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                '<' | '>' | '&' | '\u{0}'..='\u{1f}' | '\u{2028}' | '\u{2029}' => {
-                    out.push_str(&format!("\\u{:04x}", u32::from(c)));
-                }
-                _ => out.push(c),
-            }
-        }
-        out.push('"');
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_escapes_like_go() {
-        let mut out = String::new();
-        json::quote("a<b>&\"\\\n\u{1}\u{8}\u{2028}é", &mut out);
-        assert_eq!(out, r#""a\u003cb\u003e\u0026\"\\\n\u0001\b\u2028é""#);
-    }
 
     #[test]
     fn yaml_v2_sorts_keys_naturally() {

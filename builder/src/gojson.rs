@@ -1,4 +1,5 @@
-//! JSON exactly as Go's `json.MarshalIndent(v, "", "    ")` writes it.
+//! JSON exactly as Go's encoding/json writes it: [`to_go_json`] for serialisable values
+//! (`json.MarshalIndent(v, "", "    ")`), [`quote`] for hand-written documents.
 //!
 //! serde_json's pretty printer already matches Go's layout (`": "` after keys, `[]`/`{}` for empty
 //! containers, no trailing newline); what differs is string escaping: Go's encoder also escapes
@@ -21,6 +22,29 @@ pub(crate) fn to_go_json<T: Serialize>(value: &T) -> Vec<u8> {
         .serialize(&mut serializer)
         .expect("serialising plain runtime-spec structs into memory cannot fail");
     out
+}
+
+/// Appends `s` as a JSON string literal escaped as Go's encoder escapes it: HTML-safe (`<`, `>`,
+/// `&`, U+2028 and U+2029 as `\uXXXX`), `\b`/`\f`/`\n`/`\r`/`\t`, other control characters as
+/// `\u00xx`.
+pub(crate) fn quote(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{0}'..='\u{1f}' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// serde_json's pretty formatter with Go's extra string escapes.
@@ -113,6 +137,24 @@ mod tests {
             "[\n    \"a\\u003cb\\u003e\\u0026c\",\n    \"line\\u2028para\\u2029\",\n    \
              \"\\u0001\\b\\f\\n\\r\\t\\\"\\\\\",\n    \"é€\"\n]"
         );
+    }
+
+    #[test]
+    fn quote_escapes_like_go() {
+        let mut out = String::new();
+        quote("a<b>&\"\\\n\u{1}\u{8}\u{2028}é", &mut out);
+        assert_eq!(out, r#""a\u003cb\u003e\u0026\"\\\n\u0001\b\u2028é""#);
+        let mut out = String::new();
+        quote("a<b>&\"\\\n\u{1}", &mut out);
+        assert_eq!(out, "\"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001\"");
+    }
+
+    #[test]
+    fn quote_agrees_with_the_serialiser() {
+        let text = "x<\u{7}\u{c}\u{2029}\"";
+        let mut quoted = String::new();
+        quote(text, &mut quoted);
+        assert_eq!(quoted.into_bytes(), to_go_json(&text));
     }
 
     #[test]
