@@ -6,13 +6,18 @@
 //!   published ports) into a qemu command line; [`accel`] decides between KVM and TCG by probing,
 //!   never by the mere presence of `/dev/kvm`; [`firmware`] finds UEFI firmware.
 //! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
-//! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address).
+//! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address);
+//!   [`instance`] records what runs there.
+//! - [`console`] puts the terminal in raw mode and relays the guest's serial console.
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod console;
 pub mod firmware;
+pub mod instance;
 pub mod qemu;
 pub mod qmp;
+mod random;
 pub mod state;
 pub mod userdata;

@@ -11,8 +11,11 @@
 //! | file         | what                                                                 |
 //! |--------------|----------------------------------------------------------------------|
 //! | `qemu.pid`   | qemu's pid, written by qemu itself (`-pidfile`)                       |
-//! | `qmp.sock`   | the QMP socket ([`crate::qmp`])                                        |
-//! | `console.log`| the serial console of a detached VM                                   |
+//! | `qmp.sock`   | the QMP socket for other tools (`moby stop`, `moby ps`) ([`crate::qmp`]) |
+//! | `qmp-run.sock` | the QMP socket of the `moby run` that owns the VM                   |
+//! | `console.sock` | the serial console (qemu listens; `moby run`/`moby console` attach) |
+//! | `console.log`| everything the serial console printed in the last run                 |
+//! | `instance.json` | what runs here: image, pid, accel, ports ([`crate::instance`])     |
 //! | `mac-addr`   | the NIC's MAC address, generated once and kept across runs (LinuxKit) |
 //! | `disk.img`, `disk1.img`, ... | disks created for `--disk size=` (LinuxKit's names)   |
 //! | `data.iso`   | the userdata (cidata) CD (LinuxKit's name)                            |
@@ -26,7 +29,7 @@
 //! The MAC address, disks and userdata ISO survive runs.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// An error about a state directory; every variant names the path.
@@ -119,6 +122,14 @@ pub enum StaleReason {
     Gone,
     /// The process with that pid is not qemu (the pid was reused); holds its command name.
     NotQemu(String),
+}
+
+/// The state letter of process `pid` from `/proc/PID/stat` (`R`, `S`, `Z`, ...), or `None` when
+/// there is no such process (or no `/proc`).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
 }
 
 /// A locally administered unicast MAC address.
@@ -287,7 +298,23 @@ impl StateDir {
         self.dir.join("qmp.sock")
     }
 
-    /// `console.log`, the serial console of a detached VM.
+    /// `qmp-run.sock`, the QMP socket of the `moby run` that owns the VM (qemu serves one client
+    /// per socket).
+    pub fn owner_qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp-run.sock")
+    }
+
+    /// `console.sock`, the serial console socket.
+    pub fn console_socket(&self) -> PathBuf {
+        self.dir.join("console.sock")
+    }
+
+    /// `instance.json`, the record of the current or last run.
+    pub fn instance_file(&self) -> PathBuf {
+        self.dir.join("instance.json")
+    }
+
+    /// `console.log`, everything the serial console printed in the last run.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
@@ -432,7 +459,7 @@ impl StateDir {
                     pid,
                 })
             }
-            InstanceStatus::Stale { .. } => self.clean_stale()?,
+            InstanceStatus::Stale { .. } => self.clean_runtime()?,
             InstanceStatus::Stopped => {}
         }
         Ok(StateLock {
@@ -441,10 +468,15 @@ impl StateDir {
         })
     }
 
-    /// Removes what a dead qemu leaves behind (pid file, QMP socket); keeps the MAC, disks, the
-    /// userdata ISO and the console log.
-    fn clean_stale(&self) -> Result<(), StateError> {
-        for path in [self.pid_file(), self.qmp_socket()] {
+    /// Removes what a dead qemu leaves behind (pid file, sockets); keeps the MAC, disks, the
+    /// userdata ISO, the console log and `instance.json`. Call it only when qemu has exited.
+    pub fn clean_runtime(&self) -> Result<(), StateError> {
+        for path in [
+            self.pid_file(),
+            self.qmp_socket(),
+            self.owner_qmp_socket(),
+            self.console_socket(),
+        ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -475,14 +507,11 @@ impl StateDir {
                 })
             }
         }
-        let mut bytes = [0u8; 6];
-        File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .map_err(|source| StateError::Io {
-                doing: "read",
-                path: PathBuf::from("/dev/urandom"),
-                source,
-            })?;
+        let bytes = crate::random::bytes().map_err(|source| StateError::Io {
+            doing: "read",
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
         let mac = MacAddr::local_unicast(bytes);
         fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
             doing: "create",

@@ -57,8 +57,9 @@ pub struct QemuConfig {
     pub uuid: Option<String>,
     /// Where qemu writes its pid (`-pidfile`).
     pub pidfile: Option<PathBuf>,
-    /// QMP socket (`-qmp unix:PATH,server=on,wait=off`).
-    pub qmp_socket: Option<PathBuf>,
+    /// QMP sockets (`-qmp unix:PATH,server=on,wait=off` each). qemu serves one client per
+    /// socket, so the `moby run` that owns the VM and other tools (`moby stop`) each get one.
+    pub qmp_sockets: Vec<PathBuf>,
     /// Serial console.
     pub console: Console,
     /// Show a graphical display.
@@ -92,7 +93,7 @@ impl QemuConfig {
             mac: None,
             uuid: None,
             pidfile: None,
-            qmp_socket: None,
+            qmp_sockets: Vec::new(),
             console: Console::Stdio,
             gui: false,
             no_reboot: false,
@@ -262,7 +263,7 @@ impl QemuConfig {
         if !self.gui && self.console != Console::Stdio {
             push(&mut a, &["-display", "none", "-monitor", "none"]);
         }
-        if let Some(q) = &self.qmp_socket {
+        for q in &self.qmp_sockets {
             a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", opt_path(q))]);
         }
         if self.no_reboot {
@@ -326,7 +327,7 @@ mod tests {
             },
         ];
         c.mac = Some("02:00:00:00:00:01".into());
-        c.qmp_socket = Some("/st/qmp.sock".into());
+        c.qmp_sockets = vec!["/st/qmp.sock".into()];
         check(
             &c,
             "

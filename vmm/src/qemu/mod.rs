@@ -10,9 +10,12 @@
 //! - LinuxKit does not pass `-no-reboot`; [`QemuConfig::no_reboot`] makes it a choice.
 
 mod command;
+pub mod control;
 mod disk;
 mod image;
+pub mod launch;
 mod network;
+pub mod spawn;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
