@@ -26,6 +26,14 @@ pub enum Command {
     Build(BuildArgs),
     /// Inspect and manage the local image cache.
     Cache(CacheArgs),
+    /// Boot an image in a VM (qemu by default on Linux).
+    Run(RunArgs),
+    /// List VMs started by `moby run`.
+    Ps(PsArgs),
+    /// Stop a VM: ACPI power button, then quit after a timeout.
+    Stop(StopArgs),
+    /// Attach to a running VM's serial console (Ctrl-] detaches).
+    Console(ConsoleArgs),
     /// Print the version.
     Version,
 }
@@ -112,8 +120,136 @@ pub enum CacheCommand {
     },
 }
 
+/// `moby run`: `moby run [BACKEND] [FLAGS] IMAGE`; without a backend, qemu.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunArgs {
+    /// Resources every backend takes (also accepted before the backend name, as LinuxKit does).
+    #[command(flatten)]
+    pub resources: VmResources,
+    /// The backend.
+    #[command(subcommand)]
+    pub backend: Option<RunBackend>,
+    /// qemu flags, when no backend is named.
+    #[command(flatten)]
+    pub qemu: QemuArgs,
+}
+
+/// `--cpus`, `--mem`, `--disk`: LinuxKit's flags common to all `run` backends.
+#[derive(Debug, Args, Clone)]
+pub struct VmResources {
+    /// Number of vCPUs.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub cpus: u32,
+    /// Memory in MiB.
+    #[arg(long, global = true, default_value_t = 1024)]
+    pub mem: u64,
+    /// Disk: [file=]PATH[,size=1G][,format=qcow2|raw|vhd|vmdk] (repeatable); a missing file with a
+    /// size is created.
+    #[arg(long = "disk", global = true, value_name = "DISK")]
+    pub disks: Vec<String>,
+}
+
+/// The `moby run` backends.
+#[derive(Debug, Subcommand)]
+pub enum RunBackend {
+    /// qemu (KVM when it works here, else TCG), driven over QMP.
+    Qemu(QemuArgs),
+}
+
+/// `moby run qemu`.
+#[derive(Debug, Args, Clone)]
+pub struct QemuArgs {
+    /// Instance name for `moby ps/stop/console` (default: the image's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory for the VM's state (default: ~/.moby/run/NAME, or $MOBY_STATE_HOME/NAME).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Userdata for the guest (on a `cidata` CD: user-data, meta-data, config).
+    #[arg(long, conflicts_with = "data_file")]
+    pub data: Option<String>,
+    /// File whose contents are the userdata.
+    #[arg(long)]
+    pub data_file: Option<PathBuf>,
+    /// Networking: user (default), tap,IFNAME, bridge,BRIDGE or none.
+    #[arg(long, default_value = "user")]
+    pub networking: String,
+    /// Forward a host port to the guest: HOST:GUEST[/tcp|/udp] (repeatable; user networking).
+    #[arg(long = "publish", short = 'p', value_name = "HOST:GUEST[/PROTO]")]
+    pub publish: Vec<String>,
+    /// Accelerator: kvm, tcg or hvf (default: KVM if a probe boot works, else TCG; also $MOBY_QEMU_ACCEL).
+    #[arg(long)]
+    pub accel: Option<String>,
+    /// Guest architecture: x86_64 or aarch64 (default: this machine's).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// The qemu binary (default: qemu-system-ARCH from $PATH).
+    #[arg(long)]
+    pub qemu: Option<PathBuf>,
+    /// Boot with UEFI firmware (OVMF).
+    #[arg(long)]
+    pub uefi: bool,
+    /// UEFI firmware file (default: OVMF from the usual places).
+    #[arg(long)]
+    pub fw: Option<PathBuf>,
+    /// The image is PREFIX-kernel + PREFIX-initrd.img + PREFIX-cmdline.
+    #[arg(long, conflicts_with_all = ["iso", "squashfs"])]
+    pub kernel: bool,
+    /// The image is an ISO.
+    #[arg(long, conflicts_with = "squashfs")]
+    pub iso: bool,
+    /// The image is PREFIX-kernel + PREFIX-squashfs.img + PREFIX-cmdline.
+    #[arg(long)]
+    pub squashfs: bool,
+    /// Show a graphical display instead of the serial console on the terminal.
+    #[arg(long)]
+    pub gui: bool,
+    /// Extra qemu -device values (repeatable).
+    #[arg(long = "device")]
+    pub devices: Vec<String>,
+    /// Run in the background; see `moby ps`, `moby console NAME`, `moby stop NAME`.
+    #[arg(short = 'd', long = "detached", visible_alias = "detach")]
+    pub detached: bool,
+    /// Seconds the guest gets to power off after Ctrl-C before qemu is told to quit.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub stop_timeout: u64,
+    /// What to boot: PREFIX (PREFIX-kernel...), an ISO, or a disk image.
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+}
+
+/// `moby ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Also list VMs that are not running.
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+/// `moby stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds the guest gets to power off before qemu is told to quit.
+    #[arg(short, long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Instance names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `moby console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Do not print what the console showed before attaching.
+    #[arg(long)]
+    pub no_replay: bool,
+    /// Instance name.
+    pub name: String,
+}
+
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 15] = [
+const SINGLE_DASH_FLAGS: [&str; 35] = [
     "format",
     "name",
     "dir",
@@ -129,6 +265,26 @@ const SINGLE_DASH_FLAGS: [&str; 15] = [
     "compression-level",
     "verbose",
     "quiet",
+    "cpus",
+    "mem",
+    "disk",
+    "state",
+    "data",
+    "data-file",
+    "networking",
+    "publish",
+    "accel",
+    "qemu",
+    "uefi",
+    "fw",
+    "kernel",
+    "iso",
+    "squashfs",
+    "gui",
+    "device",
+    "detached",
+    "detach",
+    "stop-timeout",
 ];
 
 /// Rewrites `-format`/`-format=x` style flags to `--format`, as LinuxKit's Go flag parsing accepted

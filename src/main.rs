@@ -3,6 +3,8 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+mod run_cmd;
+mod vm_cmd;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build_cmd::run(args),
         Command::Cache(args) => cache_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Ps(args) => vm_cmd::ps(args),
+        Command::Stop(args) => vm_cmd::stop(args),
+        Command::Console(args) => vm_cmd::console(args),
         Command::Version => {
             println!("moby {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -128,6 +128,10 @@ pub struct ProbeConfig {
     pub timeout: Duration,
     /// A kernel to boot in stage 2 (the one the user is about to boot), if any.
     pub kernel: Option<PathBuf>,
+    /// A file that remembers verdicts, so that a host where KVM hangs pays the probe's timeout
+    /// once, not on every run. Keyed by the host kernel, the qemu binary and the probe kernel
+    /// (paths, sizes, modification times); any change probes again.
+    pub cache: Option<PathBuf>,
 }
 
 /// Decides the accelerator: `explicit` (from `--accel`) wins, then [`ACCEL_ENV`] (`env_value`,
@@ -155,7 +159,7 @@ pub fn choose(
     if !Path::new("/dev/kvm").exists() {
         return Ok(AccelChoice::TcgFallback("/dev/kvm does not exist".into()));
     }
-    Ok(match probe_kvm(probe)? {
+    Ok(match probe_kvm_cached(probe)? {
         KvmProbe::Usable => AccelChoice::KvmProbed,
         KvmProbe::Unusable(why) => AccelChoice::TcgFallback(why),
     })
@@ -224,6 +228,57 @@ pub fn probe_firmware_args(accel: Accel, bios: &Path) -> Vec<std::ffi::OsString>
 /// is reported as [`KvmProbe::Unusable`] with qemu's message.
 pub fn probe_kvm(config: &ProbeConfig) -> Result<KvmProbe, AccelError> {
     probe_with(Accel::Kvm, config)
+}
+
+/// The key of a probe verdict in [`ProbeConfig::cache`], or `None` when a part cannot be read.
+fn cache_key(config: &ProbeConfig) -> Option<String> {
+    let stamp = |p: &Path| -> Option<String> {
+        let m = std::fs::metadata(p).ok()?;
+        let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(format!("{}:{}:{}", p.display(), m.len(), mtime.as_nanos()))
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = match &config.kernel {
+        Some(k) => stamp(k)?,
+        None => "-".into(),
+    };
+    Some(format!("host {} qemu {} kernel {kernel}", host.trim(), stamp(&config.qemu)?))
+}
+
+/// [`probe_kvm`] with its verdict remembered in [`ProbeConfig::cache`] (when set). A cache that
+/// cannot be read or written only costs a probe.
+pub fn probe_kvm_cached(config: &ProbeConfig) -> Result<KvmProbe, AccelError> {
+    let (Some(cache), Some(key)) = (&config.cache, cache_key(config)) else {
+        return probe_kvm(config);
+    };
+    let mut verdicts: std::collections::BTreeMap<String, Option<String>> = std::fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(verdict) = verdicts.get(&key) {
+        return Ok(match verdict {
+            None => KvmProbe::Usable,
+            Some(why) => KvmProbe::Unusable(format!("{why} (remembered in {})", cache.display())),
+        });
+    }
+    let probe = probe_kvm(config)?;
+    verdicts.insert(
+        key,
+        match &probe {
+            KvmProbe::Usable => None,
+            KvmProbe::Unusable(why) => Some(why.clone()),
+        },
+    );
+    let tmp = cache.with_extension("tmp");
+    let written = cache
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, serde_json::to_vec_pretty(&verdicts).unwrap_or_default()))
+        .and_then(|()| std::fs::rename(&tmp, cache));
+    if let Err(e) = written {
+        tracing::debug!("cannot remember the KVM probe verdict in {}: {e}", cache.display());
+    }
+    Ok(probe)
 }
 
 /// [`probe_kvm`] for any accelerator (used by the tests with TCG, which always works).
@@ -411,6 +466,7 @@ mod tests {
             qemu: "/nonexistent/qemu".into(),
             timeout: Duration::from_secs(1),
             kernel: None,
+            cache: None,
         };
         let c = choose(Some(Accel::Kvm), Some("tcg"), Arch::X86_64, &probe).unwrap();
         assert_eq!(c, AccelChoice::Explicit(Accel::Kvm));
@@ -428,6 +484,7 @@ mod tests {
             qemu: "/nonexistent/qemu".into(),
             timeout: Duration::from_secs(1),
             kernel: None,
+            cache: None,
         };
         let c = choose(None, None, Arch::Aarch64, &probe).unwrap();
         assert_eq!(c.accel(), Accel::Tcg);
@@ -448,6 +505,7 @@ mod tests {
             qemu: qemu(),
             timeout: Duration::from_secs(60),
             kernel: None,
+            cache: None,
         };
         assert_eq!(probe_with(Accel::Tcg, &probe).unwrap(), KvmProbe::Usable);
     }
@@ -458,6 +516,7 @@ mod tests {
             qemu: "/nonexistent/qemu".into(),
             timeout: Duration::from_secs(5),
             kernel: None,
+            cache: None,
         };
         match probe_kvm(&probe).unwrap() {
             KvmProbe::Unusable(why) => assert!(why.contains("/nonexistent/qemu"), "{why}"),
@@ -478,6 +537,7 @@ mod tests {
             qemu: fake,
             timeout: Duration::from_millis(300),
             kernel: None,
+            cache: None,
         };
         match probe_kvm(&probe).unwrap() {
             KvmProbe::Unusable(why) => assert!(why.contains("hung"), "{why}"),
@@ -486,11 +546,39 @@ mod tests {
     }
 
     #[test]
+    fn verdict_is_remembered_until_qemu_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("qemu-hangs");
+        let counter = dir.path().join("runs");
+        std::fs::write(&fake, format!("#!/bin/sh\necho x >> {}\nexec sleep 600\n", counter.display())).unwrap();
+        let mut perm = std::fs::metadata(&fake).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&fake, perm).unwrap();
+        let probe = ProbeConfig {
+            qemu: fake.clone(),
+            timeout: Duration::from_millis(300),
+            kernel: None,
+            cache: Some(dir.path().join("state/accel-probe.json")),
+        };
+        let runs = || std::fs::read_to_string(&counter).unwrap_or_default().lines().count();
+        let KvmProbe::Unusable(first) = probe_kvm_cached(&probe).unwrap() else { panic!("usable") };
+        assert_eq!(runs(), 1);
+        let KvmProbe::Unusable(second) = probe_kvm_cached(&probe).unwrap() else { panic!("usable") };
+        assert_eq!(runs(), 1, "the second verdict comes from the cache");
+        assert_eq!(second, format!("{first} (remembered in {})", dir.path().join("state/accel-probe.json").display()));
+        // A changed qemu binary is probed again.
+        std::fs::write(&fake, format!("#!/bin/sh\necho y >> {}\nexec sleep 600\n", counter.display())).unwrap();
+        probe_kvm_cached(&probe).unwrap();
+        assert_eq!(runs(), 2);
+    }
+
+    #[test]
     fn qemu_error_text_is_kept() {
         let probe = ProbeConfig {
             qemu: qemu(),
             timeout: Duration::from_secs(30),
             kernel: None,
+            cache: None,
         };
         // An accelerator qemu-system-x86_64 on Linux does not have.
         match probe_with(Accel::Hvf, &probe).unwrap() {
@@ -508,6 +596,7 @@ mod tests {
             qemu: qemu(),
             timeout: Duration::from_secs(20),
             kernel: kernel.clone(),
+            cache: None,
         };
         let choice = choose(None, None, Arch::X86_64, &probe).unwrap();
         eprintln!("accel choice here: {choice:?}");
