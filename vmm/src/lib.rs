@@ -1,4 +1,4 @@
-//! VM backends (qemu via QMP, hyperkit, GCP) that boot the builder's outputs as instances.
+//! VM backends (qemu via QMP, VMware via vmrun, hyperkit, GCP) that boot the builder's outputs as instances.
 //!
 //! # Brief overview
 //!
@@ -8,6 +8,7 @@
 //! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
 //! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address).
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
+//! - [`vmware`] writes a `.vmx` for an ISO or VMDK image and drives `vmrun` (Workstation, Fusion).
 #![deny(missing_docs)]
 
 pub mod accel;
@@ -16,3 +17,4 @@ pub mod qemu;
 pub mod qmp;
 pub mod state;
 pub mod userdata;
+pub mod vmware;
