@@ -119,7 +119,7 @@ impl VmxConfig {
         if self.cpus == 0 {
             return Err(VmwareError::BadCpus);
         }
-        if self.memory_mib < 4 || self.memory_mib % 4 != 0 {
+        if self.memory_mib < 4 || !self.memory_mib.is_multiple_of(4) {
             return Err(VmwareError::BadMemory(self.memory_mib));
         }
         Ok(())
