@@ -3,6 +3,9 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+// `moby run vmware`; the subcommand is wired into cli.rs separately.
+#[allow(dead_code)]
+mod run_vmware;
 
 use std::process::ExitCode;
 
