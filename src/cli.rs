@@ -155,6 +155,8 @@ pub struct VmResources {
 pub enum RunBackend {
     /// qemu (KVM when it works here, else TCG), driven over QMP.
     Qemu(QemuArgs),
+    /// VMware Workstation/Fusion through vmrun (ISO or VMDK images).
+    Vmware(crate::run_vmware::VmwareArgs),
 }
 
 /// `moby run qemu`.
@@ -249,7 +251,7 @@ pub struct ConsoleArgs {
 }
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 35] = [
+const SINGLE_DASH_FLAGS: [&str; 37] = [
     "format",
     "name",
     "dir",
@@ -285,6 +287,8 @@ const SINGLE_DASH_FLAGS: [&str; 35] = [
     "detached",
     "detach",
     "stop-timeout",
+    "vmrun",
+    "product",
 ];
 
 /// Rewrites `-format`/`-format=x` style flags to `--format`, as LinuxKit's Go flag parsing accepted

@@ -23,6 +23,10 @@ const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 pub fn run(args: RunArgs) -> Result<()> {
     match args.backend {
         Some(RunBackend::Qemu(q)) => run_qemu(&args.resources, &q),
+        Some(RunBackend::Vmware(v)) => {
+            let r = &args.resources;
+            crate::run_vmware::run(&v, r.cpus, r.mem, &r.disks)
+        }
         None => run_qemu(&args.resources, &args.qemu),
     }
 }

@@ -1,4 +1,4 @@
-//! VM backends (qemu via QMP, hyperkit, GCP) that boot the builder's outputs as instances.
+//! VM backends (qemu via QMP, VMware via vmrun, hyperkit, GCP) that boot the builder's outputs as instances.
 //!
 //! # Brief overview
 //!
@@ -10,6 +10,7 @@
 //!   [`instance`] records what runs there.
 //! - [`console`] puts the terminal in raw mode and relays the guest's serial console.
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
+//! - [`vmware`] writes a `.vmx` for an ISO or VMDK image and drives `vmrun` (Workstation, Fusion).
 #![deny(missing_docs)]
 
 pub mod accel;
@@ -21,3 +22,4 @@ pub mod qmp;
 mod random;
 pub mod state;
 pub mod userdata;
+pub mod vmware;
