@@ -19,8 +19,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. (Parsed once per process: the size of a variant does not matter.)
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Build an image from one or more YAML files (merged in order).
     Build(BuildArgs),
@@ -152,6 +153,7 @@ pub struct VmResources {
 
 /// The `moby run` backends.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum RunBackend {
     /// qemu (KVM when it works here, else TCG), driven over QMP.
     Qemu(QemuArgs),
