@@ -23,7 +23,7 @@ die() {
 }
 
 if [ -f "$stamp" ]; then
-  echo "test-guest: $dir is up to date ($(tr '\n' ' ' <"$stamp"))"
+  echo "test-guest: $dir is up to date ($(paste -sd ' ' "$stamp"))"
   exit 0
 fi
 
@@ -110,4 +110,4 @@ chmod 0755 "$dir/busybox"
   echo "kver $kver"
 } >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"
-echo "test-guest: wrote $dir ($(tr '\n' ' ' <"$stamp"); ${#need[@]} modules)"
+echo "test-guest: wrote $dir ($(paste -sd ' ' "$stamp"); ${#need[@]} modules)"
