@@ -13,3 +13,5 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "setup: install a Rust toolchain first (https://rustup.rs)" >&2; exit 1; }
+# The tiny guest that the `moby run` boot tests start (tests/support/guest.rs).
+"$(dirname "$0")/test-guest.sh"

@@ -3,5 +3,6 @@
 
 mod cli;
 mod conformance;
+mod guest;
 mod registry;
 mod support;

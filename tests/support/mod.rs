@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod guest;
 pub mod registry;
 
 use std::fs;
