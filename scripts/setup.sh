@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
 set -euo pipefail
-packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 ovmf)
+packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -69,8 +69,7 @@ fn state_dir(root: &StateRoot, name: &str, explicit: Option<&Path>) -> Result<St
             link.display()
         ),
         Err(_) => {
-            std::fs::create_dir_all(root.base())
-                .with_context(|| format!("cannot create {}", root.base().display()))?;
+            std::fs::create_dir_all(root.base()).with_context(|| format!("cannot create {}", root.base().display()))?;
             std::os::unix::fs::symlink(&dir, link).with_context(|| format!("cannot link {}", link.display()))?;
         }
     }
@@ -142,10 +141,7 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
         .map(|d| d.parse::<DiskSpec>())
         .collect::<Result<Vec<_>, _>>()?;
     let userdata = userdata(q)?;
-    let uefi = q
-        .uefi
-        .then(|| vmm::firmware::find(arch, q.fw.as_deref()))
-        .transpose()?;
+    let uefi = q.uefi.then(|| vmm::firmware::find(arch, q.fw.as_deref())).transpose()?;
 
     let root = state_root()?;
     let name = instance_name(q, &detected.prefix)?;
@@ -184,7 +180,11 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
             vm.detach();
             return Ok(());
         }
-        tracing::debug!("VM `{name}` started (qemu pid {}, state {})", vm.pid(), state.dir().display());
+        tracing::debug!(
+            "VM `{name}` started (qemu pid {}, state {})",
+            vm.pid(),
+            state.dir().display()
+        );
         let raw = RawTerminal::enter(true).context("cannot put the terminal in raw mode")?;
         let mut stdout = std::io::stdout();
         let end = vm

@@ -32,10 +32,7 @@ fn status_text(row: &Listing) -> String {
 pub fn ps(args: PsArgs) -> Result<()> {
     let root = state_root()?;
     let rows = runtime()?.block_on(control::list(&root))?;
-    let mut table = vec![[
-        "NAME", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "IMAGE",
-    ]
-    .map(String::from)];
+    let mut table = vec![["NAME", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "IMAGE"].map(String::from)];
     for row in rows {
         let running = matches!(row.status, InstanceStatus::Running { .. });
         if !running && !args.all {
@@ -54,7 +51,13 @@ pub fn ps(args: PsArgs) -> Result<()> {
             field(&|r| r.accel.clone()),
             field(&|r| r.cpus.to_string()),
             field(&|r| format!("{}M", r.memory_mib)),
-            field(&|r| if r.publish.is_empty() { "-".into() } else { r.publish.join(",") }),
+            field(&|r| {
+                if r.publish.is_empty() {
+                    "-".into()
+                } else {
+                    r.publish.join(",")
+                }
+            }),
             field(&|r| r.image.display().to_string()),
         ]);
     }
@@ -63,11 +66,7 @@ pub fn ps(args: PsArgs) -> Result<()> {
         .collect();
     let mut out = std::io::stdout().lock();
     for row in &table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())

@@ -4,11 +4,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::guest::{self, marker};
+use crate::support::guest::{self, marker, Console};
 use crate::support::moby_bin;
 
 /// Upper bound for a guest to reach a marker; only guards against hangs (TCG on a busy machine).
@@ -51,59 +50,6 @@ impl Host {
     }
 }
 
-/// The lines a child prints on stdout, read on a thread.
-struct Console {
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Console {
-    fn of(child: &mut Child) -> Console {
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).split(b'\n') {
-                let Ok(line) = line else { break };
-                let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Console {
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads until a line contains `marker`; returns that line.
-    fn wait_for(&mut self, marker: &str) -> String {
-        let deadline = Instant::now() + BOOT_BOUND;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(marker) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no {marker:?} on the console; it showed:\n{}", self.seen.join("\n"));
-    }
-
-    /// The rest of the output, until the child closes stdout.
-    fn rest(&mut self) -> Vec<String> {
-        let mut rest = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(BOOT_BOUND) {
-            rest.push(line);
-        }
-        self.seen.extend(rest.iter().cloned());
-        rest
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
@@ -113,7 +59,9 @@ fn free_port() -> u16 {
 
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
     matches!(state, Some(s) if s != "Z")
 }
 
@@ -132,7 +80,10 @@ fn qemu_pid(state: &Path) -> u32 {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill").args(["-s", sig, &pid.to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success(), "kill -s {sig} {pid}");
 }
 
@@ -161,17 +112,14 @@ fn foreground_vm_publishes_reads_userdata_sees_disk_and_powers_down_on_ctrl_c() 
         .stderr(Stdio::piped())
         .spawn()
         .expect("start moby run");
-    let mut console = Console::of(&mut child);
+    let mut console = Console::new(child.stdout.take().expect("piped stdout"));
 
-    console.wait_for(marker::INIT);
-    let userdata = console.wait_for(marker::USERDATA);
-    assert!(
-        userdata.ends_with("userdata hello from the host\\nsecond line"),
-        "{userdata}"
-    );
-    let disk = console.wait_for(marker::DISK);
-    assert!(disk.ends_with("disk vda 67108864"), "{disk}");
-    console.wait_for(marker::READY);
+    console.wait_for(marker::INIT, BOOT_BOUND);
+    let userdata = console.wait_for(marker::USERDATA, BOOT_BOUND);
+    assert_eq!(userdata, guest::userdata_line("hello from the host\nsecond line"));
+    let disk = console.wait_for(marker::DISK, BOOT_BOUND);
+    assert_eq!(disk, "moby-guest: disk vda 67108864");
+    console.wait_for(marker::READY, BOOT_BOUND);
 
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the published port");
     conn.set_read_timeout(Some(BOOT_BOUND)).unwrap();
@@ -185,15 +133,18 @@ fn foreground_vm_publishes_reads_userdata_sees_disk_and_powers_down_on_ctrl_c() 
     assert!(alive(qemu));
     let ps = host.output(&["ps"]);
     let ps_text = String::from_utf8_lossy(&ps.stdout).into_owned();
-    let row = ps_text.lines().find(|l| l.starts_with("fg ")).unwrap_or_else(|| panic!("{ps_text}"));
+    let row = ps_text
+        .lines()
+        .find(|l| l.starts_with("fg "))
+        .unwrap_or_else(|| panic!("{ps_text}"));
     assert!(
         row.contains(" running ") && row.contains(&qemu.to_string()) && row.contains(&format!("{port}:7777/tcp")),
         "{row}"
     );
 
     signal(child.id(), "INT"); // what Ctrl-C does: moby, not qemu (own process group), gets it
-    console.wait_for(marker::POWER_BUTTON);
-    console.rest();
+    console.wait_for(marker::POWER_BUTTON, BOOT_BOUND);
+    console.drain(BOOT_BOUND);
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let status = child.wait().unwrap();
@@ -208,11 +159,26 @@ fn foreground_vm_publishes_reads_userdata_sees_disk_and_powers_down_on_ctrl_c() 
     left.sort();
     assert_eq!(
         left,
-        ["console.log", "data.iso", "disk.img", "instance.json", "lock", "mac-addr", "qemu.log"]
+        [
+            "console.log",
+            "data.iso",
+            "disk.img",
+            "instance.json",
+            "lock",
+            "mac-addr",
+            "qemu.log"
+        ]
     );
     let log = std::fs::read_to_string(state.join("console.log")).unwrap();
-    assert!(log.contains(marker::READY) && log.contains(marker::POWER_BUTTON), "{log}");
-    let img = Command::new("qemu-img").arg("info").arg(state.join("disk.img")).output().expect("qemu-img");
+    assert!(
+        log.contains(marker::READY) && log.contains(marker::POWER_BUTTON),
+        "{log}"
+    );
+    let img = Command::new("qemu-img")
+        .arg("info")
+        .arg(state.join("disk.img"))
+        .output()
+        .expect("qemu-img");
     assert!(String::from_utf8_lossy(&img.stdout).contains("file format: qcow2"));
 }
 
@@ -247,9 +213,9 @@ fn detached_vm_is_listed_attached_to_and_stopped() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut console = Console::of(&mut attach);
-    console.wait_for(marker::INIT);
-    console.wait_for(marker::READY);
+    let mut console = Console::new(attach.stdout.take().expect("piped stdout"));
+    console.wait_for(marker::INIT, BOOT_BOUND);
+    console.wait_for(marker::READY, BOOT_BOUND);
     // Ctrl-] detaches; the VM keeps running.
     attach.stdin.take().unwrap().write_all(&[0x1d]).unwrap();
     assert!(attach.wait().unwrap().success());
@@ -258,13 +224,19 @@ fn detached_vm_is_listed_attached_to_and_stopped() {
     let ps = host.output(&["ps"]);
     let ps_text = String::from_utf8_lossy(&ps.stdout).into_owned();
     assert!(
-        ps_text.lines().any(|l| l.starts_with("bg ") && l.contains(" running ") && l.contains(&qemu.to_string())),
+        ps_text
+            .lines()
+            .any(|l| l.starts_with("bg ") && l.contains(" running ") && l.contains(&qemu.to_string())),
         "{ps_text}"
     );
 
     let stop = host.output(&["stop", "bg"]);
     assert!(stop.status.success(), "{}", stderr(&stop));
-    assert!(stderr(&stop).contains("VM `bg` powered off after the ACPI power button"), "{}", stderr(&stop));
+    assert!(
+        stderr(&stop).contains("VM `bg` powered off after the ACPI power button"),
+        "{}",
+        stderr(&stop)
+    );
     assert!(!alive(qemu), "moby stop returns once qemu has exited");
     let log = std::fs::read_to_string(state.join("console.log")).unwrap();
     assert!(log.contains(marker::POWER_BUTTON), "{log}");
@@ -273,7 +245,10 @@ fn detached_vm_is_listed_attached_to_and_stopped() {
     assert!(!String::from_utf8_lossy(&ps.stdout).contains("bg "));
     let all = host.output(&["ps", "-a"]);
     let all = String::from_utf8_lossy(&all.stdout).into_owned();
-    assert!(all.lines().any(|l| l.starts_with("bg ") && l.contains(" stopped ")), "{all}");
+    assert!(
+        all.lines().any(|l| l.starts_with("bg ") && l.contains(" stopped ")),
+        "{all}"
+    );
     let again = host.output(&["stop", "bg"]);
     assert!(stderr(&again).contains("VM `bg` is not running"), "{}", stderr(&again));
 }
@@ -293,8 +268,8 @@ fn killed_moby_leaves_no_qemu_and_the_next_run_reports_guest_poweroff() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut console = Console::of(&mut child);
-    console.wait_for(marker::INIT);
+    let mut console = Console::new(child.stdout.take().expect("piped stdout"));
+    console.wait_for(marker::INIT, BOOT_BOUND);
     let state = host.state("k");
     let qemu = qemu_pid(&state);
     child.kill().unwrap();
@@ -317,7 +292,11 @@ fn killed_moby_leaves_no_qemu_and_the_next_run_reports_guest_poweroff() {
     assert!(run.status.success(), "{}", stderr(&run));
     let console = String::from_utf8_lossy(&run.stdout);
     assert!(console.contains(marker::POWEROFF), "{console}");
-    assert!(stderr(&run).contains("VM `k` powered off by the guest"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("VM `k` powered off by the guest"),
+        "{}",
+        stderr(&run)
+    );
     assert!(!state.join("qemu.pid").exists());
 }
 
@@ -341,10 +320,27 @@ fn run_errors_name_what_to_fix() {
     let e = host.output(&["run", "--accel", "tcg", "--disk", "size=1G,format=qcow3", p]);
     assert!(stderr(&e).contains("unknown disk format \"qcow3\""), "{}", stderr(&e));
     let e = host.output(&["run", "--accel", "tcg", "--qemu", "/nonexistent/qemu-system-x86_64", p]);
-    assert!(stderr(&e).contains("/nonexistent/qemu-system-x86_64 does not exist"), "{}", stderr(&e));
+    assert!(
+        stderr(&e).contains("/nonexistent/qemu-system-x86_64 does not exist"),
+        "{}",
+        stderr(&e)
+    );
     let e = host.output(&["run", "--accel", "tcg", "--uefi", "--fw", "/nonexistent/OVMF.fd", p]);
-    assert!(stderr(&e).contains("firmware /nonexistent/OVMF.fd does not exist"), "{}", stderr(&e));
-    let e = host.output(&["run", "--accel", "tcg", "--networking", "none", "--publish", "8080:80", p]);
+    assert!(
+        stderr(&e).contains("firmware /nonexistent/OVMF.fd does not exist"),
+        "{}",
+        stderr(&e)
+    );
+    let e = host.output(&[
+        "run",
+        "--accel",
+        "tcg",
+        "--networking",
+        "none",
+        "--publish",
+        "8080:80",
+        p,
+    ]);
     assert!(!e.status.success() && stderr(&e).contains("user"), "{}", stderr(&e));
 
     let held = TcpListener::bind(("0.0.0.0", 0)).unwrap();

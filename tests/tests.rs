@@ -5,4 +5,5 @@ mod cli;
 mod conformance;
 mod guest;
 mod registry;
+mod run;
 mod support;

@@ -242,7 +242,11 @@ fn cache_key(config: &ProbeConfig) -> Option<String> {
         Some(k) => stamp(k)?,
         None => "-".into(),
     };
-    Some(format!("host {} qemu {} kernel {kernel}", host.trim(), stamp(&config.qemu)?))
+    Some(format!(
+        "host {} qemu {} kernel {kernel}",
+        host.trim(),
+        stamp(&config.qemu)?
+    ))
 }
 
 /// [`probe_kvm`] with its verdict remembered in [`ProbeConfig::cache`] (when set). A cache that
@@ -550,7 +554,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("qemu-hangs");
         let counter = dir.path().join("runs");
-        std::fs::write(&fake, format!("#!/bin/sh\necho x >> {}\nexec sleep 600\n", counter.display())).unwrap();
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho x >> {}\nexec sleep 600\n", counter.display()),
+        )
+        .unwrap();
         let mut perm = std::fs::metadata(&fake).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(&fake, perm).unwrap();
@@ -561,13 +569,27 @@ mod tests {
             cache: Some(dir.path().join("state/accel-probe.json")),
         };
         let runs = || std::fs::read_to_string(&counter).unwrap_or_default().lines().count();
-        let KvmProbe::Unusable(first) = probe_kvm_cached(&probe).unwrap() else { panic!("usable") };
+        let KvmProbe::Unusable(first) = probe_kvm_cached(&probe).unwrap() else {
+            panic!("usable")
+        };
         assert_eq!(runs(), 1);
-        let KvmProbe::Unusable(second) = probe_kvm_cached(&probe).unwrap() else { panic!("usable") };
+        let KvmProbe::Unusable(second) = probe_kvm_cached(&probe).unwrap() else {
+            panic!("usable")
+        };
         assert_eq!(runs(), 1, "the second verdict comes from the cache");
-        assert_eq!(second, format!("{first} (remembered in {})", dir.path().join("state/accel-probe.json").display()));
+        assert_eq!(
+            second,
+            format!(
+                "{first} (remembered in {})",
+                dir.path().join("state/accel-probe.json").display()
+            )
+        );
         // A changed qemu binary is probed again.
-        std::fs::write(&fake, format!("#!/bin/sh\necho y >> {}\nexec sleep 600\n", counter.display())).unwrap();
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho y >> {}\nexec sleep 600\n", counter.display()),
+        )
+        .unwrap();
         probe_kvm_cached(&probe).unwrap();
         assert_eq!(runs(), 2);
     }

@@ -87,9 +87,12 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
 /// qemu closes the socket or, with `detach` set, the user types it. At the end of stdin, input
 /// stops but output goes on.
 pub async fn relay(socket: &Path, detach: Option<u8>, out: &mut (dyn Write + Send)) -> io::Result<RelayEnd> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot attach to the console {}: {e}", socket.display())))?;
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot attach to the console {}: {e}", socket.display()),
+        )
+    })?;
     let (mut from_guest, mut to_guest) = stream.into_split();
     let mut input = Some(stdin_reader());
     let mut buf = vec![0u8; 16 * 1024];
@@ -148,6 +151,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("console.sock");
         let e = relay(&sock, None, &mut Vec::new()).await.unwrap_err().to_string();
-        assert!(e.contains("cannot attach to the console") && e.contains("console.sock"), "{e}");
+        assert!(
+            e.contains("cannot attach to the console") && e.contains("console.sock"),
+            "{e}"
+        );
     }
 }

@@ -114,7 +114,12 @@ pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, Contro
     let attempt = async {
         let mut qmp = tokio::time::timeout(QMP_CONNECT, Qmp::connect(state.qmp_socket()))
             .await
-            .map_err(|_| format!("no QMP greeting on {} within {QMP_CONNECT:?}", state.qmp_socket().display()))?
+            .map_err(|_| {
+                format!(
+                    "no QMP greeting on {} within {QMP_CONNECT:?}",
+                    state.qmp_socket().display()
+                )
+            })?
             .map_err(|e: QmpError| e.to_string())?;
         qmp.graceful_shutdown(timeout).await.map_err(|e| e.to_string())
     };

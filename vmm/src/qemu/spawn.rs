@@ -26,9 +26,7 @@ pub enum Lifetime {
 pub fn command(config: &QemuConfig, lifetime: Lifetime, log: &Path) -> io::Result<std::process::Command> {
     let log = File::create(log)?;
     let mut cmd = config.command();
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     match lifetime {
         Lifetime::TiedToParent => {
             cmd.process_group(0);
@@ -92,14 +90,25 @@ mod tests {
     #[test]
     fn output_goes_to_the_log_and_groups_differ() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = fake_qemu(d.path(), "a=\"$*\"; set -- $(cat /proc/$$/stat); echo \"pgid=$5 args=$a\"; echo oops >&2");
+        let cfg = fake_qemu(
+            d.path(),
+            "a=\"$*\"; set -- $(cat /proc/$$/stat); echo \"pgid=$5 args=$a\"; echo oops >&2",
+        );
         let log = d.path().join("qemu.log");
         let status = command(&cfg, Lifetime::TiedToParent, &log).unwrap().status().unwrap();
         assert!(status.success());
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("args=-machine q35,accel=tcg"), "{text}");
         assert!(text.ends_with("oops\n"), "{text}");
-        let pgid: u32 = text.split("pgid=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let pgid: u32 = text
+            .split("pgid=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_ne!(pgid, std::process::id(), "qemu must not share our process group");
     }
 
@@ -109,9 +118,15 @@ mod tests {
         let cfg = fake_qemu(d.path(), "exec sleep 30");
         let log = d.path().join("qemu.log");
         // The "parent" is a thread that exits right after spawning, as a killed `moby run` would.
-        let pid = std::thread::spawn(move || command(&cfg, Lifetime::TiedToParent, &log).unwrap().spawn().unwrap().id())
-            .join()
-            .unwrap();
+        let pid = std::thread::spawn(move || {
+            command(&cfg, Lifetime::TiedToParent, &log)
+                .unwrap()
+                .spawn()
+                .unwrap()
+                .id()
+        })
+        .join()
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -127,7 +142,16 @@ mod tests {
         let status = command(&cfg, Lifetime::Detached, &log).unwrap().status().unwrap();
         assert!(status.success());
         let text = std::fs::read_to_string(&log).unwrap();
-        let field = |k: &str| -> u32 { text.split(k).nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+        let field = |k: &str| -> u32 {
+            text.split(k)
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
         assert_eq!(field("sid="), field("pid="), "{text}");
     }
 }
