@@ -7,11 +7,14 @@
 //!   never by the mere presence of `/dev/kvm`; [`firmware`] finds UEFI firmware.
 //! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
 //! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address).
+//! - [`hyperkit`] is the macOS backend: hyperkit's command line, its state dir, vpnkit port
+//!   publishing, and a runner.
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
 #![deny(missing_docs)]
 
 pub mod accel;
 pub mod firmware;
+pub mod hyperkit;
 pub mod qemu;
 pub mod qmp;
 pub mod state;
