@@ -3,6 +3,7 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+mod run_hyperkit;
 
 use std::process::ExitCode;
 

@@ -234,3 +234,115 @@ pub fn run(plan: &RunPlan) -> Result<RunOutcome, HyperkitError> {
     drop(lock);
     Ok(RunOutcome::Exited(status?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hyperkit::{Boot, DiskDriver, HyperkitStatus, RawDisk};
+
+    /// A stand-in for hyperkit (which only exists on macOS): records its arguments, writes its pid
+    /// file like `-F` does, then runs `tail`.
+    fn fake_hyperkit(dir: &Path, tail: &str) -> PathBuf {
+        let p = dir.join("hyperkit");
+        let body = format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\necho $$ > \"$4\"\n{tail}\n");
+        std::fs::write(&p, body).unwrap();
+        let mut perm = std::fs::metadata(&p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(&p, perm).unwrap();
+        p
+    }
+
+    fn plan(dir: &Path, hyperkit: PathBuf) -> RunPlan {
+        let state_dir = dir.join("lk-state");
+        let boot = Boot::Kernel {
+            kernel: dir.join("lk-kernel"),
+            initrd: Some(dir.join("lk-initrd.img")),
+            cmdline: "console=ttyS0".into(),
+        };
+        let mut config = HyperkitConfig::new(hyperkit, state_dir.clone(), boot);
+        config.console = Console::Tty;
+        config.disks = vec![RawDisk {
+            path: state_dir.join("disk.raw"),
+            size_mib: Some(64),
+            driver: DiskDriver::AhciHd,
+        }];
+        config.cdroms = vec![state_dir.join("data.iso")];
+        RunPlan {
+            config,
+            state: HyperkitState::new(&state_dir, "lk"),
+            userdata: Some(b"{\"hostname\":\"lk\"}".to_vec()),
+            vpnkit_launch: None,
+            publish_via: None,
+            preferred_ipv4: None,
+            publish: Vec::new(),
+            copy_tty_to_stdout: false,
+            detach: false,
+        }
+    }
+
+    #[test]
+    fn foreground_run_prepares_state_and_reports_the_exit_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path(), fake_hyperkit(dir.path(), "exit 3"));
+        let outcome = run(&plan).unwrap();
+        let RunOutcome::Exited(status) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(status.code(), Some(3));
+        let state = &plan.state;
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        let expected: Vec<String> = plan
+            .config
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args.lines().collect::<Vec<_>>(), expected);
+        assert_eq!(std::fs::metadata(state.dir().join("disk.raw")).unwrap().len(), 64 << 20);
+        assert!(std::fs::read(state.userdata_iso()).unwrap().len() > 16 * 2048);
+        // hyperkit has exited: nothing is left that reads as a running or stale VM.
+        assert!(!state.pid_file().exists() && !state.json_file().exists());
+        assert_eq!(state.status().unwrap(), HyperkitStatus::Stopped);
+    }
+
+    #[test]
+    fn detached_run_records_the_pid_in_hyperkit_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), fake_hyperkit(dir.path(), "exec sleep 30"));
+        plan.detach = true;
+        let outcome = run(&plan).unwrap();
+        let RunOutcome::Detached { pid } = outcome else {
+            panic!("{outcome:?}")
+        };
+        let json = plan.state.read_json().unwrap().expect("hyperkit.json");
+        // Stop the stand-in (our own child) before asserting, so a failure leaves nothing behind.
+        let killed = Command::new("kill").arg(pid.to_string()).status().unwrap();
+        assert!(killed.success());
+        assert_eq!(json.pid, pid);
+        assert_eq!(json.console, 1);
+        assert_eq!(json.iso, [plan.state.userdata_iso().to_string_lossy()]);
+        assert!(plan.state.hyperkit_log().exists());
+    }
+
+    #[test]
+    fn detach_refuses_what_would_end_with_moby_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), fake_hyperkit(dir.path(), "exit 0"));
+        plan.detach = true;
+        plan.publish = vec!["2222:22".parse().unwrap()];
+        assert!(matches!(run(&plan), Err(HyperkitError::DetachUnsupported)));
+        assert!(!plan.state.dir().exists(), "refused before touching the state dir");
+    }
+
+    #[test]
+    fn missing_hyperkit_binary_is_reported_after_locking() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path(), dir.path().join("no-such-hyperkit"));
+        let e = run(&plan).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("cannot start {}/no-such-hyperkit: ", dir.path().display())),
+            "{e}"
+        );
+    }
+}
