@@ -51,7 +51,9 @@ pub struct RunPlan {
     /// With [`Console::Tty`] in the foreground: copy the console from `STATE/tty` to stdout
     /// (LinuxKit's behaviour when stdout is not a terminal).
     pub copy_tty_to_stdout: bool,
-    /// Leave hyperkit running and return (console in `STATE/tty` and `console-ring`).
+    /// Leave hyperkit running and return (console in `STATE/tty` and `console-ring`; give the
+    /// config [`Console::Tty`], since nobody is left on stdio). Refused with `publish` or
+    /// `vpnkit_launch`, which end with the run.
     pub detach: bool,
 }
 
