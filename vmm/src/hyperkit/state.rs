@@ -398,6 +398,20 @@ mod tests {
         Ok(None)
     }
 
+    /// Locks `s`, waiting out other test threads' fork-then-exec windows: a child forked while a
+    /// lock file is open shares its flock until it execs (the descriptor is close-on-exec).
+    fn lock_soon(s: &HyperkitState) -> Result<HyperkitLock, HyperkitStateError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match s.lock_with(no_process) {
+                Err(HyperkitStateError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other,
+            }
+        }
+    }
+
     #[test]
     fn status_from_pid_file_and_process_name() {
         let (_d, s) = state();
@@ -475,13 +489,13 @@ mod tests {
             )
         );
         assert!(s.pid_file().exists(), "a running VM's files are left alone");
-        let lock = s.lock_with(no_process).unwrap();
+        let lock = lock_soon(&s).unwrap();
         assert!(!s.pid_file().exists() && !s.json_file().exists() && !s.tty().exists());
         assert!(s.console_ring().exists() && s.vpnkit_uuid_file().exists());
         let e = HyperkitState::new(s.dir(), "vm").lock_with(no_process).unwrap_err();
         assert!(matches!(e, HyperkitStateError::Locked { .. }), "{e}");
         drop(lock);
-        assert!(s.lock_with(no_process).is_ok());
+        assert!(lock_soon(&s).is_ok());
     }
 
     #[test]
