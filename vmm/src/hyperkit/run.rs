@@ -246,12 +246,29 @@ mod tests {
     /// file like `-F` does, then runs `tail`.
     fn fake_hyperkit(dir: &Path, tail: &str) -> PathBuf {
         let p = dir.join("hyperkit");
-        let body = format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\necho $$ > \"$4\"\n{tail}\n");
+        let body = format!(
+            "#!/bin/sh\n[ \"$1\" = probe ] && exit 0\n\
+             printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\necho $$ > \"$4\"\n{tail}\n"
+        );
         std::fs::write(&p, body).unwrap();
         let mut perm = std::fs::metadata(&p).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(&p, perm).unwrap();
-        p
+        // A child forked by another test thread while the script was open for writing keeps it
+        // open until it execs, and running the script meanwhile fails with ETXTBSY: wait until it
+        // runs once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Command::new(&p).arg("probe").status() {
+                Err(e) if e.raw_os_error() == Some(26) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                other => {
+                    assert!(other.unwrap().success());
+                    return p;
+                }
+            }
+        }
     }
 
     fn plan(dir: &Path, hyperkit: PathBuf) -> RunPlan {
