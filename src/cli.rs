@@ -123,7 +123,6 @@ pub enum CacheCommand {
 
 /// `moby run`: `moby run [BACKEND] [FLAGS] IMAGE`; without a backend, qemu.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct RunArgs {
     /// Resources every backend takes (also accepted before the backend name, as LinuxKit does).
     #[command(flatten)]
@@ -157,12 +156,14 @@ pub struct VmResources {
 pub enum RunBackend {
     /// qemu (KVM when it works here, else TCG), driven over QMP.
     Qemu(QemuArgs),
+    /// hyperkit (macOS), with vpnkit networking.
+    Hyperkit(crate::run_hyperkit::HyperkitArgs),
     /// VMware Workstation/Fusion through vmrun (ISO or VMDK images).
     Vmware(crate::run_vmware::VmwareArgs),
 }
 
 /// `moby run qemu`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, PartialEq, Eq)]
 pub struct QemuArgs {
     /// Instance name for `moby ps/stop/console` (default: the image's file name).
     #[arg(long)]
@@ -223,6 +224,18 @@ pub struct QemuArgs {
     pub image: Option<PathBuf>,
 }
 
+impl QemuArgs {
+    /// Whether no qemu flag was given (all defaults, no image).
+    pub fn is_default(&self) -> bool {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            qemu: QemuArgs,
+        }
+        Defaults::parse_from(["moby"]).qemu == *self
+    }
+}
+
 /// `moby ps`.
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -253,7 +266,7 @@ pub struct ConsoleArgs {
 }
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 37] = [
+const SINGLE_DASH_FLAGS: [&str; 44] = [
     "format",
     "name",
     "dir",
@@ -291,6 +304,13 @@ const SINGLE_DASH_FLAGS: [&str; 37] = [
     "stop-timeout",
     "vmrun",
     "product",
+    "hyperkit",
+    "vpnkit",
+    "vpnkit-uuid",
+    "uuid",
+    "vsock-ports",
+    "console-file",
+    "ip",
 ];
 
 /// Rewrites `-format`/`-format=x` style flags to `--format`, as LinuxKit's Go flag parsing accepted
@@ -339,6 +359,41 @@ mod tests {
             normalized(&["moby", "-name=x", "-dry-run"]),
             ["moby", "--name=x", "--dry-run"]
         );
+    }
+
+    #[test]
+    fn run_flags_parse_before_and_after_the_backend() {
+        let parse = |args: &[&str]| Cli::try_parse_from(normalize_args(args.iter().map(OsString::from))).unwrap();
+        let Command::Run(run) =
+            parse(&["moby", "run", "-mem", "2048", "qemu", "-publish", "8080:80", "out/web"]).command
+        else {
+            panic!("not a run")
+        };
+        assert_eq!(run.resources.mem, 2048);
+        let Some(RunBackend::Qemu(q)) = run.backend else {
+            panic!("not qemu")
+        };
+        assert_eq!(q.publish, ["8080:80"]);
+        assert_eq!(q.image.as_deref(), Some(std::path::Path::new("out/web")));
+
+        let Command::Run(run) = parse(&["moby", "run", "--cpus", "2", "-d", "out/web"]).command else {
+            panic!("not a run")
+        };
+        assert!(run.backend.is_none() && run.qemu.detached);
+        assert_eq!(run.resources.cpus, 2);
+        let Command::Run(run) = parse(&["moby", "run", "hyperkit", "--mem", "512", "-vpnkit-uuid", "x", "lk"]).command
+        else {
+            panic!("not a run")
+        };
+        assert_eq!(run.resources.mem, 512);
+        assert!(matches!(run.backend, Some(RunBackend::Hyperkit(_))));
+        assert!(run.qemu.is_default());
+
+        // qemu flags before the backend name are noticed (run_cmd refuses them).
+        let Command::Run(run) = parse(&["moby", "run", "--publish", "1:2", "qemu", "x"]).command else {
+            panic!("not a run")
+        };
+        assert!(!run.qemu.is_default());
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod build_cmd;
 mod cache_cmd;
 mod cli;
 mod run_cmd;
+mod run_hyperkit;
 mod run_vmware;
 mod vm_cmd;
 

@@ -21,8 +21,15 @@ const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if args.backend.is_some() && !args.qemu.is_default() {
+        bail!("backend flags go after the backend name (moby run qemu --publish 8080:80 IMAGE); only --cpus, --mem and --disk may come before it");
+    }
     match args.backend {
         Some(RunBackend::Qemu(q)) => run_qemu(&args.resources, &q),
+        Some(RunBackend::Hyperkit(h)) => {
+            let r = &args.resources;
+            crate::run_hyperkit::run(&h, r.cpus, r.mem, &r.disks)
+        }
         Some(RunBackend::Vmware(v)) => {
             let r = &args.resources;
             crate::run_vmware::run(&v, r.cpus, r.mem, &r.disks)

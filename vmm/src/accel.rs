@@ -533,10 +533,7 @@ mod tests {
         // A "qemu" that never finishes: the probe must give up and kill it.
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("qemu-hangs");
-        std::fs::write(&fake, "#!/bin/sh\nexec sleep 600\n").unwrap();
-        let mut perm = std::fs::metadata(&fake).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&fake, perm).unwrap();
+        crate::testing::write_script(&fake, "#!/bin/sh\nexec sleep 600\n");
         let probe = ProbeConfig {
             qemu: fake,
             timeout: Duration::from_millis(300),
@@ -554,14 +551,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("qemu-hangs");
         let counter = dir.path().join("runs");
-        std::fs::write(
+        crate::testing::write_script(
             &fake,
-            format!("#!/bin/sh\necho x >> {}\nexec sleep 600\n", counter.display()),
-        )
-        .unwrap();
-        let mut perm = std::fs::metadata(&fake).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&fake, perm).unwrap();
+            &format!("#!/bin/sh\necho x >> {}\nexec sleep 600\n", counter.display()),
+        );
         let probe = ProbeConfig {
             qemu: fake.clone(),
             timeout: Duration::from_millis(300),
@@ -585,11 +578,10 @@ mod tests {
             )
         );
         // A changed qemu binary is probed again.
-        std::fs::write(
+        crate::testing::write_script(
             &fake,
-            format!("#!/bin/sh\necho y >> {}\nexec sleep 600\n", counter.display()),
-        )
-        .unwrap();
+            &format!("#!/bin/sh\necho y >> {}\nexec sleep 600\n", counter.display()),
+        );
         probe_kvm_cached(&probe).unwrap();
         assert_eq!(runs(), 2);
     }

@@ -9,6 +9,8 @@
 //! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address);
 //!   [`instance`] records what runs there.
 //! - [`console`] puts the terminal in raw mode and relays the guest's serial console.
+//! - [`hyperkit`] is the macOS backend: hyperkit's command line, its state dir, vpnkit port
+//!   publishing, and a runner.
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
 //! - [`vmware`] writes a `.vmx` for an ISO or VMDK image and drives `vmrun` (Workstation, Fusion).
 #![deny(missing_docs)]
@@ -16,10 +18,13 @@
 pub mod accel;
 pub mod console;
 pub mod firmware;
+pub mod hyperkit;
 pub mod instance;
 pub mod qemu;
 pub mod qmp;
 mod random;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod userdata;
 pub mod vmware;

@@ -12,23 +12,33 @@ pub(crate) fn bytes<const N: usize>() -> io::Result<[u8; N]> {
 
 /// A random (version 4, RFC 9562) UUID in its text form.
 pub(crate) fn uuid_v4() -> io::Result<String> {
-    let mut b: [u8; 16] = bytes()?;
+    Ok(format_v4(bytes()?))
+}
+
+/// Formats 16 bytes as a version 4 UUID (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`).
+fn format_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
-    ))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuid_layout() {
+        assert_eq!(format_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(format_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
 
     #[test]
     fn uuid_has_version_and_variant() {

@@ -471,6 +471,12 @@ mod tests {
         let bin = base.path().join("qemu-system-x86_64");
         std::os::unix::fs::symlink("/bin/sleep", &bin).unwrap();
         let mut child = std::process::Command::new(&bin).arg("30").spawn().unwrap();
+        // Until it has exec'd, the child's command line is ours.
+        while !std::fs::read(format!("/proc/{}/cmdline", child.id()))
+            .is_ok_and(|c| c.starts_with(bin.as_os_str().as_encoded_bytes()))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         std::fs::write(state.pid_file(), child.id().to_string()).unwrap();
         let record = InstanceRecord {
             name: "web".into(),

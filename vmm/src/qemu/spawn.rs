@@ -75,10 +75,7 @@ mod tests {
 
     fn fake_qemu(dir: &Path, script: &str) -> QemuConfig {
         let bin = dir.join("qemu-system-x86_64");
-        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
-        let mut perm = std::fs::metadata(&bin).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(&bin, perm).unwrap();
+        crate::testing::write_script(&bin, &format!("#!/bin/sh\n{script}\n"));
         QemuConfig::new(bin, Arch::X86_64, Accel::Tcg, BootMedia::Iso("/x.iso".into()))
     }
 

@@ -307,7 +307,6 @@ pub fn stop(vmrun: &Vmrun, vmx: &Path, wait: Duration) -> Result<Stopped, Vmware
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A fake vmrun: logs its arguments to `calls`; `start` records the .vmx, writes a line to the
     /// console and lets the VM stay listed for `ticks` more `list` calls (each appends a console
@@ -318,16 +317,7 @@ mod tests {
     }
 
     fn write_exe(path: &Path, text: &str) {
-        std::fs::write(path, text).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test thread may have forked while the file was open for writing; exec then
-        // fails with ETXTBSY until that child execs. Wait until the script runs.
-        for _ in 0..100 {
-            match std::process::Command::new(path).arg("probe").status() {
-                Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => sleep(Duration::from_millis(20)),
-                _ => return,
-            }
-        }
+        crate::testing::write_script(path, text);
     }
 
     impl Fake {
@@ -339,7 +329,6 @@ mod tests {
                 &format!(
                     r#"#!/bin/sh
 D='{d}'
-[ "$1" = probe ] && exit 0
 echo "$*" >> "$D/calls"
 case "$3" in
 start)
@@ -366,7 +355,7 @@ esac
             write_exe(
                 &dir.path().join("vmware-vdiskmanager"),
                 &format!(
-                    "#!/bin/sh\n[ \"$1\" = probe ] && exit 0\necho \"vdiskmanager $*\" >> '{d}/calls'\nfor a; do last=$a; done\n: > \"$last\"\n"
+                    "#!/bin/sh\necho \"vdiskmanager $*\" >> '{d}/calls'\nfor a; do last=$a; done\n: > \"$last\"\n"
                 ),
             );
             Fake { dir }
