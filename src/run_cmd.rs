@@ -184,7 +184,7 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
                 "VM `{name}` runs in the background (qemu pid {}): moby console {name}, moby stop {name}",
                 vm.pid()
             );
-            vm.detach();
+            vm.detach().await?;
             return Ok(());
         }
         tracing::debug!(

@@ -140,7 +140,10 @@ pub fn console(args: ConsoleArgs) -> Result<()> {
     }
     tracing::info!("attached to `{}`; Ctrl-] detaches", args.name);
     let raw = RawTerminal::enter(false).context("cannot put the terminal in raw mode")?;
-    let end = runtime()?.block_on(console::relay(&state.console_socket(), Some(DETACH_BYTE), &mut stdout));
+    let end = runtime()?.block_on(async {
+        let stream = console::attach(&state.console_socket()).await?;
+        console::relay(stream, Some(DETACH_BYTE), &mut stdout).await
+    });
     let _ = stdout.flush();
     drop(raw);
     match end? {

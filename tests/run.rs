@@ -254,7 +254,7 @@ fn detached_vm_is_listed_attached_to_and_stopped() {
 }
 
 /// SIGKILL to a foreground `moby run` takes qemu with it; the next run of the same name finds
-/// the stale state, cleans it, and reports a guest that powers itself off.
+/// the stale state, cleans it, shows the whole console and reports a guest that powers itself off.
 #[test]
 fn killed_moby_leaves_no_qemu_and_the_next_run_reports_guest_poweroff() {
     let host = Host::new();

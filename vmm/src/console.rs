@@ -83,16 +83,20 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// Connects to the console socket and copies guest output to `out` and stdin to the guest until
-/// qemu closes the socket or, with `detach` set, the user types it. At the end of stdin, input
-/// stops but output goes on.
-pub async fn relay(socket: &Path, detach: Option<u8>, out: &mut (dyn Write + Send)) -> io::Result<RelayEnd> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
+/// Connects to the console socket qemu listens on.
+pub async fn attach(socket: &Path) -> io::Result<UnixStream> {
+    UnixStream::connect(socket).await.map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot attach to the console {}: {e}", socket.display()),
         )
-    })?;
+    })
+}
+
+/// Copies guest output from the console (see [`attach`]) to `out` and stdin to the guest until
+/// qemu closes the console or, with `detach` set, the user types it. At the end of stdin, input
+/// stops but output goes on.
+pub async fn relay(stream: UnixStream, detach: Option<u8>, out: &mut (dyn Write + Send)) -> io::Result<RelayEnd> {
     let (mut from_guest, mut to_guest) = stream.into_split();
     let mut input = Some(stdin_reader());
     let mut buf = vec![0u8; 16 * 1024];
@@ -140,7 +144,8 @@ mod tests {
             s.write_all(b"login: ").await.unwrap();
         });
         let mut out = Vec::new();
-        let end = relay(&sock, Some(DETACH_BYTE), &mut out).await.unwrap();
+        let stream = attach(&sock).await.unwrap();
+        let end = relay(stream, Some(DETACH_BYTE), &mut out).await.unwrap();
         server.await.unwrap();
         assert_eq!(end, RelayEnd::Closed);
         assert_eq!(out, b"Linux version 6.1\r\nlogin: ");
@@ -150,7 +155,7 @@ mod tests {
     async fn missing_socket_is_named() {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("console.sock");
-        let e = relay(&sock, None, &mut Vec::new()).await.unwrap_err().to_string();
+        let e = attach(&sock).await.unwrap_err().to_string();
         assert!(
             e.contains("cannot attach to the console") && e.contains("console.sock"),
             "{e}"

@@ -66,6 +66,9 @@ pub struct QemuConfig {
     pub gui: bool,
     /// Exit instead of rebooting (`-no-reboot`); LinuxKit leaves it off.
     pub no_reboot: bool,
+    /// Start with the vCPUs stopped (`-S`) until QMP `cont`, so that the console can be attached
+    /// before the firmware prints anything.
+    pub start_paused: bool,
     /// Extra `-device` values (`--device`), passed through.
     pub devices: Vec<String>,
 }
@@ -97,6 +100,7 @@ impl QemuConfig {
             console: Console::Stdio,
             gui: false,
             no_reboot: false,
+            start_paused: false,
             devices: Vec::new(),
         }
     }
@@ -266,6 +270,9 @@ impl QemuConfig {
         for q in &self.qmp_sockets {
             a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", opt_path(q))]);
         }
+        if self.start_paused {
+            push(&mut a, &["-S"]);
+        }
         if self.no_reboot {
             push(&mut a, &["-no-reboot"]);
         }
@@ -395,6 +402,7 @@ mod tests {
             log: "/st/console.log".into(),
         };
         c.no_reboot = true;
+        c.start_paused = true;
         c.devices = vec!["usb-host,hostbus=1,hostaddr=2".into()];
         check(
             &c,
@@ -441,6 +449,7 @@ mod tests {
             none
             -monitor
             none
+            -S
             -no-reboot
             -device
             usb-host,hostbus=1,hostaddr=2

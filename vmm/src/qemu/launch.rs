@@ -237,6 +237,8 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
         cfg.firmware = Some(fw.for_vm(state.dir())?);
     }
     check_ports_free(&cfg.publish, state.dir().parent())?;
+    // Paused until the console is attached (foreground) or qemu is on its own (detached).
+    cfg.start_paused = true;
     cfg.pidfile = Some(state.pid_file());
     cfg.qmp_sockets = vec![state.owner_qmp_socket(), state.qmp_socket()];
     cfg.console = Console::Socket {
@@ -344,13 +346,15 @@ impl Vm {
         &self.record
     }
 
-    /// Leaves the VM running on its own and releases the state dir's lock; `moby stop` and
-    /// `moby console` find it by name.
-    pub fn detach(self) {
+    /// Starts the guest and leaves the VM running on its own, releasing the state dir's lock;
+    /// `moby stop` and `moby console` find it by name.
+    pub async fn detach(mut self) -> Result<(), LaunchError> {
+        self.qmp.cont().await?;
         let Vm { child, lock, .. } = self;
         drop(lock);
         // Not killed on drop; qemu is in a session of its own and is reaped by init.
         drop(child);
+        Ok(())
     }
 
     /// Relays the console to `out` (and stdin to the guest) until qemu exits. SIGINT, SIGTERM or
@@ -371,8 +375,12 @@ impl Vm {
         let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
 
-        let console_socket = self.state.console_socket();
-        let relay = console::relay(&console_socket, None, out);
+        // The guest starts once its console is attached, so not a byte of it is lost.
+        let console = console::attach(&self.state.console_socket())
+            .await
+            .map_err(|e| process_error("attach to the console of", e))?;
+        self.qmp.cont().await?;
+        let relay = console::relay(console, None, out);
         tokio::pin!(relay);
         let mut relay_done = false;
         let mut shutdown = None;
