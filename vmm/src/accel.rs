@@ -233,7 +233,8 @@ pub fn probe_kvm(config: &ProbeConfig) -> Result<KvmProbe, AccelError> {
 /// The key of a probe verdict in [`ProbeConfig::cache`], or `None` when a part cannot be read.
 fn cache_key(config: &ProbeConfig) -> Option<String> {
     let stamp = |p: &Path| -> Option<String> {
-        let m = std::fs::metadata(p).ok()?;
+        let p = std::fs::canonicalize(p).ok()?;
+        let m = std::fs::metadata(&p).ok()?;
         let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
         Some(format!("{}:{}:{}", p.display(), m.len(), mtime.as_nanos()))
     };
