@@ -8,7 +8,7 @@ use vmm::console::{self, RawTerminal, RelayEnd, DETACH_BYTE};
 use vmm::instance::InstanceRecord;
 use vmm::qemu::control::{self, Listing, Stopped};
 use vmm::qmp::ShutdownReason;
-use vmm::state::{process_state, InstanceStatus};
+use vmm::state::{process_alive, InstanceStatus};
 
 use crate::cli::{ConsoleArgs, PsArgs, StopArgs};
 use crate::run_cmd::state_root;
@@ -124,7 +124,7 @@ pub fn console(args: ConsoleArgs) -> Result<()> {
         );
     };
     if let Some(owner) = InstanceRecord::read(&state)?.and_then(|r| r.owner_pid) {
-        if process_state(owner).is_some_and(|s| s != 'Z') {
+        if process_alive(owner) {
             bail!(
                 "VM `{}` runs in the foreground of `moby run` (pid {owner}), which holds its console; \
                  its output is also in {}",

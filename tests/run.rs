@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::guest::{self, marker, Console};
 use crate::support::moby_bin;
+use vmm::state::process_alive as alive;
 
 /// Upper bound for a guest to reach a marker; only guards against hangs (TCG on a busy machine).
 const BOOT_BOUND: Duration = Duration::from_secs(180);
@@ -55,14 +56,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
-}
-
-fn alive(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    matches!(state, Some(s) if s != "Z")
 }
 
 fn wait_gone(pid: u32) -> bool {

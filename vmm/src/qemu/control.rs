@@ -8,7 +8,7 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use crate::instance::InstanceRecord;
 use crate::qmp::{Qmp, QmpError, Shutdown, ShutdownOutcome};
-use crate::state::{InstanceStatus, StateDir, StateError, StateRoot};
+use crate::state::{process_alive as alive, InstanceStatus, StateDir, StateError, StateRoot};
 
 /// How long a QMP greeting may take before the socket counts as busy or hung.
 const QMP_CONNECT: Duration = Duration::from_secs(5);
@@ -69,13 +69,6 @@ pub fn existing(root: &StateRoot, name: &str) -> Result<StateDir, ControlError> 
         });
     }
     Ok(state)
-}
-
-fn alive(pid: u32) -> bool {
-    matches!(
-        crate::state::process_state(pid),
-        Some(state) if state != 'Z'
-    )
 }
 
 async fn wait_gone(pid: u32, within: Duration) -> bool {

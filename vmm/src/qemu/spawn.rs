@@ -71,17 +71,13 @@ mod tests {
     use super::*;
     use crate::accel::Accel;
     use crate::qemu::{Arch, BootMedia};
+    use crate::state::process_alive as alive;
     use std::time::{Duration, Instant};
 
     fn fake_qemu(dir: &Path, script: &str) -> QemuConfig {
         let bin = dir.join("qemu-system-x86_64");
         crate::testing::write_script(&bin, &format!("#!/bin/sh\n{script}\n"));
         QemuConfig::new(bin, Arch::X86_64, Accel::Tcg, BootMedia::Iso("/x.iso".into()))
-    }
-
-    fn alive(pid: u32) -> bool {
-        // A zombie counts as dead: its cmdline is empty.
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
     }
 
     #[test]
