@@ -346,3 +346,30 @@ fn run_errors_name_what_to_fix() {
     );
     assert!(!host.state("e").join("qemu.pid").exists(), "nothing was started");
 }
+
+/// `scripts/qemu.sh` boots an output by hand on the same machine: the guest reaches init, sees its
+/// NIC and powers itself off, and qemu exits cleanly.
+#[test]
+fn qemu_sh_boots_an_output_by_hand() {
+    let host = Host::new();
+    let prefix = guest::write_guest_with_cmdline(
+        &host.dir.path().join("out"),
+        "byhand",
+        &format!("{} {}", guest::CMDLINE, guest::POWEROFF_OPTION),
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/qemu.sh");
+    let out = Command::new(script)
+        .args(["--mem", "256"])
+        .arg(&prefix)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/qemu.sh");
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{console}", stderr(&out));
+    for m in [marker::INIT, marker::NO_USERDATA, marker::NET, marker::POWEROFF] {
+        assert!(
+            console.lines().any(|l| l.trim_end_matches('\r').starts_with(m)),
+            "no {m:?} in:\n{console}"
+        );
+    }
+}

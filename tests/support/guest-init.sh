@@ -80,20 +80,13 @@ done
 [ "$buttons" -gt 0 ] || say "error no Power Button input device"
 trace "power button watchers $buttons"
 
-# Userdata: an iso9660 CD labelled cidata (vmm::userdata); read-only. The label is the volume
-# identifier of the primary volume descriptor: 32 bytes at 32768 + 40. (busybox findfs does not
-# recognise the ISO vmm writes.) virtio_scsi's module init waited for its bus scan, so every CD
-# is known by now; devtmpfs may still be creating the node.
-userdata=""
+# Userdata: an iso9660 CD labelled cidata (vmm::userdata), found by its label as any guest would
+# find it. virtio_scsi's module init waited for its bus scan, so every CD is known by now;
+# devtmpfs may still be creating the node.
 for block in /sys/block/sr*; do
-  [ -e "$block" ] || continue
-  wait_for "/dev/${block##*/}" 20 || continue
-  label=$(dd if="/dev/${block##*/}" bs=8 skip=4101 count=4 2>/dev/null | tr -d ' \000')
-  if [ "$label" = cidata ]; then
-    userdata=/dev/${block##*/}
-    break
-  fi
+  [ -e "$block" ] && wait_for "/dev/${block##*/}" 20
 done
+userdata=$(findfs LABEL=cidata 2>/dev/null || true)
 trace "userdata device $userdata"
 if [ -n "$userdata" ]; then
   mkdir -p /mnt/cidata

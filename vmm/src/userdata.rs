@@ -13,6 +13,10 @@ const SECTOR: usize = 2048;
 const PVD_SECTOR: u32 = 16;
 /// Sectors of the fixed layout: system area, PVD, terminator, L and M path tables, root directory.
 const FIRST_FILE_SECTOR: u32 = 21;
+/// Zero sectors after the last file, counted in the volume (genisoimage's `-pad`): Linux reads
+/// ahead past the end of a CD's data, and on an image that ends right there the I/O errors make
+/// probes fail (busybox `findfs LABEL=cidata` did not find an unpadded image).
+const TAIL_PADDING_SECTORS: u32 = 150;
 /// Sector of the little-endian path table.
 const L_PATH_TABLE: u32 = 18;
 /// Sector of the big-endian path table.
@@ -87,7 +91,7 @@ fn build_iso(files: &[IsoFile<'_>]) -> Result<Vec<u8>, UserdataError> {
         extents.push((next, size));
         next += size.div_ceil(SECTOR as u32).max(1);
     }
-    let total_sectors = next;
+    let total_sectors = next + TAIL_PADDING_SECTORS;
 
     let mut root = Vec::with_capacity(SECTOR);
     root.extend(directory_record(
@@ -331,7 +335,7 @@ mod tests {
         write_userdata_iso(&iso, b"", "x").unwrap();
         assert_eq!(
             fs::metadata(&iso).unwrap().len() as usize,
-            (FIRST_FILE_SECTOR as usize + 3) * SECTOR
+            (FIRST_FILE_SECTOR + 3 + TAIL_PADDING_SECTORS) as usize * SECTOR
         );
     }
 }
