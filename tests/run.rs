@@ -373,3 +373,30 @@ fn qemu_sh_boots_an_output_by_hand() {
         );
     }
 }
+
+/// `--uefi`: OVMF (from the ovmf package) boots the kernel; the VM gets its own UEFI variables.
+#[test]
+fn uefi_boot_with_ovmf() {
+    let host = Host::new();
+    let prefix = guest::write_guest_with_cmdline(
+        &host.dir.path().join("out"),
+        "efi",
+        &format!("{} {}", guest::CMDLINE, guest::POWEROFF_OPTION),
+    );
+    let run = host
+        .moby()
+        .args(["run", "--uefi", "--accel", "tcg", "--mem", "512"])
+        .arg(&prefix)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let console = String::from_utf8_lossy(&run.stdout);
+    assert!(console.contains(marker::POWEROFF), "{console}");
+    let vars = host.state("efi").join("efi-vars.fd");
+    let template = std::fs::metadata("/usr/share/OVMF/OVMF_VARS_4M.fd").expect("ovmf is installed");
+    assert_eq!(
+        std::fs::metadata(&vars).expect("per-VM UEFI variables").len(),
+        template.len()
+    );
+}
