@@ -224,15 +224,22 @@ pub struct QemuArgs {
     pub image: Option<PathBuf>,
 }
 
-impl QemuArgs {
-    /// Whether no qemu flag was given (all defaults, no image).
-    pub fn is_default(&self) -> bool {
+impl Default for QemuArgs {
+    /// The values of a `moby run` without qemu flags.
+    fn default() -> Self {
         #[derive(Parser)]
         struct Defaults {
             #[command(flatten)]
             qemu: QemuArgs,
         }
-        Defaults::parse_from(["moby"]).qemu == *self
+        Defaults::parse_from(["moby"]).qemu
+    }
+}
+
+impl QemuArgs {
+    /// Whether no qemu flag was given (all defaults, no image).
+    pub fn is_default(&self) -> bool {
+        *self == QemuArgs::default()
     }
 }
 

@@ -219,3 +219,54 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_state_dir_is_linked_under_the_instance_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("root"));
+        let dir = tmp.path().join("elsewhere/web-state");
+        let state = state_dir(&root, "web", Some(&dir)).unwrap();
+        assert_eq!(state.dir(), std::fs::canonicalize(&dir).unwrap());
+        let link = tmp.path().join("root/web");
+        assert_eq!(std::fs::read_link(&link).unwrap(), std::fs::canonicalize(&dir).unwrap());
+        // Again with the same dir, then with another one: the link follows.
+        state_dir(&root, "web", Some(&dir)).unwrap();
+        let other = tmp.path().join("other");
+        state_dir(&root, "web", Some(&other)).unwrap();
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            std::fs::canonicalize(&other).unwrap()
+        );
+        // Without --state: the directory under the root.
+        assert_eq!(state_dir(&root, "db", None).unwrap().dir(), tmp.path().join("root/db"));
+    }
+
+    #[test]
+    fn a_name_used_by_a_real_state_dir_is_not_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("root"));
+        std::fs::create_dir_all(tmp.path().join("root/web")).unwrap();
+        let e = state_dir(&root, "web", Some(&tmp.path().join("x")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("instance name `web` is taken") && e.contains("--name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn instance_names_come_from_the_image() {
+        let q = |name: Option<&str>| QemuArgs {
+            name: name.map(String::from),
+            ..QemuArgs::default()
+        };
+        assert_eq!(instance_name(&q(None), Path::new("out/web")).unwrap(), "web");
+        assert_eq!(instance_name(&q(None), Path::new("out/web.iso")).unwrap(), "web");
+        assert_eq!(instance_name(&q(Some("db")), Path::new("out/web")).unwrap(), "db");
+    }
+}

@@ -207,6 +207,7 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
     check_socket_paths(state)?;
     let lock = state.lock()?;
     let cfg = &mut opts.config;
+    check_ports_free(&cfg.publish, state.dir().parent())?;
 
     if cfg.networking != super::Networking::None {
         cfg.mac = Some(state.mac()?.to_string());
@@ -236,7 +237,6 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
     if let Some(fw) = &opts.uefi {
         cfg.firmware = Some(fw.for_vm(state.dir())?);
     }
-    check_ports_free(&cfg.publish, state.dir().parent())?;
     // Paused until the console is attached (foreground) or qemu is on its own (detached).
     cfg.start_paused = true;
     cfg.pidfile = Some(state.pid_file());
