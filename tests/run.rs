@@ -336,6 +336,15 @@ fn run_errors_name_what_to_fix() {
     ]);
     assert!(!e.status.success() && stderr(&e).contains("user"), "{}", stderr(&e));
 
+    // qemu's own complaint, when it refuses its command line.
+    let e = host.output(&["run", "--accel", "tcg", "--device", "nonsense-dev", p]);
+    assert!(
+        stderr(&e).contains("qemu exited while starting")
+            && stderr(&e).contains("'nonsense-dev' is not a valid device model name"),
+        "{}",
+        stderr(&e)
+    );
+
     let held = TcpListener::bind(("0.0.0.0", 0)).unwrap();
     let port = held.local_addr().unwrap().port();
     let e = host.output(&["run", "--accel", "tcg", "--publish", &format!("{port}:80"), p]);

@@ -271,6 +271,17 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
     let qmp = match qmp {
         Ok(qmp) => qmp,
         Err(e) => {
+            // Usually qemu hit an error in its configuration right after opening QMP: its own
+            // message says more than the broken connection.
+            let exited = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            if let Ok(Ok(status)) = exited {
+                let _ = state.clean_runtime();
+                return Err(LaunchError::EarlyExit {
+                    status,
+                    messages: log_tail(&log),
+                    log,
+                });
+            }
             let _ = child.start_kill();
             let _ = child.wait().await;
             let _ = state.clean_runtime();
