@@ -212,7 +212,7 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
             (None, Some(s)) => format!("stopped by the host ({})", s.reason),
             (None, None) => format!("exited ({})", end.status),
         };
-        if let Some(messages) = &end.messages {
+        if let (Some(messages), false) = (&end.messages, end.stopped == Some(StopResult::Killed)) {
             bail!("VM `{name}` {how}; qemu failed ({}):\n{messages}", end.status);
         }
         tracing::info!("VM `{name}` {how}");

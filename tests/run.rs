@@ -409,3 +409,46 @@ fn uefi_boot_with_ovmf() {
         template.len()
     );
 }
+
+/// A guest that ignores the ACPI power button: after `--stop-timeout` qemu is told to quit; with a
+/// second Ctrl-C it is killed at once.
+#[test]
+fn a_guest_ignoring_the_power_button_is_quit_or_killed() {
+    let host = Host::new();
+    let prefix = guest::write_guest_with_cmdline(
+        &host.dir.path().join("out"),
+        "deaf",
+        &format!("{} {}", guest::CMDLINE, guest::DEAF_OPTION),
+    );
+    for second_ctrl_c in [false, true] {
+        let mut child = host
+            .moby()
+            .args(["run", "--accel", "tcg", "--mem", "256", "--stop-timeout", "3"])
+            .arg(&prefix)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut console = Console::new(child.stdout.take().expect("piped stdout"));
+        console.wait_for(marker::READY, BOOT_BOUND);
+        let qemu = qemu_pid(&host.state("deaf"));
+        signal(child.id(), "INT");
+        console.wait_for(marker::IGNORED, BOOT_BOUND);
+        if second_ctrl_c {
+            signal(child.id(), "INT");
+        }
+        console.drain(BOOT_BOUND);
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}: {err}");
+        let expected = if second_ctrl_c {
+            "VM `deaf` killed"
+        } else {
+            "VM `deaf` did not power off within 3s of the ACPI power button; qemu was told to quit"
+        };
+        assert!(err.contains(expected), "{err}");
+        assert!(!alive(qemu));
+    }
+}

@@ -10,6 +10,7 @@
 #   moby-guest: listening 7777            TCP server answering a first line L with "pong L"
 #   moby-guest: ready                     all of the above done
 #   moby-guest: acpi power-button         ACPI power button pressed; the guest then powers off
+#   moby-guest: ignoring the power button  ... unless the kernel cmdline has moby_guest.deaf
 #   moby-guest: poweroff                  kernel cmdline has moby_guest.poweroff; the guest powers off
 #   moby-guest: error <what>              something above failed (the guest carries on)
 /bin/busybox mkdir -p /proc /sys /dev /mnt /tmp /run
@@ -62,6 +63,7 @@ watch_power_button() {
     [ "$#" -eq 12 ] || continue
     if [ "$9" = 1 ] && [ "${10}" = 116 ] && [ "${11}" = 1 ]; then
       say "acpi power-button"
+      case "$cmdline" in *" moby_guest.deaf "*) say "ignoring the power button"; continue ;; esac
       sync
       poweroff -f
     fi

@@ -25,6 +25,9 @@ pub const CMDLINE: &str = "console=ttyS0 quiet";
 /// Kernel command line option that makes the guest power itself off right after `ready`.
 pub const POWEROFF_OPTION: &str = "moby_guest.poweroff";
 
+/// Kernel command line option: the guest reports the ACPI power button but does not power off.
+pub const DEAF_OPTION: &str = "moby_guest.deaf";
+
 /// TCP port the guest answers on: a connection's first line `L` gets `pong L\n`.
 pub const PONG_PORT: u16 = 7777;
 
@@ -49,6 +52,8 @@ pub mod marker {
     pub const READY: &str = "moby-guest: ready";
     /// The ACPI power button was pressed; the guest syncs and powers off.
     pub const POWER_BUTTON: &str = "moby-guest: acpi power-button";
+    /// The guest ignored the power button ([`super::DEAF_OPTION`]).
+    pub const IGNORED: &str = "moby-guest: ignoring the power button";
     /// The command line had `moby_guest.poweroff`; the guest powers off.
     pub const POWEROFF: &str = "moby-guest: poweroff";
     /// Followed by what failed; the init carries on.

@@ -13,6 +13,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
 
 use super::command::{Console, QemuConfig};
 use super::disk::{ensure_disk, resolve_disks, DiskError, DiskSpec};
@@ -21,7 +22,7 @@ use super::spawn::{self, Lifetime};
 use crate::console;
 use crate::firmware::{Firmware, FirmwareError};
 use crate::instance::InstanceRecord;
-use crate::qmp::{Qmp, QmpError, Shutdown, ShutdownOutcome};
+use crate::qmp::{Qmp, QmpError, Shutdown};
 use crate::state::{StateDir, StateError, StateLock};
 use crate::userdata::{write_userdata_iso, UserdataError};
 
@@ -307,7 +308,6 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
         qmp,
         state: state.clone(),
         lock,
-        record,
     })
 }
 
@@ -343,18 +343,12 @@ pub struct Vm {
     qmp: Qmp,
     state: StateDir,
     lock: StateLock,
-    record: InstanceRecord,
 }
 
 impl Vm {
     /// qemu's pid.
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// The instance record written at start.
-    pub fn record(&self) -> &InstanceRecord {
-        &self.record
     }
 
     /// Starts the guest and leaves the VM running on its own, releasing the state dir's lock;
@@ -397,7 +391,11 @@ impl Vm {
         let mut shutdown = None;
         let mut qmp_open = true;
         let mut stopped = None;
+        // Set when the power button was pressed: when to give up on the guest and quit.
+        let mut give_up: Option<Instant> = None;
+        let forever = Duration::from_secs(365 * 24 * 3600);
 
+        // One loop keeps the console flowing while the VM is being stopped.
         let status = loop {
             tokio::select! {
                 status = self.child.wait() => break status.map_err(|e| process_error("wait for", e))?,
@@ -407,30 +405,34 @@ impl Vm {
                         tracing::warn!("console: {e}");
                     }
                 }
-                event = self.qmp.wait_event("SHUTDOWN", Duration::from_secs(365 * 24 * 3600)), if qmp_open => {
-                    match event {
-                        Ok(event) => shutdown = event.shutdown(),
-                        Err(_) => qmp_open = false,
+                event = self.qmp.wait_event("SHUTDOWN", forever), if qmp_open => match event {
+                    Ok(event) => {
+                        shutdown = event.shutdown();
+                        if give_up.is_some() && stopped.is_none() {
+                            stopped = Some(StopResult::PoweredDown);
+                        }
+                    }
+                    Err(_) => qmp_open = false,
+                },
+                _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } },
+                    if stopped.is_none() =>
+                {
+                    let pressed = give_up.is_none() && qmp_open && self.qmp.system_powerdown().await.is_ok();
+                    if pressed {
+                        tracing::info!("stopping VM `{}`: ACPI power button (again to kill it)", self.state.name());
+                        give_up = Some(Instant::now() + stop_timeout);
+                    } else {
+                        self.child.start_kill().map_err(|e| process_error("kill", e))?;
+                        stopped = Some(StopResult::Killed);
                     }
                 }
-                _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } }, if stopped.is_none() => {
-                    tracing::info!("stopping VM `{}`: ACPI power button (again to kill it)", self.state.name());
-                    let result = tokio::select! {
-                        outcome = self.qmp.graceful_shutdown(stop_timeout), if qmp_open => match outcome {
-                            Ok(ShutdownOutcome::PoweredDown(s)) => { shutdown = Some(s); StopResult::PoweredDown }
-                            Ok(ShutdownOutcome::Quit) => StopResult::Quit,
-                            Err(e) => {
-                                tracing::warn!("QMP: {e}; killing qemu");
-                                self.child.start_kill().map_err(|e| process_error("kill", e))?;
-                                StopResult::Killed
-                            }
-                        },
-                        _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } } => {
-                            self.child.start_kill().map_err(|e| process_error("kill", e))?;
-                            StopResult::Killed
-                        }
-                    };
-                    stopped = Some(result);
+                _ = tokio::time::sleep_until(give_up.unwrap_or_else(|| Instant::now() + forever)),
+                    if give_up.is_some() && stopped.is_none() =>
+                {
+                    stopped = Some(StopResult::Quit);
+                    if self.qmp.quit().await.is_err() {
+                        self.child.start_kill().map_err(|e| process_error("kill", e))?;
+                    }
                 }
             }
         };
