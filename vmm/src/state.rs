@@ -89,7 +89,7 @@ pub enum StateError {
         content: String,
     },
     /// An instance name that cannot be a directory name.
-    #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_`")]
+    #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_` (moby run --name NAME)")]
     BadName(String),
     /// No home directory to put the default base in.
     #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME or pass --state DIR")]
