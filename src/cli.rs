@@ -27,6 +27,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Inspect and manage the local image cache.
     Cache(CacheArgs),
+    /// Build, name and push packages (folders with a build.yml), without a container engine.
+    Pkg(PkgArgs),
     /// Boot an image in a VM (qemu by default on Linux).
     Run(RunArgs),
     /// List VMs started by `moby run`.
@@ -118,6 +120,54 @@ pub enum CacheCommand {
         /// Output file, or '-' for stdout.
         #[arg(short = 'o', long = "o", visible_alias = "output", default_value = "-")]
         output: String,
+    },
+}
+
+/// `moby pkg`.
+#[derive(Debug, Args)]
+pub struct PkgArgs {
+    /// Image cache directory.
+    #[arg(long, env = "MOBY_CACHE", global = true)]
+    pub cache: Option<PathBuf>,
+    /// Where downloaded Debian packages are kept (default ~/.moby/debs).
+    #[arg(long, env = "MOBY_DEB_CACHE", global = true)]
+    pub deb_cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: PkgCommand,
+}
+
+/// The pkg subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PkgCommand {
+    /// Build packages into the image cache (skipped when the cache has the tag already).
+    Build {
+        /// Build even when the cache has the image.
+        #[arg(long)]
+        force: bool,
+        /// Package folders.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Print each package's ORG/IMAGE:TAG.
+    ShowTag {
+        /// Package folders.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Build packages if needed and push them to a registry.
+    Push {
+        /// Build even when the cache has the image.
+        #[arg(long)]
+        force: bool,
+        /// Push to this registry (HOST[:PORT]) instead of the one the image name says.
+        #[arg(long)]
+        registry: Option<String>,
+        /// Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker).
+        #[arg(long)]
+        docker_config: Option<PathBuf>,
+        /// Package folders.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
     },
 }
 

@@ -3,6 +3,7 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+mod pkg_cmd;
 mod run_cmd;
 mod run_hyperkit;
 mod run_vmware;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build_cmd::run(args),
         Command::Cache(args) => cache_cmd::run(args),
+        Command::Pkg(args) => pkg_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Ps(args) => vm_cmd::ps(args),
         Command::Stop(args) => vm_cmd::stop(args),

@@ -24,17 +24,21 @@ mod archive;
 mod auth;
 mod descriptor;
 mod layout;
+mod local;
 mod oci_volume;
 mod platform;
 mod pull;
+mod push;
 
 use std::path::PathBuf;
 
 pub use descriptor::{media_type, sha256_digest, Descriptor, ImageConfigFile};
 pub use layout::{ResolvedImage, Store};
+pub use local::{manifest_json, LayerFile, OCI_LAYER_GZIP};
 pub use oci_volume::{oci_layout_entries, LayoutContent, LayoutEntry, LayoutEntryKind};
 pub use platform::{oci_architecture, Platform};
 pub use pull::{ensure_images, ensure_layouts, parse_mirror, PullOptions};
+pub use push::{push_image, PushOptions};
 
 /// Everything that can go wrong in the image store and in pulls.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +216,20 @@ pub enum ImageError {
     /// A download broke off or the registry answered with an error.
     #[error("pulling {what} {object} of image {image} from {registry} failed: {detail}; the cache is unchanged for it, retry")]
     Registry {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// "manifest" or "blob".
+        what: &'static str,
+        /// Tag or digest.
+        object: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A push to a registry failed.
+    #[error("pushing {what} {object} of image {image} to {registry} failed: {detail}")]
+    Push {
         /// The image.
         image: String,
         /// Registry URL.

@@ -165,7 +165,7 @@ fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(),
 
 /// Runs a future to completion on a private single-threaded runtime, on a helper thread when
 /// the caller is itself inside a tokio runtime (where blocking on another one would panic).
-fn run_blocking<F: Future + Send>(future: F) -> Result<F::Output, ImageError>
+pub(crate) fn run_blocking<F: Future + Send>(future: F) -> Result<F::Output, ImageError>
 where
     F::Output: Send,
 {
@@ -272,15 +272,15 @@ fn manifest_blobs(manifest: &ImageManifest) -> Vec<Descriptor> {
 
 /// Where an image is pulled from.
 #[derive(Debug, Clone)]
-struct Remote {
+pub(crate) struct Remote {
     /// The reference as the client uses it (registry replaced by a mirror if one applies).
-    oci: oci_client::Reference,
+    pub oci: oci_client::Reference,
     /// `scheme://host` for messages.
-    url: String,
+    pub url: String,
     /// The host whose credentials apply.
-    host: String,
+    pub host: String,
     /// Whether the host is reached over plain HTTP.
-    plain_http: bool,
+    pub plain_http: bool,
 }
 
 /// A manifest or index blob held in memory.
@@ -322,20 +322,10 @@ impl<'s> Session<'s> {
             .collect();
         http_hosts.sort();
         http_hosts.dedup();
-        // reqwest is built without a default crypto provider (to avoid aws-lc); install ring.
-        // This fails harmlessly when a provider is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(http_hosts),
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(std::time::Duration::from_secs(300)),
-            ..ClientConfig::default()
-        };
-        let client = oci_client::Client::try_from(config).map_err(|e| ImageError::Unreachable {
+        let client = new_client(http_hosts).map_err(|detail| ImageError::Unreachable {
             image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
             registry: "(any)".to_string(),
-            detail: format!("cannot set up the HTTP client: {e}"),
+            detail,
         })?;
         Ok(Session {
             store,
@@ -647,7 +637,22 @@ impl<'s> Session<'s> {
 }
 
 /// Where to pull `reference` from, honouring mirrors.
-fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Remote, ImageError> {
+/// A registry client that speaks plain HTTP to `http_hosts` and HTTPS (rustls with ring) to the rest.
+pub(crate) fn new_client(http_hosts: Vec<String>) -> Result<oci_client::Client, String> {
+    // reqwest is built without a default crypto provider (to avoid aws-lc); install ring.
+    // This fails harmlessly when a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(http_hosts),
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        read_timeout: Some(std::time::Duration::from_secs(300)),
+        ..ClientConfig::default()
+    };
+    oci_client::Client::try_from(config).map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+pub(crate) fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Remote, ImageError> {
     let registry = reference.registry();
     let mirror = mirror_for(registry, mirrors);
     let (host, prefix, plain_http) = match mirror {

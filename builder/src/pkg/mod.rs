@@ -1,20 +1,28 @@
-//! Packages: a folder with a `build.yml`, named `ORG/IMAGE:TAG` where the tag derives from a hash of
-//! the folder's contents, so that `@pkg:DIR` in a spec names exactly the image built from those
-//! sources.
+//! Packages: a folder with a `build.yml`, built without a container engine into an OCI image named
+//! `ORG/IMAGE:TAG`, where the tag derives from a hash of the folder's contents (and its
+//! `extra-sources`), so that `@pkg:DIR` in a spec names exactly the image built from those sources.
 //!
-//! Only what `@pkg:` resolution needs lives here so far: reading `build.yml`'s naming fields and
-//! hashing the sources. Building packages is a later stage.
+//! - [`build_yml`] reads `build.yml` (LinuxKit's fields and our `rootfs:` steps, see `docs/pkg.md`).
+//! - [`rootfs`] is the staging directory the steps write into, confined to itself.
+//! - [`debs`] resolves, downloads (once, into the deb cache) and unpacks Debian packages.
+//! - [`steps`] runs the steps; [`layer`] writes the staged tree as one reproducible layer;
+//!   [`build`] puts it all into the image store.
+
+pub mod build;
+pub mod build_yml;
+pub mod debs;
+pub mod layer;
+pub mod rootfs;
+pub mod steps;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use yaml_rust2::{Yaml, YamlLoader};
 
-/// LinuxKit's default organisation.
-const DEFAULT_ORG: &str = "linuxkit";
-/// LinuxKit's default tag template.
-const DEFAULT_TAG: &str = "{{.Hash}}";
+pub use build::{build_package, BuildOutcome, PkgBuildOptions};
+pub use build_yml::{BuildYml, Step};
+
 /// Length of the hash in a tag, as long as a git tree hash.
 const HASH_LEN: usize = 40;
 
@@ -37,6 +45,26 @@ pub enum PkgError {
         /// What is wrong.
         problem: String,
     },
+    /// A `rootfs:` step failed.
+    #[error("package {dir}: rootfs[{index}] ({kind}): {reason}")]
+    Step {
+        /// Package folder.
+        dir: PathBuf,
+        /// The step's index.
+        index: usize,
+        /// The step's kind.
+        kind: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The image store.
+    #[error("package image {image}: {reason}")]
+    Store {
+        /// `ORG/IMAGE:TAG`.
+        image: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A package's identity.
@@ -51,36 +79,21 @@ pub struct Package {
 }
 
 impl Package {
-    /// Reads `DIR/build.yml` and hashes the folder.
+    /// Reads `DIR/build.yml` and hashes the package's sources.
     pub fn load(dir: &Path) -> Result<Package, PkgError> {
-        let invalid = |problem: String| PkgError::Invalid {
-            dir: dir.to_path_buf(),
-            problem,
-        };
-        let text = fs::read_to_string(dir.join("build.yml")).map_err(|source| PkgError::Read {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
-        let docs = YamlLoader::load_from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        let doc = docs.into_iter().next().unwrap_or(Yaml::Null);
-        let field = |key: &str| -> Result<Option<String>, PkgError> {
-            match &doc[key] {
-                Yaml::BadValue | Yaml::Null => Ok(None),
-                Yaml::String(s) => Ok(Some(s.clone())),
-                other => Err(invalid(format!("{key}: expected a string, found {other:?}"))),
-            }
-        };
-        let image = field("image")?.ok_or_else(|| invalid("image: required field is missing".into()))?;
-        let org = field("org")?.unwrap_or_else(|| DEFAULT_ORG.to_string());
-        let template = field("tag")?.unwrap_or_else(|| DEFAULT_TAG.to_string());
-        let hash = source_hash(dir).map_err(|source| PkgError::Read {
+        Package::of(dir, &BuildYml::load(dir)?)
+    }
+
+    /// The identity of the package in `dir` described by `build`.
+    pub fn of(dir: &Path, build: &BuildYml) -> Result<Package, PkgError> {
+        let hash = source_hash(dir, &build.extra_sources).map_err(|source| PkgError::Read {
             dir: dir.to_path_buf(),
             source,
         })?;
         Ok(Package {
-            org,
-            image,
-            tag: template.replace("{{.Hash}}", &hash),
+            org: build.org.clone(),
+            image: build.image.clone(),
+            tag: build.tag.replace("{{.Hash}}", &hash),
         })
     }
 
@@ -90,21 +103,35 @@ impl Package {
     }
 }
 
-/// A content hash of every file under `dir`: relative path, type, executable bit and contents, in
-/// sorted order, so that the same sources give the same tag on every machine.
-pub fn source_hash(dir: &Path) -> std::io::Result<String> {
-    let mut files = Vec::new();
+/// A content hash of every file under `dir` and of each `extra-sources` entry (under its
+/// destination name): relative path, type, executable bit and contents, in sorted order, so that
+/// the same sources give the same tag on every machine.
+pub fn source_hash(dir: &Path, extra_sources: &[(PathBuf, String)]) -> std::io::Result<String> {
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
     collect(dir, Path::new(""), &mut files)?;
+    for (src, name) in extra_sources {
+        let src = dir.join(src);
+        if fs::symlink_metadata(&src)?.is_dir() {
+            let mut inner = Vec::new();
+            collect(&src, Path::new(""), &mut inner)?;
+            files.extend(
+                inner
+                    .into_iter()
+                    .map(|(rel, path)| (Path::new("..extra").join(name).join(rel), path)),
+            );
+        } else {
+            files.push((Path::new("..extra").join(name), src));
+        }
+    }
     files.sort();
     let mut hasher = Sha256::new();
-    for relative in &files {
-        let path = dir.join(relative);
-        let meta = fs::symlink_metadata(&path)?;
+    for (relative, path) in &files {
+        let meta = fs::symlink_metadata(path)?;
         hasher.update(relative.to_string_lossy().as_bytes());
         hasher.update([0]);
         if meta.file_type().is_symlink() {
             hasher.update(b"l");
-            hasher.update(fs::read_link(&path)?.to_string_lossy().as_bytes());
+            hasher.update(fs::read_link(path)?.to_string_lossy().as_bytes());
         } else {
             use std::os::unix::fs::PermissionsExt;
             hasher.update(if meta.permissions().mode() & 0o111 != 0 {
@@ -112,7 +139,7 @@ pub fn source_hash(dir: &Path) -> std::io::Result<String> {
             } else {
                 b"f"
             });
-            hasher.update(fs::read(&path)?);
+            hasher.update(fs::read(path)?);
         }
         hasher.update([0]);
     }
@@ -120,15 +147,16 @@ pub fn source_hash(dir: &Path) -> std::io::Result<String> {
     Ok(digest[..HASH_LEN].to_string())
 }
 
-/// Collects the relative paths of files and symlinks (directories themselves carry no content).
-fn collect(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Collects (relative path, path) of files and symlinks under `root` (directories themselves carry
+/// no content).
+fn collect(root: &Path, relative: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> std::io::Result<()> {
     for entry in fs::read_dir(root.join(relative))? {
         let entry = entry?;
         let path = relative.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             collect(root, &path, out)?;
         } else {
-            out.push(path);
+            out.push((path.clone(), root.join(path)));
         }
     }
     Ok(())

@@ -1,0 +1,440 @@
+//! Debian packages for `debs:` steps: the dependency closure as the host's apt sees it
+//! ([`resolve`]), downloaded once into the deb cache ([`DebCache::fetch`]), unpacked into the
+//! staging directory without running maintainer scripts ([`unpack`]).
+//!
+//! The closure follows `Depends` and `Pre-Depends` (not `Recommends`), takes the candidate version
+//! of each package, the first alternative of `a | b` unless another one is already in, and the
+//! first provider of a virtual package. It needs `apt-cache`, `apt-get` and `dpkg-deb` (any
+//! Debian or Ubuntu host); a cache that already holds the files builds offline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::tar::{EntryKind, TarReader};
+
+use super::rootfs::Rootfs;
+
+/// Errors of `debs:` steps.
+#[derive(Debug, thiserror::Error)]
+pub enum DebError {
+    /// A host tool is missing.
+    #[error("cannot run {tool}: {source} (moby pkg build needs apt and dpkg: a Debian or Ubuntu host)")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Underlying error.
+        source: io::Error,
+    },
+    /// A package is not known to apt.
+    #[error("Debian package {name:?} is not known to apt here (needed by {needed_by}): check the name, or run apt-get update")]
+    Unknown {
+        /// The package.
+        name: String,
+        /// Who asked for it.
+        needed_by: String,
+    },
+    /// `apt-get download` failed.
+    #[error("apt-get download {name}={version} failed ({status}): {stderr} (is the network or the deb cache {cache} available?)")]
+    Download {
+        /// Package.
+        name: String,
+        /// Version.
+        version: String,
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// Its error output.
+        stderr: String,
+        /// The deb cache.
+        cache: PathBuf,
+    },
+    /// Unpacking failed.
+    #[error("cannot unpack {deb}: {reason}")]
+    Unpack {
+        /// The .deb file.
+        deb: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The cache directory.
+    #[error("deb cache {dir}: {source}")]
+    Cache {
+        /// The cache directory.
+        dir: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+}
+
+/// One package of a closure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DebPackage {
+    /// Package name.
+    pub name: String,
+    /// Candidate version.
+    pub version: String,
+    /// Architecture (`amd64`, `all`).
+    pub arch: String,
+}
+
+impl DebPackage {
+    /// The file name `apt-get download` gives it (`:` of an epoch written `%3a`).
+    pub fn file_name(&self) -> String {
+        format!("{}_{}_{}.deb", self.name, self.version.replace(':', "%3a"), self.arch)
+    }
+}
+
+/// What `apt-cache show` says of a package.
+#[derive(Debug, Clone, Default)]
+struct Stanza {
+    version: String,
+    arch: String,
+    depends: Vec<Vec<String>>,
+}
+
+fn run_capture(tool: &'static str, args: &[&str]) -> Result<(bool, String), DebError> {
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| DebError::Tool { tool, source })?;
+    Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// Splits a `Depends:` value into groups of alternatives, names only.
+fn parse_depends(value: &str) -> Vec<Vec<String>> {
+    value
+        .split(',')
+        .map(|group| {
+            group
+                .split('|')
+                .filter_map(|alt| alt.split_whitespace().next())
+                .map(|name| name.split(':').next().unwrap_or(name).to_string())
+                .filter(|name| !name.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Parses `apt-cache show` output into stanzas by package name.
+fn parse_show(text: &str) -> BTreeMap<String, Stanza> {
+    let mut out = BTreeMap::new();
+    for block in text.split("\n\n") {
+        let mut name = None;
+        let mut stanza = Stanza::default();
+        let mut field = String::new();
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        for line in block.lines() {
+            if line.starts_with(' ') {
+                if let Some(v) = values.get_mut(&field) {
+                    v.push_str(line);
+                }
+                continue;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                field = k.to_string();
+                values.insert(field.clone(), v.trim().to_string());
+            }
+        }
+        if let Some(n) = values.get("Package") {
+            name = Some(n.clone());
+        }
+        stanza.version = values.get("Version").cloned().unwrap_or_default();
+        stanza.arch = values.get("Architecture").cloned().unwrap_or_default();
+        for key in ["Pre-Depends", "Depends"] {
+            if let Some(v) = values.get(key) {
+                stanza.depends.extend(parse_depends(v));
+            }
+        }
+        if let Some(name) = name {
+            out.entry(name).or_insert(stanza);
+        }
+    }
+    out
+}
+
+/// The first package providing the virtual package `name`, if any.
+fn provider_of(name: &str) -> Result<Option<String>, DebError> {
+    let (_, text) = run_capture("apt-cache", &["showpkg", name])?;
+    let providers = text.split("Reverse Provides:").nth(1).unwrap_or_default();
+    Ok(providers
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .next())
+}
+
+/// The closure of `names` (see the module doc), without `skip` and what only they pulled in,
+/// sorted by name.
+pub fn resolve(names: &[String], skip: &[String]) -> Result<Vec<DebPackage>, DebError> {
+    let skip: BTreeSet<&str> = skip.iter().map(String::as_str).collect();
+    let mut chosen: BTreeMap<String, Stanza> = BTreeMap::new();
+    // (name, who asked for it)
+    let mut wanted: Vec<(String, String)> = names.iter().map(|n| (n.clone(), "the build.yml".to_string())).collect();
+    while !wanted.is_empty() {
+        let batch: Vec<(String, String)> = std::mem::take(&mut wanted)
+            .into_iter()
+            .filter(|(n, _)| !chosen.contains_key(n) && !skip.contains(n.as_str()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        let mut args = vec!["show", "--no-all-versions"];
+        args.extend(batch.iter().map(|(n, _)| n.as_str()));
+        let (_, text) = run_capture("apt-cache", &args)?;
+        let found = parse_show(&text);
+        for (name, needed_by) in batch {
+            match found.get(&name) {
+                Some(stanza) => {
+                    for group in &stanza.depends {
+                        let pick = group
+                            .iter()
+                            .find(|alt| chosen.contains_key(*alt) || wanted.iter().any(|(w, _)| w == *alt))
+                            .unwrap_or(&group[0]);
+                        wanted.push((pick.clone(), name.clone()));
+                    }
+                    chosen.insert(name, stanza.clone());
+                }
+                None => match provider_of(&name)? {
+                    Some(provider) if !chosen.contains_key(&provider) => wanted.push((provider, needed_by)),
+                    Some(_) => {}
+                    None => return Err(DebError::Unknown { name, needed_by }),
+                },
+            }
+        }
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|(name, s)| DebPackage {
+            name,
+            version: s.version,
+            arch: s.arch,
+        })
+        .collect())
+}
+
+/// The directory `.deb` files are kept in.
+#[derive(Debug, Clone)]
+pub struct DebCache {
+    dir: PathBuf,
+}
+
+impl DebCache {
+    /// `$MOBY_DEB_CACHE`, else `~/.moby/debs`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("MOBY_DEB_CACHE").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+        home.map(PathBuf::from).unwrap_or_default().join(".moby").join("debs")
+    }
+
+    /// A cache in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> DebCache {
+        DebCache { dir: dir.into() }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The files of `packages`, downloading those the cache lacks (each into a private directory,
+    /// then renamed, so a killed download leaves no partial file under a final name).
+    pub fn fetch(&self, packages: &[DebPackage]) -> Result<Vec<PathBuf>, DebError> {
+        let cache_err = |source| DebError::Cache {
+            dir: self.dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(cache_err)?;
+        let mut files = Vec::with_capacity(packages.len());
+        for package in packages {
+            let file = self.dir.join(package.file_name());
+            if !file.is_file() {
+                let partial = tempfile::Builder::new()
+                    .prefix(".download-")
+                    .tempdir_in(&self.dir)
+                    .map_err(cache_err)?;
+                let spec = format!("{}={}", package.name, package.version);
+                let mut cmd = Command::new("apt-get");
+                cmd.arg("download").arg("-q");
+                if running_as_root() {
+                    // apt drops to user _apt, which cannot write our directory.
+                    cmd.args(["-o", "APT::Sandbox::User=root"]);
+                }
+                let out = cmd
+                    .arg(&spec)
+                    .current_dir(partial.path())
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|source| DebError::Tool {
+                        tool: "apt-get",
+                        source,
+                    })?;
+                let downloaded = partial.path().join(package.file_name());
+                if !out.status.success() || !downloaded.is_file() {
+                    return Err(DebError::Download {
+                        name: package.name.clone(),
+                        version: package.version.clone(),
+                        status: out.status,
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                        cache: self.dir.clone(),
+                    });
+                }
+                std::fs::rename(&downloaded, &file).map_err(cache_err)?;
+            }
+            files.push(file);
+        }
+        Ok(files)
+    }
+}
+
+/// Whether we run as root (apt's sandbox user then cannot write our files).
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Unpacks the files of `deb` into `rootfs` (`dpkg-deb --fsys-tarfile`); device nodes and FIFOs
+/// are skipped, maintainer scripts are not run.
+pub fn unpack(deb: &Path, rootfs: &Rootfs) -> Result<(), DebError> {
+    let unpack_err = |reason: String| DebError::Unpack {
+        deb: deb.to_path_buf(),
+        reason,
+    };
+    let mut child = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| DebError::Tool {
+            tool: "dpkg-deb",
+            source,
+        })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let result = unpack_tar(stdout, rootfs);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| unpack_err(e.to_string()))?;
+    result.map_err(|e| unpack_err(e.to_string()))?;
+    if !status.success() {
+        return Err(unpack_err(format!("dpkg-deb failed ({status}): {}", stderr.trim())));
+    }
+    Ok(())
+}
+
+/// Writes the entries of a tar stream into `rootfs`.
+pub fn unpack_tar(data: impl Read, rootfs: &Rootfs) -> io::Result<()> {
+    let mut tar = TarReader::new(data);
+    while let Some(header) = tar.next_header().map_err(|e| io::Error::other(e.to_string()))? {
+        let path = format!("/{}", header.name.trim_start_matches("./").trim_end_matches('/'));
+        if path == "/" {
+            continue;
+        }
+        match header.kind {
+            EntryKind::Directory => rootfs.mkdir(&path, header.mode & 0o7777)?,
+            EntryKind::Regular => {
+                rootfs.write_from(&path, &mut (&mut tar).take(header.size), header.mode & 0o7777)?;
+            }
+            EntryKind::Symlink => rootfs.symlink(&path, &header.link_name)?,
+            EntryKind::HardLink => {
+                let target = format!("/{}", header.link_name.trim_start_matches("./"));
+                rootfs.hard_link(&path, &target)?
+            }
+            _ => tracing::debug!("skipping {path}: device nodes and FIFOs are not unpacked"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depends_and_show_output_are_parsed() {
+        assert_eq!(
+            parse_depends("libc6 (>= 2.34), libpam0g:amd64 | libpam-foo, debconf (>= 0.5) | debconf-2.0"),
+            [
+                vec!["libc6"],
+                vec!["libpam0g", "libpam-foo"],
+                vec!["debconf", "debconf-2.0"]
+            ]
+        );
+        let text = "Package: a\nVersion: 1:2.0-1\nArchitecture: amd64\nPre-Depends: p\nDepends: b (>= 1),\n c | d\nDescription: x\n\nPackage: b\nVersion: 3\nArchitecture: all\n";
+        let show = parse_show(text);
+        assert_eq!(show["a"].version, "1:2.0-1");
+        assert_eq!(show["a"].depends, [vec!["p"], vec!["b"], vec!["c", "d"]]);
+        assert_eq!(show["b"].arch, "all");
+        let p = DebPackage {
+            name: "a".into(),
+            version: "1:2.0-1".into(),
+            arch: "amd64".into(),
+        };
+        assert_eq!(p.file_name(), "a_1%3a2.0-1_amd64.deb");
+    }
+
+    /// The closure of a real package from this host's apt lists (no download).
+    #[test]
+    fn closure_of_a_real_package() {
+        let closure = resolve(&["dropbear-bin".to_string()], &[]).unwrap();
+        let names: Vec<&str> = closure.iter().map(|p| p.name.as_str()).collect();
+        for needed in ["dropbear-bin", "libc6", "libtomcrypt1", "zlib1g"] {
+            assert!(names.contains(&needed), "{names:?}");
+        }
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
+        let without = resolve(&["dropbear-bin".to_string()], &["libtomcrypt1".to_string()]).unwrap();
+        assert!(!without.iter().any(|p| p.name == "libtomcrypt1"));
+        let e = resolve(&["no-such-package-here".to_string()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"no-such-package-here\" is not known to apt"), "{e}");
+    }
+
+    #[test]
+    fn tar_entries_land_in_the_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        let rootfs = Rootfs::new(dir.path().join("root"));
+        let mut tar = crate::tar::TarWriter::new(Vec::new());
+        use crate::tar::{EntrySink, Header};
+        tar.write_header(&Header::new("./usr/bin/", EntryKind::Directory, 0o755))
+            .unwrap();
+        let mut file = Header::new("./usr/bin/tool", EntryKind::Regular, 0o4755);
+        file.size = 3;
+        tar.write_header(&file).unwrap();
+        tar.write_data(b"elf").unwrap();
+        let mut link = Header::new("./usr/bin/alias", EntryKind::Symlink, 0o777);
+        link.link_name = "tool".into();
+        tar.write_header(&link).unwrap();
+        let mut hard = Header::new("./usr/bin/same", EntryKind::HardLink, 0o755);
+        hard.link_name = "./usr/bin/tool".into();
+        tar.write_header(&hard).unwrap();
+        tar.finish().unwrap();
+        unpack_tar(&tar.into_inner()[..], &rootfs).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let root = dir.path().join("root");
+        assert_eq!(std::fs::read(root.join("usr/bin/same")).unwrap(), b"elf");
+        assert_eq!(
+            std::fs::metadata(root.join("usr/bin/tool"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o4755
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("usr/bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+    }
+}
