@@ -107,7 +107,9 @@ mod tests {
         };
         let config = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
         let reference = Reference::parse("moby/x:1").unwrap();
-        let manifest = store.put_image(&reference, config, std::slice::from_ref(&layer)).unwrap();
+        let manifest = store
+            .put_image(&reference, config, std::slice::from_ref(&layer))
+            .unwrap();
         let resolved = store.resolve(&reference, &Platform::host()).unwrap().expect("stored");
         assert_eq!(resolved.root_digest, manifest.digest);
         assert_eq!(resolved.layers.len(), 1);

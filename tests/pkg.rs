@@ -1,0 +1,211 @@
+//! `moby pkg build|show-tag|push` end to end: a package built without a container engine, used by
+//! `@pkg:` in a spec, rebuilt to the same digest, pushed to a real registry and pulled back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use builder::image::{ensure_images, Platform, PullOptions, Store};
+use builder::Reference;
+
+use crate::support::moby_bin;
+use crate::support::registry::Registry;
+
+/// A package using every step that needs no network: copy (a file and a folder), file, dir with
+/// an owner, symlink, remove, a host script, and a `config` label.
+fn write_package(dir: &Path) {
+    std::fs::create_dir_all(dir.join("files/etc")).unwrap();
+    std::fs::write(dir.join("files/hello"), "#!/bin/sh\necho hello from the package\n").unwrap();
+    std::fs::write(dir.join("files/etc/greeting"), "hi\n").unwrap();
+    std::fs::write(dir.join("files/etc/unwanted"), "x\n").unwrap();
+    std::fs::write(
+        dir.join("build.sh"),
+        "mkdir -p \"$ROOTFS/usr/share\" && echo made > \"$ROOTFS/usr/share/by-script\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("build.yml"),
+        r#"image: hello
+org: moby
+config:
+  binds: [/var/run:/var/run]
+  capabilities: [CAP_NET_ADMIN]
+entrypoint: [/bin/hello]
+rootfs:
+  - copy: files/hello
+    to: /bin/hello
+    mode: "0755"
+  - copy: files/etc
+    to: /etc
+  - remove: [/etc/unwanted]
+  - file: /etc/motd
+    content: "welcome\n"
+  - dir: /home/user
+    owner: "1000:1000"
+  - symlink: /bin/hi
+    target: hello
+  - script: build.sh
+"#,
+    )
+    .unwrap();
+}
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let ws = Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        write_package(&ws.path("hello"));
+        ws
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn moby(&self, cache: &str, args: &[&str]) -> Output {
+        let out = Command::new(moby_bin())
+            .current_dir(self.dir.path())
+            .env("MOBY_CACHE", self.path(cache))
+            .env("MOBY_DEB_CACHE", self.path("debs"))
+            .args(args)
+            .output()
+            .expect("run moby");
+        assert!(
+            out.status.success(),
+            "moby {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_package_builds_once_reproducibly_and_feeds_a_spec() {
+    let ws = Workspace::new();
+    let tag = stdout(&ws.moby("cache", &["pkg", "show-tag", "hello"]));
+    assert!(
+        tag.starts_with("moby/hello:") && tag.len() == "moby/hello:".len() + 40,
+        "{tag}"
+    );
+
+    let first = ws.moby("cache", &["pkg", "build", "hello"]);
+    assert!(stderr(&first).contains(&format!("built {tag}")), "{}", stderr(&first));
+    let again = ws.moby("cache", &["pkg", "build", "hello"]);
+    assert!(stderr(&again).contains("is in the cache already"), "{}", stderr(&again));
+    // Another cache, forced: byte-identical image.
+    ws.moby("other", &["pkg", "build", "--force", "hello"]);
+    let ls = |cache: &str| stdout(&ws.moby(cache, &["cache", "ls"]));
+    assert_eq!(ls("cache"), ls("other"));
+
+    // A source change is a new tag.
+    std::fs::write(ws.path("hello/files/etc/greeting"), "hello\n").unwrap();
+    let changed = stdout(&ws.moby("cache", &["pkg", "show-tag", "hello"]));
+    assert_ne!(changed, tag);
+    std::fs::write(ws.path("hello/files/etc/greeting"), "hi\n").unwrap();
+
+    // `@pkg:` names the built image; its config label gives the container its defaults.
+    std::fs::write(
+        ws.path("spec.yml"),
+        "onboot:\n  - name: hello\n    image: \"@pkg:./hello\"\n",
+    )
+    .unwrap();
+    ws.moby("cache", &["build", "--format", "tar", "--name", "out", "spec.yml"]);
+    let tar = std::fs::read(ws.path("out.tar")).unwrap();
+    let mut reader = builder::tar::TarReader::new(&tar[..]);
+    let mut names = Vec::new();
+    let mut config = String::new();
+    while let Some(h) = reader.next_header().unwrap() {
+        if h.name.ends_with("000-hello/config.json") {
+            std::io::Read::read_to_string(&mut reader, &mut config).unwrap();
+        }
+        names.push((h.name.clone(), h.mode, h.uid, h.link_name.clone()));
+    }
+    let has = |name: &str| names.iter().find(|(n, ..)| n == name).cloned();
+    let root = "containers/onboot/000-hello/lower/";
+    assert_eq!(has(&format!("{root}bin/hello")).map(|e| e.1), Some(0o755));
+    assert_eq!(has(&format!("{root}bin/hi")).map(|e| e.3), Some("hello".to_string()));
+    assert_eq!(has(&format!("{root}home/user")).map(|e| e.2), Some(1000));
+    assert!(has(&format!("{root}etc/greeting")).is_some() && has(&format!("{root}etc/motd")).is_some());
+    assert!(has(&format!("{root}usr/share/by-script")).is_some());
+    assert!(has(&format!("{root}etc/unwanted")).is_none());
+    assert!(
+        config.contains("CAP_NET_ADMIN") && config.contains("/var/run"),
+        "{config}"
+    );
+    assert!(config.contains("\"/bin/hello\""), "{config}");
+}
+
+#[test]
+fn a_package_is_pushed_to_a_registry_and_pulled_back() {
+    let registry = Registry::start();
+    let ws = Workspace::new();
+    let tag = stdout(&ws.moby("cache", &["pkg", "show-tag", "hello"]));
+    let pushed = ws.moby("cache", &["pkg", "push", "--registry", &registry.host(), "hello"]);
+    let line = stdout(&pushed);
+    let (name, digest) = line.split_once('@').unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(name, format!("{}/{tag}", registry.host()));
+
+    // Pulled into an empty cache: the same manifest, config and layer.
+    let fresh = tempfile::tempdir().unwrap();
+    let store = Store::open(fresh.path()).unwrap();
+    let reference = Reference::parse(name).unwrap();
+    let options = PullOptions {
+        platform: Platform::host(),
+        ..PullOptions::default()
+    };
+    let pulled = ensure_images(&store, std::slice::from_ref(&reference), &options).unwrap();
+    assert_eq!(pulled[0].root_digest, digest);
+    let local = Store::open(&ws.path("cache")).unwrap();
+    let original = local
+        .resolve(&Reference::parse(&tag).unwrap(), &Platform::host())
+        .unwrap()
+        .unwrap();
+    assert_eq!(pulled[0].layers, original.layers);
+    assert_eq!(pulled[0].config_descriptor, original.config_descriptor);
+    // Pushing again uploads nothing new and names the same digest.
+    let again = ws.moby("cache", &["pkg", "push", "--registry", &registry.host(), "hello"]);
+    assert_eq!(stdout(&again), line);
+}
+
+#[test]
+fn package_mistakes_are_reported_with_the_file_and_field() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("bad")).unwrap();
+    std::fs::write(
+        ws.path("bad/build.yml"),
+        "image: bad\nrootfs:\n  - copy: nope\n    to: /x\n",
+    )
+    .unwrap();
+    let out = Command::new(moby_bin())
+        .current_dir(ws.dir.path())
+        .env("MOBY_CACHE", ws.path("cache"))
+        .args(["pkg", "build", "bad"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(e.contains("package bad: rootfs[0] (copy)") && e.contains("nope"), "{e}");
+    std::fs::write(ws.path("bad/build.yml"), "image: bad\nrootfs:\n  - copy: a\n").unwrap();
+    let out = Command::new(moby_bin())
+        .current_dir(ws.dir.path())
+        .args(["pkg", "show-tag", "bad"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("package bad: build.yml: rootfs[0].to: required field is missing"),
+        "{}",
+        stderr(&out)
+    );
+}
