@@ -155,66 +155,103 @@ fn parse_show(text: &str) -> BTreeMap<String, Stanza> {
     out
 }
 
-/// The first package providing the virtual package `name`, if any.
-fn provider_of(name: &str) -> Result<Option<String>, DebError> {
-    let (_, text) = run_capture("apt-cache", &["showpkg", name])?;
-    let providers = text.split("Reverse Provides:").nth(1).unwrap_or_default();
-    Ok(providers
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .next())
+/// One alternative of a dependency: a name and the packages that provide it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Alternative {
+    name: String,
+    virtual_only: bool,
+    providers: Vec<String>,
 }
 
-/// The closure of `names` (see the module doc), without `skip` and what only they pulled in,
-/// sorted by name.
-pub fn resolve(names: &[String], skip: &[String]) -> Result<Vec<DebPackage>, DebError> {
-    let skip: BTreeSet<&str> = skip.iter().map(String::as_str).collect();
-    let mut chosen: BTreeMap<String, Stanza> = BTreeMap::new();
-    // (name, who asked for it)
-    let mut wanted: Vec<(String, String)> = names.iter().map(|n| (n.clone(), "the build.yml".to_string())).collect();
-    while !wanted.is_empty() {
-        let batch: Vec<(String, String)> = std::mem::take(&mut wanted)
-            .into_iter()
-            .filter(|(n, _)| !chosen.contains_key(n) && !skip.contains(n.as_str()))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
-        if batch.is_empty() {
-            break;
+/// Parses `apt-cache depends --recurse` output: each package's dependency groups, each a list of
+/// alternatives (` |Depends: a` continues the group with the next line; indented lines under a
+/// dependency are the packages that provide it).
+fn parse_depends_graph(text: &str) -> BTreeMap<String, Vec<Vec<Alternative>>> {
+    let mut graph: BTreeMap<String, Vec<Vec<Alternative>>> = BTreeMap::new();
+    let mut node: Option<String> = None;
+    let mut group_open = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            let name = line.trim().to_string();
+            graph.entry(name.clone()).or_default();
+            node = Some(name);
+            group_open = false;
+            continue;
         }
-        let mut args = vec!["show", "--no-all-versions"];
-        args.extend(batch.iter().map(|(n, _)| n.as_str()));
-        let (_, text) = run_capture("apt-cache", &args)?;
-        let found = parse_show(&text);
-        for (name, needed_by) in batch {
-            match found.get(&name) {
-                Some(stanza) => {
-                    for group in &stanza.depends {
-                        let pick = group
-                            .iter()
-                            .find(|alt| chosen.contains_key(*alt) || wanted.iter().any(|(w, _)| w == *alt))
-                            .unwrap_or(&group[0]);
-                        wanted.push((pick.clone(), name.clone()));
+        let Some(current) = node.as_ref() else { continue };
+        let groups = graph.entry(current.clone()).or_default();
+        if let Some(provider) = line.strip_prefix("    ") {
+            if let Some(alt) = groups.last_mut().and_then(|g| g.last_mut()) {
+                alt.providers.push(provider.trim().to_string());
+            }
+            continue;
+        }
+        let continues = line.starts_with(" |");
+        let Some((_, dep)) = line.trim_start_matches([' ', '|']).split_once(": ") else {
+            continue;
+        };
+        let dep = dep.trim();
+        let alternative = Alternative {
+            name: dep.trim_start_matches('<').trim_end_matches('>').to_string(),
+            virtual_only: dep.starts_with('<'),
+            providers: Vec::new(),
+        };
+        match groups.last_mut() {
+            Some(group) if group_open => group.push(alternative),
+            _ => groups.push(vec![alternative]),
+        }
+        group_open = continues;
+    }
+    graph
+}
+
+/// Walks the graph from `names`: in each group the first alternative that can be installed, or
+/// one already chosen; a virtual package by its first provider (or one already chosen).
+fn closure(
+    graph: &BTreeMap<String, Vec<Vec<Alternative>>>,
+    names: &[String],
+    skip: &BTreeSet<&str>,
+) -> Result<BTreeSet<String>, DebError> {
+    let mut chosen: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<(String, String)> = names
+        .iter()
+        .rev()
+        .map(|n| (n.clone(), "the build.yml".to_string()))
+        .collect();
+    while let Some((name, needed_by)) = todo.pop() {
+        if chosen.contains(&name) || skip.contains(name.as_str()) {
+            continue;
+        }
+        let Some(groups) = graph.get(&name) else {
+            return Err(DebError::Unknown { name, needed_by });
+        };
+        chosen.insert(name.clone());
+        for group in groups {
+            let options: Vec<String> = group
+                .iter()
+                .flat_map(|alt| {
+                    if !alt.virtual_only && graph.contains_key(&alt.name) {
+                        vec![alt.name.clone()]
+                    } else {
+                        alt.providers.clone()
                     }
-                    chosen.insert(name, stanza.clone());
+                })
+                .collect();
+            let already = options
+                .iter()
+                .find(|c| chosen.contains(*c) || skip.contains(c.as_str()));
+            match already.or_else(|| options.iter().find(|c| graph.contains_key(*c))) {
+                Some(pick) => todo.push((pick.clone(), name.clone())),
+                None => {
+                    return Err(DebError::Unknown {
+                        name: group.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" | "),
+                        needed_by: name.clone(),
+                    })
                 }
-                None => match provider_of(&name)? {
-                    Some(provider) if !chosen.contains_key(&provider) => wanted.push((provider, needed_by)),
-                    Some(_) => {}
-                    None => return Err(DebError::Unknown { name, needed_by }),
-                },
             }
         }
     }
-    Ok(chosen
-        .into_iter()
-        .map(|(name, s)| DebPackage {
-            name,
-            version: s.version,
-            arch: s.arch,
-        })
-        .collect())
+    Ok(chosen)
 }
 
 /// The directory `.deb` files are kept in.
@@ -243,6 +280,65 @@ impl DebCache {
         &self.dir
     }
 
+    /// apt options that keep apt's binary package cache in the deb cache (Debian's container
+    /// images turn apt's own off, and without it every apt call takes seconds).
+    fn apt_options(&self) -> Vec<String> {
+        let apt = self.dir.join(".apt");
+        vec![
+            "-o".into(),
+            format!("Dir::Cache::pkgcache={}", apt.join("pkgcache.bin").display()),
+            "-o".into(),
+            format!("Dir::Cache::srcpkgcache={}", apt.join("srcpkgcache.bin").display()),
+        ]
+    }
+
+    fn apt_cache(&self, args: &[&str]) -> Result<String, DebError> {
+        std::fs::create_dir_all(self.dir.join(".apt")).map_err(|source| DebError::Cache {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let options = self.apt_options();
+        let mut all: Vec<&str> = options.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run_capture("apt-cache", &all).map(|(_, out)| out)
+    }
+
+    /// The closure of `names` (see the module doc), without `skip` and what only they pulled
+    /// in, sorted by name.
+    pub fn resolve(&self, names: &[String], skip: &[String]) -> Result<Vec<DebPackage>, DebError> {
+        let skip: BTreeSet<&str> = skip.iter().map(String::as_str).collect();
+        let mut args = vec![
+            "depends",
+            "--recurse",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+        ];
+        args.extend(names.iter().map(String::as_str));
+        let graph = parse_depends_graph(&self.apt_cache(&args)?);
+        let chosen = closure(&graph, names, &skip)?;
+        let mut args = vec!["show", "--no-all-versions"];
+        args.extend(chosen.iter().map(String::as_str));
+        let stanzas = parse_show(&self.apt_cache(&args)?);
+        chosen
+            .into_iter()
+            .map(|name| match stanzas.get(&name) {
+                Some(s) => Ok(DebPackage {
+                    name,
+                    version: s.version.clone(),
+                    arch: s.arch.clone(),
+                }),
+                None => Err(DebError::Unknown {
+                    name,
+                    needed_by: "the closure (apt-cache show knows no version of it)".into(),
+                }),
+            })
+            .collect()
+    }
+
     /// The files of `packages`, downloading those the cache lacks (each into a private directory,
     /// then renamed, so a killed download leaves no partial file under a final name).
     pub fn fetch(&self, packages: &[DebPackage]) -> Result<Vec<PathBuf>, DebError> {
@@ -261,7 +357,7 @@ impl DebCache {
                     .map_err(cache_err)?;
                 let spec = format!("{}={}", package.name, package.version);
                 let mut cmd = Command::new("apt-get");
-                cmd.arg("download").arg("-q");
+                cmd.args(self.apt_options()).arg("download").arg("-q");
                 if running_as_root() {
                     // apt drops to user _apt, which cannot write our directory.
                     cmd.args(["-o", "APT::Sandbox::User=root"]);
@@ -383,18 +479,43 @@ mod tests {
         assert_eq!(p.file_name(), "a_1%3a2.0-1_amd64.deb");
     }
 
+    #[test]
+    fn alternatives_virtuals_and_providers() {
+        let text = "srv\n  PreDepends: init-helpers\n  Depends: lsb-base\n    sysvinit-utils\n |Depends: debconf\n  Depends: <debconf-2.0>\n    cdebconf\n    debconf\n  Depends: <mail-transport>\n    exim\n    postfix\ninit-helpers\nlsb-base\nsysvinit-utils\ndebconf\ncdebconf\nexim\npostfix\n";
+        let graph = parse_depends_graph(text);
+        assert_eq!(graph["srv"].len(), 4);
+        assert_eq!(graph["srv"][2].len(), 2, "debconf | debconf-2.0 is one group");
+        assert_eq!(graph["srv"][2][1].providers, ["cdebconf", "debconf"]);
+        let picked = closure(&graph, &["srv".to_string()], &BTreeSet::new()).unwrap();
+        assert_eq!(
+            picked.into_iter().collect::<Vec<_>>(),
+            ["debconf", "exim", "init-helpers", "lsb-base", "srv"],
+            "the real package over its provider, the first alternative, the first provider"
+        );
+        let skip = BTreeSet::from(["debconf", "exim"]);
+        let picked = closure(&graph, &["srv".to_string()], &skip).unwrap();
+        assert_eq!(picked.into_iter().collect::<Vec<_>>(), ["init-helpers", "lsb-base", "srv"]);
+        let e = closure(&graph, &["nope".to_string()], &BTreeSet::new()).unwrap_err();
+        assert!(e.to_string().contains("\"nope\" is not known to apt"), "{e}");
+    }
+
     /// The closure of a real package from this host's apt lists (no download).
     #[test]
     fn closure_of_a_real_package() {
-        let closure = resolve(&["dropbear-bin".to_string()], &[]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DebCache::new(dir.path());
+        let closure = cache.resolve(&["dropbear-bin".to_string()], &[]).unwrap();
         let names: Vec<&str> = closure.iter().map(|p| p.name.as_str()).collect();
         for needed in ["dropbear-bin", "libc6", "libtomcrypt1", "zlib1g"] {
             assert!(names.contains(&needed), "{names:?}");
         }
         assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
-        let without = resolve(&["dropbear-bin".to_string()], &["libtomcrypt1".to_string()]).unwrap();
+        let without = cache
+            .resolve(&["dropbear-bin".to_string()], &["libtomcrypt1".to_string()])
+            .unwrap();
         assert!(!without.iter().any(|p| p.name == "libtomcrypt1"));
-        let e = resolve(&["no-such-package-here".to_string()], &[])
+        let e = cache
+            .resolve(&["no-such-package-here".to_string()], &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"no-such-package-here\" is not known to apt"), "{e}");

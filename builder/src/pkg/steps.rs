@@ -82,7 +82,7 @@ fn run_step(step: &Step, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), S
     let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
     match step {
         Step::Debs { names, skip } => {
-            let closure = debs::resolve(names, skip).map_err(|e| e.to_string())?;
+            let closure = env.debs.resolve(names, skip).map_err(|e| e.to_string())?;
             tracing::info!(
                 "debs: {} packages ({})",
                 closure.len(),
