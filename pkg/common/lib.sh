@@ -11,6 +11,7 @@
 #   base_etc                   /etc/passwd, /etc/group (root only), /etc/shadow (root locked),
 #                              /root, /tmp, /run, /var/run -> /run, /etc/hostname absent
 #   slim [PATH...]             removes docs, man pages, locales, gconv, lintian, bug, bash completion
+#   slim_glibc                 removes glibc libraries no program here links (libmvec, ...)
 #   keep_only DIR NAME...      deletes every file in ROOTFS/DIR except the NAMEs
 #   check_elf                  every ELF under ROOTFS finds its shared libraries inside ROOTFS
 #                              (with the host's objdump; skipped with a note without it)
@@ -71,6 +72,15 @@ slim() {
     usr/lib/x86_64-linux-gnu/gconv usr/share/gcc usr/share/gdb etc/ld.so.conf.d "$@"; do
     rm -rf "${ROOTFS:?}/$p"
   done
+}
+
+# glibc's libraries that no program of these images links (check_elf proves it after the fact).
+slim_glibc() {
+  for l in libmvec.so.1 libBrokenLocale.so.1 libmemusage.so libpcprofile.so libc_malloc_debug.so.0 \
+    libthread_db.so.1 libnss_hesiod.so.2 libanl.so.1 libnsl.so.1; do
+    rm -f "$ROOTFS/lib/x86_64-linux-gnu/$l" "$ROOTFS/usr/lib/x86_64-linux-gnu/$l"
+  done
+  rm -rf "$ROOTFS/usr/lib/x86_64-linux-gnu/audit" "$ROOTFS/usr/lib/locale"
 }
 
 keep_only() {
