@@ -69,6 +69,11 @@ def main():
                 subprocess.run(["dpkg-deb", "-x", fetch(cache, n, v), root], check=True)
         elif "copy" in step:
             src, d = os.path.join(pkg, step["copy"]), dest(root, step["to"])
+            for pair in spec.get("extra-sources", []):
+                esrc, edst = pair.split(":", 1)
+                rel = os.path.relpath(step["copy"], edst)
+                if not rel.startswith(".."):
+                    src = os.path.normpath(os.path.join(pkg, esrc, rel))
             os.makedirs(os.path.dirname(d), exist_ok=True)
             if os.path.isdir(src):
                 shutil.copytree(src, d, symlinks=True, dirs_exist_ok=True)
