@@ -11,8 +11,8 @@ keep_only bin busybox
 keep_only usr/bin format partx
 keep_only usr/sbin
 keep_only etc mke2fs.conf
-rm -rf "$ROOTFS/lib/systemd" "$ROOTFS/lib/udev" "$ROOTFS/usr/lib/udev" "$ROOTFS/usr/lib/systemd" \
-  "$ROOTFS/usr/libexec" "$ROOTFS/usr/lib/e2fsprogs" "$ROOTFS/usr/share"
+rm -rf "${ROOTFS:?}/lib/systemd" "${ROOTFS:?}/lib/udev" "${ROOTFS:?}/usr/lib/udev" "${ROOTFS:?}/usr/lib/systemd" \
+  "${ROOTFS:?}/usr/libexec" "${ROOTFS:?}/usr/lib/e2fsprogs" "${ROOTFS:?}/usr/share"
 busybox_links
 base_etc
 slim

@@ -11,7 +11,7 @@ fail() {
   echo "format: $*" >&2
   exit 1
 }
-label= fstype=ext4 parttype=dos force= verbose= device=
+label='' fstype=ext4 parttype=dos force='' verbose='' device=''
 while [ $# -gt 0 ]; do
   arg=$1
   case $arg in --*) arg=${arg#-} ;; esac
@@ -22,15 +22,15 @@ while [ $# -gt 0 ]; do
     name=$arg value=$2
     shift
     ;;
-  -force | -force=true) force=1 && name= ;;
-  -force=false) force= name= ;;
-  -verbose | -verbose=true | -v) verbose=1 name= ;;
-  -verbose=false) verbose= name= ;;
+  -force | -force=true) force=1 name='' ;;
+  -force=false) force='' name='' ;;
+  -verbose | -verbose=true | -v) verbose=1 name='' ;;
+  -verbose=false) verbose='' name='' ;;
   -h | -help) sed -n '2,7s/^# //p' "$0" && exit 0 ;;
   -*) fail "unknown flag $1 (flags: -label -type -partition -force -verbose)" ;;
   *)
     [ -z "$device" ] || fail "too many arguments: $device $1 (one DEVICE at most)"
-    device=$1 name=
+    device=$1 name=''
     ;;
   esac
   case $name in

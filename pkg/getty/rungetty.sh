@@ -37,7 +37,7 @@ start_getty() { # console=NAME[,SPEED...]
     echo "getty: console=$tty but /dev/$tty is not a character device; no getty on it" | tee /dev/console
     return
   fi
-  line= term=vt100
+  line='' term=vt100
   case $tty in
   ttyS* | ttyAMA* | ttyUSB* | hvc*) line=-L ;;
   tty[0-9]*)

@@ -9,8 +9,8 @@ keep_only bin busybox
 keep_only usr/bin mountie
 keep_only usr/sbin
 keep_only etc
-rm -rf "$ROOTFS/lib/systemd" "$ROOTFS/lib/udev" "$ROOTFS/usr/lib/udev" "$ROOTFS/usr/lib/systemd" \
-  "$ROOTFS/usr/libexec" "$ROOTFS/usr/share"
+rm -rf "${ROOTFS:?}/lib/systemd" "${ROOTFS:?}/lib/udev" "${ROOTFS:?}/usr/lib/udev" "${ROOTFS:?}/usr/lib/systemd" \
+  "${ROOTFS:?}/usr/libexec" "${ROOTFS:?}/usr/share"
 busybox_links
 base_etc
 slim

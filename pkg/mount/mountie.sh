@@ -11,7 +11,7 @@ fail() {
   echo "mount: $*" >&2
   exit 1
 }
-device= label= uuid= args=
+device='' label='' uuid='' args=''
 while [ $# -gt 0 ]; do
   arg=$1
   case $arg in --*) arg=${arg#-} ;; esac
