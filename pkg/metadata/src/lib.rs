@@ -3,5 +3,6 @@
 
 #[macro_use]
 pub mod log;
+pub mod http;
 pub mod userdata;
 pub mod write;

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::write::write_file_atomic;
-use crate::{debug, info};
 
 /// The file holding the raw userdata.
 pub const USERDATA_FILE: &str = "userdata";
