@@ -165,7 +165,7 @@ impl<R: Read + Seek> Iso<R> {
         let raw = data.get(..len)?;
         let system_use = raw.get(34..)?;
         (system_use.len() >= 7 && &system_use[..2] == b"SP" && system_use[4..6] == [0xbe, 0xef])
-            .then_some(system_use[6] as usize)
+            .then(|| system_use[6] as usize)
     }
 }
 
