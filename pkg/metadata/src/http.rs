@@ -327,7 +327,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\n\r\n"
                 .to_vec(),
         );
-        assert_eq!(get(&url, &[], Duration::from_secs(5)).unwrap(), b"Wikipedia in \r\n\r\nchunks.");
+        assert_eq!(
+            get(&url, &[], Duration::from_secs(5)).unwrap(),
+            b"Wikipedia in \r\n\r\nchunks."
+        );
         server.join().unwrap();
     }
 
@@ -348,7 +351,10 @@ mod tests {
         server.join().unwrap();
         let (url, server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec());
         let err = get(&url, &[], Duration::from_secs(5)).unwrap_err();
-        assert!(err.to_string().contains("closed before the response was complete"), "{err}");
+        assert!(
+            err.to_string().contains("closed before the response was complete"),
+            "{err}"
+        );
         server.join().unwrap();
     }
 

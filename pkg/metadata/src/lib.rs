@@ -3,8 +3,8 @@
 
 #[macro_use]
 pub mod log;
+pub mod http;
 pub mod providers;
 pub mod run;
-pub mod http;
 pub mod userdata;
 pub mod write;

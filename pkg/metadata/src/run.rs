@@ -146,8 +146,10 @@ pub fn run(providers: Vec<Selected>, config: &Path) -> Result<Report, String> {
     let mut report = Report::default();
     let mut found = None;
     for Selected { round, mut provider } in providers {
-        if round != Round::Network {
-            info!("Trying {}", provider.name());
+        match round {
+            Round::Network => {}
+            Round::Local => info!("Trying {}", provider.name()),
+            Round::File => info!("Trying file {}", provider.name()),
         }
         if provider.probe() {
             info!("{}: Probe succeeded", provider.name());

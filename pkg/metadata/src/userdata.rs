@@ -101,7 +101,12 @@ fn expand_entry(target: &Path, entry_path: &str, entry: &Value, out: &mut Expans
         None | Some(Value::Null) => None,
         Some(Value::String(perm)) if perm.is_empty() => None,
         Some(Value::String(perm)) => Some(perm.as_str()),
-        Some(other) => return Err(format!("\"perm\" is {}, expected an octal string like \"0600\"", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "\"perm\" is {}, expected an octal string like \"0600\"",
+                kind(other)
+            ))
+        }
     };
     let content = match field(fields, "content") {
         None | Some(Value::Null) => None,
@@ -175,7 +180,9 @@ fn join_name(dir: &Path, name: &str) -> Result<PathBuf, String> {
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err("name has a \"..\" component: refused, entries stay inside the config directory".into()),
+            ".." => {
+                return Err("name has a \"..\" component: refused, entries stay inside the config directory".into())
+            }
             part => {
                 target.push(part);
                 parts += 1;
@@ -202,9 +209,12 @@ fn parse_mode(perm: Option<&str>, default: u32) -> Result<u32, String> {
 /// A member of a JSON object the way Go's `encoding/json` finds it: the exact name, else the
 /// first member equal to it ignoring case.
 fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    fields
-        .get(name)
-        .or_else(|| fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    fields.get(name).or_else(|| {
+        fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -285,7 +295,11 @@ mod tests {
         assert_eq!(mode(&s.base.join("foo/bar")), 0o644);
         assert_eq!(read(&s.base.join("foo/baz")), "bar");
         assert_eq!(mode(&s.base.join("foo")), 0o755);
-        assert_eq!(read(&s.base.join("userdata")), json, "the raw userdata is always written");
+        assert_eq!(
+            read(&s.base.join("userdata")),
+            json,
+            "the raw userdata is always written"
+        );
         assert_eq!(mode(&s.base.join("userdata")), 0o644);
         assert_eq!(
             tree(&s.base),
@@ -379,7 +393,10 @@ mod tests {
         let expansion = process_userdata(&s.base, json.as_bytes()).unwrap();
         assert_eq!(tree(&s.outer), ["config", "config/d", "config/d/ok", "config/userdata"]);
         assert_eq!(expansion.skipped.len(), 8, "{:#?}", expansion.skipped);
-        assert!(expansion.skipped.iter().any(|l| l.contains("/d/..") && l.contains("\"..\"")));
+        assert!(expansion
+            .skipped
+            .iter()
+            .any(|l| l.contains("/d/..") && l.contains("\"..\"")));
         assert!(expansion.skipped.iter().any(|l| l.contains("empty once cleaned")));
     }
 
@@ -389,7 +406,10 @@ mod tests {
         let json = r#"{"/etc": {"entries": {"./x//y": {"entries": {}}}}, "sub": {"entries": {}}, "sub/file": {"content": "c"}}"#;
         let expansion = process_userdata(&s.base, json.as_bytes()).unwrap();
         assert!(expansion.skipped.is_empty(), "{:?}", expansion.skipped);
-        assert!(s.base.join("etc/x/y").is_dir(), "a directory name with slashes creates its parents");
+        assert!(
+            s.base.join("etc/x/y").is_dir(),
+            "a directory name with slashes creates its parents"
+        );
         assert_eq!(read(&s.base.join("sub/file")), "c");
     }
 
@@ -456,12 +476,23 @@ mod tests {
         let expansion = process_userdata(&s.base, json.as_bytes()).unwrap();
         assert_eq!(read(&s.base.join("file")), "old");
         assert!(s.base.join("dir").is_dir());
-        assert_eq!(mode(&s.base.join("keep")), 0o711, "no perm: an existing directory keeps its mode");
+        assert_eq!(
+            mode(&s.base.join("keep")),
+            0o711,
+            "no perm: an existing directory keeps its mode"
+        );
         assert_eq!(read(&s.base.join("keep/new")), "n");
         assert_eq!(expansion.skipped.len(), 2, "{:#?}", expansion.skipped);
-        process_userdata(&s.base, br#"{"keep": {"perm": "0700", "entries": {}}, "file": {"content": "new"}}"#)
-            .unwrap();
-        assert_eq!(mode(&s.base.join("keep")), 0o700, "an explicit perm applies to an existing directory");
+        process_userdata(
+            &s.base,
+            br#"{"keep": {"perm": "0700", "entries": {}}, "file": {"content": "new"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            mode(&s.base.join("keep")),
+            0o700,
+            "an explicit perm applies to an existing directory"
+        );
         assert_eq!(read(&s.base.join("file")), "new");
     }
 

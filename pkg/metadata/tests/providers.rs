@@ -167,7 +167,10 @@ fn gcp_silent_server_is_bounded_by_timeout_and_attempts() {
     let f = Fixture::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut env = f.env();
-    env.gcp = Gcp::with_base(&format!("http://{}/computeMetadata/v1/", listener.local_addr().unwrap()));
+    env.gcp = Gcp::with_base(&format!(
+        "http://{}/computeMetadata/v1/",
+        listener.local_addr().unwrap()
+    ));
     env.gcp.timeout = Duration::from_millis(300);
     env.gcp.attempts = 2;
     env.gcp.retry_delay = Duration::from_millis(100);
@@ -175,8 +178,14 @@ fn gcp_silent_server_is_bounded_by_timeout_and_attempts() {
     let report = f.run(&["gcp"], &env);
     let took = start.elapsed();
     assert_eq!(report.provider, None);
-    assert!(took >= Duration::from_millis(650) && took < Duration::from_secs(3), "took {took:?}");
-    assert!(f.config().is_dir(), "the config directory is made even when nothing is found");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert!(
+        f.config().is_dir(),
+        "the config directory is made even when nothing is found"
+    );
     assert_eq!(fs::read_dir(f.config()).unwrap().count(), 0);
     drop(listener);
 }
@@ -230,7 +239,11 @@ fn cdrom_reads_the_userdata_cd_moby_run_attaches() {
     assert_eq!(f.read("ssh/authorized_keys"), "ssh-ed25519 AAAAuser me@laptop\n");
     assert_eq!(f.mode("ssh/authorized_keys"), 0o600);
     assert_eq!(f.read("hostname"), "from-userdata");
-    assert_eq!(fs::read_dir(f.path("tmp")).unwrap().count(), 0, "mount points are removed");
+    assert_eq!(
+        fs::read_dir(f.path("tmp")).unwrap().count(),
+        0,
+        "mount points are removed"
+    );
 }
 
 #[test]
@@ -305,7 +318,7 @@ fn labelled_disks_come_first_and_loop_devices_are_ignored() {
 fn cdrom_skips_devices_without_userdata() {
     let f = Fixture::new();
     fs::write(f.path("dev/sr0"), vec![0u8; 64 * 1024]).unwrap(); // no filesystem
-    // An ISO with only meta-data: no userdata file.
+                                                                 // An ISO with only meta-data: no userdata file.
     if support::genisoimage(&f.path("empty.iso"), &["-r", "-V", "cidata"], &[("meta-data", "x")]) {
         fs::copy(f.path("empty.iso"), f.path("dev/sr1")).unwrap();
         let mut no_userdata = Cdrom::new(f.path("dev/sr1"), f.path("tmp"));
@@ -324,17 +337,38 @@ fn cdrom_skips_devices_without_userdata() {
     assert_eq!(f.read("userdata"), "found it");
 }
 
+/// Name, genisoimage arguments, files, the userdata expected.
+type IsoCase = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
 fn genisoimage_rock_ridge_joliet_plain_and_config_drive() {
     let f = Fixture::new();
-    let cases: [(&str, &[&str], &[(&str, &str)], &str); 4] = [
-        ("rr", &["-r", "-V", "cidata"], &[("user-data", "rock ridge"), ("meta-data", "m")], "rock ridge"),
+    let cases: [IsoCase; 4] = [
+        (
+            "rr",
+            &["-r", "-V", "cidata"],
+            &[("user-data", "rock ridge"), ("meta-data", "m")],
+            "rock ridge",
+        ),
         ("joliet", &["-J", "-V", "CIDATA"], &[("user-data", "joliet")], "joliet"),
-        ("plain", &["-V", "cidata"], &[("config", "plain iso names")], "plain iso names"),
+        (
+            "plain",
+            &["-V", "cidata"],
+            &[("config", "plain iso names")],
+            "plain iso names",
+        ),
         (
             "configdrive",
             &["-r", "-V", "config-2"],
-            &[("openstack/latest/user_data", "openstack"), ("openstack/latest/meta_data.json", "{}")],
+            &[
+                ("openstack/latest/user_data", "openstack"),
+                ("openstack/latest/meta_data.json", "{}"),
+            ],
             "openstack",
         ),
     ];
@@ -372,7 +406,10 @@ fn rounds_network_then_local_then_file() {
         .iter()
         .map(|s| s.provider.name())
         .collect();
-    assert_eq!(order, ["GCP", "QEMU fw_cfg", &f.path("userdata.txt").display().to_string()]);
+    assert_eq!(
+        order,
+        ["GCP", "QEMU fw_cfg", &f.path("userdata.txt").display().to_string()]
+    );
     let report = f.run(&[&file_arg, "qemu"], &f.env());
     assert_eq!(report.provider.as_deref(), Some("QEMU fw_cfg"), "local before file");
     assert_eq!(f.read("userdata"), "from fw_cfg");
@@ -402,9 +439,17 @@ fn default_list_is_linuxkits_with_qemu_before_cdrom() {
     let f = Fixture::new();
     vmm_iso(&f.path("cd.iso"), b"cd");
     fs::copy(f.path("cd.iso"), f.path("dev/sr0")).unwrap();
-    let order: Vec<String> = select(&[], &f.env()).unwrap().iter().map(|s| s.provider.name()).collect();
+    let order: Vec<String> = select(&[], &f.env())
+        .unwrap()
+        .iter()
+        .map(|s| s.provider.name())
+        .collect();
     assert_eq!(
         order,
-        ["GCP".to_string(), "QEMU fw_cfg".to_string(), format!("CDROM {}", f.path("dev/sr0").display())]
+        [
+            "GCP".to_string(),
+            "QEMU fw_cfg".to_string(),
+            format!("CDROM {}", f.path("dev/sr0").display())
+        ]
     );
 }

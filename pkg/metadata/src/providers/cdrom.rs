@@ -51,7 +51,10 @@ pub fn list_devices(paths: &Paths) -> Vec<PathBuf> {
     let mut devices = labelled_devices(paths);
     let mut drives: Vec<PathBuf> = names_in(&paths.dev)
         .into_iter()
-        .filter(|n| n.strip_prefix("sr").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())))
+        .filter(|n| {
+            n.strip_prefix("sr")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
         .map(|n| paths.dev.join(n))
         .collect();
     drives.sort();
@@ -88,9 +91,7 @@ fn labelled_devices(paths: &Paths) -> Vec<PathBuf> {
 
 fn names_in(dir: &Path) -> Vec<String> {
     match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect(),
+        Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
         Err(e) => {
             debug!("cdrom: cannot list {}: {e}", dir.display());
             Vec::new()
@@ -124,7 +125,8 @@ impl Cdrom {
             Ok(userdata) => Ok(userdata),
             Err(MountError::Mount(why)) => {
                 debug!("cdrom: {why}; reading {} as ISO 9660 directly", self.device.display());
-                self.read_iso().map_err(|e| format!("{why}; and reading it as ISO 9660: {e}"))
+                self.read_iso()
+                    .map_err(|e| format!("{why}; and reading it as ISO 9660: {e}"))
             }
             Err(MountError::Read(why)) => Err(why),
         }
@@ -182,7 +184,10 @@ impl Cdrom {
     }
 
     fn no_userdata(&self) -> String {
-        format!("{}: no userdata file found at any of {USERDATA_FILES:?}", self.device.display())
+        format!(
+            "{}: no userdata file found at any of {USERDATA_FILES:?}",
+            self.device.display()
+        )
     }
 }
 

@@ -101,7 +101,8 @@ impl Gcp {
             }
         }
         let path = ssh.join("authorized_keys");
-        write_file_atomic(&path, root_keys.as_bytes(), 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_file_atomic(&path, root_keys.as_bytes(), 0o600)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
 

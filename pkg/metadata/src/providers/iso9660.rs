@@ -124,7 +124,10 @@ impl<R: Read + Seek> Iso<R> {
 
     fn read_extent(&mut self, record: &Record) -> io::Result<Vec<u8>> {
         if record.size > MAX_READ {
-            return Err(invalid(format!("{} is {} bytes, more than {MAX_READ}", record.identifier, record.size)));
+            return Err(invalid(format!(
+                "{} is {} bytes, more than {MAX_READ}",
+                record.identifier, record.size
+            )));
         }
         self.source
             .seek(SeekFrom::Start(u64::from(record.extent) * self.block_size))?;
@@ -185,7 +188,7 @@ fn parse_record(raw: &[u8], joliet: bool, susp_skip: usize) -> Option<Record> {
     } else {
         String::from_utf8_lossy(name).into_owned()
     };
-    let system_use_start = 33 + name_len + usize::from(name_len % 2 == 0) + susp_skip;
+    let system_use_start = 33 + name_len + usize::from(name_len.is_multiple_of(2)) + susp_skip;
     let rock_ridge = if joliet {
         None
     } else {
