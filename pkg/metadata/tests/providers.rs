@@ -1,6 +1,6 @@
 //! The providers and the whole run against fakes: a local HTTP server for GCP, a fake fw_cfg
-//! sysfs tree, userdata CDs made by `vmm::userdata` (what `moby run` attaches) and genisoimage
-//! in a fake /dev.
+//! sysfs tree, userdata CDs made with genisoimage in a fake /dev (laid out like the one `moby run`
+//! attaches; the `vmm-cd` crate beside this one tests vmm's own CD).
 
 mod support;
 
@@ -76,8 +76,9 @@ impl Fixture {
     }
 }
 
-fn vmm_iso(path: &Path, userdata: &[u8]) {
-    vmm::userdata::write_userdata_iso(path, userdata, "instance-1").unwrap();
+/// A userdata CD laid out like `moby run`'s (see support::cidata_iso).
+fn cidata_iso(path: &Path, userdata: &[u8]) {
+    support::cidata_iso(path, std::str::from_utf8(userdata).unwrap());
 }
 
 // --- GCP ----------------------------------------------------------------------------------
@@ -152,7 +153,7 @@ fn gcp_absent_is_not_found_quickly_and_falls_through_to_the_next_round() {
     let mut env = f.env();
     env.gcp = Gcp::with_base(&dead);
     env.gcp.retry_delay = Duration::from_millis(50);
-    vmm_iso(&f.path("cd.iso"), b"plain userdata\n");
+    cidata_iso(&f.path("cd.iso"), b"plain userdata\n");
     fs::copy(f.path("cd.iso"), f.path("dev/sr0")).unwrap();
     let start = Instant::now();
     let report = f.run(&["cdrom", "gcp"], &env);
@@ -228,9 +229,9 @@ fn qemu_fw_cfg_missing_driver_or_entry() {
 // --- cdrom --------------------------------------------------------------------------------
 
 #[test]
-fn cdrom_reads_the_userdata_cd_moby_run_attaches() {
+fn cdrom_reads_a_cidata_cd() {
     let f = Fixture::new();
-    vmm_iso(&f.path("cd.iso"), JSON_USERDATA.as_bytes());
+    cidata_iso(&f.path("cd.iso"), JSON_USERDATA.as_bytes());
     fs::copy(f.path("cd.iso"), f.path("dev/sr0")).unwrap();
     let report = f.run(&["cdrom"], &f.env());
     assert_eq!(report.provider, Some(format!("CDROM {}", f.path("dev/sr0").display())));
@@ -247,10 +248,10 @@ fn cdrom_reads_the_userdata_cd_moby_run_attaches() {
 }
 
 #[test]
-fn iso_reader_on_the_vmm_cd() {
+fn iso_reader_on_a_cidata_cd() {
     let f = Fixture::new();
     let userdata = vec![b'x'; 5000]; // more than one sector
-    vmm_iso(&f.path("cd.iso"), &userdata);
+    cidata_iso(&f.path("cd.iso"), &userdata);
     let mut iso = Iso::open(fs::File::open(f.path("cd.iso")).unwrap()).unwrap();
     assert_eq!(iso.label, "cidata");
     assert_eq!(iso.read_file("user-data").unwrap().unwrap(), userdata);
@@ -267,7 +268,7 @@ fn iso_reader_on_the_vmm_cd() {
 #[test]
 fn iso_reader_never_panics_on_corrupt_images() {
     let f = Fixture::new();
-    vmm_iso(&f.path("cd.iso"), JSON_USERDATA.as_bytes());
+    cidata_iso(&f.path("cd.iso"), JSON_USERDATA.as_bytes());
     let good = fs::read(f.path("cd.iso")).unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
@@ -300,8 +301,8 @@ fn iso_reader_never_panics_on_corrupt_images() {
 #[test]
 fn labelled_disks_come_first_and_loop_devices_are_ignored() {
     let f = Fixture::new();
-    vmm_iso(&f.path("a.iso"), b"from the labelled disk");
-    vmm_iso(&f.path("b.iso"), b"from the cd drive");
+    cidata_iso(&f.path("a.iso"), b"from the labelled disk");
+    cidata_iso(&f.path("b.iso"), b"from the cd drive");
     f.add_block_device("vdb", &f.path("a.iso"));
     f.add_block_device("loop0", &f.path("a.iso"));
     fs::write(f.path("unlabelled"), vec![0u8; 40000]).unwrap();
@@ -319,14 +320,13 @@ fn cdrom_skips_devices_without_userdata() {
     let f = Fixture::new();
     fs::write(f.path("dev/sr0"), vec![0u8; 64 * 1024]).unwrap(); // no filesystem
                                                                  // An ISO with only meta-data: no userdata file.
-    if support::genisoimage(&f.path("empty.iso"), &["-r", "-V", "cidata"], &[("meta-data", "x")]) {
-        fs::copy(f.path("empty.iso"), f.path("dev/sr1")).unwrap();
-        let mut no_userdata = Cdrom::new(f.path("dev/sr1"), f.path("tmp"));
-        assert!(!no_userdata.probe());
-        let err = no_userdata.extract(&f.config()).unwrap_err();
-        assert!(err.contains("no userdata file found"), "{err}");
-    }
-    vmm_iso(&f.path("good.iso"), b"found it");
+    support::genisoimage(&f.path("empty.iso"), &["-r", "-V", "cidata"], &[("meta-data", "x")]);
+    fs::copy(f.path("empty.iso"), f.path("dev/sr1")).unwrap();
+    let mut no_userdata = Cdrom::new(f.path("dev/sr1"), f.path("tmp"));
+    assert!(!no_userdata.probe());
+    let err = no_userdata.extract(&f.config()).unwrap_err();
+    assert!(err.contains("no userdata file found"), "{err}");
+    cidata_iso(&f.path("good.iso"), b"found it");
     fs::copy(f.path("good.iso"), f.path("dev/sr2")).unwrap();
     let mut bad = Cdrom::new(f.path("dev/sr0"), f.path("tmp"));
     assert!(!bad.probe());
@@ -374,9 +374,7 @@ fn genisoimage_rock_ridge_joliet_plain_and_config_drive() {
     ];
     for (name, args, files, expected) in cases {
         let iso = f.path(&format!("{name}.iso"));
-        if !support::genisoimage(&iso, args, files) {
-            return;
-        }
+        support::genisoimage(&iso, args, files);
         let mut cd = Cdrom::new(&iso, f.path("tmp"));
         assert!(cd.probe(), "{name}");
         assert_eq!(cd.extract(&f.config()).unwrap().unwrap(), expected.as_bytes(), "{name}");
@@ -437,7 +435,7 @@ fn unknown_providers_are_refused_and_unimplemented_ones_skipped() {
 #[test]
 fn default_list_is_linuxkits_with_qemu_before_cdrom() {
     let f = Fixture::new();
-    vmm_iso(&f.path("cd.iso"), b"cd");
+    cidata_iso(&f.path("cd.iso"), b"cd");
     fs::copy(f.path("cd.iso"), f.path("dev/sr0")).unwrap();
     let order: Vec<String> = select(&[], &f.env())
         .unwrap()

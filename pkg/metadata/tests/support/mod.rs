@@ -67,9 +67,8 @@ pub fn gcp_server(routes: &[(&str, &str)]) -> Server {
     Server { base, seen }
 }
 
-/// Runs genisoimage (`args` then the source folder) to make `out` from `files`; `false` if
-/// genisoimage is not installed.
-pub fn genisoimage(out: &Path, args: &[&str], files: &[(&str, &str)]) -> bool {
+/// Runs genisoimage (`args` then the source folder) to make `out` from `files`.
+pub fn genisoimage(out: &Path, args: &[&str], files: &[(&str, &str)]) {
     let src = out.with_extension("src");
     for (name, contents) in files {
         let path = src.join(name);
@@ -83,13 +82,22 @@ pub fn genisoimage(out: &Path, args: &[&str], files: &[(&str, &str)]) -> bool {
         .arg(&src)
         .status();
     match status {
-        Ok(status) => {
-            assert!(status.success(), "genisoimage {args:?} failed");
-            true
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: genisoimage cannot run ({e}); install it (apt-get install genisoimage)");
-            false
-        }
+        Ok(status) => assert!(status.success(), "genisoimage {args:?} failed"),
+        Err(e) => panic!("cannot run genisoimage ({e}): install it (scripts/setup.sh, or apt-get install genisoimage)"),
     }
+}
+
+/// A userdata CD laid out as `moby run`'s (vmm::userdata): label `cidata`, Rock Ridge names,
+/// `config` and `user-data` holding the userdata, `meta-data`. The `vmm-cd` test crate checks
+/// the CD vmm itself writes.
+pub fn cidata_iso(out: &Path, userdata: &str) {
+    genisoimage(
+        out,
+        &["-r", "-V", "cidata", "-pad"],
+        &[
+            ("config", userdata),
+            ("meta-data", "instance-id: instance-1\nlocal-hostname: instance-1\n"),
+            ("user-data", userdata),
+        ],
+    )
 }
