@@ -88,6 +88,53 @@ fn parse_url(url: &str) -> Option<Url<'_>> {
 /// `GET url` with extra `headers` (a `Host` among them replaces the one from the URL); the whole
 /// exchange must finish within `timeout`. Returns the body of a 200 answer.
 pub fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Vec<u8>, Error> {
+    request("GET", url, headers, timeout)
+}
+
+/// How a provider asks its server: per-request deadline, tries when the server cannot be reached
+/// (connection errors, timeouts; an HTTP status is an answer and is not retried), pause between.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Deadline of one request.
+    pub timeout: Duration,
+    /// Tries of one request (at least 1).
+    pub attempts: u32,
+    /// Pause between tries.
+    pub delay: Duration,
+}
+
+impl Default for Retry {
+    /// 2 s per request (LinuxKit's), 2 tries, 0.5 s apart.
+    fn default() -> Self {
+        Retry {
+            timeout: Duration::from_secs(2),
+            attempts: 2,
+            delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// [`get`], tried as `retry` says.
+pub fn get_retrying(url: &str, headers: &[(&str, &str)], retry: Retry) -> Result<Vec<u8>, Error> {
+    let mut attempt = 1;
+    loop {
+        match get(url, headers, retry.timeout) {
+            Err(e) if !e.is_status() && attempt < retry.attempts.max(1) => {
+                debug!("{e}; trying again");
+                attempt += 1;
+                std::thread::sleep(retry.delay);
+            }
+            result => return result,
+        }
+    }
+}
+
+/// `PUT url` with an empty body (the EC2 IMDSv2 token request), as [`get`].
+pub fn put_empty(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Vec<u8>, Error> {
+    request("PUT", url, headers, timeout)
+}
+
+fn request(method: &str, url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Vec<u8>, Error> {
     let parsed = parse_url(url).ok_or_else(|| Error::BadUrl(url.to_string()))?;
     let io_err = |e| Error::Io(url.to_string(), e);
     let deadline = Instant::now() + timeout;
@@ -108,7 +155,10 @@ pub fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Vec
     }
     let mut stream = stream.ok_or_else(|| io_err(last))?;
 
-    let mut request = format!("GET {} HTTP/1.1\r\n", parsed.path);
+    let mut request = format!("{method} {} HTTP/1.1\r\n", parsed.path);
+    if method != "GET" {
+        request.push_str("Content-Length: 0\r\n");
+    }
     if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
         request.push_str(&format!("Host: {}\r\n", parsed.authority));
     }

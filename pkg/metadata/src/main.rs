@@ -1,21 +1,25 @@
-//! `metadata [-v] [PROVIDER...]`: LinuxKit's metadata program. Providers: `gcp`, `qemu` (fw_cfg),
+//! `metadata [-v] [PROVIDER...]`: LinuxKit's metadata program. Providers: `aws`, `gcp`, `openstack`, `qemu` (fw_cfg),
 //! `cdrom`, `file=PATH` (LinuxKit's other names are accepted and skipped). Userdata goes to
-//! /run/config (`METADATA_CONFIG_PATH` overrides it; `METADATA_GCP_URL` the GCP server).
+//! /run/config (`METADATA_CONFIG_PATH` overrides it; `METADATA_GCP_URL`, `METADATA_AWS_URL`,
+//! `METADATA_OPENSTACK_URL` the servers asked).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use metadata::providers::ec2::{Ec2, Flavor};
 use metadata::providers::gcp::Gcp;
 use metadata::run::{run, select, set_hostname, Environment, CONFIG_PATH};
 use metadata::{info, log};
 
 const USAGE: &str = "usage: metadata [-v] [PROVIDER...]
 providers (tried in this order when none are given: LinuxKit's list, qemu before cdrom):
+  aws          Amazon EC2's metadata server (IMDSv2 token when offered, else IMDSv1)
   gcp          Google Compute Engine's metadata server
+  openstack    OpenStack's EC2-compatible metadata server
   qemu         QEMU fw_cfg entry opt/com.docker.linuxkit/userdata (needs the qemu_fw_cfg module)
   cdrom        CDs and disks labelled cidata/CIDATA/config-2: user-data or config
   file=PATH    a file
-  aws hetzner openstack scaleway vultr digitalocean equinixmetal metaldata vmware: not implemented, skipped
+  hetzner scaleway vultr digitalocean equinixmetal metaldata vmware: not implemented, skipped
 userdata goes to /run/config/userdata; JSON userdata is expanded into files under /run/config";
 
 fn main() -> ExitCode {
@@ -48,6 +52,12 @@ fn main() -> ExitCode {
     let mut env = Environment::default();
     if let Ok(url) = std::env::var("METADATA_GCP_URL") {
         env.gcp = Gcp::with_base(&url);
+    }
+    if let Ok(url) = std::env::var("METADATA_AWS_URL") {
+        env.aws = Ec2::with_base(Flavor::Aws, &url);
+    }
+    if let Ok(url) = std::env::var("METADATA_OPENSTACK_URL") {
+        env.openstack = Ec2::with_base(Flavor::OpenStack, &url);
     }
     let config = std::env::var_os("METADATA_CONFIG_PATH")
         .map(PathBuf::from)

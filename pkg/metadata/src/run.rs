@@ -6,6 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::providers::cdrom::{self, Cdrom};
+use crate::providers::ec2::{Ec2, Flavor};
 use crate::providers::file::File;
 use crate::providers::fwcfg::{self, FwCfg};
 use crate::providers::gcp::Gcp;
@@ -34,10 +35,8 @@ pub const DEFAULT_PROVIDERS: [&str; 12] = [
 
 /// LinuxKit providers this implementation does not have (yet): named, they are skipped with a
 /// message instead of stopping the program.
-pub const NOT_IMPLEMENTED: [&str; 9] = [
-    "aws",
+pub const NOT_IMPLEMENTED: [&str; 7] = [
     "hetzner",
-    "openstack",
     "scaleway",
     "vultr",
     "digitalocean",
@@ -55,6 +54,10 @@ pub struct Environment {
     pub fw_cfg_root: PathBuf,
     /// The `gcp` provider's settings.
     pub gcp: Gcp,
+    /// The `aws` provider's settings.
+    pub aws: Ec2,
+    /// The `openstack` provider's settings.
+    pub openstack: Ec2,
 }
 
 impl Default for Environment {
@@ -63,6 +66,8 @@ impl Default for Environment {
             cdrom: cdrom::Paths::default(),
             fw_cfg_root: fwcfg::DEFAULT_ROOT.into(),
             gcp: Gcp::default(),
+            aws: Ec2::new(Flavor::Aws),
+            openstack: Ec2::new(Flavor::OpenStack),
         }
     }
 }
@@ -87,6 +92,14 @@ pub fn select(names: &[String], env: &Environment) -> Result<Vec<Selected>, Stri
     let mut selected = Vec::new();
     for name in &names {
         match name.as_str() {
+            "aws" => selected.push(Selected {
+                round: Round::Network,
+                provider: Box::new(env.aws.clone()),
+            }),
+            "openstack" => selected.push(Selected {
+                round: Round::Network,
+                provider: Box::new(env.openstack.clone()),
+            }),
             "gcp" => selected.push(Selected {
                 round: Round::Network,
                 provider: Box::new(env.gcp.clone()),
@@ -114,7 +127,7 @@ pub fn select(names: &[String], env: &Environment) -> Result<Vec<Selected>, Stri
             }
             other => {
                 return Err(format!(
-                    "Unrecognised metadata provider: {other} (known: gcp, qemu, cdrom, file=PATH; \
+                    "Unrecognised metadata provider: {other} (known: aws, gcp, openstack, qemu, cdrom, file=PATH; \
                      not implemented yet: {})",
                     NOT_IMPLEMENTED.join(", ")
                 ))

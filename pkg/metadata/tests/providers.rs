@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use metadata::providers::cdrom::{self, Cdrom};
+use metadata::providers::ec2::{Ec2, Flavor};
 use metadata::providers::fwcfg::{FwCfg, ENTRY};
 use metadata::providers::gcp::Gcp;
 use metadata::providers::iso9660::Iso;
@@ -42,9 +43,17 @@ impl Fixture {
     }
 
     fn env(&self) -> Environment {
+        let quick = metadata::http::Retry {
+            timeout: Duration::from_millis(500),
+            attempts: 1,
+            delay: Duration::ZERO,
+        };
         let mut gcp = Gcp::with_base("http://127.0.0.1:9/computeMetadata/v1/");
-        gcp.attempts = 1;
-        gcp.timeout = Duration::from_millis(500);
+        gcp.retry = quick;
+        let mut aws = Ec2::with_base(Flavor::Aws, "http://127.0.0.1:9/latest/");
+        aws.retry = quick;
+        let mut openstack = Ec2::with_base(Flavor::OpenStack, "http://127.0.0.1:9/latest/");
+        openstack.retry = quick;
         Environment {
             cdrom: cdrom::Paths {
                 dev: self.path("dev"),
@@ -53,6 +62,8 @@ impl Fixture {
             },
             fw_cfg_root: self.path("fw_cfg"),
             gcp,
+            aws,
+            openstack,
         }
     }
 
@@ -98,7 +109,7 @@ fn gcp_hostname_ssh_keys_and_userdata() {
         ),
     ]);
     let mut env = f.env();
-    env.gcp = Gcp::with_base(&server.base);
+    env.gcp = Gcp::with_base(&format!("{}/computeMetadata/v1/", server.url));
     let report = f.run(&["gcp"], &env);
     assert_eq!(report.provider.as_deref(), Some("GCP"));
     assert_eq!(f.read("provider"), "GCP");
@@ -114,7 +125,10 @@ fn gcp_hostname_ssh_keys_and_userdata() {
     assert_eq!(f.read("etc/motd"), "hello from gcp\n");
     assert!(f.read("userdata").starts_with("{\"etc\""));
     let seen = server.seen.lock().unwrap().clone();
-    assert!(seen.iter().all(|s| s.flavor.as_deref() == Some("Google")), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.header("Metadata-Flavor") == Some("Google")),
+        "{seen:?}"
+    );
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -132,7 +146,7 @@ fn gcp_without_userdata_or_keys_still_writes_hostname_and_provider() {
     let f = Fixture::new();
     let server = support::gcp_server(&[("instance/hostname", "bare")]);
     let mut env = f.env();
-    env.gcp = Gcp::with_base(&server.base);
+    env.gcp = Gcp::with_base(&format!("{}/computeMetadata/v1/", server.url));
     let report = f.run(&["gcp"], &env);
     assert_eq!(report.provider.as_deref(), Some("GCP"));
     assert!(!report.userdata);
@@ -152,7 +166,7 @@ fn gcp_absent_is_not_found_quickly_and_falls_through_to_the_next_round() {
     drop(listener);
     let mut env = f.env();
     env.gcp = Gcp::with_base(&dead);
-    env.gcp.retry_delay = Duration::from_millis(50);
+    env.gcp.retry.delay = Duration::from_millis(50);
     cidata_iso(&f.path("cd.iso"), b"plain userdata\n");
     fs::copy(f.path("cd.iso"), f.path("dev/sr0")).unwrap();
     let start = Instant::now();
@@ -172,9 +186,11 @@ fn gcp_silent_server_is_bounded_by_timeout_and_attempts() {
         "http://{}/computeMetadata/v1/",
         listener.local_addr().unwrap()
     ));
-    env.gcp.timeout = Duration::from_millis(300);
-    env.gcp.attempts = 2;
-    env.gcp.retry_delay = Duration::from_millis(100);
+    env.gcp.retry = metadata::http::Retry {
+        timeout: Duration::from_millis(300),
+        attempts: 2,
+        delay: Duration::from_millis(100),
+    };
     let start = Instant::now();
     let report = f.run(&["gcp"], &env);
     let took = start.elapsed();
@@ -189,6 +205,95 @@ fn gcp_silent_server_is_bounded_by_timeout_and_attempts() {
     );
     assert_eq!(fs::read_dir(f.config()).unwrap().count(), 0);
     drop(listener);
+}
+
+// --- EC2-style: aws, openstack ------------------------------------------------------------
+
+const EC2_ROUTES: [(&str, &str); 9] = [
+    ("meta-data/hostname", "ip-10-0-0-5.ec2.internal"),
+    ("meta-data/public-ipv4", "203.0.113.7"),
+    ("meta-data/local-ipv4", "10.0.0.5"),
+    ("meta-data/placement/availability-zone", "eu-west-1a"),
+    ("meta-data/instance-type", "t3.micro"),
+    ("meta-data/instance-id", "i-0123456789abcdef0"),
+    // no local-hostname: logged and skipped
+    ("meta-data/public-keys/0/openssh-key", "ssh-ed25519 AAAAec2 ec2-key\n"),
+    ("user-data", "#!/bin/sh\necho not json\n"),
+    ("meta-data/unused", "x"),
+];
+
+fn ec2_checks(f: &Fixture, report: &Report, provider: &str) {
+    assert_eq!(report.provider.as_deref(), Some(provider));
+    assert_eq!(f.read("provider"), provider);
+    assert_eq!(f.read("hostname"), "ip-10-0-0-5.ec2.internal");
+    assert_eq!(f.read("public_ipv4"), "203.0.113.7");
+    assert_eq!(f.read("local_ipv4"), "10.0.0.5");
+    assert_eq!(f.read("availability_zone"), "eu-west-1a");
+    assert_eq!(f.read("instance_type"), "t3.micro");
+    assert_eq!(f.read("instance_id"), "i-0123456789abcdef0");
+    assert!(!f.config().join("local_hostname").exists());
+    assert_eq!(f.read("ssh/authorized_keys"), "ssh-ed25519 AAAAec2 ec2-key\n");
+    assert_eq!(f.mode("ssh/authorized_keys"), 0o600);
+    assert_eq!(f.read("userdata"), "#!/bin/sh\necho not json\n");
+}
+
+#[test]
+fn aws_with_imdsv2_token() {
+    let f = Fixture::new();
+    let server = support::ec2_server(&EC2_ROUTES, Some("TOKEN123"));
+    let mut env = f.env();
+    env.aws = Ec2::with_base(Flavor::Aws, &format!("{}/latest/", server.url));
+    let report = f.run(&["aws"], &env);
+    ec2_checks(&f, &report, "AWS");
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].method, "PUT");
+    assert_eq!(seen[0].path, "/latest/api/token");
+    assert_eq!(seen[0].header("X-aws-ec2-metadata-token-ttl-seconds"), Some("21600"));
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|s| s.method == "GET" && s.header("X-aws-ec2-metadata-token") == Some("TOKEN123")),
+        "{seen:#?}"
+    );
+}
+
+#[test]
+fn aws_imdsv1_and_openstack_without_token() {
+    let f = Fixture::new();
+    let server = support::ec2_server(&EC2_ROUTES, None);
+    let mut env = f.env();
+    env.aws = Ec2::with_base(Flavor::Aws, &format!("{}/latest/", server.url));
+    let report = f.run(&["aws"], &env);
+    ec2_checks(&f, &report, "AWS");
+    assert!(server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.header("X-aws-ec2-metadata-token").is_none()));
+
+    let g = Fixture::new();
+    let server = support::ec2_server(&EC2_ROUTES, None);
+    let mut env = g.env();
+    env.openstack = Ec2::with_base(Flavor::OpenStack, &format!("{}/latest", server.url));
+    // Nothing answers for aws or gcp (the fixture's dead address): openstack is found.
+    let report = g.run(&["aws", "gcp", "openstack"], &env);
+    ec2_checks(&g, &report, "openstack");
+    assert!(
+        server.seen.lock().unwrap().iter().all(|s| s.method == "GET"),
+        "no token request for openstack"
+    );
+}
+
+#[test]
+fn ec2_existing_ssh_directory_is_used() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.config().join("ssh")).unwrap();
+    let server = support::ec2_server(&EC2_ROUTES, None);
+    let mut env = f.env();
+    env.openstack = Ec2::with_base(Flavor::OpenStack, &format!("{}/latest/", server.url));
+    f.run(&["openstack"], &env);
+    assert_eq!(f.read("ssh/authorized_keys"), "ssh-ed25519 AAAAec2 ec2-key\n");
 }
 
 // --- fw_cfg -------------------------------------------------------------------------------
@@ -426,9 +531,9 @@ fn unknown_providers_are_refused_and_unimplemented_ones_skipped() {
     let f = Fixture::new();
     let err = select(&["azure".to_string()], &f.env()).err().unwrap();
     assert!(err.contains("Unrecognised metadata provider: azure"), "{err}");
-    let selected = select(&["aws".to_string(), "hetzner".to_string()], &f.env()).unwrap();
+    let selected = select(&["vultr".to_string(), "hetzner".to_string()], &f.env()).unwrap();
     assert!(selected.is_empty());
-    let report = f.run(&["aws"], &f.env());
+    let report = f.run(&["vmware"], &f.env());
     assert_eq!(report.provider, None);
 }
 
@@ -445,7 +550,9 @@ fn default_list_is_linuxkits_with_qemu_before_cdrom() {
     assert_eq!(
         order,
         [
+            "AWS".to_string(),
             "GCP".to_string(),
+            "openstack".to_string(),
             "QEMU fw_cfg".to_string(),
             format!("CDROM {}", f.path("dev/sr0").display())
         ]

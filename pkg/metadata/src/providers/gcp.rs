@@ -9,8 +9,6 @@
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-use std::thread;
-use std::time::Duration;
 
 use super::Provider;
 use crate::http;
@@ -26,12 +24,8 @@ pub const HOST: &str = "metadata.google.internal";
 pub struct Gcp {
     base: String,
     host_header: Option<String>,
-    /// Deadline of one request.
-    pub timeout: Duration,
-    /// Tries of one request when the server cannot be reached (at least 1).
-    pub attempts: u32,
-    /// Pause between tries.
-    pub retry_delay: Duration,
+    /// Deadline and retries of each request.
+    pub retry: http::Retry,
 }
 
 impl Default for Gcp {
@@ -39,9 +33,7 @@ impl Default for Gcp {
         Gcp {
             base: DEFAULT_BASE.to_string(),
             host_header: Some(HOST.to_string()),
-            timeout: Duration::from_secs(2),
-            attempts: 2,
-            retry_delay: Duration::from_millis(500),
+            retry: http::Retry::default(),
         }
     }
 }
@@ -67,18 +59,7 @@ impl Gcp {
         if let Some(host) = &self.host_header {
             headers.push(("Host", host));
         }
-        let mut attempt = 1;
-        loop {
-            match http::get(&url, &headers, self.timeout) {
-                Ok(body) => return Ok(body),
-                Err(e) if e.is_status() || attempt >= self.attempts.max(1) => return Err(format!("GCP: {e}")),
-                Err(e) => {
-                    debug!("GCP: {e}; trying again");
-                    attempt += 1;
-                    thread::sleep(self.retry_delay);
-                }
-            }
-        }
+        http::get_retrying(&url, &headers, self.retry).map_err(|e| format!("GCP: {e}"))
     }
 
     /// Root's `authorized_keys` from the project's `ssh-keys` (`USER:KEY` lines; the user is

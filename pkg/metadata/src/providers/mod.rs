@@ -3,6 +3,7 @@
 //! in the order given on the command line. The first whose probe succeeds is used.
 
 pub mod cdrom;
+pub mod ec2;
 pub mod file;
 pub mod fwcfg;
 pub mod gcp;

@@ -8,24 +8,33 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// A request the fake metadata server saw: path and `Metadata-Flavor` header.
+/// A request a fake server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
-    pub flavor: Option<String>,
+    pub headers: Vec<(String, String)>,
 }
 
-/// A fake HTTP metadata server on 127.0.0.1 answering `routes` (path -> body; others 404), like
-/// GCE's: it refuses requests without `Metadata-Flavor: Google` with 403.
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A fake HTTP server on 127.0.0.1: `handler` gives each request's status line and body.
 pub struct Server {
-    pub base: String,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-pub fn gcp_server(routes: &[(&str, &str)]) -> Server {
+pub fn serve(handler: impl Fn(&Seen) -> (&'static str, String) + Send + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/computeMetadata/v1/", listener.local_addr().unwrap());
-    let routes: BTreeMap<String, String> = routes.iter().map(|(p, b)| (p.to_string(), b.to_string())).collect();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen_by_server = seen.clone();
     thread::spawn(move || {
@@ -40,31 +49,61 @@ pub fn gcp_server(routes: &[(&str, &str)]) -> Server {
                 }
             }
             let request = String::from_utf8_lossy(&request).into_owned();
-            let path = request.split(' ').nth(1).unwrap_or_default().to_string();
-            let flavor = request
-                .lines()
-                .find_map(|l| l.strip_prefix("Metadata-Flavor: "))
-                .map(|s| s.trim().to_string());
-            seen_by_server.lock().unwrap().push(Seen {
-                path: path.clone(),
-                flavor: flavor.clone(),
-            });
-            let key = path.trim_start_matches("/computeMetadata/v1/");
-            let (status, body) = if flavor.as_deref() != Some("Google") {
-                ("403 Forbidden", String::new())
-            } else if let Some(body) = routes.get(key) {
-                ("200 OK", body.clone())
-            } else {
-                ("404 Not Found", "not found".to_string())
-            };
+            let mut lines = request.split("\r\n");
+            let mut first = lines.next().unwrap_or_default().split(' ');
+            let method = first.next().unwrap_or_default().to_string();
+            let path = first.next().unwrap_or_default().to_string();
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+                .collect();
+            let request = Seen { method, path, headers };
+            let (status, body) = handler(&request);
+            seen_by_server.lock().unwrap().push(request);
             let response = format!(
-                "HTTP/1.1 {status}\r\nMetadata-Flavor: Google\r\nContent-Type: application/text\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
             let _ = conn.write_all(response.as_bytes());
         }
     });
-    Server { base, seen }
+    Server { url, seen }
+}
+
+/// Like GCE's metadata server: `routes` below `/computeMetadata/v1/` (others 404); requests
+/// without `Metadata-Flavor: Google` get 403.
+pub fn gcp_server(routes: &[(&str, &str)]) -> Server {
+    let routes: BTreeMap<String, String> = routes.iter().map(|(p, b)| (p.to_string(), b.to_string())).collect();
+    serve(move |request| {
+        let key = request.path.trim_start_matches("/computeMetadata/v1/");
+        if request.header("Metadata-Flavor") != Some("Google") {
+            ("403 Forbidden", String::new())
+        } else if let Some(body) = routes.get(key) {
+            ("200 OK", body.clone())
+        } else {
+            ("404 Not Found", "not found".to_string())
+        }
+    })
+}
+
+/// Like EC2's: `routes` below `/latest/`; with `token`, IMDSv2 only (a PUT to `api/token` gives it,
+/// a GET without it gets 401); without, PUT is refused with 405 (IMDSv1 only, or OpenStack).
+pub fn ec2_server(routes: &[(&str, &str)], token: Option<&'static str>) -> Server {
+    let routes: BTreeMap<String, String> = routes.iter().map(|(p, b)| (p.to_string(), b.to_string())).collect();
+    serve(move |request| {
+        let key = request.path.trim_start_matches("/latest/");
+        match (request.method.as_str(), key, token) {
+            ("PUT", "api/token", Some(token)) => ("200 OK", token.to_string()),
+            ("PUT", _, _) => ("405 Method Not Allowed", String::new()),
+            (_, _, Some(token)) if request.header("X-aws-ec2-metadata-token") != Some(token) => {
+                ("401 Unauthorized", String::new())
+            }
+            _ => match routes.get(key) {
+                Some(body) => ("200 OK", body.clone()),
+                None => ("404 Not Found", String::new()),
+            },
+        }
+    })
 }
 
 /// Runs genisoimage (`args` then the source folder) to make `out` from `files`.
