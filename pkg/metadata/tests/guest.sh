@@ -7,7 +7,8 @@
 #
 #  1. `moby run --data-file USERDATA`: the cidata CD vmm writes, attached as `moby run` does; the
 #     guest runs `metadata -v cdrom`: real /dev/sr0, real iso9660 mount.
-#  2. qemu with `-fw_cfg name=opt/com.docker.linuxkit/userdata,file=USERDATA`: `metadata -v qemu`.
+#  2. qemu with `-fw_cfg name=opt/com.docker.linuxkit/userdata,file=USERDATA` and no network:
+#     `metadata -v` with LinuxKit's default list (aws, gcp, openstack fail fast; then qemu).
 #
 # Usage: pkg/metadata/tests/guest.sh   (env: MOBY=path/to/moby, GUEST=test-guest dir, METADATA=binary,
 #        FW_CFG_KO=qemu_fw_cfg.ko, LOGS=dir)
@@ -65,8 +66,10 @@ for m in virtio_pci virtio_scsi sr_mod isofs qemu_fw_cfg; do modprobe $m || echo
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/sr0 ] && break; sleep 0.5; done
 providers=$(sed -n 's/.*mdtest.providers=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 echo "mdtest: running metadata -v $providers"
+start=$(cut -d' ' -f1 /proc/uptime)
 /usr/bin/metadata -v $providers
 echo "mdtest: exit $?"
+echo "mdtest: took $start -> $(cut -d' ' -f1 /proc/uptime) s"
 find /run/config | sort | while read f; do echo "mdtest: file $(stat -c %a "$f") $f"; done
 echo "mdtest: keys $(cat /run/config/ssh/authorized_keys)"
 echo "mdtest: provider $(cat /run/config/provider)"
@@ -111,10 +114,10 @@ check "$work/cdrom.log" "${expect[@]}" "mdtest: provider CDROM /dev/sr0" "CDROM 
 grep -q "reading .* as ISO 9660 directly" "$work/cdrom.log" && die "the CD was not mounted (fell back to the reader)"
 echo "guest.sh: cdrom ok"
 
-echo "guest.sh: 2/2 qemu -fw_cfg (qemu)"
+echo "guest.sh: 2/2 qemu -fw_cfg (default providers)"
 timeout 300 qemu-system-x86_64 -machine q35,accel=tcg -m 512 -nographic -no-reboot -nic none \
   -kernel "$work/md-kernel" -initrd "$work/md-initrd.img" \
-  -append "console=ttyS0 quiet mdtest.providers=qemu" \
+  -append "console=ttyS0 quiet" \
   -fw_cfg "name=opt/com.docker.linuxkit/userdata,file=$userdata" </dev/null >"$work/qemu.log" 2>&1 || true
 check "$work/qemu.log" "${expect[@]}" "mdtest: provider QEMU fw_cfg" "QEMU fw_cfg: Probe succeeded"
 echo "guest.sh: qemu ok"
