@@ -3,6 +3,7 @@
 
 mod cli;
 mod conformance;
+mod examples;
 mod guest;
 mod pkg;
 mod registry;

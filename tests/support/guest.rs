@@ -195,18 +195,27 @@ impl Console {
     /// The next line starting with `prefix`; panics with the console so far after `timeout` or when
     /// the output ends first.
     pub fn wait_for(&mut self, prefix: &str, timeout: std::time::Duration) -> String {
+        self.wait_until(prefix, timeout, |line| line.starts_with(prefix))
+    }
+
+    /// The next line containing `text` (kernel messages may share a line with it).
+    pub fn wait_for_text(&mut self, text: &str, timeout: std::time::Duration) -> String {
+        self.wait_until(text, timeout, |line| line.contains(text))
+    }
+
+    fn wait_until(&mut self, what: &str, timeout: std::time::Duration, found: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
+                    if found(&line) {
                         return line;
                     }
                 }
                 Err(err) => panic!(
-                    "no console line starting with {prefix:?} ({err}); console so far:\n{}",
+                    "no console line with {what:?} ({err}); console so far:\n{}",
                     self.seen.join("\n")
                 ),
             }

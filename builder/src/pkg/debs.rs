@@ -494,7 +494,10 @@ mod tests {
         );
         let skip = BTreeSet::from(["debconf", "exim"]);
         let picked = closure(&graph, &["srv".to_string()], &skip).unwrap();
-        assert_eq!(picked.into_iter().collect::<Vec<_>>(), ["init-helpers", "lsb-base", "srv"]);
+        assert_eq!(
+            picked.into_iter().collect::<Vec<_>>(),
+            ["init-helpers", "lsb-base", "srv"]
+        );
         let e = closure(&graph, &["nope".to_string()], &BTreeSet::new()).unwrap_err();
         assert!(e.to_string().contains("\"nope\" is not known to apt"), "{e}");
     }
