@@ -4,6 +4,7 @@
 mod cli;
 mod conformance;
 mod guest;
+mod init;
 mod registry;
 mod run;
 mod support;

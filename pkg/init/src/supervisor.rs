@@ -198,6 +198,9 @@ pub fn run(started: Instant) -> Result<()> {
     if let Err(err) = crate::netlink::link_up("lo") {
         console(&format!("init: {err:#}"));
     }
+    if let Err(err) = fs::create_dir_all(bundle::STATE_ROOT) {
+        console(&format!("init: cannot create {}: {err}", bundle::STATE_ROOT));
+    }
     let _ = fs::remove_file(control::SOCKET);
     let control = match UnixListener::bind(control::SOCKET) {
         Ok(listener) => {
@@ -829,6 +832,6 @@ impl Supervisor {
         while rounds.pop_front().is_some() && !self.outputs.is_empty() {
             self.step(Duration::from_millis(50));
         }
-        console(&format!("init: {}", how.word()));
+        console(&format!("init: everything stopped; {} now", how.word()));
     }
 }
