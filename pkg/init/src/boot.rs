@@ -53,8 +53,14 @@ fn switch_root() -> Result<()> {
             Err(e)
         }
     })?;
-    mount(Some("rootfs"), NEWROOT, Some("tmpfs"), MsFlags::empty(), Some("mode=755"))
-        .with_context(|| format!("mount a tmpfs on {NEWROOT}"))?;
+    mount(
+        Some("rootfs"),
+        NEWROOT,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=755"),
+    )
+    .with_context(|| format!("mount a tmpfs on {NEWROOT}"))?;
     copy_tree(Path::new("/"), Path::new(NEWROOT), root_dev).context("copy the initramfs into the tmpfs")?;
     remove_tree(Path::new("/"), root_dev);
     std::env::set_current_dir(NEWROOT)?;
@@ -116,7 +122,9 @@ fn remove_tree(dir: &Path, dev: u64) {
         if path == Path::new(NEWROOT) {
             continue;
         }
-        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.dev() != dev {
             continue;
         }
@@ -144,10 +152,20 @@ fn mkdir(path: &str, mode: u32) {
 
 /// Stage 2 mounts, LinuxKit's `rc.init` set; then stdio on `/dev/console`.
 pub fn mount_filesystems() {
-    let (nodev, nosuid, noexec, relatime) =
-        (MsFlags::MS_NODEV, MsFlags::MS_NOSUID, MsFlags::MS_NOEXEC, MsFlags::MS_RELATIME);
+    let (nodev, nosuid, noexec, relatime) = (
+        MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID,
+        MsFlags::MS_NOEXEC,
+        MsFlags::MS_RELATIME,
+    );
     mnt("proc", "/proc", "proc", nodev | nosuid | noexec | relatime, "");
-    mnt("dev", "/dev", "devtmpfs", nosuid | noexec | relatime, "size=10m,mode=755");
+    mnt(
+        "dev",
+        "/dev",
+        "devtmpfs",
+        nosuid | noexec | relatime,
+        "size=10m,mode=755",
+    );
     reopen_console();
     for (target, link) in [
         ("/proc/self/fd", "/dev/fd"),
@@ -163,11 +181,35 @@ pub fn mount_filesystems() {
     mkdir("/dev/pts", 0o755);
     mnt("mqueue", "/dev/mqueue", "mqueue", noexec | nosuid | nodev, "");
     mnt("shm", "/dev/shm", "tmpfs", noexec | nosuid | nodev, "mode=1777");
-    mnt("devpts", "/dev/pts", "devpts", noexec | nosuid, "gid=5,mode=0620,ptmxmode=0666");
+    mnt(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        noexec | nosuid,
+        "gid=5,mode=0620,ptmxmode=0666",
+    );
     mnt("sysfs", "/sys", "sysfs", noexec | nosuid | nodev, "");
-    mnt("tmpfs", "/run", "tmpfs", nodev | nosuid | noexec | relatime, "size=10%,mode=755");
-    mnt("tmpfs", "/tmp", "tmpfs", nodev | nosuid | noexec | relatime, "size=10%,mode=1777");
-    mnt("tmpfs", "/var", "tmpfs", nodev | nosuid | noexec | relatime, "size=50%,mode=755");
+    mnt(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        nodev | nosuid | noexec | relatime,
+        "size=10%,mode=755",
+    );
+    mnt(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        nodev | nosuid | noexec | relatime,
+        "size=10%,mode=1777",
+    );
+    mnt(
+        "tmpfs",
+        "/var",
+        "tmpfs",
+        nodev | nosuid | noexec | relatime,
+        "size=50%,mode=755",
+    );
     for (dir, mode) in [
         ("/var/cache", 0o755),
         ("/var/empty", 0o555),
@@ -183,9 +225,21 @@ pub fn mount_filesystems() {
         mkdir(dir, mode);
     }
     let _ = std::os::unix::fs::symlink("/run", "/var/run");
-    mnt("cgroup2", "/sys/fs/cgroup", "cgroup2", noexec | nosuid | nodev, "nsdelegate");
+    mnt(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        "cgroup2",
+        noexec | nosuid | nodev,
+        "nsdelegate",
+    );
     enable_cgroup_controllers();
-    if let Err(err) = mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SHARED, None::<&str>) {
+    if let Err(err) = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SHARED,
+        None::<&str>,
+    ) {
         eprintln!("init: making / shared failed: {err}");
     }
 }
@@ -245,4 +299,3 @@ pub fn hostname() {
         }
     }
 }
-

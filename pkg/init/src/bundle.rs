@@ -85,7 +85,9 @@ pub struct Bundle {
 /// The bundles of a phase, in directory-name order. A bundle that cannot be read is reported and
 /// skipped.
 pub fn discover(phase: Phase) -> Vec<Bundle> {
-    let Ok(entries) = fs::read_dir(phase.dir()) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(phase.dir()) else {
+        return Vec::new();
+    };
     let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     let mut bundles = Vec::new();
@@ -100,7 +102,10 @@ pub fn discover(phase: Phase) -> Vec<Bundle> {
 
 impl Bundle {
     pub fn load(phase: Phase, dir: &Path) -> Result<Bundle> {
-        let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let name = match phase {
             Phase::Service => base.clone(),
             _ => match base.split_once('-') {
@@ -109,10 +114,9 @@ impl Bundle {
             },
         };
         let config_path = dir.join("config.json");
-        let config: serde_json::Value = serde_json::from_slice(
-            &fs::read(&config_path).with_context(|| format!("read {}", config_path.display()))?,
-        )
-        .with_context(|| format!("parse {}", config_path.display()))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&fs::read(&config_path).with_context(|| format!("read {}", config_path.display()))?)
+                .with_context(|| format!("parse {}", config_path.display()))?;
         let restart = config["annotations"][RESTART_ANNOTATION].as_str().unwrap_or("");
         let restart = RestartPolicy::parse(restart)
             .with_context(|| format!("annotation {RESTART_ANNOTATION} in {}", config_path.display()))?;
@@ -139,7 +143,13 @@ impl Bundle {
     /// runtime.json mounts, mkdir and cgroups (LinuxKit's prepareFilesystem). Done once per boot.
     pub fn prepare_filesystem(&self) -> Result<()> {
         let rootfs = self.dir.join("rootfs");
-        let absolute = |p: &str| if p.starts_with('/') { PathBuf::from(p) } else { rootfs.join(p) };
+        let absolute = |p: &str| {
+            if p.starts_with('/') {
+                PathBuf::from(p)
+            } else {
+                rootfs.join(p)
+            }
+        };
         for m in &self.runtime.mounts {
             let dir = absolute(&m.destination);
             fs::create_dir_all(&dir).with_context(|| format!("create the mount point {}", dir.display()))?;
@@ -201,8 +211,14 @@ impl Bundle {
             }
             fs::File::create(target).with_context(|| format!("create the bindNS mount point {path}"))?;
             let source = format!("/proc/{pid}/ns/{kind}");
-            nix::mount::mount(Some(source.as_str()), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .with_context(|| format!("bind the {kind} namespace at {path}"))?;
+            nix::mount::mount(
+                Some(source.as_str()),
+                target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .with_context(|| format!("bind the {kind} namespace at {path}"))?;
         }
         Ok(())
     }
@@ -224,7 +240,10 @@ impl Bundle {
             .with_detach(true)
             .build()
             .with_context(|| format!("create the container from {}/config.json", self.dir.display()))?;
-        let pid = container.pid().map(|p| p.as_raw()).context("libcontainer reported no pid")?;
+        let pid = container
+            .pid()
+            .map(|p| p.as_raw())
+            .context("libcontainer reported no pid")?;
         if let Err(err) = self.prepare_process(pid) {
             let _ = container.delete(true);
             return Err(err);

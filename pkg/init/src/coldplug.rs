@@ -79,7 +79,9 @@ impl Modules {
         let dep_text = fs::read_to_string(&dep_path).with_context(|| format!("read {}", dep_path.display()))?;
         let mut deps = BTreeMap::new();
         for line in dep_text.lines() {
-            let Some((path, rest)) = line.split_once(':') else { continue };
+            let Some((path, rest)) = line.split_once(':') else {
+                continue;
+            };
             let list = rest.split_whitespace().map(str::to_string).collect();
             deps.insert(module_name(path), (path.to_string(), list));
         }
@@ -169,7 +171,9 @@ fn collect_modaliases(dir: &Path, out: &mut Vec<String>, depth: usize) {
 /// The `alias=` values of the `.modinfo` section of an (uncompressed, ELF64 little-endian) module.
 fn modinfo_aliases(path: &Path) -> Vec<String> {
     let Ok(data) = fs::read(path) else { return Vec::new() };
-    let Some(section) = elf_section(&data, ".modinfo") else { return Vec::new() };
+    let Some(section) = elf_section(&data, ".modinfo") else {
+        return Vec::new();
+    };
     section
         .split(|b| *b == 0)
         .filter_map(|entry| entry.strip_prefix(b"alias="))
@@ -243,7 +247,10 @@ mod tests {
         assert!(glob_match(b"acpi*:LNXPWRBN:*", b"acpi:LNXPWRBN:"));
         assert!(glob_match(b"virtio:d00000001v*", b"virtio:d00000001v00001AF4"));
         assert!(!glob_match(b"virtio:d00000002v*", b"virtio:d00000001v00001AF4"));
-        assert!(glob_match(b"pci:v00001AF4d00001000sv*sd*bc*sc*i*", b"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"));
+        assert!(glob_match(
+            b"pci:v00001AF4d00001000sv*sd*bc*sc*i*",
+            b"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"
+        ));
         assert!(glob_match(b"a[0-9]c", b"a5c"));
         assert!(!glob_match(b"a[!0-9]c", b"a5c"));
         assert!(glob_match(b"a?c", b"abc"));

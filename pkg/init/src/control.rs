@@ -21,7 +21,11 @@ pub fn client(args: &[String]) -> ExitCode {
     let request = args.join(" ");
     if request.is_empty() || request == "-h" || request == "--help" || request == "help" {
         println!("{}", usage());
-        return if request.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        return if request.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let socket = std::env::var("MOBY_INIT_SOCKET").unwrap_or_else(|_| SOCKET.to_string());
     let mut stream = match UnixStream::connect(&socket) {

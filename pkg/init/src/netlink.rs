@@ -2,9 +2,7 @@
 //! type, move a link into a container's network namespace (runtime.json `interfaces`).
 
 use anyhow::{bail, Context, Result};
-use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::protocols::NETLINK_ROUTE;
@@ -22,7 +20,9 @@ fn request(message: RouteNetlinkMessage, flags: u16) -> Result<()> {
     req.serialize(&mut buf[..]);
     socket.send(&buf, 0).context("send the netlink request")?;
     let mut reply = vec![0u8; 8192];
-    let n = socket.recv(&mut &mut reply[..], 0).context("receive the netlink reply")?;
+    let n = socket
+        .recv(&mut &mut reply[..], 0)
+        .context("receive the netlink reply")?;
     let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
         .map_err(|e| anyhow::anyhow!("bad netlink reply: {e}"))?;
     match msg.payload {
@@ -62,7 +62,11 @@ pub fn setup_interface(iface: &Interface, pid: i32) -> Result<()> {
     if iface.name.is_empty() {
         bail!("an interface needs a name");
     }
-    let add = if iface.add.is_empty() && !iface.peer.is_empty() { "veth" } else { iface.add.as_str() };
+    let add = if iface.add.is_empty() && !iface.peer.is_empty() {
+        "veth"
+    } else {
+        iface.add.as_str()
+    };
     if add.is_empty() {
         return move_to_pid(&iface.name, pid);
     }
@@ -83,7 +87,10 @@ pub fn setup_interface(iface: &Interface, pid: i32) -> Result<()> {
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
     } else {
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Other(add.to_string()))]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Other(
+                add.to_string(),
+            ))]));
     }
     request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
         .with_context(|| format!("create the {add} link {}", iface.name))?;

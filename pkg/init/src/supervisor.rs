@@ -68,7 +68,10 @@ impl Shutdown {
 enum State {
     /// Never started (services before boot finished; onshutdown before shutdown).
     Idle,
-    Running { pid: i32, since: Instant },
+    Running {
+        pid: i32,
+        since: Instant,
+    },
     /// Exited on its own with this code (128+N for signal N).
     Exited(i32),
     /// Stopped on request.
@@ -76,7 +79,9 @@ enum State {
     /// Creating or starting failed; the message was logged.
     Failed,
     /// Waiting to be restarted.
-    Backoff { until: Instant },
+    Backoff {
+        until: Instant,
+    },
 }
 
 struct Unit {
@@ -150,7 +155,13 @@ fn install_signals() -> Result<File> {
         signal::SaFlags::SA_RESTART | signal::SaFlags::SA_NOCLDSTOP,
         signal::SigSet::empty(),
     );
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGINT] {
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGINT,
+    ] {
         // SAFETY: on_signal only calls async-signal-safe functions (see above).
         unsafe { signal::sigaction(sig, &action) }.with_context(|| format!("install the {sig} handler"))?;
     }
@@ -286,7 +297,9 @@ pub fn final_power_off(mode: RebootMode) -> ! {
 }
 
 fn unmount_all() {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let mut points: Vec<String> = text
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(|p| p.replace("\\040", " ")))
@@ -310,7 +323,11 @@ fn open_power_button() -> Option<File> {
         let device = fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
         if device.trim() == "Power Button" {
             let path = format!("/dev/input/{name}");
-            match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path) {
+            match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+            {
                 Ok(file) => return Some(file),
                 Err(err) => console(&format!("init: cannot open the power button {path}: {err}")),
             }
@@ -426,11 +443,9 @@ impl Supervisor {
     fn stop(&mut self, i: usize) {
         let unit = &mut self.units[i];
         match unit.state {
-            State::Running { pid, .. } => {
-                if unit.kill_at.is_none() {
-                    let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-                    unit.kill_at = Some(Instant::now() + STOP_GRACE);
-                }
+            State::Running { pid, .. } if unit.kill_at.is_none() => {
+                let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+                unit.kill_at = Some(Instant::now() + STOP_GRACE);
             }
             State::Backoff { .. } => unit.state = State::Stopped,
             _ => {}
@@ -470,7 +485,10 @@ impl Supervisor {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
-            let ready: Vec<bool> = fds.iter().map(|fd| fd.revents().is_some_and(|r| !r.is_empty())).collect();
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
             (ready, fixed)
         };
         let (ready, fixed) = ready;
@@ -485,10 +503,8 @@ impl Supervisor {
             }
             k += 1;
         }
-        if self.power_button.is_some() {
-            if ready[k] {
-                self.read_power_button();
-            }
+        if self.power_button.is_some() && ready[k] {
+            self.read_power_button();
         }
         // Outputs with data or hang-up, back to front so removal keeps indexes valid.
         for j in (0..self.outputs.len()).rev() {
@@ -592,7 +608,11 @@ impl Supervisor {
     fn flush_partial(&mut self, j: usize) {
         let output = &mut self.outputs[j];
         if !output.partial.is_empty() {
-            console(&format!("{}: {}", output.name, String::from_utf8_lossy(&output.partial)));
+            console(&format!(
+                "{}: {}",
+                output.name,
+                String::from_utf8_lossy(&output.partial)
+            ));
             output.partial.clear();
         }
     }
@@ -636,7 +656,10 @@ impl Supervisor {
         };
         if let Some(mut container) = unit.container.take() {
             if let Err(err) = container.delete(true) {
-                console(&format!("init: deleting the container of {} failed: {err}", unit.bundle.name));
+                console(&format!(
+                    "init: deleting the container of {} failed: {err}",
+                    unit.bundle.name
+                ));
             }
         }
         let label = format!("{} {}", unit.bundle.phase.label(), unit.bundle.name);
@@ -730,7 +753,10 @@ impl Supervisor {
         };
         match request {
             Request::List => {
-                let mut out = format!("{:<20} {:<10} {:<12} {:>7} {:>8}\n", "NAME", "KIND", "STATE", "PID", "RESTARTS");
+                let mut out = format!(
+                    "{:<20} {:<10} {:<12} {:>7} {:>8}\n",
+                    "NAME", "KIND", "STATE", "PID", "RESTARTS"
+                );
                 for unit in &self.units {
                     let pid = match unit.state {
                         State::Running { pid, .. } => pid.to_string(),
@@ -796,7 +822,11 @@ impl Supervisor {
 
     /// onshutdown containers in order, then services stopped (SIGTERM, SIGKILL after the grace).
     fn go_down(&mut self, how: Shutdown) {
-        console(&format!("init: going down for {} ({})", how.word(), self.shutdown_reason));
+        console(&format!(
+            "init: going down for {} ({})",
+            how.word(),
+            self.shutdown_reason
+        ));
         let running: Vec<usize> = (0..self.units.len())
             .filter(|&i| self.units[i].is_running() && self.units[i].bundle.phase == Phase::Onboot)
             .collect();
@@ -809,7 +839,10 @@ impl Supervisor {
             let deadline = Instant::now() + ONSHUTDOWN_BOUND;
             while self.units[i].is_running() {
                 if Instant::now() >= deadline && self.units[i].kill_at.is_none() {
-                    console(&format!("init: onshutdown {} is taking too long", self.units[i].bundle.name));
+                    console(&format!(
+                        "init: onshutdown {} is taking too long",
+                        self.units[i].bundle.name
+                    ));
                     self.stop(i);
                 }
                 self.step(Duration::from_millis(500));
