@@ -145,7 +145,9 @@ annotations:
   org.mobyproject.restart: on-failure
 "#;
 const CTL: &str = r#"
-command: ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 4; /init service ls; /init service logs ticker; echo ctl-done"]
+command: ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
+  /init service stop flaky; /init service restart ticker; /bin/busybox sleep 3; echo ls-2; /init service ls;
+  /init service frobnicate ticker || echo refused with $?; echo ctl-done"]
 env: ["PATH=/bin"]
 readonly: true
 binds:
@@ -258,20 +260,31 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     assert!(has("ticker: ticker up as 0 on moby-"), "{seen}");
     // The restart policy restarted flaky.
     assert!(has("init: restarting service flaky in 1 s"), "{seen}");
-    // `service ls` from inside a container with the socket bound.
-    let ls_ticker = seen
-        .lines()
-        .find(|l| l.starts_with("ctl: ticker ") && l.contains("service"))
-        .unwrap_or_else(|| panic!("no `service ls` line for ticker; console:\n{seen}"));
-    assert!(ls_ticker.contains(" running "), "{ls_ticker}");
-    let ls_flaky = seen
-        .lines()
-        .find(|l| l.starts_with("ctl: flaky "))
-        .unwrap_or_else(|| panic!("no `service ls` line for flaky; console:\n{seen}"));
-    let restarts: u32 = ls_flaky.split_whitespace().last().unwrap().parse().unwrap();
-    assert!(restarts >= 1, "{ls_flaky}");
+    // `service ls` from inside a container with the socket bound: NAME KIND STATE PID RESTARTS.
+    let ls_row = |after: &str, name: &str| -> Vec<String> {
+        seen.lines()
+            .skip(position(after))
+            .find(|l| l.starts_with(&format!("ctl: {name} ")))
+            .unwrap_or_else(|| panic!("no `service ls` row for {name} after {after:?}; console:\n{seen}"))
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    let ticker = ls_row("ctl: ls-1", "ticker");
+    assert_eq!((ticker[1].as_str(), ticker[2].as_str(), ticker[4].as_str()), ("service", "running", "0"));
+    assert_eq!(ls_row("ctl: ls-1", "fail")[2], "exited(3)");
+    let flaky = ls_row("ctl: ls-1", "flaky");
+    assert!(flaky[4].parse::<u32>().unwrap() >= 1, "{flaky:?}");
     // `service logs ticker` printed ticker's log file.
-    assert!(has("ctl: ticker up as 0"), "{seen}");
+    assert!(position("ctl: ticker up as 0") > position("ctl: ls-1"), "{seen}");
+    // `service stop flaky` ended its restarts; `service restart ticker` stopped it (TERM) and
+    // started it again.
+    assert_eq!(ls_row("ctl: ls-2", "flaky")[2], "stopped");
+    let ticker = ls_row("ctl: ls-2", "ticker");
+    assert_eq!((ticker[2].as_str(), ticker[4].as_str()), ("running", "1"), "{ticker:?}");
+    assert!(position("ticker: ticker: got TERM") < position("ctl: ls-2"));
+    assert!(has("ctl: refused with 1"), "{seen}");
 
     // The ACPI power button: onshutdown, services stopped, clean power off.
     let stop = moby(&["stop", "mobyinit"]).output().expect("run moby stop");
@@ -284,7 +297,8 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
             .unwrap_or_else(|| panic!("no {needle:?} in the console log:\n{log}"))
     };
     assert!(at("init: poweroff requested (ACPI power button)") < at("goodbye: onshutdown-marker: goodbye"));
-    assert!(at("goodbye: onshutdown-marker: goodbye") < at("ticker: ticker: got TERM"));
+    let last_term = log.rfind("ticker: ticker: got TERM").expect("ticker got TERM");
+    assert!(at("goodbye: onshutdown-marker: goodbye") < last_term);
     assert!(at("init: service ticker exited with status 0") < at("init: everything stopped; poweroff now"));
     for line in log.lines().filter(|l| l.starts_with("init: ") && l.contains("ms")) {
         eprintln!("{line}");
