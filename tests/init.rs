@@ -2,7 +2,8 @@
 //! own target directory under `target/`), writes an initrd with it as `/init`, the test guest's
 //! kernel modules and a few LinuxKit-layout bundles whose root filesystem is the static busybox,
 //! boots it with `moby run --accel tcg`, and reads the console:
-//! module coldplug, onboot output and exit codes, the banner, services (one restarted by its
+//! module coldplug (and modprobe for the kernel's requests), onboot output and exit codes, a writable
+//! overlay root, a veth pair and a bound network namespace from runtime.json, the banner, services (one restarted by its
 //! `org.mobyproject.restart` policy), `service ls`/`logs` from inside a container that has the
 //! control socket bound, then `moby stop` (ACPI power button) -> onshutdown -> clean power off.
 
@@ -36,7 +37,14 @@ fn init_binary() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let t = Instant::now();
         let status = Command::new(cargo)
-            .args(["build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "--manifest-path",
+            ])
             .arg(repo.join("pkg/init/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -44,7 +52,10 @@ fn init_binary() -> &'static Path {
             .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo to build pkg/init");
-        assert!(status.success(), "building pkg/init failed (see the cargo output above)");
+        assert!(
+            status.success(),
+            "building pkg/init failed (see the cargo output above)"
+        );
         let bin = target_dir.join("x86_64-unknown-linux-gnu/release/init");
         let size = std::fs::metadata(&bin).expect("the built init").len();
         eprintln!("pkg/init: {} bytes, built in {:.0?}", size, t.elapsed());
@@ -102,13 +113,17 @@ impl<W: Write> Initrd<W> {
             &Volumes::default(),
         )
         .unwrap_or_else(|e| panic!("generating {dir}'s config.json: {e}"));
-        assert!(generated.readonly, "the test bundles are read-only (rootfs/)");
         let bundle = format!("containers/{dir}");
         let lower = match share_rootfs {
             Some(other) => format!("containers/{other}/rootfs"),
             None => format!("{bundle}/rootfs"),
         };
-        let runtime = oci_config::runtime_json(&generated.runtime, oci_config::rootfs_mounts(&bundle, &lower, true));
+        assert!(
+            generated.readonly || share_rootfs.is_some(),
+            "a writable test bundle shares another's tree as its overlay's lower layer"
+        );
+        let rootfs_mounts = oci_config::rootfs_mounts(&bundle, &lower, generated.readonly);
+        let runtime = oci_config::runtime_json(&generated.runtime, rootfs_mounts);
         self.file(&format!("{bundle}/config.json"), 0o644, &generated.config_json);
         self.file(&format!("{bundle}/runtime.json"), 0o644, &runtime);
         self.dir(&format!("{bundle}/rootfs"));
@@ -132,6 +147,20 @@ command: ["/bin/busybox", "sh", "-c", "echo failing on purpose; exit 3"]
 env: ["PATH=/bin"]
 readonly: true
 "#;
+/// Writable (an overlay of the shared busybox tree under a tmpfs, from runtime.json), in a new
+/// network namespace that gets one end of a veth pair and is bound at /run/netns/onboot-net.
+const NET: &str = r#"
+command: ["/bin/busybox", "sh", "-c", "/bin/busybox ip link show veth1 | /bin/busybox head -n1;
+  echo written > /overlay-file && /bin/busybox cat /overlay-file"]
+env: ["PATH=/bin"]
+net: new
+runtime:
+  interfaces:
+    - name: veth1
+      peer: veth0
+  bindNS:
+    net: /run/netns/onboot-net
+"#;
 const TICKER: &str = r#"
 command: ["/bin/busybox", "sh", "-c", "trap 'echo ticker: got TERM; exit 0' TERM; echo ticker up as $(/bin/busybox id -u) on $(/bin/busybox hostname); while true; do /bin/busybox sleep 1; done"]
 env: ["PATH=/bin"]
@@ -145,14 +174,17 @@ annotations:
   org.mobyproject.restart: on-failure
 "#;
 const CTL: &str = r#"
-command: ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
+command: ["/bin/busybox", "sh", "-c", "/bin/busybox ip link show veth0 | /bin/busybox head -n1;
+  /bin/busybox nsenter --net=/run/netns/onboot-net /bin/busybox ip link show veth1 | /bin/busybox sed 's/^/in-netns /' | /bin/busybox head -n1;
+  /bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
   /init service stop flaky; /init service restart ticker; /bin/busybox sleep 3; echo ls-2; /init service ls;
   /init service frobnicate ticker || echo refused with $?; echo ctl-done"]
 env: ["PATH=/bin"]
 readonly: true
+capabilities: [all]
 binds:
   - /init:/init:ro
-  - /run/moby-init.sock:/run/moby-init.sock
+  - /run:/run
 "#;
 const GOODBYE: &str = r#"
 command: ["/bin/busybox", "sh", "-c", "echo onshutdown-marker: goodbye"]
@@ -162,6 +194,15 @@ readonly: true
 
 fn write_initrd(path: &Path) {
     let fixture = guest::fixture();
+    let stamp = std::fs::read_to_string(fixture.join("STAMP")).unwrap_or_default();
+    assert!(
+        stamp
+            .lines()
+            .any(|l| l.starts_with("modules ") && l.contains(" overlay") && l.contains(" veth")),
+        "the test guest in {} has no overlay and veth modules (made by an older scripts/test-guest.sh): \
+         run scripts/test-guest.sh again (or scripts/setup.sh)",
+        fixture.display()
+    );
     let busybox = std::fs::read(fixture.join("busybox")).expect("read the test guest busybox");
     let file = std::fs::File::create(path).expect("create the initrd");
     let mut initrd = Initrd {
@@ -179,6 +220,7 @@ fn write_initrd(path: &Path) {
     initrd.file("init", 0o755, &init);
     initrd.bundle("onboot/000-marker", MARKER, None, &busybox);
     initrd.bundle("onboot/001-fail", FAIL, Some("onboot/000-marker"), &busybox);
+    initrd.bundle("onboot/002-net", NET, Some("onboot/000-marker"), &busybox);
     initrd.bundle("services/ticker", TICKER, Some("onboot/000-marker"), &busybox);
     initrd.bundle("services/flaky", FLAKY, Some("onboot/000-marker"), &busybox);
     initrd.bundle("services/ctl", CTL, Some("onboot/000-marker"), &busybox);
@@ -193,8 +235,12 @@ struct KillOnDrop(PathBuf);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let Ok(text) = std::fs::read_to_string(&self.0) else { return };
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+        let Ok(text) = std::fs::read_to_string(&self.0) else {
+            return;
+        };
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
         if let Some(pid) = record["pid"].as_u64() {
             if vmm::state::process_alive(pid as u32) {
                 let _ = Command::new("kill").arg(pid.to_string()).status();
@@ -250,11 +296,38 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     };
     // Coldplug found the virtio NIC and the ACPI power button by modalias.
     assert!(has("init: loaded ") && has("virtio_net") && has("button"), "{seen}");
+    // overlay and veth were loaded by the kernel's own requests through init's modprobe (no
+    // device needs them, so coldplug did not).
+    assert!(
+        !seen
+            .lines()
+            .any(|l| l.starts_with("init: loaded ") && l.contains("overlay")),
+        "{seen}"
+    );
     // Onboot: output prefixed by the name, in order, exit codes reported, the boot goes on.
-    assert!(position("marker: onboot-marker: hello from onboot") < position("init: onboot marker exited with status 0"));
+    assert!(
+        position("marker: onboot-marker: hello from onboot") < position("init: onboot marker exited with status 0")
+    );
     assert!(has("marker: to-stderr"), "{seen}");
     assert!(position("init: onboot marker exited with status 0") < position("fail: failing on purpose"));
     assert!(position("init: onboot fail exited with status 3") < position(BANNER));
+    // The overlay rootfs is writable; veth1 is in the container's namespace, veth0 in the root's,
+    // and the namespace outlives the container at its bindNS path.
+    assert!(
+        seen.lines().any(|l| l.starts_with("net: ") && l.contains(" veth1@")),
+        "{seen}"
+    );
+    assert!(has("net: written"), "{seen}");
+    assert!(position("init: onboot net exited with status 0") < position(BANNER));
+    assert!(
+        seen.lines().any(|l| l.starts_with("ctl: ") && l.contains(" veth0@")),
+        "{seen}"
+    );
+    assert!(
+        seen.lines()
+            .any(|l| l.starts_with("ctl: in-netns ") && l.contains(" veth1@")),
+        "{seen}"
+    );
     // Services: running as root; the generated config shares the UTS namespace, so they see the
     // hostname init derived from eth0's MAC.
     assert!(has("ticker: ticker up as 0 on moby-"), "{seen}");
@@ -272,7 +345,10 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
             .collect()
     };
     let ticker = ls_row("ctl: ls-1", "ticker");
-    assert_eq!((ticker[1].as_str(), ticker[2].as_str(), ticker[4].as_str()), ("service", "running", "0"));
+    assert_eq!(
+        (ticker[1].as_str(), ticker[2].as_str(), ticker[4].as_str()),
+        ("service", "running", "0")
+    );
     assert_eq!(ls_row("ctl: ls-1", "fail")[2], "exited(3)");
     let flaky = ls_row("ctl: ls-1", "flaky");
     assert!(flaky[4].parse::<u32>().unwrap() >= 1, "{flaky:?}");
@@ -290,7 +366,10 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     let stop = moby(&["stop", "mobyinit"]).output().expect("run moby stop");
     let stop_err = String::from_utf8_lossy(&stop.stderr).into_owned();
     assert!(stop.status.success(), "{stop_err}");
-    assert!(stop_err.contains("VM `mobyinit` powered off after the ACPI power button"), "{stop_err}");
+    assert!(
+        stop_err.contains("VM `mobyinit` powered off after the ACPI power button"),
+        "{stop_err}"
+    );
     let log = std::fs::read_to_string(state_home.join("mobyinit/console.log")).expect("console.log");
     let at = |needle: &str| {
         log.find(needle)

@@ -73,6 +73,55 @@ pub fn coldplug() -> Result<Vec<String>> {
     Ok(loaded_now)
 }
 
+/// Where init points the kernel's `/proc/sys/kernel/modprobe` (a link to `/init`): the kernel's
+/// own module requests (`fs-overlay` for an overlay mount, `rtnl-link-veth` for a veth pair, ...)
+/// then load modules through [`modprobe`].
+pub const MODPROBE_LINK: &str = "/run/moby-init/modprobe";
+
+/// Makes [`MODPROBE_LINK`] and registers it with the kernel.
+pub fn register_modprobe() -> Result<()> {
+    fs::create_dir_all("/run/moby-init")?;
+    let _ = fs::remove_file(MODPROBE_LINK);
+    std::os::unix::fs::symlink("/init", MODPROBE_LINK).with_context(|| format!("link {MODPROBE_LINK}"))?;
+    fs::write("/proc/sys/kernel/modprobe", MODPROBE_LINK).context("write /proc/sys/kernel/modprobe")
+}
+
+/// `modprobe [-q] [--] NAME...`: loads each module, named or by alias (as the kernel asks:
+/// `fs-overlay`, `rtnl-link-veth`, `net-pf-10`), with its dependencies.
+pub fn modprobe(args: &[String]) -> std::process::ExitCode {
+    let quiet = args.iter().any(|a| a == "-q" || a == "--quiet");
+    let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let result = (|| -> Result<()> {
+        let release = nix::sys::utsname::uname()?.release().to_string_lossy().into_owned();
+        let dir = Path::new("/lib/modules").join(&release);
+        let mut modules = Modules::load(&dir)?;
+        for name in names {
+            let wanted = name.replace('-', "_");
+            let module = if modules.deps.contains_key(&wanted) {
+                wanted
+            } else {
+                modules
+                    .aliases
+                    .iter()
+                    .find(|(glob, _)| glob_match(glob.as_bytes(), name.as_bytes()))
+                    .map(|(_, module)| module.clone())
+                    .with_context(|| format!("no module named or aliased {name} in {}", dir.display()))?
+            };
+            modules.load_with_deps(&module)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            if !quiet {
+                eprintln!("modprobe: {err:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 impl Modules {
     fn load(dir: &Path) -> Result<Modules> {
         let dep_path = dir.join("modules.dep");

@@ -4,6 +4,8 @@
 //!   containers under `/containers/{onboot,services,onshutdown}` (run with youki's libcontainer).
 //! - `service CMD ...` (argv0 `service`, or `init service CMD ...`): talks to the running init over
 //!   [`control::SOCKET`]; see [`control::usage`].
+//! - `modprobe [-q] NAME...` (argv0 `modprobe`): what the kernel runs for its own module requests
+//!   (see [`coldplug::MODPROBE_LINK`]).
 
 mod boot;
 mod bundle;
@@ -22,6 +24,9 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     if argv0 == "service" {
         return control::client(&args[1..]);
+    }
+    if argv0 == "modprobe" {
+        return coldplug::modprobe(&args[1..]);
     }
     if args.get(1).map(String::as_str) == Some("service") {
         args.remove(0);

@@ -194,6 +194,9 @@ pub fn run(started: Instant) -> Result<()> {
         .try_init();
     let signals = install_signals()?;
     crate::boot::rlimits();
+    if let Err(err) = crate::coldplug::register_modprobe() {
+        console(&format!("init: the kernel cannot load modules on demand: {err:#}"));
+    }
     let t = Instant::now();
     match crate::coldplug::coldplug() {
         Ok(loaded) if !loaded.is_empty() => console(&format!(
