@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Fetches the pieces of the tiny test guest that `moby run` boot tests start: a Debian cloud kernel,
 # a static busybox and the few kernel modules the guest needs (virtio disk/net/scsi, CD-ROM + iso9660,
-# ACPI power button + evdev) with their dependencies.
+# ACPI power button + evdev; overlay and veth for the pkg/init test's containers) with their
+# dependencies.
 #
 # Usage: scripts/test-guest.sh [DIR]        (DIR defaults to <repo>/target/test-guest)
 #
 # Result:  DIR/vmlinuz  DIR/busybox  DIR/modules/lib/modules/<kver>/{kernel/...,modules.dep}  DIR/STAMP
-# DIR/STAMP names the package versions and is written last: when it exists, nothing is done.
+# DIR/STAMP names the package versions and the wanted modules and is written last: when it exists
+# and names the same modules, nothing is done.
 # tests/support/guest.rs turns DIR into a kernel + initrd + cmdline (see tests/support/guest-init.sh).
 set -euo pipefail
 
@@ -15,14 +17,14 @@ dir=${1:-$repo/target/test-guest}
 stamp=$dir/STAMP
 
 # Modules the init loads; their dependency closure is added from modules.dep.
-wanted=(virtio_pci virtio_blk virtio_net virtio_scsi sr_mod isofs button evdev)
+wanted=(virtio_pci virtio_blk virtio_net virtio_scsi sr_mod isofs button evdev overlay veth)
 
 die() {
   echo "test-guest: $*" >&2
   exit 1
 }
 
-if [ -f "$stamp" ]; then
+if [ -f "$stamp" ] && grep -qxF "modules ${wanted[*]}" "$stamp"; then
   echo "test-guest: $dir is up to date ($(paste -sd ' ' "$stamp"))"
   exit 0
 fi
@@ -108,6 +110,7 @@ chmod 0755 "$dir/busybox"
   echo "kernel $kpkg $(dpkg-deb -f "$kdeb" Version)"
   echo "busybox busybox-static $(dpkg-deb -f "$bdeb" Version)"
   echo "kver $kver"
+  echo "modules ${wanted[*]}"
 } >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"
 echo "test-guest: wrote $dir ($(paste -sd ' ' "$stamp"); ${#need[@]} modules)"

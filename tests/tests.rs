@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod examples;
 mod guest;
+mod init;
 mod pkg;
 mod registry;
 mod run;

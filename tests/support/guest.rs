@@ -137,7 +137,7 @@ fn write_initrd<W: Write>(fixture: &Path, out: W) -> std::io::Result<W> {
     Ok(cpio.finish()?)
 }
 
-fn add_file<W: Write>(cpio: &mut NewcWriter<W>, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+pub fn add_file<W: Write>(cpio: &mut NewcWriter<W>, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
     let mut header = NewcHeader::new(name, FileType::Regular, mode);
     header.size = u32::try_from(data.len()).expect("guest file under 4 GiB");
     cpio.write_header(&header)?;
@@ -145,8 +145,9 @@ fn add_file<W: Write>(cpio: &mut NewcWriter<W>, name: &str, mode: u32, data: &[u
     Ok(())
 }
 
-/// Adds the directories and regular files under `dir` as `prefix...`, sorted by name.
-fn add_tree<W: Write>(cpio: &mut NewcWriter<W>, dir: &Path, prefix: &str) -> std::io::Result<()> {
+/// Adds the directories and regular files under `dir` as `prefix...`, sorted by name (e.g. the
+/// kernel modules, `lib/modules/<kver>/...`).
+pub fn add_tree<W: Write>(cpio: &mut NewcWriter<W>, dir: &Path, prefix: &str) -> std::io::Result<()> {
     let mut entries = fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
