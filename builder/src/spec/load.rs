@@ -263,7 +263,11 @@ impl Templates<'_, '_> {
                 "package templates need a package resolver (they work only for spec files read from disk)".into(),
             );
         };
-        let joined = clean_path(&format!("{}/{dir}", self.base));
+        let joined = if dir.starts_with('/') {
+            clean_path(dir)
+        } else {
+            clean_path(&format!("{}/{dir}", self.base))
+        };
         self.cache
             .entry(joined.clone())
             .or_insert_with(|| resolver.resolve(&joined))

@@ -80,6 +80,76 @@ pub struct Bundle {
     pub phase: Phase,
     pub runtime: Runtime,
     pub restart: RestartPolicy,
+    /// Set when config.json binds the host's `/dev` onto the container's: the device nodes and
+    /// links libcontainer creates in every container's /dev then already exist (see
+    /// [`Bundle::clear_host_dev`]).
+    pub host_dev: Option<Vec<String>>,
+}
+
+/// What libcontainer 0.7 creates in a container's /dev, failing when it is there already:
+/// its default device nodes and links (plus the config's own devices).
+const LIBCONTAINER_DEV_ENTRIES: [&str; 12] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/kcore",
+    "/dev/fd",
+    "/dev/stdin",
+    "/dev/stdout",
+    "/dev/stderr",
+];
+
+/// Puts back what [`Bundle::clear_host_dev`] removed from the host's /dev when libcontainer did
+/// not (it failed before getting there).
+fn restore_host_dev() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    for (path, major, minor) in [
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ] {
+        if fs::symlink_metadata(path).is_err()
+            && mknod(path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)).is_ok()
+        {
+            // mknod's mode went through the umask.
+            let _ = fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        }
+    }
+    for (path, target) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        if fs::symlink_metadata(path).is_err() {
+            let _ = std::os::unix::fs::symlink(target, path);
+        }
+    }
+}
+
+/// The device paths of config.json when one of its mounts binds the host's `/dev` on `/dev`.
+fn host_dev_binding(config: &serde_json::Value) -> Option<Vec<String>> {
+    let binds_dev = config["mounts"].as_array()?.iter().any(|m| {
+        m["destination"].as_str() == Some("/dev")
+            && m["source"].as_str() == Some("/dev")
+            && m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| matches!(o.as_str(), Some("bind" | "rbind"))))
+    });
+    binds_dev.then(|| {
+        config["linux"]["devices"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|d| d["path"].as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    })
 }
 
 /// The bundles of a phase, in directory-name order. A bundle that cannot be read is reported and
@@ -132,6 +202,7 @@ impl Bundle {
             phase,
             runtime,
             restart,
+            host_dev: host_dev_binding(&config),
         })
     }
 
@@ -223,13 +294,29 @@ impl Bundle {
         Ok(())
     }
 
+    /// For a container that binds the host's /dev: libcontainer 0.7 makes its default device
+    /// nodes and links (and the config's devices) in the container's /dev without tolerating
+    /// existing ones, and here that /dev is the host's. Remove them from the host's /dev first;
+    /// libcontainer puts the same nodes and links back (runc tolerates them instead).
+    fn clear_host_dev(&self) {
+        let Some(devices) = &self.host_dev else { return };
+        for path in LIBCONTAINER_DEV_ENTRIES.iter().copied().chain(devices.iter().map(String::as_str)) {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => eprintln!("init: {}: cannot make room for {path}: {err}", self.name),
+            }
+        }
+    }
+
     /// Creates the container (its process waits at exec), applies [`Bundle::prepare_process`],
     /// starts it. Output goes to `output` (stdout and stderr), stdin is /dev/null.
     pub fn create_and_start(&self, output: OwnedFd) -> Result<(Container, i32)> {
         remove_stale_state(&self.id());
         let stderr = output.try_clone().context("duplicate the output pipe")?;
         let stdin: OwnedFd = fs::File::open("/dev/null").context("open /dev/null")?.into();
-        let mut container = ContainerBuilder::new(self.id(), SyscallType::default())
+        self.clear_host_dev();
+        let built = ContainerBuilder::new(self.id(), SyscallType::default())
             .with_root_path(STATE_ROOT)
             .context("libcontainer state root")?
             .with_stdin(stdin)
@@ -238,8 +325,12 @@ impl Bundle {
             .as_init(&self.dir)
             .with_systemd(false)
             .with_detach(true)
-            .build()
-            .with_context(|| format!("create the container from {}/config.json", self.dir.display()))?;
+            .build();
+        if self.host_dev.is_some() {
+            restore_host_dev();
+        }
+        let mut container =
+            built.with_context(|| format!("create the container from {}/config.json", self.dir.display()))?;
         let pid = container
             .pid()
             .map(|p| p.as_raw())
@@ -381,6 +472,19 @@ mod tests {
         let (flags, data) = mount_options(&["rbind".into(), "ro".into(), "rw".into()]);
         assert_eq!(flags, MsFlags::MS_BIND | MsFlags::MS_REC);
         assert_eq!(data, "");
+    }
+
+    #[test]
+    fn host_dev_binds_are_recognised() {
+        let binds: serde_json::Value = serde_json::json!({
+            "mounts": [{"destination": "/dev", "source": "/dev", "type": "bind", "options": ["rw", "rbind", "rshared"]}],
+            "linux": {"devices": [{"path": "/dev/ttyS0", "type": "c", "major": 4, "minor": 64}]}
+        });
+        assert_eq!(host_dev_binding(&binds), Some(vec!["/dev/ttyS0".to_string()]));
+        let tmpfs: serde_json::Value = serde_json::json!({
+            "mounts": [{"destination": "/dev", "source": "tmpfs", "type": "tmpfs", "options": ["nosuid"]}]
+        });
+        assert_eq!(host_dev_binding(&tmpfs), None);
     }
 
     #[test]
