@@ -24,7 +24,6 @@ const NEWROOT: &str = "/.moby-newroot";
 
 /// The PID 1 entry: never returns unless everything failed.
 pub fn pid1() -> ExitCode {
-    let started = Instant::now();
     crate::supervisor::record_t0();
     if std::env::var_os(STAGE_ENV).is_none() {
         if let Err(err) = switch_root() {
@@ -33,7 +32,7 @@ pub fn pid1() -> ExitCode {
             eprintln!("init: cannot move the root off the initramfs ({err:#}); continuing without");
         }
     }
-    match crate::supervisor::run(started) {
+    match crate::supervisor::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("init: {err:#}");

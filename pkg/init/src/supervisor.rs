@@ -178,7 +178,7 @@ fn console(line: &str) {
 }
 
 /// Stage 2: set the system up, run everything, go down. Returns only on a set-up error.
-pub fn run(started: Instant) -> Result<()> {
+pub fn run() -> Result<()> {
     crate::boot::mount_filesystems();
     let level = match std::env::var("INIT_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
@@ -236,7 +236,6 @@ pub fn run(started: Instant) -> Result<()> {
         shutdown_reason: String::new(),
         first_start: None,
     };
-    let _ = started;
 
     for bundle in bundle::discover(Phase::Onboot) {
         if sup.shutdown.is_some() {
@@ -438,8 +437,34 @@ impl Supervisor {
             Err(err) => {
                 console(&format!("init: {label} failed to start: {err:#}"));
                 unit.state = State::Failed;
+                // A service with a restart policy is tried again, as if it had exited non-zero.
+                if unit.bundle.phase == Phase::Service && unit.bundle.restart != RestartPolicy::No {
+                    self.schedule_restart(i, Duration::ZERO);
+                }
             }
         }
+    }
+
+    /// Puts service `i` in backoff after a failed run of length `ran`.
+    fn schedule_restart(&mut self, i: usize, ran: Duration) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let unit = &mut self.units[i];
+        if ran >= BACKOFF_RESET_AFTER {
+            unit.failures = 0;
+        }
+        let delay = (BACKOFF_FIRST * 2u32.pow(unit.failures.min(5))).min(BACKOFF_MAX);
+        unit.failures += 1;
+        console(&format!(
+            "init: restarting {} {} in {} s",
+            unit.bundle.phase.label(),
+            unit.bundle.name,
+            delay.as_secs()
+        ));
+        unit.state = State::Backoff {
+            until: Instant::now() + delay,
+        };
     }
 
     /// SIGTERM now, SIGKILL after [`STOP_GRACE`].
@@ -681,15 +706,7 @@ impl Supervisor {
             RestartPolicy::Always => true,
         };
         if unit.bundle.phase == Phase::Service && again && !stopped && !shutting_down {
-            if ran >= BACKOFF_RESET_AFTER {
-                unit.failures = 0;
-            }
-            let delay = (BACKOFF_FIRST * 2u32.pow(unit.failures.min(5))).min(BACKOFF_MAX);
-            unit.failures += 1;
-            console(&format!("init: restarting {label} in {} s", delay.as_secs()));
-            unit.state = State::Backoff {
-                until: Instant::now() + delay,
-            };
+            self.schedule_restart(i, ran);
         }
     }
 
