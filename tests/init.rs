@@ -196,7 +196,7 @@ const CTL: &str = r#"
 command: ["/bin/busybox", "sh", "-c", "/bin/busybox ip link show veth0 | /bin/busybox head -n1;
   /bin/busybox nsenter --net=/run/netns/onboot-net /bin/busybox ip link show veth1 | /bin/busybox sed 's/^/in-netns /' | /bin/busybox head -n1;
   /bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
-  /init service stop flaky; /init service restart ticker; /bin/busybox sleep 3; echo ls-2; /init service ls;
+  /init service stop flaky; /init service restart ticker; /bin/busybox sleep 5; echo ls-2; /init service ls;
   /init service frobnicate ticker || echo refused with $?; echo ctl-done"]
 env: ["PATH=/bin"]
 readonly: true
@@ -412,6 +412,9 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     let last_term = log.rfind("ticker: ticker: got TERM").expect("ticker got TERM");
     assert!(at("goodbye: onshutdown-marker: goodbye") < last_term);
     assert!(at("init: service ticker exited with status 0") < at("init: everything stopped; poweroff now"));
+    if std::env::var_os("MOBY_INIT_TEST_CONSOLE").is_some() {
+        eprintln!("{log}");
+    }
     for line in log.lines().filter(|l| l.starts_with("init: ") && l.contains("ms")) {
         eprintln!("{line}");
     }
