@@ -305,6 +305,47 @@ mod tests {
         assert!(glob_match(b"a?c", b"abc"));
     }
 
+    /// A minimal ELF64: null section, `.modinfo`, `.shstrtab`.
+    fn tiny_module(modinfo: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let mut data = vec![0u8; 64];
+        data[..5].copy_from_slice(b"\x7fELF\x02");
+        let modinfo_at = data.len();
+        data.extend_from_slice(modinfo);
+        let strtab_at = data.len();
+        data.extend_from_slice(shstrtab);
+        let shoff = data.len();
+        data[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        data[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+        data[0x3C..0x3E].copy_from_slice(&3u16.to_le_bytes());
+        data[0x3E..0x40].copy_from_slice(&2u16.to_le_bytes());
+        for (name, offset, size) in [
+            (0u32, 0usize, 0usize),
+            (1, modinfo_at, modinfo.len()),
+            (10, strtab_at, shstrtab.len()),
+        ] {
+            let mut header = [0u8; 64];
+            header[..4].copy_from_slice(&name.to_le_bytes());
+            header[0x18..0x20].copy_from_slice(&(offset as u64).to_le_bytes());
+            header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+            data.extend_from_slice(&header);
+        }
+        data
+    }
+
+    #[test]
+    fn aliases_come_from_the_modinfo_section() {
+        let module = tiny_module(b"license=GPL\0alias=fs-overlay\0alias=acpi*:LNXPWRBN:*\0depends=\0");
+        let dir = std::env::temp_dir().join(format!("moby-init-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.ko");
+        fs::write(&path, module).unwrap();
+        assert_eq!(modinfo_aliases(&path), ["fs-overlay", "acpi*:LNXPWRBN:*"]);
+        fs::write(&path, b"not an elf").unwrap();
+        assert!(modinfo_aliases(&path).is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn module_names_use_underscores() {
         assert_eq!(module_name("kernel/drivers/virtio/virtio_pci.ko"), "virtio_pci");

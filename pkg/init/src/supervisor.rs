@@ -39,6 +39,11 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 /// Environment variable carrying CLOCK_BOOTTIME (ms) at the first `/init` across the re-exec.
 const T0_ENV: &str = "MOBY_INIT_T0_MS";
 
+/// The wait before restart number `failures` (0-based) of a service: 1, 2, 4, ... up to 30 s.
+fn backoff(failures: u32) -> Duration {
+    (BACKOFF_FIRST * 2u32.pow(failures.min(5))).min(BACKOFF_MAX)
+}
+
 /// How the machine goes down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
@@ -454,7 +459,7 @@ impl Supervisor {
         if ran >= BACKOFF_RESET_AFTER {
             unit.failures = 0;
         }
-        let delay = (BACKOFF_FIRST * 2u32.pow(unit.failures.min(5))).min(BACKOFF_MAX);
+        let delay = backoff(unit.failures);
         unit.failures += 1;
         console(&format!(
             "init: restarting {} {} in {} s",
@@ -886,5 +891,16 @@ impl Supervisor {
             self.step(Duration::from_millis(50));
         }
         console(&format!("init: everything stopped; {} now", how.word()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let secs: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }
