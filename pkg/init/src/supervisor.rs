@@ -116,6 +116,7 @@ struct Supervisor {
     signals: File,
     control: Option<UnixListener>,
     power_button: Option<File>,
+    hotplug: Option<crate::coldplug::Hotplug>,
     shutdown: Option<Shutdown>,
     shutdown_reason: String,
     first_start: Option<Duration>,
@@ -237,6 +238,7 @@ pub fn run() -> Result<()> {
         signals,
         control,
         power_button: open_power_button(),
+        hotplug: crate::coldplug::Hotplug::open(),
         shutdown: None,
         shutdown_reason: String::new(),
         first_start: None,
@@ -505,6 +507,9 @@ impl Supervisor {
             if let Some(button) = &self.power_button {
                 fds.push(PollFd::new(button.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(hotplug) = &self.hotplug {
+                fds.push(PollFd::new(hotplug.fd(), PollFlags::POLLIN));
+            }
             let fixed = fds.len();
             for output in &self.outputs {
                 fds.push(PollFd::new(output.pipe.as_fd(), PollFlags::POLLIN));
@@ -536,8 +541,19 @@ impl Supervisor {
             }
             k += 1;
         }
-        if self.power_button.is_some() && ready[k] {
-            self.read_power_button();
+        if self.power_button.is_some() {
+            if ready[k] {
+                self.read_power_button();
+            }
+            k += 1;
+        }
+        if let Some(hotplug) = &mut self.hotplug {
+            if ready.get(k).copied().unwrap_or(false) {
+                let loaded = hotplug.handle();
+                if !loaded.is_empty() {
+                    console(&format!("init: hotplug loaded {}", loaded.join(" ")));
+                }
+            }
         }
         // Outputs with data or hang-up, back to front so removal keeps indexes valid.
         for j in (0..self.outputs.len()).rev() {
