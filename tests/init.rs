@@ -193,7 +193,8 @@ annotations:
   org.mobyproject.restart: on-failure
 "#;
 const CTL: &str = r#"
-command: ["/bin/busybox", "sh", "-c", "/bin/busybox ip link show veth0 | /bin/busybox head -n1;
+command: ["/bin/busybox", "sh", "-c", "/bin/busybox grep SigIgn /proc/self/status;
+  /bin/busybox ip link show veth0 | /bin/busybox head -n1;
   /bin/busybox nsenter --net=/run/netns/onboot-net /bin/busybox ip link show veth1 | /bin/busybox sed 's/^/in-netns /' | /bin/busybox head -n1;
   /bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
   /init service stop flaky; /init service restart ticker; /bin/busybox sleep 5; echo ls-2; /init service ls;
@@ -361,6 +362,8 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
             .any(|l| l.starts_with("ctl: in-netns ") && l.contains(" veth1@")),
         "{seen}"
     );
+    // No signal is ignored in a container (Rust's ignored SIGPIPE is not inherited).
+    assert!(has("ctl: SigIgn:\t0000000000000000"), "{seen}");
     // Services: running as root; the generated config shares the UTS namespace, so they see the
     // hostname init derived from eth0's MAC.
     assert!(has("ticker: ticker up as 0 on moby-"), "{seen}");

@@ -171,6 +171,11 @@ fn install_signals() -> Result<File> {
         // SAFETY: on_signal only calls async-signal-safe functions (see above).
         unsafe { signal::sigaction(sig, &action) }.with_context(|| format!("install the {sig} handler"))?;
     }
+    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec: the
+    // containers (forked by libcontainer, which does not reset it) would inherit that. PID 1 itself
+    // is not killed by a default-action SIGPIPE (the kernel protects init); writes get EPIPE.
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
     // ctrl-alt-del sends SIGINT to init instead of rebooting at once.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     Ok(File::from(read))
