@@ -26,32 +26,38 @@ const BOOT_BOUND: Duration = Duration::from_secs(300);
 /// Console lines of pkg/init (see pkg/init/src/supervisor.rs).
 const BANNER: &str = "Welcome to moby: the system is up";
 
+/// `cargo SUBCOMMAND --release --locked --target x86_64-unknown-linux-gnu` on pkg/init, static,
+/// in its own target directory (`target/pkg-init`, or `$MOBY_PKG_INIT_TARGET_DIR`).
+fn pkg_init_cargo(subcommand: &str) -> (Command, PathBuf) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("MOBY_PKG_INIT_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target/pkg-init"));
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args([
+            subcommand,
+            "--release",
+            "--locked",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--manifest-path",
+        ])
+        .arg(repo.join("pkg/init/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    (cargo, target_dir)
+}
+
 /// Builds pkg/init once per test run; returns the static binary.
 fn init_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target_dir = std::env::var_os("MOBY_PKG_INIT_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo.join("target/pkg-init"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let (mut cargo, target_dir) = pkg_init_cargo("build");
         let t = Instant::now();
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "x86_64-unknown-linux-gnu",
-                "--manifest-path",
-            ])
-            .arg(repo.join("pkg/init/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .status()
-            .expect("run cargo to build pkg/init");
+        let status = cargo.status().expect("run cargo to build pkg/init");
         assert!(
             status.success(),
             "building pkg/init failed (see the cargo output above)"
@@ -61,6 +67,19 @@ fn init_binary() -> &'static Path {
         eprintln!("pkg/init: {} bytes, built in {:.0?}", size, t.elapsed());
         bin
     })
+}
+
+/// pkg/init's own unit tests (module globs, runtime.json and mount options, control requests),
+/// run from here so that CI runs them; same profile and flags as the build, so the dependencies
+/// are shared.
+#[test]
+fn pkg_init_unit_tests_pass() {
+    let (mut cargo, _) = pkg_init_cargo("test");
+    let status = cargo.status().expect("run cargo test on pkg/init");
+    assert!(
+        status.success(),
+        "pkg/init's unit tests failed (see the cargo output above)"
+    );
 }
 
 /// Writes initrd entries, creating each parent directory once.
@@ -174,10 +193,11 @@ annotations:
   org.mobyproject.restart: on-failure
 "#;
 const CTL: &str = r#"
-command: ["/bin/busybox", "sh", "-c", "/bin/busybox ip link show veth0 | /bin/busybox head -n1;
+command: ["/bin/busybox", "sh", "-c", "/bin/busybox grep SigIgn /proc/self/status;
+  /bin/busybox ip link show veth0 | /bin/busybox head -n1;
   /bin/busybox nsenter --net=/run/netns/onboot-net /bin/busybox ip link show veth1 | /bin/busybox sed 's/^/in-netns /' | /bin/busybox head -n1;
   /bin/busybox sleep 4; echo ls-1; /init service ls; /init service logs ticker;
-  /init service stop flaky; /init service restart ticker; /bin/busybox sleep 3; echo ls-2; /init service ls;
+  /init service stop flaky; /init service restart ticker; /bin/busybox sleep 5; echo ls-2; /init service ls;
   /init service frobnicate ticker || echo refused with $?; echo ctl-done"]
 env: ["PATH=/bin"]
 readonly: true
@@ -192,7 +212,31 @@ env: ["PATH=/bin"]
 readonly: true
 "#;
 
-fn write_initrd(path: &Path) {
+/// The bundles of the main test: (directory under `containers/`, YAML entry, whose `rootfs` it
+/// shares). The first one carries the busybox tree.
+const MAIN_BUNDLES: &[(&str, &str, Option<&str>)] = &[
+    ("onboot/000-marker", MARKER, None),
+    ("onboot/001-fail", FAIL, Some("onboot/000-marker")),
+    ("onboot/002-net", NET, Some("onboot/000-marker")),
+    ("services/ticker", TICKER, Some("onboot/000-marker")),
+    ("services/flaky", FLAKY, Some("onboot/000-marker")),
+    ("services/ctl", CTL, Some("onboot/000-marker")),
+    ("onshutdown/000-goodbye", GOODBYE, Some("onboot/000-marker")),
+];
+
+/// Writes `NAME-kernel`, `-cmdline` and `-initrd.img` (init, the bundles, the modules) under
+/// `out`; returns the prefix.
+fn write_image(out: &Path, name: &str, bundles: &[(&str, &str, Option<&str>)]) -> PathBuf {
+    std::fs::create_dir_all(out).unwrap();
+    let prefix = out.join(name);
+    let with_suffix = |suffix: &str| PathBuf::from(format!("{}{suffix}", prefix.display()));
+    std::fs::copy(guest::fixture().join("vmlinuz"), with_suffix("-kernel")).expect("copy the kernel");
+    std::fs::write(with_suffix("-cmdline"), guest::CMDLINE).unwrap();
+    write_initrd(&with_suffix("-initrd.img"), bundles);
+    prefix
+}
+
+fn write_initrd(path: &Path, bundles: &[(&str, &str, Option<&str>)]) {
     let fixture = guest::fixture();
     let stamp = std::fs::read_to_string(fixture.join("STAMP")).unwrap_or_default();
     assert!(
@@ -218,13 +262,9 @@ fn write_initrd(path: &Path) {
     initrd.cpio.write_header(&console).unwrap();
     let init = std::fs::read(init_binary()).expect("read the built init");
     initrd.file("init", 0o755, &init);
-    initrd.bundle("onboot/000-marker", MARKER, None, &busybox);
-    initrd.bundle("onboot/001-fail", FAIL, Some("onboot/000-marker"), &busybox);
-    initrd.bundle("onboot/002-net", NET, Some("onboot/000-marker"), &busybox);
-    initrd.bundle("services/ticker", TICKER, Some("onboot/000-marker"), &busybox);
-    initrd.bundle("services/flaky", FLAKY, Some("onboot/000-marker"), &busybox);
-    initrd.bundle("services/ctl", CTL, Some("onboot/000-marker"), &busybox);
-    initrd.bundle("onshutdown/000-goodbye", GOODBYE, Some("onboot/000-marker"), &busybox);
+    for (dir, entry, share) in bundles {
+        initrd.bundle(dir, entry, *share, &busybox);
+    }
     guest::add_tree(&mut initrd.cpio, &fixture.join("modules"), "").expect("add the kernel modules");
     let mut out = initrd.cpio.finish().expect("finish the initrd");
     out.flush().expect("flush the initrd");
@@ -253,13 +293,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let prefix = out.join("mobyinit");
-    let with_suffix = |suffix: &str| PathBuf::from(format!("{}{suffix}", prefix.display()));
-    std::fs::copy(guest::fixture().join("vmlinuz"), with_suffix("-kernel")).expect("copy the kernel");
-    std::fs::write(with_suffix("-cmdline"), guest::CMDLINE).unwrap();
-    write_initrd(&with_suffix("-initrd.img"));
+    let prefix = write_image(&dir.path().join("out"), "mobyinit", MAIN_BUNDLES);
 
     let state_home = dir.path().join("state");
     let moby = |args: &[&str]| {
@@ -328,6 +362,8 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
             .any(|l| l.starts_with("ctl: in-netns ") && l.contains(" veth1@")),
         "{seen}"
     );
+    // No signal is ignored in a container (Rust's ignored SIGPIPE is not inherited).
+    assert!(has("ctl: SigIgn:\t0000000000000000"), "{seen}");
     // Services: running as root; the generated config shares the UTS namespace, so they see the
     // hostname init derived from eth0's MAC.
     assert!(has("ticker: ticker up as 0 on moby-"), "{seen}");
@@ -379,7 +415,118 @@ fn init_boots_runs_containers_and_powers_off_on_the_power_button() {
     let last_term = log.rfind("ticker: ticker: got TERM").expect("ticker got TERM");
     assert!(at("goodbye: onshutdown-marker: goodbye") < last_term);
     assert!(at("init: service ticker exited with status 0") < at("init: everything stopped; poweroff now"));
+    if std::env::var_os("MOBY_INIT_TEST_CONSOLE").is_some() {
+        eprintln!("{log}");
+    }
     for line in log.lines().filter(|l| l.starts_with("init: ") && l.contains("ms")) {
         eprintln!("{line}");
     }
+}
+
+/// With `pid: host` and all capabilities an onboot container signals init directly.
+const SIGTERM_INIT: &str = r#"
+command: ["/bin/busybox", "sh", "-c", "echo sending SIGTERM; /bin/busybox kill -TERM 1; /bin/busybox sleep 30"]
+env: ["PATH=/bin"]
+readonly: true
+pid: host
+capabilities: [all]
+"#;
+const NEVER_RUN: &str = r#"
+command: ["/bin/busybox", "echo", "onboot-after-the-signal"]
+env: ["PATH=/bin"]
+readonly: true
+"#;
+const POWEROFF: &str = r#"
+command: ["/bin/busybox", "sh", "-c", "echo asking for poweroff; /init service poweroff"]
+env: ["PATH=/bin"]
+readonly: true
+binds:
+  - /init:/init:ro
+  - /run/moby-init.sock:/run/moby-init.sock
+"#;
+
+/// Boots `prefix` with a foreground `moby run` and returns (console, moby's stderr).
+fn run_foreground(state_home: &Path, prefix: &Path) -> (String, String) {
+    let run = Command::new(moby_bin())
+        .env("MOBY_STATE_HOME", state_home)
+        .args(["run", "--accel", "tcg", "--mem", "512", prefix.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run moby run");
+    let name = prefix.file_name().unwrap().to_string_lossy().into_owned();
+    let _vm = KillOnDrop(state_home.join(format!("{name}/instance.json")));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run.wait_with_output());
+    });
+    let output = match rx.recv_timeout(BOOT_BOUND) {
+        Ok(output) => output.expect("wait for moby run"),
+        Err(_) => {
+            let log = std::fs::read_to_string(state_home.join(format!("{name}/console.log"))).unwrap_or_default();
+            panic!("the guest did not go down within {BOOT_BOUND:?}; console:\n{log}");
+        }
+    };
+    let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "moby run failed: {stderr}\nconsole:\n{console}"
+    );
+    (console, stderr)
+}
+
+/// SIGTERM to PID 1 powers off, even in the middle of the onboot containers (the running one is
+/// stopped, the rest skipped, onshutdown still runs); `service poweroff` from a service powers off.
+/// (SIGINT and `service reboot` reboot: `moby run` restarts such a guest, so they are not checked
+/// here.)
+#[test]
+fn init_goes_down_on_a_signal_and_on_the_service_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state_home = dir.path().join("state");
+
+    let prefix = write_image(
+        &dir.path().join("out"),
+        "initsig",
+        &[
+            ("onboot/000-sigterm", SIGTERM_INIT, None),
+            ("onboot/001-never", NEVER_RUN, Some("onboot/000-sigterm")),
+            ("onshutdown/000-goodbye", GOODBYE, Some("onboot/000-sigterm")),
+        ],
+    );
+    let (console, stderr) = run_foreground(&state_home, &prefix);
+    let at = |needle: &str| {
+        console
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} on the console:\n{console}"))
+    };
+    assert!(at("sigterm: sending SIGTERM") < at("init: poweroff requested (SIGTERM)"));
+    assert!(at("init: poweroff requested (SIGTERM)") < at("init: onboot sigterm exited with status 143"));
+    assert!(at("init: onboot sigterm exited with status 143") < at("goodbye: onshutdown-marker: goodbye"));
+    assert!(at("goodbye: onshutdown-marker: goodbye") < at("init: everything stopped; poweroff now"));
+    assert!(!console.contains("onboot-after-the-signal"), "{console}");
+    assert!(!console.contains(BANNER), "{console}");
+    assert!(stderr.contains("VM `initsig` powered off by the guest"), "{stderr}");
+
+    let prefix = write_image(
+        &dir.path().join("out"),
+        "initoff",
+        &[
+            ("services/poweroff", POWEROFF, None),
+            ("onshutdown/000-goodbye", GOODBYE, Some("services/poweroff")),
+        ],
+    );
+    let (console, stderr) = run_foreground(&state_home, &prefix);
+    let at = |needle: &str| {
+        console
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} on the console:\n{console}"))
+    };
+    assert!(at(BANNER) < at("init: poweroff requested (service command)"));
+    // The service prints init's answer; init may go down before that line reaches the console.
+    assert!(console.contains("poweroff: poweroff: going down"), "{console}");
+    assert!(at("init: poweroff requested (service command)") < at("goodbye: onshutdown-marker: goodbye"));
+    assert!(at("goodbye: onshutdown-marker: goodbye") < at("init: everything stopped; poweroff now"));
+    assert!(stderr.contains("VM `initoff` powered off by the guest"), "{stderr}");
 }

@@ -7,10 +7,11 @@
 //! present devices ([`crate::coldplug`]), sets rlimits, the hostname and loopback, and hands over
 //! to [`crate::supervisor`].
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -24,22 +25,29 @@ const NEWROOT: &str = "/.moby-newroot";
 
 /// The PID 1 entry: never returns unless everything failed.
 pub fn pid1() -> ExitCode {
-    let started = Instant::now();
     crate::supervisor::record_t0();
-    if std::env::var_os(STAGE_ENV).is_none() {
+    if std::env::var_os(STAGE_ENV).is_none() && root_is_initramfs() {
         if let Err(err) = switch_root() {
             // Carry on from the initramfs: containers then fail to pivot_root, but the console
             // says why and the machine can still be powered off.
             eprintln!("init: cannot move the root off the initramfs ({err:#}); continuing without");
         }
     }
-    match crate::supervisor::run(started) {
+    match crate::supervisor::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("init: {err:#}");
             crate::supervisor::final_power_off(nix::sys::reboot::RebootMode::RB_POWER_OFF)
         }
     }
+}
+
+/// Whether `/` is the kernel's initramfs (ramfs, or tmpfs with `rootfstype=tmpfs`); a root
+/// mounted from a disk is used as it is.
+fn root_is_initramfs() -> bool {
+    use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    statfs("/").is_ok_and(|s| s.filesystem_type() == RAMFS_MAGIC || s.filesystem_type() == TMPFS_MAGIC)
 }
 
 /// Stage 1: copy `/` into a tmpfs, delete the originals, move the tmpfs onto `/`, chroot, re-exec.
@@ -61,7 +69,8 @@ fn switch_root() -> Result<()> {
         Some("mode=755"),
     )
     .with_context(|| format!("mount a tmpfs on {NEWROOT}"))?;
-    copy_tree(Path::new("/"), Path::new(NEWROOT), root_dev).context("copy the initramfs into the tmpfs")?;
+    let mut links = HashMap::new();
+    copy_tree(Path::new("/"), Path::new(NEWROOT), root_dev, &mut links).context("copy the initramfs into the tmpfs")?;
     remove_tree(Path::new("/"), root_dev);
     std::env::set_current_dir(NEWROOT)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).context("move the tmpfs onto /")?;
@@ -79,7 +88,9 @@ fn switch_root() -> Result<()> {
     unreachable!("execve returned without an error")
 }
 
-fn copy_tree(from: &Path, to: &Path, dev: u64) -> Result<()> {
+/// Copies `from` into `to` (same filesystem only), deleting each regular file once copied so that
+/// memory use does not double. Hard links stay links (`links`: inode -> first copy).
+fn copy_tree(from: &Path, to: &Path, dev: u64, links: &mut HashMap<u64, PathBuf>) -> Result<()> {
     for entry in fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
         let entry = entry?;
         let src = entry.path();
@@ -94,12 +105,20 @@ fn copy_tree(from: &Path, to: &Path, dev: u64) -> Result<()> {
         let kind = meta.file_type();
         if kind.is_dir() {
             fs::DirBuilder::new().mode(meta.mode() & 0o7777).create(&dst)?;
-            copy_tree(&src, &dst, dev)?;
+            copy_tree(&src, &dst, dev, links)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
         } else if kind.is_file() {
-            // A rename would not cross filesystems; hard links become copies (rare in images).
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&meta.ino()) {
+                    fs::hard_link(first, &dst).with_context(|| format!("link {}", dst.display()))?;
+                    let _ = fs::remove_file(&src);
+                    continue;
+                }
+                links.insert(meta.ino(), dst.clone());
+            }
             fs::copy(&src, &dst).with_context(|| format!("copy {}", src.display()))?;
+            let _ = fs::remove_file(&src);
         } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket() {
             let sflag = nix::sys::stat::SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT);
             let perm = nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777);

@@ -73,6 +73,105 @@ pub fn coldplug() -> Result<Vec<String>> {
     Ok(loaded_now)
 }
 
+/// Hotplug: loads the modules for devices that appear after boot, from the kernel's uevents.
+pub struct Hotplug {
+    socket: netlink_sys::Socket,
+    modules: Option<Modules>,
+}
+
+impl Hotplug {
+    /// Listens to the kernel's uevents (netlink group 1). None when there is nothing to load
+    /// modules from or the socket cannot be opened (reported).
+    pub fn open() -> Option<Hotplug> {
+        let release = nix::sys::utsname::uname()
+            .ok()?
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        if !Path::new("/lib/modules").join(release).join("modules.dep").exists() {
+            return None;
+        }
+        let open = || -> std::io::Result<netlink_sys::Socket> {
+            let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_KOBJECT_UEVENT)?;
+            socket.bind(&netlink_sys::SocketAddr::new(0, 1))?;
+            socket.set_non_blocking(true)?;
+            Ok(socket)
+        };
+        match open() {
+            Ok(socket) => Some(Hotplug { socket, modules: None }),
+            Err(err) => {
+                eprintln!("init: no hotplug (uevent socket: {err})");
+                None
+            }
+        }
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd()
+    }
+
+    /// Reads the pending uevents and loads the modules of added devices; returns what it loaded.
+    pub fn handle(&mut self) -> Vec<String> {
+        let mut aliases = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = self.socket.recv(&mut &mut buf[..], 0) {
+            if n == 0 {
+                break;
+            }
+            aliases.extend(added_modalias(&buf[..n]));
+        }
+        if aliases.is_empty() {
+            return Vec::new();
+        }
+        if self.modules.is_none() {
+            let release = nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match Modules::load(&Path::new("/lib/modules").join(release)) {
+                Ok(modules) => self.modules = Some(modules),
+                Err(err) => {
+                    eprintln!("init: hotplug: {err:#}");
+                    return Vec::new();
+                }
+            }
+        }
+        let Some(modules) = &mut self.modules else {
+            return Vec::new();
+        };
+        let mut loaded = Vec::new();
+        for alias in aliases {
+            let wanted: BTreeSet<String> = modules
+                .aliases
+                .iter()
+                .filter(|(glob, name)| !modules.loaded.contains(name) && glob_match(glob.as_bytes(), alias.as_bytes()))
+                .map(|(_, name)| name.clone())
+                .collect();
+            for name in wanted {
+                match modules.load_with_deps(&name) {
+                    Ok(newly) => loaded.extend(newly),
+                    Err(err) => eprintln!("init: hotplug: {err:#}"),
+                }
+            }
+        }
+        loaded
+    }
+}
+
+/// The `MODALIAS` of a kernel uevent (`ACTION@DEVPATH\0KEY=VALUE\0...`) whose action is `add`.
+/// udev's re-broadcasts (starting `libudev`) are ignored.
+fn added_modalias(message: &[u8]) -> Option<String> {
+    let mut fields = message.split(|b| *b == 0);
+    let head = fields.next()?;
+    if !head.starts_with(b"add@") {
+        return None;
+    }
+    fields
+        .filter_map(|f| f.strip_prefix(b"MODALIAS="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .next()
+}
+
 /// Where init points the kernel's `/proc/sys/kernel/modprobe` (a link to `/init`): the kernel's
 /// own module requests (`fs-overlay` for an overlay mount, `rtnl-link-veth` for a veth pair, ...)
 /// then load modules through [`modprobe`].
@@ -303,6 +402,60 @@ mod tests {
         assert!(glob_match(b"a[0-9]c", b"a5c"));
         assert!(!glob_match(b"a[!0-9]c", b"a5c"));
         assert!(glob_match(b"a?c", b"abc"));
+    }
+
+    /// A minimal ELF64: null section, `.modinfo`, `.shstrtab`.
+    fn tiny_module(modinfo: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let mut data = vec![0u8; 64];
+        data[..5].copy_from_slice(b"\x7fELF\x02");
+        let modinfo_at = data.len();
+        data.extend_from_slice(modinfo);
+        let strtab_at = data.len();
+        data.extend_from_slice(shstrtab);
+        let shoff = data.len();
+        data[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        data[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+        data[0x3C..0x3E].copy_from_slice(&3u16.to_le_bytes());
+        data[0x3E..0x40].copy_from_slice(&2u16.to_le_bytes());
+        for (name, offset, size) in [
+            (0u32, 0usize, 0usize),
+            (1, modinfo_at, modinfo.len()),
+            (10, strtab_at, shstrtab.len()),
+        ] {
+            let mut header = [0u8; 64];
+            header[..4].copy_from_slice(&name.to_le_bytes());
+            header[0x18..0x20].copy_from_slice(&(offset as u64).to_le_bytes());
+            header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+            data.extend_from_slice(&header);
+        }
+        data
+    }
+
+    #[test]
+    fn aliases_come_from_the_modinfo_section() {
+        let module = tiny_module(b"license=GPL\0alias=fs-overlay\0alias=acpi*:LNXPWRBN:*\0depends=\0");
+        let dir = std::env::temp_dir().join(format!("moby-init-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.ko");
+        fs::write(&path, module).unwrap();
+        assert_eq!(modinfo_aliases(&path), ["fs-overlay", "acpi*:LNXPWRBN:*"]);
+        fs::write(&path, b"not an elf").unwrap();
+        assert!(modinfo_aliases(&path).is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn uevents_of_added_devices_give_their_modalias() {
+        let add = b"add@/devices/pci0000:00/0000:00:03.0/virtio0\0ACTION=add\0SUBSYSTEM=virtio\0MODALIAS=virtio:d00000002v00001AF4\0SEQNUM=1\0";
+        assert_eq!(added_modalias(add).as_deref(), Some("virtio:d00000002v00001AF4"));
+        let remove = b"remove@/devices/x\0ACTION=remove\0MODALIAS=virtio:d00000002v00001AF4\0";
+        assert_eq!(added_modalias(remove), None);
+        assert_eq!(
+            added_modalias(b"add@/devices/virtual/net/veth0\0ACTION=add\0INTERFACE=veth0\0"),
+            None
+        );
+        assert_eq!(added_modalias(b"libudev\0\xfe\xed"), None);
     }
 
     #[test]

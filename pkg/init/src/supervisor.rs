@@ -39,6 +39,11 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
 /// Environment variable carrying CLOCK_BOOTTIME (ms) at the first `/init` across the re-exec.
 const T0_ENV: &str = "MOBY_INIT_T0_MS";
 
+/// The wait before restart number `failures` (0-based) of a service: 1, 2, 4, ... up to 30 s.
+fn backoff(failures: u32) -> Duration {
+    (BACKOFF_FIRST * 2u32.pow(failures.min(5))).min(BACKOFF_MAX)
+}
+
 /// How the machine goes down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
@@ -111,6 +116,7 @@ struct Supervisor {
     signals: File,
     control: Option<UnixListener>,
     power_button: Option<File>,
+    hotplug: Option<crate::coldplug::Hotplug>,
     shutdown: Option<Shutdown>,
     shutdown_reason: String,
     first_start: Option<Duration>,
@@ -165,6 +171,11 @@ fn install_signals() -> Result<File> {
         // SAFETY: on_signal only calls async-signal-safe functions (see above).
         unsafe { signal::sigaction(sig, &action) }.with_context(|| format!("install the {sig} handler"))?;
     }
+    // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec: the
+    // containers (forked by libcontainer, which does not reset it) would inherit that. PID 1 itself
+    // is not killed by a default-action SIGPIPE (the kernel protects init); writes get EPIPE.
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
     // ctrl-alt-del sends SIGINT to init instead of rebooting at once.
     let _ = nix::sys::reboot::set_cad_enabled(false);
     Ok(File::from(read))
@@ -178,7 +189,7 @@ fn console(line: &str) {
 }
 
 /// Stage 2: set the system up, run everything, go down. Returns only on a set-up error.
-pub fn run(started: Instant) -> Result<()> {
+pub fn run() -> Result<()> {
     crate::boot::mount_filesystems();
     let level = match std::env::var("INIT_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
@@ -232,11 +243,11 @@ pub fn run(started: Instant) -> Result<()> {
         signals,
         control,
         power_button: open_power_button(),
+        hotplug: crate::coldplug::Hotplug::open(),
         shutdown: None,
         shutdown_reason: String::new(),
         first_start: None,
     };
-    let _ = started;
 
     for bundle in bundle::discover(Phase::Onboot) {
         if sup.shutdown.is_some() {
@@ -438,8 +449,34 @@ impl Supervisor {
             Err(err) => {
                 console(&format!("init: {label} failed to start: {err:#}"));
                 unit.state = State::Failed;
+                // A service with a restart policy is tried again, as if it had exited non-zero.
+                if unit.bundle.phase == Phase::Service && unit.bundle.restart != RestartPolicy::No {
+                    self.schedule_restart(i, Duration::ZERO);
+                }
             }
         }
+    }
+
+    /// Puts service `i` in backoff after a failed run of length `ran`.
+    fn schedule_restart(&mut self, i: usize, ran: Duration) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let unit = &mut self.units[i];
+        if ran >= BACKOFF_RESET_AFTER {
+            unit.failures = 0;
+        }
+        let delay = backoff(unit.failures);
+        unit.failures += 1;
+        console(&format!(
+            "init: restarting {} {} in {} s",
+            unit.bundle.phase.label(),
+            unit.bundle.name,
+            delay.as_secs()
+        ));
+        unit.state = State::Backoff {
+            until: Instant::now() + delay,
+        };
     }
 
     /// SIGTERM now, SIGKILL after [`STOP_GRACE`].
@@ -475,6 +512,9 @@ impl Supervisor {
             if let Some(button) = &self.power_button {
                 fds.push(PollFd::new(button.as_fd(), PollFlags::POLLIN));
             }
+            if let Some(hotplug) = &self.hotplug {
+                fds.push(PollFd::new(hotplug.fd(), PollFlags::POLLIN));
+            }
             let fixed = fds.len();
             for output in &self.outputs {
                 fds.push(PollFd::new(output.pipe.as_fd(), PollFlags::POLLIN));
@@ -506,8 +546,19 @@ impl Supervisor {
             }
             k += 1;
         }
-        if self.power_button.is_some() && ready[k] {
-            self.read_power_button();
+        if self.power_button.is_some() {
+            if ready[k] {
+                self.read_power_button();
+            }
+            k += 1;
+        }
+        if let Some(hotplug) = &mut self.hotplug {
+            if ready.get(k).copied().unwrap_or(false) {
+                let loaded = hotplug.handle();
+                if !loaded.is_empty() {
+                    console(&format!("init: hotplug loaded {}", loaded.join(" ")));
+                }
+            }
         }
         // Outputs with data or hang-up, back to front so removal keeps indexes valid.
         for j in (0..self.outputs.len()).rev() {
@@ -681,15 +732,7 @@ impl Supervisor {
             RestartPolicy::Always => true,
         };
         if unit.bundle.phase == Phase::Service && again && !stopped && !shutting_down {
-            if ran >= BACKOFF_RESET_AFTER {
-                unit.failures = 0;
-            }
-            let delay = (BACKOFF_FIRST * 2u32.pow(unit.failures.min(5))).min(BACKOFF_MAX);
-            unit.failures += 1;
-            console(&format!("init: restarting {label} in {} s", delay.as_secs()));
-            unit.state = State::Backoff {
-                until: Instant::now() + delay,
-            };
+            self.schedule_restart(i, ran);
         }
     }
 
@@ -869,5 +912,16 @@ impl Supervisor {
             self.step(Duration::from_millis(50));
         }
         console(&format!("init: everything stopped; {} now", how.word()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let secs: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }
