@@ -27,12 +27,14 @@ const BOOT_BOUND: Duration = Duration::from_secs(300);
 const BANNER: &str = "Welcome to moby: the system is up";
 
 /// `cargo SUBCOMMAND --release --locked --target x86_64-unknown-linux-gnu` on pkg/init, static,
-/// in its own target directory (`target/pkg-init`, or `$MOBY_PKG_INIT_TARGET_DIR`).
+/// with the flags and target directory `moby pkg build pkg/init` uses, so the two share their
+/// build (`$MOBY_PKG_INIT_TARGET_DIR` overrides the directory).
 fn pkg_init_cargo(subcommand: &str) -> (Command, PathBuf) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let krate = std::fs::canonicalize(repo.join("pkg/init")).expect("pkg/init");
     let target_dir = std::env::var_os("MOBY_PKG_INIT_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/pkg-init"));
+        .unwrap_or_else(|| builder::pkg::PkgBuildOptions::new().cargo_target.join("init"));
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .args([
@@ -45,7 +47,7 @@ fn pkg_init_cargo(subcommand: &str) -> (Command, PathBuf) {
         ])
         .arg(repo.join("pkg/init/Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("RUSTFLAGS", builder::pkg::steps::static_rustflags(&krate, "init"))
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
     (cargo, target_dir)

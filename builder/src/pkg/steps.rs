@@ -146,6 +146,22 @@ fn run_step(step: &Step, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), S
     Ok(())
 }
 
+/// `RUSTFLAGS` of a `rust:` step for the crate in (canonical) `krate`: static, and source paths
+/// remapped so that the binary does not depend on where the repository or cargo's home is.
+pub fn static_rustflags(krate: &Path, bin: &str) -> String {
+    let mut flags = format!(
+        "-C target-feature=+crt-static --remap-path-prefix={}=/src/{bin}",
+        krate.display()
+    );
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    if let Some(home) = cargo_home {
+        flags.push_str(&format!(" --remap-path-prefix={}=/cargo", home.display()));
+    }
+    flags
+}
+
 /// Builds `bin` of the crate in `krate` statically for the target; returns the binary's path.
 fn build_rust(krate: &Path, bin: &str, env: &StepEnv<'_>) -> Result<PathBuf, String> {
     let krate = std::fs::canonicalize(krate).map_err(|e| format!("{}: {e}", krate.display()))?;
@@ -153,15 +169,7 @@ fn build_rust(krate: &Path, bin: &str, env: &StepEnv<'_>) -> Result<PathBuf, Str
     if !manifest.is_file() {
         return Err(format!("{} has no Cargo.toml", krate.display()));
     }
-    let mut rustflags = format!(
-        "-C target-feature=+crt-static --remap-path-prefix={}=/src/{bin}",
-        krate.display()
-    );
-    if let Some(home) =
-        std::env::var_os("CARGO_HOME").or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into()))
-    {
-        rustflags.push_str(&format!(" --remap-path-prefix={}=/cargo", Path::new(&home).display()));
-    }
+    let rustflags = static_rustflags(&krate, bin);
     tracing::info!("rust: building {bin} from {} for {}", krate.display(), env.rust_target);
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args([
