@@ -128,7 +128,6 @@ fn worker_gone() -> io::Error {
 }
 
 fn worker_loop(queue: &Mutex<Receiver<Job>>, level: Compression) {
-    let mut compressor = Compress::new(level, false);
     loop {
         // Hold the lock only while taking a job, not while compressing it.
         let job = match queue.lock() {
@@ -137,20 +136,19 @@ fn worker_loop(queue: &Mutex<Receiver<Job>>, level: Compression) {
         };
         let Ok(job) = job else { return };
         let previous = job.previous.as_deref().map(Vec::as_slice);
-        let result = compress_chunk(&mut compressor, &job.input, previous, job.last);
+        let result = compress_chunk(level, &job.input, previous, job.last);
         // The writer may have given up (error or drop); nobody to tell then.
         let _ = job.reply.send(result);
     }
 }
 
 /// Compresses one chunk as raw deflate, primed with the tail of `previous`.
-fn compress_chunk(
-    compressor: &mut Compress,
-    input: &[u8],
-    previous: Option<&[u8]>,
-    last: bool,
-) -> io::Result<ChunkOutput> {
-    compressor.reset();
+///
+/// Every chunk gets a new compressor: a reset one still carries state from its earlier chunks
+/// that changes the output (measured with zlib-rs: one thread and two threads gave different
+/// streams for the same input), and with a pool which worker takes which chunk is a race.
+fn compress_chunk(level: Compression, input: &[u8], previous: Option<&[u8]>, last: bool) -> io::Result<ChunkOutput> {
+    let mut compressor = Compress::new(level, false);
     if let Some(previous) = previous {
         let tail = &previous[previous.len().saturating_sub(WINDOW)..];
         compressor
@@ -205,8 +203,6 @@ pub struct PgzipWriter<W: Write> {
     header_written: bool,
     /// `None` compresses on the caller's thread.
     pool: Option<Pool>,
-    /// Compressor for the single-threaded mode.
-    local: Option<Compress>,
     /// Results in stream order, oldest first.
     pending: VecDeque<Receiver<io::Result<ChunkOutput>>>,
     max_pending: usize,
@@ -223,10 +219,10 @@ impl<W: Write> PgzipWriter<W> {
         }
         let level = Compression::new(options.level);
         let threads = options.effective_threads();
-        let (pool, local) = if threads > 1 {
-            (Some(Pool::start(threads, level)?), None)
+        let pool = if threads > 1 {
+            Some(Pool::start(threads, level)?)
         } else {
-            (None, Some(Compress::new(level, false)))
+            None
         };
         let chunk_size = options.chunk_size.max(WINDOW);
         Ok(PgzipWriter {
@@ -238,7 +234,6 @@ impl<W: Write> PgzipWriter<W> {
             crc: Crc::new(),
             header_written: false,
             pool,
-            local,
             pending: VecDeque::new(),
             // Two chunks per thread keep every worker busy while the writer waits for the oldest.
             max_pending: 2 * threads,
@@ -288,8 +283,7 @@ impl<W: Write> PgzipWriter<W> {
             }
             Ok(())
         } else {
-            let compressor = self.local.get_or_insert_with(|| Compress::new(self.level, false));
-            let output = compress_chunk(compressor, &input, previous.as_deref().map(Vec::as_slice), last)?;
+            let output = compress_chunk(self.level, &input, previous.as_deref().map(Vec::as_slice), last)?;
             self.emit(output)
         }
     }
@@ -412,6 +406,26 @@ mod tests {
         assert_eq!(compress(&data, small_chunks(4), 4096), reference);
         assert_eq!(compress(&data, small_chunks(2), 7), reference);
         assert_eq!(compress(&data, small_chunks(0), 100_000), reference);
+    }
+
+    /// Machine code (this test binary) is input on which zlib-rs's output depended on what a
+    /// reset compressor had compressed before: one thread and three gave different streams.
+    #[test]
+    fn output_does_not_depend_on_which_thread_compressed_a_chunk() {
+        let mut data = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        data.truncate(1 << 20);
+        let options = |threads| PgzipOptions {
+            level: 1,
+            threads,
+            chunk_size: WINDOW,
+        };
+        let reference = compress(&data, options(1), data.len());
+        for threads in [3, 2, 3] {
+            assert!(
+                compress(&data, options(threads), 65536) == reference,
+                "{threads} threads"
+            );
+        }
     }
 
     #[test]
