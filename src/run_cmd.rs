@@ -207,6 +207,9 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
                 q.stop_timeout
             ),
             (Some(StopResult::Killed), _) => "killed".to_string(),
+            (None, Some(s)) if s.reason == ShutdownReason::GuestShutdown && end.power_button => {
+                "powered off after the ACPI power button (pressed over QMP, e.g. by `moby stop`)".to_string()
+            }
             (None, Some(s)) if s.reason == ShutdownReason::GuestShutdown => "powered off by the guest".to_string(),
             (None, Some(s)) if s.guest => format!("shut down by the guest ({})", s.reason),
             (None, Some(s)) => format!("stopped by the host ({})", s.reason),

@@ -20,6 +20,7 @@ use builder::spec::model::Image;
 
 use crate::support::guest::{self, Console};
 use crate::support::moby_bin;
+use crate::support::vm::Vm;
 
 /// Only guards against hangs (TCG on a busy 2-core machine).
 const BOOT_BOUND: Duration = Duration::from_secs(300);
@@ -182,9 +183,11 @@ runtime:
   bindNS:
     net: /run/netns/onboot-net
 "#;
+/// No PATH in its env (as after a LinuxKit YAML `env:` without one): runc starts an absolute
+/// command anyway, and so must init.
 const TICKER: &str = r#"
 command: ["/bin/busybox", "sh", "-c", "trap 'echo ticker: got TERM; exit 0' TERM; echo ticker up as $(/bin/busybox id -u) on $(/bin/busybox hostname); while true; do /bin/busybox sleep 1; done"]
-env: ["PATH=/bin"]
+env: ["TICK=1"]
 readonly: true
 "#;
 const FLAKY: &str = r#"
@@ -447,36 +450,11 @@ binds:
   - /run/moby-init.sock:/run/moby-init.sock
 "#;
 
-/// Boots `prefix` with a foreground `moby run` and returns (console, moby's stderr).
-fn run_foreground(state_home: &Path, prefix: &Path) -> (String, String) {
-    let run = Command::new(moby_bin())
-        .env("MOBY_STATE_HOME", state_home)
-        .args(["run", "--accel", "tcg", "--mem", "512", prefix.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run moby run");
-    let name = prefix.file_name().unwrap().to_string_lossy().into_owned();
-    let _vm = KillOnDrop(state_home.join(format!("{name}/instance.json")));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(run.wait_with_output());
-    });
-    let output = match rx.recv_timeout(BOOT_BOUND) {
-        Ok(output) => output.expect("wait for moby run"),
-        Err(_) => {
-            let log = std::fs::read_to_string(state_home.join(format!("{name}/console.log"))).unwrap_or_default();
-            panic!("the guest did not go down within {BOOT_BOUND:?}; console:\n{log}");
-        }
-    };
-    let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "moby run failed: {stderr}\nconsole:\n{console}"
-    );
-    (console, stderr)
+/// Boots `prefix` with a foreground `moby run` until the guest powers off; returns (console,
+/// moby's stderr).
+fn run_foreground(prefix: &Path) -> (String, String) {
+    let exit = Vm::boot(prefix, &[]).wait_exit();
+    (exit.console.join("\n"), exit.stderr)
 }
 
 /// SIGTERM to PID 1 powers off, even in the middle of the onboot containers (the running one is
@@ -486,8 +464,6 @@ fn run_foreground(state_home: &Path, prefix: &Path) -> (String, String) {
 #[test]
 fn init_goes_down_on_a_signal_and_on_the_service_command() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let state_home = dir.path().join("state");
-
     let prefix = write_image(
         &dir.path().join("out"),
         "initsig",
@@ -497,7 +473,7 @@ fn init_goes_down_on_a_signal_and_on_the_service_command() {
             ("onshutdown/000-goodbye", GOODBYE, Some("onboot/000-sigterm")),
         ],
     );
-    let (console, stderr) = run_foreground(&state_home, &prefix);
+    let (console, stderr) = run_foreground(&prefix);
     let at = |needle: &str| {
         console
             .find(needle)
@@ -519,7 +495,7 @@ fn init_goes_down_on_a_signal_and_on_the_service_command() {
             ("onshutdown/000-goodbye", GOODBYE, Some("services/poweroff")),
         ],
     );
-    let (console, stderr) = run_foreground(&state_home, &prefix);
+    let (console, stderr) = run_foreground(&prefix);
     let at = |needle: &str| {
         console
             .find(needle)

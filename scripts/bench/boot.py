@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Time a VM boot: seconds from spawning a command to its first console line and to a marker line.
+"""Time a VM boot: seconds from spawning a command to its first console line and to marker lines.
 
-Usage: boot.py [--runs N] [--marker TEXT] [--timeout S] [--wait] -- COMMAND [ARG]...
+Usage: boot.py [--runs N] [--marker TEXT]... [--timeout S] [--wait] -- COMMAND [ARG]...
 
-COMMAND's stdout is read as the console (stderr is passed through). A line counts as the marker when
-it contains TEXT (default 'moby-guest: ready'); the firmware's terminal escapes can share a line
-with it. After the marker the command is killed, or with --wait left to exit on its own (e.g. a guest
-booted with moby_guest.poweroff) and its exit time is reported too. Each run prints one line; the end
-prints min and median of every column.
+COMMAND's stdout is read as the console (stderr is passed through). A line counts as a marker when
+it contains its TEXT (default 'moby-guest: ready'; --marker may be given several times, each is
+timed at its first occurrence); the firmware's terminal escapes can share a line with it. After the
+last marker the command is killed, or with --wait left to exit on its own (e.g. a guest booted with
+moby_guest.poweroff) and its exit time is reported too. Each run prints one line; the end prints min
+and median of every column.
 
 Example (the test guest, see tests/support/guest.rs):
   scripts/bench/boot.py --runs 5 --marker 'moby-guest: init' -- \
@@ -25,11 +26,12 @@ import sys
 import time
 
 
-def one_run(command, marker, timeout, wait):
-    """Returns (first line, marker, exit) times in seconds; exit is None unless waited for."""
+def one_run(command, markers, timeout, wait):
+    """Returns (first line, *markers, exit) times in seconds; exit is None unless waited for."""
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-    first = found = ended = None
+    first = ended = None
+    found = {}
     buffer = b""
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -37,7 +39,8 @@ def one_run(command, marker, timeout, wait):
         while True:
             left = start + timeout - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"timed out after {timeout}s waiting for {marker!r}" if found is None
+                missing = [m for m in markers if m not in found]
+                raise RuntimeError(f"timed out after {timeout}s waiting for {missing[0]!r}" if missing
                                    else f"timed out after {timeout}s waiting for the command to exit")
             if not sel.select(left):
                 continue
@@ -50,18 +53,20 @@ def one_run(command, marker, timeout, wait):
             for line in lines:
                 if first is None and line.strip():
                     first = now
-                if found is None and marker.encode() in line:
-                    found = now
-            if found is not None and not wait:
+                for marker in markers:
+                    if marker not in found and marker.encode() in line:
+                        found[marker] = now
+            if len(found) == len(markers) and not wait:
                 break
-        if found is None:
-            raise RuntimeError(f"the command's output ended (exit {proc.wait()}) before {marker!r}")
+        missing = [m for m in markers if m not in found]
+        if missing:
+            raise RuntimeError(f"the command's output ended (exit {proc.wait()}) before {missing[0]!r}")
         if wait:
             proc.wait(timeout=max(1, start + timeout - time.monotonic()))
             ended = time.monotonic() - start
             if proc.returncode != 0:
                 raise RuntimeError(f"the command exited with {proc.returncode}")
-        return first, found, ended
+        return (first, *(found[m] for m in markers), ended)
     finally:
         sel.close()
         if proc.poll() is None:
@@ -73,7 +78,7 @@ def one_run(command, marker, timeout, wait):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="number of boots (default 5)")
-    parser.add_argument("--marker", default="moby-guest: ready", help="console text to time (default: %(default)s)")
+    parser.add_argument("--marker", action="append", help="console text to time (default: moby-guest: ready)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run before giving up (default 300)")
     parser.add_argument("--wait", action="store_true", help="after the marker, wait for the command to exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG]...")
@@ -82,11 +87,12 @@ def main():
     if not command:
         parser.error("give the command to run after --")
 
-    columns = ["first line", args.marker] + (["exit"] if args.wait else [])
+    markers = args.marker or ["moby-guest: ready"]
+    columns = ["first line", *markers] + (["exit"] if args.wait else [])
     results = []
     for run in range(1, args.runs + 1):
         try:
-            times = one_run(command, args.marker, args.timeout, args.wait)
+            times = one_run(command, markers, args.timeout, args.wait)
         except (OSError, RuntimeError) as err:
             sys.exit(f"boot.py: run {run}: {err}")
         results.append(times[: len(columns)])

@@ -205,20 +205,29 @@ impl Console {
     }
 
     fn wait_until(&mut self, what: &str, timeout: std::time::Duration, found: impl Fn(&str) -> bool) -> String {
+        match self.try_wait_until(timeout, found) {
+            Ok(line) => line,
+            Err(err) => panic!(
+                "no console line with {what:?} ({err}); console so far:\n{}",
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// The next line for which `found` holds, or why there was none: the timeout passed, or the
+    /// output ended.
+    pub fn try_wait_until(
+        &mut self,
+        timeout: std::time::Duration,
+        found: impl Fn(&str) -> bool,
+    ) -> Result<String, std::sync::mpsc::RecvTimeoutError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if found(&line) {
-                        return line;
-                    }
-                }
-                Err(err) => panic!(
-                    "no console line with {what:?} ({err}); console so far:\n{}",
-                    self.seen.join("\n")
-                ),
+            let line = self.lines.recv_timeout(left)?;
+            self.seen.push(line.clone());
+            if found(&line) {
+                return Ok(line);
             }
         }
     }

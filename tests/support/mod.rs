@@ -2,6 +2,7 @@
 
 pub mod guest;
 pub mod registry;
+pub mod vm;
 
 use std::fs;
 use std::path::{Path, PathBuf};

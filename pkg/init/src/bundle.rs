@@ -13,6 +13,8 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::mount::MsFlags;
 use serde::Deserialize;
 
+use crate::exec::RuncLikeExecutor;
+
 /// Where libcontainer keeps its container state.
 pub const STATE_ROOT: &str = "/run/moby-init/containers";
 /// The OCI annotation naming a service's restart policy.
@@ -116,7 +118,13 @@ fn restore_host_dev() {
         ("/dev/tty", 5, 0),
     ] {
         if fs::symlink_metadata(path).is_err()
-            && mknod(path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)).is_ok()
+            && mknod(
+                path,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(major, minor),
+            )
+            .is_ok()
         {
             // mknod's mode went through the umask.
             let _ = fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666));
@@ -300,7 +308,11 @@ impl Bundle {
     /// libcontainer puts the same nodes and links back (runc tolerates them instead).
     fn clear_host_dev(&self) {
         let Some(devices) = &self.host_dev else { return };
-        for path in LIBCONTAINER_DEV_ENTRIES.iter().copied().chain(devices.iter().map(String::as_str)) {
+        for path in LIBCONTAINER_DEV_ENTRIES
+            .iter()
+            .copied()
+            .chain(devices.iter().map(String::as_str))
+        {
             match fs::remove_file(path) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -322,6 +334,7 @@ impl Bundle {
             .with_stdin(stdin)
             .with_stdout(output)
             .with_stderr(stderr)
+            .with_executor(RuncLikeExecutor)
             .as_init(&self.dir)
             .with_systemd(false)
             .with_detach(true)

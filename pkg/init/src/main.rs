@@ -11,6 +11,7 @@ mod boot;
 mod bundle;
 mod coldplug;
 mod control;
+mod exec;
 mod netlink;
 mod supervisor;
 

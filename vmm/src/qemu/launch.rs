@@ -320,6 +320,9 @@ pub struct RunEnd {
     pub shutdown: Option<Shutdown>,
     /// Set when we stopped the VM (Ctrl-C, SIGTERM, SIGHUP): what the guest did about it.
     pub stopped: Option<StopResult>,
+    /// qemu reported the ACPI power button pressed (its `POWERDOWN` event), by this run or by
+    /// another QMP client such as `moby stop`.
+    pub power_button: bool,
     /// The end of qemu's own messages, when it failed.
     pub messages: Option<String>,
 }
@@ -443,14 +446,17 @@ impl Vm {
         // Events qemu sent just before closing QMP.
         if shutdown.is_none() {
             let _ = self.qmp.wait_closed(Duration::from_secs(1)).await;
-            shutdown = self.qmp.take_events().iter().find_map(|e| e.shutdown());
         }
+        let events = self.qmp.take_events();
+        shutdown = shutdown.or_else(|| events.iter().find_map(|e| e.shutdown()));
+        let power_button = give_up.is_some() || events.iter().any(|e| e.name == "POWERDOWN");
         self.state.clean_runtime()?;
         let messages = (!status.success()).then(|| log_tail(&qemu_log(&self.state)));
         Ok(RunEnd {
             status,
             shutdown,
             stopped,
+            power_button,
             messages,
         })
     }
