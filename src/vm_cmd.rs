@@ -8,7 +8,7 @@ use vmm::console::{self, RawTerminal, RelayEnd, DETACH_BYTE};
 use vmm::instance::InstanceRecord;
 use vmm::qemu::control::{self, Listing, Stopped};
 use vmm::qmp::ShutdownReason;
-use vmm::state::{process_alive, InstanceStatus};
+use vmm::state::{process_alive, ProcessStatus};
 
 use crate::cli::{ConsoleArgs, PsArgs, StopArgs};
 use crate::run_cmd::state_root;
@@ -22,10 +22,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn status_text(row: &Listing) -> String {
     match (&row.status, &row.run_state) {
-        (InstanceStatus::Running { .. }, Some(state)) => state.clone(),
-        (InstanceStatus::Running { .. }, None) => "running (QMP busy)".into(),
-        (InstanceStatus::Stale { .. }, _) => "exited".into(),
-        (InstanceStatus::Stopped, _) => "stopped".into(),
+        (ProcessStatus::Running { .. }, Some(state)) => state.clone(),
+        (ProcessStatus::Running { .. }, None) => "running (QMP busy)".into(),
+        (ProcessStatus::Stale { .. }, _) => "exited".into(),
+        (ProcessStatus::Stopped, _) => "stopped".into(),
     }
 }
 
@@ -34,12 +34,12 @@ pub fn ps(args: PsArgs) -> Result<()> {
     let rows = runtime()?.block_on(control::list(&root))?;
     let mut table = vec![["NAME", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "IMAGE"].map(String::from)];
     for row in rows {
-        let running = matches!(row.status, InstanceStatus::Running { .. });
+        let running = matches!(row.status, ProcessStatus::Running { .. });
         if !running && !args.all {
             continue;
         }
         let pid = match row.status {
-            InstanceStatus::Running { pid } => pid.to_string(),
+            ProcessStatus::Running { pid } => pid.to_string(),
             _ => "-".into(),
         };
         let r = row.record.as_ref();
@@ -116,7 +116,7 @@ fn report_stop(name: &str, stopped: Stopped, timeout_secs: u64) {
 pub fn console(args: ConsoleArgs) -> Result<()> {
     let root = state_root()?;
     let state = control::existing(&root, &args.name)?;
-    let InstanceStatus::Running { .. } = state.status()? else {
+    let ProcessStatus::Running { .. } = state.status()? else {
         bail!(
             "VM `{}` is not running; its last console output is in {}",
             args.name,

@@ -31,6 +31,7 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// An error about a state directory; every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -96,32 +97,92 @@ pub enum StateError {
     NoHome,
 }
 
-/// Whether a VM runs from a state directory, judged from its pid file.
+/// Whether a recorded pid (a VM's pid file) names a live process of the program that wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InstanceStatus {
-    /// No pid file.
+pub enum ProcessStatus {
+    /// No pid recorded.
     Stopped,
-    /// The pid file names a live qemu.
+    /// The pid names a live process of the program (qemu, hyperkit).
     Running {
-        /// qemu's pid.
+        /// Its pid.
         pid: u32,
     },
-    /// The pid file is left over from a run that ended without cleaning up.
+    /// The pid is left over from a run that ended without cleaning up.
     Stale {
-        /// The pid in the file.
+        /// The recorded pid.
         pid: u32,
         /// Why it is stale.
         why: StaleReason,
     },
 }
 
-/// Why a pid file is stale.
+/// Why a recorded pid is stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StaleReason {
-    /// No process has that pid.
+    /// No process has that pid (or only a zombie does).
     Gone,
-    /// The process with that pid is not qemu (the pid was reused); holds its command name.
-    NotQemu(String),
+    /// The process with that pid runs another program (the pid was reused); holds its name.
+    OtherProgram(String),
+}
+
+impl ProcessStatus {
+    /// Judges a recorded `pid`: [`ProcessStatus::Stopped`] without one, else
+    /// [`ProcessStatus::Running`] when `probe` (e.g. [`process_name`]) names a process that
+    /// `is_program` accepts, else [`ProcessStatus::Stale`]. `probe` returns `None` when no process
+    /// has the pid.
+    pub fn judge(
+        pid: Option<u32>,
+        is_program: impl Fn(&str) -> bool,
+        probe: impl FnOnce(u32) -> io::Result<Option<String>>,
+    ) -> io::Result<ProcessStatus> {
+        let Some(pid) = pid else {
+            return Ok(ProcessStatus::Stopped);
+        };
+        Ok(match probe(pid)? {
+            None => ProcessStatus::Stale {
+                pid,
+                why: StaleReason::Gone,
+            },
+            Some(name) if is_program(&name) => ProcessStatus::Running { pid },
+            Some(name) => ProcessStatus::Stale {
+                pid,
+                why: StaleReason::OtherProgram(name),
+            },
+        })
+    }
+}
+
+/// The program name of process `pid` (the base name of its argv\[0\]), or `None` when no process
+/// has that pid or it is a zombie (whose cmdline is empty): from `/proc/PID/cmdline` where there
+/// is a `/proc`, else from `ps -o comm=` (macOS).
+pub fn process_name(pid: u32) -> io::Result<Option<String>> {
+    let name = if has_proc() {
+        match fs::read(format!("/proc/{pid}/cmdline")) {
+            Ok(cmdline) => String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default()).into_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    } else {
+        let out = Command::new("ps")
+            .args(["-o", "comm=", "-p", &pid.to_string()])
+            .output()?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let base = name.rsplit('/').next().unwrap_or_default().to_string();
+    Ok(Some(base).filter(|b| !b.is_empty()))
+}
+
+/// Whether this system has a `/proc` (Linux does, macOS does not).
+fn has_proc() -> bool {
+    Path::new("/proc/self").exists()
+}
+
+/// Whether a program name is qemu's (`qemu-system-x86_64`, `qemu-kvm`, ...).
+fn is_qemu(name: &str) -> bool {
+    name.starts_with("qemu")
 }
 
 /// The state letter of process `pid` from `/proc/PID/stat` (`R`, `S`, `Z`, ...), or `None` when
@@ -185,7 +246,7 @@ pub struct InstanceInfo {
     /// Its state directory.
     pub dir: PathBuf,
     /// Whether it runs.
-    pub status: InstanceStatus,
+    pub status: ProcessStatus,
 }
 
 impl StateRoot {
@@ -347,51 +408,26 @@ impl StateDir {
         self.dir.join("lock")
     }
 
-    /// Whether a VM runs from here, from `qemu.pid` and `/proc/PID/cmdline`.
+    /// Whether a VM runs from here: whether `qemu.pid` names a live qemu ([`process_name`]).
     ///
     /// Where there is no `/proc` (macOS), a pid file is taken to mean a running VM: refusing is
     /// safer than reusing a live VM's disks.
-    pub fn status(&self) -> Result<InstanceStatus, StateError> {
-        let Some(pid) = self.read_pid()? else {
-            return Ok(InstanceStatus::Stopped);
-        };
-        if !Path::new("/proc/self").exists() {
-            return Ok(InstanceStatus::Running { pid });
+    pub fn status(&self) -> Result<ProcessStatus, StateError> {
+        if !has_proc() {
+            return Ok(self
+                .read_pid()?
+                .map_or(ProcessStatus::Stopped, |pid| ProcessStatus::Running { pid }));
         }
-        let cmdline = match fs::read(format!("/proc/{pid}/cmdline")) {
-            Ok(cmdline) => cmdline,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(InstanceStatus::Stale {
-                    pid,
-                    why: StaleReason::Gone,
-                })
-            }
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "read",
-                    path: PathBuf::from(format!("/proc/{pid}/cmdline")),
-                    source,
-                })
-            }
-        };
-        // A zombie has an empty cmdline: it is gone as far as we care.
-        let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-        if argv0.is_empty() {
-            return Ok(InstanceStatus::Stale {
-                pid,
-                why: StaleReason::Gone,
-            });
-        }
-        let argv0 = String::from_utf8_lossy(argv0).into_owned();
-        let base = argv0.rsplit('/').next().unwrap_or(&argv0);
-        if base.starts_with("qemu") {
-            Ok(InstanceStatus::Running { pid })
-        } else {
-            Ok(InstanceStatus::Stale {
-                pid,
-                why: StaleReason::NotQemu(base.to_string()),
-            })
-        }
+        self.status_with(process_name)
+    }
+
+    /// [`StateDir::status`] with `probe` telling a pid's program name (`None`: no process).
+    fn status_with(&self, probe: impl FnOnce(u32) -> io::Result<Option<String>>) -> Result<ProcessStatus, StateError> {
+        ProcessStatus::judge(self.read_pid()?, is_qemu, probe).map_err(|source| StateError::Io {
+            doing: "look up the process of",
+            path: self.pid_file(),
+            source,
+        })
     }
 
     /// The pid in `qemu.pid`, or `None` without one.
@@ -457,15 +493,15 @@ impl StateDir {
             }
         }
         match self.status()? {
-            InstanceStatus::Running { pid } => {
+            ProcessStatus::Running { pid } => {
                 return Err(StateError::Running {
                     dir: self.dir.clone(),
                     name: self.name.clone(),
                     pid,
                 })
             }
-            InstanceStatus::Stale { .. } => self.clean_runtime()?,
-            InstanceStatus::Stopped => {}
+            ProcessStatus::Stale { .. } => self.clean_runtime()?,
+            ProcessStatus::Stopped => {}
         }
         Ok(StateLock {
             _file: file,
@@ -595,7 +631,7 @@ mod tests {
     #[test]
     fn fresh_dir_is_stopped_and_lockable() {
         let (_base, s) = state("vm");
-        assert_eq!(s.status().expect("status"), InstanceStatus::Stopped);
+        assert_eq!(s.status().expect("status"), ProcessStatus::Stopped);
         let lock = s.lock().expect("lock");
         assert!(s.dir().is_dir());
         assert_eq!(lock.state(), &s);
@@ -622,7 +658,7 @@ mod tests {
         fs::write(s.console_log(), "old console").expect("log");
         assert_eq!(
             s.status().expect("status"),
-            InstanceStatus::Stale {
+            ProcessStatus::Stale {
                 pid,
                 why: StaleReason::Gone
             }
@@ -631,7 +667,7 @@ mod tests {
         assert!(!s.pid_file().exists());
         assert!(!s.qmp_socket().exists());
         assert!(s.console_log().exists(), "the console log is kept");
-        assert_eq!(s.status().expect("status"), InstanceStatus::Stopped);
+        assert_eq!(s.status().expect("status"), ProcessStatus::Stopped);
     }
 
     #[test]
@@ -641,9 +677,9 @@ mod tests {
         let pid = std::process::id();
         fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
         match s.status().expect("status") {
-            InstanceStatus::Stale {
+            ProcessStatus::Stale {
                 pid: p,
-                why: StaleReason::NotQemu(cmd),
+                why: StaleReason::OtherProgram(cmd),
             } => {
                 assert_eq!(p, pid);
                 assert!(!cmd.starts_with("qemu"), "{cmd}");
@@ -652,6 +688,68 @@ mod tests {
         }
         let _lock = s.lock().expect("lock cleans a reused pid");
         assert!(!s.pid_file().exists());
+    }
+
+    #[test]
+    fn status_judges_the_program_name() {
+        let (_base, s) = state("vm");
+        let gone = |_| Ok(None);
+        assert_eq!(s.status_with(gone).expect("status"), ProcessStatus::Stopped);
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        fs::write(s.pid_file(), "4242\n").expect("pid");
+        assert_eq!(
+            s.status_with(gone).expect("status"),
+            ProcessStatus::Stale {
+                pid: 4242,
+                why: StaleReason::Gone
+            }
+        );
+        for name in ["qemu-system-x86_64", "qemu-system-aarch64", "qemu-kvm"] {
+            let probe = |pid: u32| {
+                assert_eq!(pid, 4242);
+                Ok(Some(name.to_string()))
+            };
+            assert_eq!(
+                s.status_with(probe).expect("status"),
+                ProcessStatus::Running { pid: 4242 },
+                "{name}"
+            );
+        }
+        assert_eq!(
+            s.status_with(|_| Ok(Some("kvm-qemu".into()))).expect("status"),
+            ProcessStatus::Stale {
+                pid: 4242,
+                why: StaleReason::OtherProgram("kvm-qemu".into())
+            }
+        );
+        let err = s
+            .status_with(|_| Err(io::Error::from(io::ErrorKind::PermissionDenied)))
+            .expect_err("probe fails");
+        assert!(matches!(err, StateError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("cannot look up the process of"), "{err}");
+        assert!(err.to_string().contains("qemu.pid"), "{err}");
+    }
+
+    #[test]
+    fn process_name_is_argv0_base_name_and_none_for_gone_or_zombie() {
+        let name = process_name(std::process::id())
+            .expect("own name")
+            .expect("own process");
+        assert!(!name.is_empty() && !name.contains('/'), "{name}");
+        assert_eq!(process_name(dead_pid()).expect("dead pid"), None);
+        // A child that exited but is not reaped yet is a zombie: its cmdline is empty.
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        for _ in 0..500 {
+            if process_state(pid) == Some('Z') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(process_state(pid), Some('Z'));
+        assert_eq!(process_name(pid).expect("zombie"), None);
+        child.wait().expect("reap");
+        assert_eq!(process_name(pid).expect("reaped"), None);
     }
 
     #[test]
@@ -676,13 +774,13 @@ mod tests {
         // bash may not have exec'd yet; wait until the cmdline shows the new name.
         let mut status = s.status().expect("status");
         for _ in 0..500 {
-            if status == (InstanceStatus::Running { pid }) {
+            if status == (ProcessStatus::Running { pid }) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
             status = s.status().expect("status");
         }
-        assert_eq!(status, InstanceStatus::Running { pid });
+        assert_eq!(status, ProcessStatus::Running { pid });
         let err = s.lock().expect_err("a running VM");
         assert!(matches!(err, StateError::Running { .. }), "{err}");
         let text = err.to_string();
@@ -745,10 +843,10 @@ mod tests {
         let list = root.list().expect("list");
         let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(list[0].status, InstanceStatus::Stopped);
+        assert_eq!(list[0].status, ProcessStatus::Stopped);
         assert!(matches!(
             list[1].status,
-            InstanceStatus::Stale {
+            ProcessStatus::Stale {
                 why: StaleReason::Gone,
                 ..
             }

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub use disk::{ensure_raw_disk, resolve_raw_disks, DiskAction, DiskDriver, RawDisk};
 pub use network::{check_publish, plan_network, HyperkitNetworking, NetworkPlan, DOCKER_DATA_DIR};
 pub use run::{run, RunOutcome, RunPlan, VpnkitLaunch};
-pub use state::{HyperkitLock, HyperkitState, HyperkitStateError, HyperkitStatus, StaleReason};
+pub use state::{HyperkitLock, HyperkitState, HyperkitStateError};
 pub use uuid::{new_uuid, parse_uuid};
 
 use crate::qemu::BootMedia;

@@ -240,7 +240,8 @@ pub fn run(plan: &RunPlan) -> Result<RunOutcome, HyperkitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hyperkit::{Boot, DiskDriver, HyperkitStatus, RawDisk};
+    use crate::hyperkit::{Boot, DiskDriver, RawDisk};
+    use crate::state::ProcessStatus;
 
     /// A stand-in for hyperkit (which only exists on macOS): records its arguments, writes its pid
     /// file like `-F` does, then runs `tail`.
@@ -304,7 +305,7 @@ mod tests {
         assert!(std::fs::read(state.userdata_iso()).unwrap().len() > 16 * 2048);
         // hyperkit has exited: nothing is left that reads as a running or stale VM.
         assert!(!state.pid_file().exists() && !state.json_file().exists());
-        assert_eq!(state.status().unwrap(), HyperkitStatus::Stopped);
+        assert_eq!(state.status().unwrap(), ProcessStatus::Stopped);
     }
 
     #[test]

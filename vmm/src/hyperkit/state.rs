@@ -19,9 +19,9 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{parse_uuid, HyperkitError, HyperkitJson};
+use crate::state::{process_name, ProcessStatus};
 
 /// hyperkit's pid file name.
 pub(crate) const PID_FILE: &str = "hyperkit.pid";
@@ -84,39 +84,16 @@ pub enum HyperkitStateError {
     },
 }
 
-/// Whether hyperkit runs from a state directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HyperkitStatus {
-    /// No pid recorded.
-    Stopped,
-    /// The recorded pid is a live hyperkit.
-    Running {
-        /// Its pid.
-        pid: u32,
-    },
-    /// The recorded pid is left over from a run that ended without cleaning up.
-    Stale {
-        /// The pid.
-        pid: u32,
-        /// Why it is stale.
-        why: StaleReason,
-    },
-}
-
-/// Why a recorded pid is stale.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StaleReason {
-    /// No process has that pid.
-    Gone,
-    /// The process with that pid is not hyperkit; holds its name.
-    NotHyperkit(String),
-}
-
 /// The state directory of one hyperkit VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HyperkitState {
     dir: PathBuf,
     name: String,
+}
+
+/// Whether a program name is hyperkit's (`hyperkit`, Docker Desktop's `com.docker.hyperkit`).
+fn is_hyperkit(name: &str) -> bool {
+    name.contains("hyperkit")
 }
 
 fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HyperkitStateError + 'a {
@@ -125,28 +102,6 @@ fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> 
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// The command name of process `pid` (`None` if there is no such process or it is a zombie): from
-/// `/proc` where there is one, else from `ps` (macOS).
-pub(crate) fn process_name(pid: u32) -> io::Result<Option<String>> {
-    let name = if Path::new("/proc/self").exists() {
-        match fs::read(format!("/proc/{pid}/cmdline")) {
-            Ok(cmdline) => String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default()).into_owned(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    } else {
-        let out = Command::new("ps")
-            .args(["-o", "comm=", "-p", &pid.to_string()])
-            .output()?;
-        if !out.status.success() {
-            return Ok(None);
-        }
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let base = name.rsplit('/').next().unwrap_or_default().to_string();
-    Ok(Some(base).filter(|b| !b.is_empty()))
 }
 
 impl HyperkitState {
@@ -251,31 +206,19 @@ impl HyperkitState {
         }
     }
 
-    /// Whether hyperkit runs from here (judged from the recorded pid and the process's name).
-    pub fn status(&self) -> Result<HyperkitStatus, HyperkitStateError> {
+    /// Whether hyperkit runs from here: whether the recorded pid names a live hyperkit
+    /// ([`process_name`]).
+    pub fn status(&self) -> Result<ProcessStatus, HyperkitStateError> {
         self.status_with(process_name)
     }
 
-    /// [`HyperkitState::status`] with `probe` telling a pid's process name (`None`: no process).
+    /// [`HyperkitState::status`] with `probe` telling a pid's program name (`None`: no process).
     pub fn status_with(
         &self,
-        probe: impl Fn(u32) -> io::Result<Option<String>>,
-    ) -> Result<HyperkitStatus, HyperkitStateError> {
-        let Some(pid) = self.read_pid()? else {
-            return Ok(HyperkitStatus::Stopped);
-        };
-        let name = probe(pid).map_err(io_err("look up the process of", &self.pid_file()))?;
-        Ok(match name {
-            None => HyperkitStatus::Stale {
-                pid,
-                why: StaleReason::Gone,
-            },
-            Some(name) if name.contains("hyperkit") => HyperkitStatus::Running { pid },
-            Some(name) => HyperkitStatus::Stale {
-                pid,
-                why: StaleReason::NotHyperkit(name),
-            },
-        })
+        probe: impl FnOnce(u32) -> io::Result<Option<String>>,
+    ) -> Result<ProcessStatus, HyperkitStateError> {
+        ProcessStatus::judge(self.read_pid()?, is_hyperkit, probe)
+            .map_err(io_err("look up the process of", &self.pid_file()))
     }
 
     /// Creates the directory and takes it for one run: takes the lock (held elsewhere:
@@ -289,7 +232,7 @@ impl HyperkitState {
     /// [`HyperkitState::lock`] with a process probe (see [`HyperkitState::status_with`]).
     pub fn lock_with(
         &self,
-        probe: impl Fn(u32) -> io::Result<Option<String>>,
+        probe: impl FnOnce(u32) -> io::Result<Option<String>>,
     ) -> Result<HyperkitLock, HyperkitStateError> {
         fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
         let path = self.lock_file();
@@ -310,15 +253,15 @@ impl HyperkitState {
             Err(TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
         }
         match self.status_with(probe)? {
-            HyperkitStatus::Running { pid } => {
+            ProcessStatus::Running { pid } => {
                 return Err(HyperkitStateError::Running {
                     dir: self.dir.clone(),
                     name: self.name.clone(),
                     pid,
                 })
             }
-            HyperkitStatus::Stale { .. } => self.clean_stale()?,
-            HyperkitStatus::Stopped => {}
+            ProcessStatus::Stale { .. } => self.clean_stale()?,
+            ProcessStatus::Stopped => {}
         }
         Ok(HyperkitLock {
             _file: file,
@@ -387,6 +330,7 @@ impl HyperkitLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StaleReason;
 
     fn state() -> (tempfile::TempDir, HyperkitState) {
         let dir = tempfile::tempdir().unwrap();
@@ -415,12 +359,12 @@ mod tests {
     #[test]
     fn status_from_pid_file_and_process_name() {
         let (_d, s) = state();
-        assert_eq!(s.status_with(no_process).unwrap(), HyperkitStatus::Stopped);
+        assert_eq!(s.status_with(no_process).unwrap(), ProcessStatus::Stopped);
         fs::create_dir_all(s.dir()).unwrap();
         fs::write(s.pid_file(), "4242\n").unwrap();
         assert_eq!(
             s.status_with(no_process).unwrap(),
-            HyperkitStatus::Stale {
+            ProcessStatus::Stale {
                 pid: 4242,
                 why: StaleReason::Gone
             }
@@ -429,13 +373,13 @@ mod tests {
             assert_eq!(pid, 4242);
             Ok(Some("com.docker.hyperkit".into()))
         };
-        assert_eq!(s.status_with(hk).unwrap(), HyperkitStatus::Running { pid: 4242 });
+        assert_eq!(s.status_with(hk).unwrap(), ProcessStatus::Running { pid: 4242 });
         let other = |_| Ok(Some("bash".to_string()));
         assert_eq!(
             s.status_with(other).unwrap(),
-            HyperkitStatus::Stale {
+            ProcessStatus::Stale {
                 pid: 4242,
-                why: StaleReason::NotHyperkit("bash".into())
+                why: StaleReason::OtherProgram("bash".into())
             }
         );
         fs::write(s.pid_file(), "hello").unwrap();
@@ -450,20 +394,15 @@ mod tests {
     #[test]
     fn real_processes_are_probed() {
         // This test process is alive and is not hyperkit: its pid recorded in a state dir is stale.
+        // (`process_name` itself is tested in `crate::state`.)
         let me = std::process::id();
-        let name = process_name(me).unwrap().expect("own process");
-        assert!(!name.is_empty() && !name.contains('/'), "{name}");
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert_eq!(process_name(pid).unwrap(), None, "a reaped child is gone");
         let (_d, s) = state();
         fs::create_dir_all(s.dir()).unwrap();
         fs::write(s.pid_file(), me.to_string()).unwrap();
         assert!(matches!(
             s.status().unwrap(),
-            HyperkitStatus::Stale {
-                why: StaleReason::NotHyperkit(_),
+            ProcessStatus::Stale {
+                why: StaleReason::OtherProgram(_),
                 ..
             }
         ));

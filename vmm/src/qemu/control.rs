@@ -8,7 +8,7 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use crate::instance::InstanceRecord;
 use crate::qmp::{Qmp, QmpError, Shutdown, ShutdownOutcome};
-use crate::state::{process_alive as alive, InstanceStatus, StateDir, StateError, StateRoot};
+use crate::state::{process_alive as alive, ProcessStatus, StateDir, StateError, StateRoot};
 
 /// How long a QMP greeting may take before the socket counts as busy or hung.
 const QMP_CONNECT: Duration = Duration::from_secs(5);
@@ -95,8 +95,8 @@ fn send(pid: u32, signal: Signal) {
 /// owning the VM sees it exit and returns.
 pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, ControlError> {
     let pid = match state.status()? {
-        InstanceStatus::Running { pid } => pid,
-        InstanceStatus::Stale { .. } | InstanceStatus::Stopped => {
+        ProcessStatus::Running { pid } => pid,
+        ProcessStatus::Stale { .. } | ProcessStatus::Stopped => {
             state.clean_runtime()?;
             return Err(ControlError::NotRunning {
                 name: state.name().to_string(),
@@ -150,7 +150,7 @@ pub struct Listing {
     /// State directory.
     pub dir: PathBuf,
     /// From the pid file.
-    pub status: InstanceStatus,
+    pub status: ProcessStatus,
     /// The record of the current or last run.
     pub record: Option<InstanceRecord>,
     /// qemu's run state (`running`, `paused`, ...) for a running VM whose QMP socket answered.
@@ -164,7 +164,7 @@ pub async fn list(root: &StateRoot) -> Result<Vec<Listing>, ControlError> {
         let state = root.instance(&info.name)?;
         let record = InstanceRecord::read(&state)?;
         let run_state = match info.status {
-            InstanceStatus::Running { .. } => query_run_state(&state).await,
+            ProcessStatus::Running { .. } => query_run_state(&state).await,
             _ => None,
         };
         out.push(Listing {
@@ -205,7 +205,7 @@ mod tests {
         assert!(!state.pid_file().exists(), "stale pid file is cleaned");
         let rows = list(&root).await.unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].status, InstanceStatus::Stopped);
+        assert_eq!(rows[0].status, ProcessStatus::Stopped);
         assert_eq!(rows[0].run_state, None);
     }
 }

@@ -198,7 +198,7 @@ fn publisher_of(base: &Path, port: &str) -> Option<String> {
             .publish
             .iter()
             .any(|p| p.split(':').next() == Some(host) && p.rsplit('/').next() == Some(proto));
-        (matches!(info.status, crate::state::InstanceStatus::Running { .. }) && publishes).then_some(info.name)
+        (matches!(info.status, crate::state::ProcessStatus::Running { .. }) && publishes).then_some(info.name)
     })
 }
 
