@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use crate::support::moby_bin;
 use crate::support::vm::Vm;
+use crate::support::{moby_bin, pkg_cargo};
 
 /// Every package folder of the repository.
 const PACKAGES: [&str; 11] = [
@@ -80,6 +80,18 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port()
+}
+
+/// pkg/metadata's own unit tests (providers against local HTTP servers and ISO images, the
+/// /run/config JSON expansion), run from here so that CI runs them.
+#[test]
+fn pkg_metadata_unit_tests_pass() {
+    let (mut cargo, _) = pkg_cargo("metadata", "test");
+    let status = cargo.status().expect("run cargo test on pkg/metadata");
+    assert!(
+        status.success(),
+        "pkg/metadata's unit tests failed (see the cargo output above)"
+    );
 }
 
 #[test]

@@ -19,46 +19,19 @@ use builder::output::cpio::{FileType, NewcHeader, NewcWriter};
 use builder::spec::model::Image;
 
 use crate::support::guest::{self, Console};
-use crate::support::moby_bin;
 use crate::support::vm::Vm;
+use crate::support::{moby_bin, pkg_cargo};
 
 /// Only guards against hangs (TCG on a busy 2-core machine).
 const BOOT_BOUND: Duration = Duration::from_secs(300);
 /// Console lines of pkg/init (see pkg/init/src/supervisor.rs).
 const BANNER: &str = "Welcome to moby: the system is up";
 
-/// `cargo SUBCOMMAND --release --locked --target x86_64-unknown-linux-gnu` on pkg/init, static,
-/// with the flags and target directory `moby pkg build pkg/init` uses, so the two share their
-/// build (`$MOBY_PKG_INIT_TARGET_DIR` overrides the directory).
-fn pkg_init_cargo(subcommand: &str) -> (Command, PathBuf) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let krate = std::fs::canonicalize(repo.join("pkg/init")).expect("pkg/init");
-    let target_dir = std::env::var_os("MOBY_PKG_INIT_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| builder::pkg::PkgBuildOptions::new().cargo_target.join("init"));
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .args([
-            subcommand,
-            "--release",
-            "--locked",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-            "--manifest-path",
-        ])
-        .arg(repo.join("pkg/init/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", builder::pkg::steps::static_rustflags(&krate, "init"))
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
-    (cargo, target_dir)
-}
-
 /// Builds pkg/init once per test run; returns the static binary.
 fn init_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let (mut cargo, target_dir) = pkg_init_cargo("build");
+        let (mut cargo, target_dir) = pkg_cargo("init", "build");
         let t = Instant::now();
         let status = cargo.status().expect("run cargo to build pkg/init");
         assert!(
@@ -72,12 +45,12 @@ fn init_binary() -> &'static Path {
     })
 }
 
-/// pkg/init's own unit tests (module globs, runtime.json and mount options, control requests),
-/// run from here so that CI runs them; same profile and flags as the build, so the dependencies
-/// are shared.
+/// pkg/init's own unit tests (module globs, runtime.json and mount options, control requests,
+/// process lookup), run from here so that CI runs them; same profile and flags as the build, so
+/// the dependencies are shared.
 #[test]
 fn pkg_init_unit_tests_pass() {
-    let (mut cargo, _) = pkg_init_cargo("test");
+    let (mut cargo, _) = pkg_cargo("init", "test");
     let status = cargo.status().expect("run cargo test on pkg/init");
     assert!(
         status.success(),

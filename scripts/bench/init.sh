@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Boot benchmark of our init: builds examples/linuxkit.yml from this repository's packages and
-# times, under `moby run --accel tcg`, the kernel's first console line, the first service started
-# and the banner; then the same kernel booting a trivial init (a busybox shell script that prints
-# one line). Prints the initrd sizes and min/median of RUNS boots each (scripts/bench/boot.py).
+# times, under `moby run --accel tcg`, the kernel's first console line, init's first line (root
+# moved off the initramfs), the first service started and the banner; then the same kernel booting
+# a trivial init (a busybox shell script that prints one line). Prints the initrd sizes and
+# min/median of RUNS boots each (scripts/bench/boot.py).
 #
-# Usage: scripts/bench/init.sh [RUNS]     (after scripts/setup.sh: packages and busybox-static)
+# Usage: scripts/bench/init.sh [RUNS]     (after scripts/setup.sh: packages, the test guest's busybox)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs="${1:-5}"
@@ -18,7 +19,8 @@ scripts/build-packages.sh "$moby" >/dev/null
 
 # The trivial init: the same kernel, an initrd of /init (a script), a static busybox and
 # /dev/console (the kernel opens it for init's output before anything is mounted).
-busybox="$(command -v busybox)"
+busybox="${MOBY_TEST_GUEST:-target/test-guest}/busybox" # static, from scripts/test-guest.sh
+[ -x "$busybox" ] || busybox="$(command -v busybox)" || { echo "init.sh: no static busybox: run scripts/setup.sh" >&2; exit 1; }
 python3 - "$work/trivial-initrd.img" "$busybox" <<'EOF'
 import gzip, sys
 
@@ -49,7 +51,8 @@ echo "linuxkit.yml initrd: $(size "$work/linuxkit-initrd.img") (kernel $(size "$
 
 export MOBY_STATE_HOME="$work/state"
 echo "== linuxkit.yml (our init: onboot sysctl, dhcpcd, metadata; services getty, sshd)"
-scripts/bench/boot.py --runs "$runs" --marker "init: started service" --marker "Welcome to moby" -- \
+scripts/bench/boot.py --runs "$runs" --marker "init: root moved" --marker "init: started service" \
+  --marker "Welcome to moby" -- \
   "$moby" run --accel tcg --mem 1024 "$work/linuxkit"
 echo "== same kernel, trivial init"
 scripts/bench/boot.py --runs "$runs" --marker "trivial-init: up" -- \

@@ -6,10 +6,37 @@ pub mod vm;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The `moby` binary under test.
 pub fn moby_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_moby"))
+}
+
+/// `cargo SUBCOMMAND --release --locked --target x86_64-unknown-linux-gnu` on the Rust package
+/// `pkg/NAME` (a workspace of its own), static, with the flags and target directory that
+/// `moby pkg build pkg/NAME` uses, so the two share their build. Returns the command and that
+/// target directory.
+pub fn pkg_cargo(name: &str, subcommand: &str) -> (Command, PathBuf) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let krate = fs::canonicalize(repo.join("pkg").join(name)).expect("the package folder");
+    let target_dir = builder::pkg::PkgBuildOptions::new().cargo_target.join(name);
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args([
+            subcommand,
+            "--release",
+            "--locked",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--manifest-path",
+        ])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", builder::pkg::steps::static_rustflags(&krate, name))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    (cargo, target_dir)
 }
 
 /// Copies a directory tree (the corpus is read-only; tests copy what they would modify).

@@ -128,13 +128,7 @@ impl Provider for Ec2 {
 
     fn probe(&mut self) -> bool {
         self.fetch_token();
-        match self.get("meta-data/hostname") {
-            Ok(_) => true,
-            Err(e) => {
-                debug!("{e}");
-                false
-            }
-        }
+        self.get("meta-data/hostname").inspect_err(|e| debug!("{e}")).is_ok()
     }
 
     fn extract(&mut self, config: &Path) -> Result<Option<Vec<u8>>, String> {

@@ -93,13 +93,7 @@ impl Provider for Gcp {
     }
 
     fn probe(&mut self) -> bool {
-        match self.get("instance/hostname") {
-            Ok(_) => true,
-            Err(e) => {
-                debug!("{e}");
-                false
-            }
-        }
+        self.get("instance/hostname").inspect_err(|e| debug!("{e}")).is_ok()
     }
 
     fn extract(&mut self, config: &Path) -> Result<Option<Vec<u8>>, String> {
