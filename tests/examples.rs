@@ -183,6 +183,21 @@ fn linuxkit_example() {
     vm.wait("init: onboot dhcpcd exited with status 0");
     vm.wait("init: onboot metadata exited with status 0");
     vm.wait("Welcome to moby");
+    // Each onboot container's own output is on the console, prefixed with its name.
+    for (name, says) in [
+        ("sysctl", "sysctl: applying"),
+        ("dhcpcd", "10.0.2.15"),
+        ("metadata", "Probe succeeded"),
+    ] {
+        assert!(
+            vm.console
+                .seen
+                .iter()
+                .any(|l| l.starts_with(&format!("{name}: ")) && l.contains(says)),
+            "no output of onboot {name} ({says:?}) on the console:\n{}",
+            vm.console.seen.join("\n")
+        );
+    }
     let listing = vm.shell("service ls");
     for service in ["getty", "sshd"] {
         assert!(
