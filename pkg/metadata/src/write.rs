@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -28,6 +28,20 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<
         let _ = fs::remove_file(&temporary);
     }
     result
+}
+
+/// Writes root's keys to `CONFIG/ssh/authorized_keys` (0600), creating `ssh` (0755) unless it
+/// exists (LinuxKit's `os.Mkdir` fails on an existing one and loses the keys).
+pub fn write_authorized_keys(config: &Path, keys: &[u8]) -> Result<(), String> {
+    let ssh = config.join("ssh");
+    if !ssh.is_dir() {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&ssh)
+            .map_err(|e| format!("cannot create {}: {e}", ssh.display()))?;
+    }
+    let path = ssh.join("authorized_keys");
+    write_file_atomic(&path, keys, 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// `.NAME.tmp.PID.N` in the same directory as `path`.

@@ -11,13 +11,11 @@
 //! (LinuxKit's `os.Mkdir` of `ssh` fails when the directory exists, losing the keys; here an
 //! existing `ssh` directory is used.)
 
-use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use super::Provider;
 use crate::http;
-use crate::write::write_file_atomic;
+use crate::write::{write_authorized_keys, write_file_atomic};
 
 /// The EC2 metadata API root (`meta-data/`, `user-data` below it).
 pub const DEFAULT_BASE: &str = "http://169.254.169.254/latest/";
@@ -106,15 +104,7 @@ impl Ec2 {
 
     fn handle_ssh(&self, config: &Path) -> Result<(), String> {
         let key = self.get("meta-data/public-keys/0/openssh-key")?;
-        let ssh = config.join("ssh");
-        if !ssh.is_dir() {
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&ssh)
-                .map_err(|e| format!("cannot create {}: {e}", ssh.display()))?;
-        }
-        let path = ssh.join("authorized_keys");
-        write_file_atomic(&path, &key, 0o600).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_authorized_keys(config, &key)
     }
 }
 

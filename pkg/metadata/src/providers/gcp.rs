@@ -6,13 +6,11 @@
 //! that `Host` header) so no DNS is needed this early in boot. Every request has a 2 s deadline
 //! and is retried once after a connection failure or timeout (not after an HTTP status).
 
-use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use super::Provider;
 use crate::http;
-use crate::write::write_file_atomic;
+use crate::write::{write_authorized_keys, write_file_atomic};
 
 /// The metadata server's API root.
 pub const DEFAULT_BASE: &str = "http://169.254.169.254/computeMetadata/v1/";
@@ -66,13 +64,6 @@ impl Gcp {
     /// dropped, as LinuxKit does).
     fn handle_ssh(&self, config: &Path) -> Result<(), String> {
         let keys = self.get("project/attributes/ssh-keys")?;
-        let ssh = config.join("ssh");
-        if !ssh.is_dir() {
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&ssh)
-                .map_err(|e| format!("cannot create {}: {e}", ssh.display()))?;
-        }
         let keys = String::from_utf8_lossy(&keys);
         let mut root_keys = String::new();
         for line in keys.split('\n') {
@@ -81,9 +72,7 @@ impl Gcp {
                 root_keys.push('\n');
             }
         }
-        let path = ssh.join("authorized_keys");
-        write_file_atomic(&path, root_keys.as_bytes(), 0o600)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        write_authorized_keys(config, root_keys.as_bytes())
     }
 }
 
