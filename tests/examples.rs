@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::vm::Vm;
-use crate::support::{moby_bin, pkg_cargo};
+use crate::support::{assert_pkg_unit_tests_pass, moby_bin};
 
 /// Every package folder of the repository.
 const PACKAGES: [&str; 11] = [
@@ -86,12 +86,7 @@ fn free_port() -> u16 {
 /// /run/config JSON expansion), run from here so that CI runs them.
 #[test]
 fn pkg_metadata_unit_tests_pass() {
-    let (mut cargo, _) = pkg_cargo("metadata", "test");
-    let status = cargo.status().expect("run cargo test on pkg/metadata");
-    assert!(
-        status.success(),
-        "pkg/metadata's unit tests failed (see the cargo output above)"
-    );
+    assert_pkg_unit_tests_pass("metadata");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use builder::spec::model::Image;
 
 use crate::support::guest::{self, Console};
 use crate::support::vm::Vm;
-use crate::support::{moby_bin, pkg_cargo};
+use crate::support::{assert_pkg_unit_tests_pass, moby_bin, pkg_cargo};
 
 /// Only guards against hangs (TCG on a busy 2-core machine).
 const BOOT_BOUND: Duration = Duration::from_secs(300);
@@ -50,12 +50,7 @@ fn init_binary() -> &'static Path {
 /// the dependencies are shared.
 #[test]
 fn pkg_init_unit_tests_pass() {
-    let (mut cargo, _) = pkg_cargo("init", "test");
-    let status = cargo.status().expect("run cargo test on pkg/init");
-    assert!(
-        status.success(),
-        "pkg/init's unit tests failed (see the cargo output above)"
-    );
+    assert_pkg_unit_tests_pass("init");
 }
 
 /// Writes initrd entries, creating each parent directory once.

@@ -39,6 +39,19 @@ pub fn pkg_cargo(name: &str, subcommand: &str) -> (Command, PathBuf) {
     (cargo, target_dir)
 }
 
+/// Runs `cargo test` of the Rust package `pkg/NAME` through [`pkg_cargo`] (so it shares the
+/// package build's dependencies) and fails when its tests fail.
+pub fn assert_pkg_unit_tests_pass(name: &str) {
+    let (mut cargo, _) = pkg_cargo(name, "test");
+    let status = cargo
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo test on pkg/{name}: {e}"));
+    assert!(
+        status.success(),
+        "pkg/{name}'s unit tests failed (see the cargo output above)"
+    );
+}
+
 /// Copies a directory tree (the corpus is read-only; tests copy what they would modify).
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create dir");
