@@ -209,3 +209,67 @@ fn package_mistakes_are_reported_with_the_file_and_field() {
         stderr(&out)
     );
 }
+
+/// `moby pkg build` of a package whose symbolic links name host files (a temp file standing in for
+/// /etc/shadow, a folder for /etc): the image holds the links, never the host's files, and a copy
+/// through a link that leads out of the package is refused.
+#[test]
+fn host_files_never_reach_a_package_image_through_links() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    let host = ws.path("host");
+    std::fs::create_dir_all(host.join("etc")).unwrap();
+    std::fs::write(host.join("shadow"), "root:SECRET-SHADOW\n").unwrap();
+    std::fs::write(host.join("etc/passwd"), "root:SECRET-PASSWD\n").unwrap();
+    let pkg = ws.path("hostile");
+    std::fs::create_dir_all(pkg.join("files/deep")).unwrap();
+    symlink(host.join("shadow"), pkg.join("shadow")).unwrap();
+    symlink(host.join("etc"), pkg.join("files/deep/etc")).unwrap();
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: hostile\norg: moby\nrootfs:\n  - {copy: shadow, to: /etc/shadow}\n  - {copy: files, to: /files}\n",
+    )
+    .unwrap();
+    ws.moby("cache", &["pkg", "build", "hostile"]);
+    std::fs::write(
+        ws.path("spec.yml"),
+        "onboot:\n  - name: h\n    image: \"@pkg:./hostile\"\n",
+    )
+    .unwrap();
+    ws.moby("cache", &["build", "--format", "tar", "--name", "out", "spec.yml"]);
+    let tar = std::fs::read(ws.path("out.tar")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tar).contains("SECRET"),
+        "a host file is in the image"
+    );
+    let mut reader = builder::tar::TarReader::new(&tar[..]);
+    let mut links = Vec::new();
+    while let Some(h) = reader.next_header().unwrap() {
+        if let Some(name) = h.name.strip_prefix("containers/onboot/000-h/lower/") {
+            if h.kind == builder::tar::EntryKind::Symlink {
+                links.push((name.to_string(), h.link_name.clone()));
+            }
+        }
+    }
+    let want = |name: &str, target: &Path| (name.to_string(), target.display().to_string());
+    assert!(links.contains(&want("etc/shadow", &host.join("shadow"))), "{links:?}");
+    assert!(links.contains(&want("files/deep/etc", &host.join("etc"))), "{links:?}");
+
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: hostile\nrootfs:\n  - {copy: files/deep/etc/passwd, to: /etc/passwd}\n",
+    )
+    .unwrap();
+    let out = Command::new(moby_bin())
+        .current_dir(ws.dir.path())
+        .env("MOBY_CACHE", ws.path("cache"))
+        .args(["pkg", "build", "hostile"])
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert!(!out.status.success(), "{e}");
+    assert!(
+        e.contains("files/deep/etc/passwd is in ") && e.contains("outside the package and its extra-sources"),
+        "{e}"
+    );
+}

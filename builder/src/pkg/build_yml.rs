@@ -366,10 +366,12 @@ fn to_json(v: &Yaml) -> Value {
 impl BuildYml {
     /// Reads and checks `DIR/build.yml`.
     pub fn load(dir: &Path) -> Result<BuildYml, PkgError> {
-        let text = std::fs::read_to_string(dir.join("build.yml")).map_err(|source| PkgError::Read {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+        let text = super::package_file(dir, "build.yml")
+            .and_then(std::fs::read_to_string)
+            .map_err(|source| PkgError::Read {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         BuildYml::parse(dir, &text)
     }
 
