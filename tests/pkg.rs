@@ -196,7 +196,10 @@ fn package_mistakes_are_reported_with_the_file_and_field() {
         .unwrap();
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("package bad: rootfs[0] (copy)") && e.contains("nope"), "{e}");
+    assert!(
+        e.contains("bad/build.yml:3:5: rootfs[0] (copy): ") && e.contains("nope"),
+        "{e}"
+    );
     std::fs::write(ws.path("bad/build.yml"), "image: bad\nrootfs:\n  - copy: a\n").unwrap();
     let out = Command::new(moby_bin())
         .current_dir(ws.dir.path())
@@ -204,7 +207,23 @@ fn package_mistakes_are_reported_with_the_file_and_field() {
         .output()
         .unwrap();
     assert!(
-        stderr(&out).contains("package bad: build.yml: rootfs[0].to: required field is missing"),
+        stderr(&out).contains("bad/build.yml:3:5: rootfs[0].to: required field is missing"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A LinuxKit package (built from its Dockerfile) is refused, not built into an empty image.
+    std::fs::write(ws.path("bad/Dockerfile"), "FROM alpine\nRUN apk add curl\n").unwrap();
+    std::fs::write(ws.path("bad/build.yml"), "image: bad\nnetwork: true\n").unwrap();
+    let out = Command::new(moby_bin())
+        .current_dir(ws.dir.path())
+        .env("MOBY_CACHE", ws.path("cache"))
+        .args(["pkg", "build", "bad"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad/build.yml:2:1: network: a LinuxKit Dockerfile package (Dockerfile)"),
         "{}",
         stderr(&out)
     );

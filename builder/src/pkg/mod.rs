@@ -45,19 +45,29 @@ pub enum PkgError {
         /// Underlying error (it names the file).
         source: std::io::Error,
     },
-    /// `build.yml` is not valid.
-    #[error("package {dir}: build.yml: {problem}")]
+    /// `build.yml` is not valid, or asks for what cannot be built.
+    #[error("{}{problem}", place(file, *line, *column, field))]
     Invalid {
-        /// Package folder.
-        dir: PathBuf,
+        /// The `build.yml`.
+        file: PathBuf,
+        /// 1-based line (0: unknown).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The field, e.g. `rootfs[2].to`; empty for the file as a whole.
+        field: String,
         /// What is wrong.
         problem: String,
     },
     /// A `rootfs:` step failed.
-    #[error("package {dir}: rootfs[{index}] ({kind}): {reason}")]
+    #[error("{}{reason}", place(file, *line, *column, &format!("rootfs[{index}] ({kind})")))]
     Step {
-        /// Package folder.
-        dir: PathBuf,
+        /// The `build.yml`.
+        file: PathBuf,
+        /// 1-based line of the step.
+        line: usize,
+        /// 1-based column of the step.
+        column: usize,
         /// The step's index.
         index: usize,
         /// The step's kind.
@@ -73,6 +83,19 @@ pub enum PkgError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// `FILE:LINE:COLUMN: FIELD: ` in front of a problem (without the parts that are unknown).
+fn place(file: &Path, line: usize, column: usize, field: &str) -> String {
+    let mut at = file.display().to_string();
+    if line > 0 {
+        at += &format!(":{line}:{column}");
+    }
+    at += ": ";
+    if !field.is_empty() {
+        at += &format!("{field}: ");
+    }
+    at
 }
 
 /// A package's identity.

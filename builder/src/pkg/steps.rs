@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
-use super::build_yml::{Attrs, Step};
+use super::build_yml::{Attrs, BuildYml, Step};
 use super::debs::{self, DebCache};
 use super::rootfs::Rootfs;
 use super::PkgError;
@@ -93,15 +93,10 @@ fn step_name(step: &Step) -> &'static str {
     }
 }
 
-/// Runs `steps` in order into `rootfs`.
-pub fn run_steps(steps: &[Step], env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), PkgError> {
-    for (index, step) in steps.iter().enumerate() {
-        run_step(step, env, rootfs).map_err(|reason| PkgError::Step {
-            dir: env.pkg_dir.to_path_buf(),
-            index,
-            kind: step_name(step),
-            reason,
-        })?;
+/// Runs the `rootfs:` steps of `build` in order into `rootfs`.
+pub fn run_steps(build: &BuildYml, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), PkgError> {
+    for (index, step) in build.steps.iter().enumerate() {
+        run_step(step, env, rootfs).map_err(|reason| build.step_error(index, step_name(step), reason))?;
     }
     Ok(())
 }
@@ -143,7 +138,10 @@ fn run_step(step: &Step, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), S
                 .map_err(|e| io(path, e))?;
             owned(rootfs, path, attrs);
         }
-        Step::Symlink { path, target } => rootfs.symlink(path, target).map_err(|e| io(path, e))?,
+        Step::Symlink { path, target, attrs } => {
+            rootfs.symlink(path, target).map_err(|e| io(path, e))?;
+            owned(rootfs, path, attrs);
+        }
         Step::Remove { paths } => {
             for path in paths {
                 rootfs.remove(path).map_err(|e| io(path, e))?;
@@ -230,7 +228,6 @@ fn build_rust(krate: &Path, bin: &str, env: &StepEnv<'_>) -> Result<PathBuf, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pkg::build_yml::BuildYml;
 
     #[test]
     fn file_steps_sources_and_scripts() {
@@ -273,7 +270,7 @@ rootfs:
             cargo_target: &d.path().join("cargo"),
             rust_target: "x86_64-unknown-linux-gnu",
         };
-        run_steps(&build.steps, &env, &mut rootfs).unwrap();
+        run_steps(&build, &env, &mut rootfs).unwrap();
         let root = d.path().join("root");
         assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "shared\n");
         assert_eq!(std::fs::read_to_string(root.join("etc/made")).unwrap(), "from-script\n");
@@ -281,13 +278,13 @@ rootfs:
         assert_eq!(rootfs.owners().get("home/user"), Some(&(1000, 1000)));
 
         let bad = BuildYml::parse(&pkg, "image: x\nrootfs: [{copy: ../../common/motd, to: /m}]").unwrap();
-        let e = run_steps(&bad.steps, &env, &mut rootfs).unwrap_err().to_string();
+        let e = run_steps(&bad, &env, &mut rootfs).unwrap_err().to_string();
         assert!(
             e.contains("rootfs[0] (copy): ../../common/motd must stay inside the package"),
             "{e}"
         );
         let failing = BuildYml::parse(&pkg, "image: x\nrootfs: [{script: files/hello.sh}, {script: nope.sh}]").unwrap();
-        let e = run_steps(&failing.steps, &env, &mut rootfs).unwrap_err().to_string();
+        let e = run_steps(&failing, &env, &mut rootfs).unwrap_err().to_string();
         assert!(e.contains("rootfs[1] (script)") && e.contains("nope.sh"), "{e}");
     }
 
@@ -331,7 +328,7 @@ rootfs:
             cargo_target: &d.join("cargo"),
             rust_target: "x86_64-unknown-linux-gnu",
         };
-        run_steps(&build.steps, &env, &mut rootfs).map_err(|e| e.to_string())?;
+        run_steps(&build, &env, &mut rootfs).map_err(|e| e.to_string())?;
         Ok(rootfs)
     }
 
