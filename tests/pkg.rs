@@ -292,3 +292,158 @@ fn host_files_never_reach_a_package_image_through_links() {
         "{e}"
     );
 }
+
+/// A tiny `.deb` (`moby-lock-test`, architecture `all`) holding /usr/share/moby-lock-test/version,
+/// named as `apt-get download` names it, and its sha256.
+fn make_deb(dir: &Path, version: &str) -> (PathBuf, String) {
+    let root = dir.join(format!("deb-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/moby-lock-test")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: moby-lock-test\nVersion: {version}\nArchitecture: all\nMaintainer: moby <moby@example.invalid>\nDescription: test\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("usr/share/moby-lock-test/version"), version).unwrap();
+    let deb = dir.join(format!("moby-lock-test_{version}_all.deb"));
+    let status = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&root)
+        .arg(&deb)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        std::fs::read(&deb).unwrap(),
+    ));
+    (deb, format!("{digest:x}"))
+}
+
+fn fails(ws: &Workspace, args: &[&str]) -> String {
+    let out = Command::new(moby_bin())
+        .current_dir(ws.dir.path())
+        .env("MOBY_CACHE", ws.path("cache"))
+        .env("MOBY_DEB_CACHE", ws.path("debs"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "moby {args:?} succeeded");
+    stderr(&out)
+}
+
+/// `debs:` installs exactly what debs.lock pins, by version and digest: a package apt has never
+/// heard of builds from the deb cache, a cached file with other contents is not used, and a
+/// version apt cannot supply is refused by name and version.
+#[test]
+fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
+    let ws = Workspace::new();
+    let pkg = ws.path("locked");
+    std::fs::create_dir_all(ws.path("debs")).unwrap();
+    std::fs::create_dir_all(&pkg).unwrap();
+    let (deb, sha) = make_deb(&ws.path("debs"), "1.2-3");
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: locked\nrootfs:\n  - debs: [moby-lock-test]\n",
+    )
+    .unwrap();
+    let e = fails(&ws, &["pkg", "build", "locked"]);
+    assert!(
+        e.contains("locked/debs.lock: missing: the debs: steps (rootfs[0])") && e.contains("moby pkg lock locked"),
+        "{e}"
+    );
+    let lock = format!("rootfs[0] debs: moby-lock-test\nrootfs[0] moby-lock-test 1.2-3 all {sha}\n");
+    std::fs::write(pkg.join("debs.lock"), &lock).unwrap();
+    ws.moby("cache", &["pkg", "build", "locked"]);
+    let tag = stdout(&ws.moby("cache", &["pkg", "show-tag", "locked"]));
+    let store = Store::open(&ws.path("cache")).unwrap();
+    let image = store
+        .resolve(&Reference::parse(&tag).unwrap(), &Platform::host())
+        .unwrap()
+        .unwrap();
+    let layer = store.open_blob(&image.layers[0].digest).unwrap();
+    let mut tar = builder::tar::TarReader::new(flate2::read::GzDecoder::new(layer));
+    let mut found = String::new();
+    while let Some(h) = tar.next_header().unwrap() {
+        if h.name == "usr/share/moby-lock-test/version" {
+            std::io::Read::read_to_string(&mut tar, &mut found).unwrap();
+        }
+    }
+    assert_eq!(found, "1.2-3", "the pinned .deb is unpacked");
+
+    // The cache's file is not the pinned one: it is fetched again, and apt cannot supply it.
+    std::fs::write(&deb, "not the pinned file").unwrap();
+    let e = fails(&ws, &["pkg", "build", "--force", "locked"]);
+    assert!(
+        e.contains("locked/build.yml:3:5: rootfs[0] (debs): moby-lock-test 1.2-3 (all) is pinned"),
+        "{e}"
+    );
+
+    // A version of a real package that apt cannot supply.
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: locked\nrootfs:\n  - debs: [busybox-static]\n",
+    )
+    .unwrap();
+    let zeros = "0".repeat(64);
+    std::fs::write(
+        pkg.join("debs.lock"),
+        format!("rootfs[0] debs: busybox-static\nrootfs[0] busybox-static 0.0-moby-test amd64 {zeros}\n"),
+    )
+    .unwrap();
+    let e = fails(&ws, &["pkg", "build", "locked"]);
+    assert!(
+        e.contains("busybox-static 0.0-moby-test (amd64) is pinned")
+            && e.contains("apt-get download busybox-static=0.0-moby-test"),
+        "{e}"
+    );
+}
+
+/// `moby pkg lock` pins the closure apt resolves (from this host's lists; nothing is downloaded),
+/// sorted, and says when nothing changed; a lock that no longer matches build.yml is refused.
+#[test]
+fn pkg_lock_writes_a_sorted_lock_that_builds_check() {
+    let ws = Workspace::new();
+    let pkg = ws.path("sshd");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: sshd\nrootfs:\n  - dir: /x\n  - debs: [dropbear-bin]\n",
+    )
+    .unwrap();
+    let out = ws.moby("cache", &["pkg", "lock", "sshd"]);
+    assert!(
+        stderr(&out).contains("sshd/debs.lock: ") && stderr(&out).contains("packages pinned"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(pkg.join("debs.lock")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines[0], "rootfs[1] debs: dropbear-bin");
+    let packages: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split(' ').collect()).collect();
+    assert!(
+        packages
+            .iter()
+            .all(|p| p.len() == 5 && p[0] == "rootfs[1]" && p[4].len() == 64),
+        "{text}"
+    );
+    let names: Vec<&str> = packages.iter().map(|p| p[1]).collect();
+    assert!(names.contains(&"dropbear-bin") && names.contains(&"libc6"), "{names:?}");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted: {names:?}");
+
+    let again = ws.moby("cache", &["pkg", "lock", "sshd"]);
+    assert!(stderr(&again).contains("unchanged"), "{}", stderr(&again));
+    assert_eq!(std::fs::read_to_string(pkg.join("debs.lock")).unwrap(), text);
+
+    std::fs::write(
+        pkg.join("build.yml"),
+        "image: sshd\nrootfs:\n  - debs: [dropbear-bin]\n",
+    )
+    .unwrap();
+    let e = fails(&ws, &["pkg", "build", "sshd"]);
+    assert!(
+        e.contains("sshd/debs.lock: out of date: it pins rootfs[1], which is not a debs: step")
+            && e.contains("moby pkg lock sshd"),
+        "{e}"
+    );
+}

@@ -102,6 +102,7 @@ pub fn build_package(
 ) -> Result<(Package, BuildOutcome), PkgError> {
     let build = BuildYml::load(dir)?;
     build.check_buildable(dir)?;
+    let pinned = super::lock::pinned(dir, &build)?;
     let package = Package::of(dir, &build)?;
     let reference = Reference::parse(&package.full_tag()).map_err(|e| {
         build.error(
@@ -146,6 +147,7 @@ pub fn build_package(
         pkg_dir: dir,
         extra_sources: &build.extra_sources,
         debs: &debs,
+        pinned: &pinned,
         cargo_target: &cargo_target,
         rust_target: rust_target(&arch).ok_or_else(|| build.error("arches", format!("no Rust target for {arch}")))?,
     };

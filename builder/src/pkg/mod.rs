@@ -4,7 +4,8 @@
 //!
 //! - [`build_yml`] reads `build.yml` (LinuxKit's fields and our `rootfs:` steps, see `docs/pkg.md`).
 //! - [`rootfs`] is the staging directory the steps write into, confined to itself.
-//! - [`debs`] resolves, downloads (once, into the deb cache) and unpacks Debian packages.
+//! - [`debs`] resolves, downloads (once, into the deb cache) and unpacks Debian packages;
+//!   [`lock`] pins them (`debs.lock`).
 //! - [`steps`] runs the steps; [`layer`] writes the staged tree as one reproducible layer;
 //!   [`build`] puts it all into the image store.
 
@@ -12,6 +13,7 @@ pub mod build;
 pub mod build_yml;
 pub mod debs;
 pub mod layer;
+pub mod lock;
 pub mod rootfs;
 pub mod steps;
 
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use build::{build_package, BuildOutcome, PkgBuildOptions};
 pub use build_yml::{BuildYml, Step};
+pub use lock::{update_lock, LockUpdate};
 
 /// Length of the hash in a tag, as long as a git tree hash.
 const HASH_LEN: usize = 40;
@@ -74,6 +77,16 @@ pub enum PkgError {
         kind: &'static str,
         /// What went wrong.
         reason: String,
+    },
+    /// `debs.lock` is missing, unreadable or does not match `build.yml`.
+    #[error("{}{problem}", place(file, *line, 1, ""))]
+    Lock {
+        /// The lock file.
+        file: PathBuf,
+        /// 1-based line (0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        problem: String,
     },
     /// The image store.
     #[error("package image {image}: {reason}")]
@@ -206,6 +219,13 @@ pub(crate) fn package_file(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
         ));
     }
     Ok(real)
+}
+
+/// The sha256 (hex) of the file at `path`.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    feed(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Hashes everything `reader` gives, in bounded chunks.

@@ -1,10 +1,11 @@
 //! Running a package's `rootfs:` steps into its staging directory.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use super::build_yml::{Attrs, BuildYml, Step};
-use super::debs::{self, DebCache};
+use super::debs::{self, DebCache, DebPackage};
 use super::rootfs::Rootfs;
 use super::PkgError;
 
@@ -17,6 +18,8 @@ pub struct StepEnv<'a> {
     pub extra_sources: &'a [(PathBuf, String)],
     /// Where `.deb` files are kept.
     pub debs: &'a DebCache,
+    /// The packages `debs.lock` pins for each `debs:` step, by step index.
+    pub pinned: &'a BTreeMap<usize, Vec<DebPackage>>,
     /// Cargo's target directory for `rust:` steps.
     pub cargo_target: &'a Path,
     /// Rust target triple for `rust:` steps.
@@ -96,7 +99,7 @@ fn step_name(step: &Step) -> &'static str {
 /// Runs the `rootfs:` steps of `build` in order into `rootfs`.
 pub fn run_steps(build: &BuildYml, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), PkgError> {
     for (index, step) in build.steps.iter().enumerate() {
-        run_step(step, env, rootfs).map_err(|reason| build.step_error(index, step_name(step), reason))?;
+        run_step(index, step, env, rootfs).map_err(|reason| build.step_error(index, step_name(step), reason))?;
     }
     Ok(())
 }
@@ -107,17 +110,17 @@ fn owned(rootfs: &mut Rootfs, path: &str, attrs: &Attrs) {
     }
 }
 
-fn run_step(step: &Step, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), String> {
+fn run_step(index: usize, step: &Step, env: &StepEnv<'_>, rootfs: &mut Rootfs) -> Result<(), String> {
     let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
     match step {
-        Step::Debs { names, skip } => {
-            let closure = env.debs.resolve(names, skip).map_err(|e| e.to_string())?;
+        Step::Debs { .. } => {
+            let pinned = env.pinned.get(&index).ok_or("debs.lock pins nothing for this step")?;
             tracing::info!(
                 "debs: {} packages ({})",
-                closure.len(),
-                closure.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" ")
+                pinned.len(),
+                pinned.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(" ")
             );
-            for deb in env.debs.fetch(&closure).map_err(|e| e.to_string())? {
+            for deb in env.debs.fetch(pinned).map_err(|e| e.to_string())? {
                 debs::unpack(&deb, rootfs).map_err(|e| e.to_string())?;
             }
         }
@@ -267,6 +270,7 @@ rootfs:
             pkg_dir: &pkg,
             extra_sources: &build.extra_sources,
             debs: &debs,
+            pinned: &BTreeMap::new(),
             cargo_target: &d.path().join("cargo"),
             rust_target: "x86_64-unknown-linux-gnu",
         };
@@ -325,6 +329,7 @@ rootfs:
             pkg_dir: pkg,
             extra_sources: &build.extra_sources,
             debs: &debs,
+            pinned: &BTreeMap::new(),
             cargo_target: &d.join("cargo"),
             rust_target: "x86_64-unknown-linux-gnu",
         };
