@@ -148,6 +148,12 @@ pub enum PkgCommand {
         #[arg(required = true, value_name = "DIR")]
         dirs: Vec<PathBuf>,
     },
+    /// Pin what apt offers now for the packages' debs: steps: write DIR/debs.lock (docs/pkg.md).
+    Lock {
+        /// Package folders.
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
     /// Print each package's ORG/IMAGE:TAG.
     ShowTag {
         /// Package folders.

@@ -1,10 +1,11 @@
-//! `moby pkg build|show-tag|push`: packages (folders with a `build.yml`) into images.
+//! `moby pkg build|lock|show-tag|push`: packages (folders with a `build.yml`) into images.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use builder::image::{push_image, PushOptions, Store};
-use builder::pkg::{build_package, BuildOutcome, Package, PkgBuildOptions};
+use builder::pkg::debs::DebCache;
+use builder::pkg::{build_package, update_lock, BuildOutcome, LockUpdate, Package, PkgBuildOptions, PkgError};
 use builder::Reference;
 
 use crate::cli::{PkgArgs, PkgCommand};
@@ -19,6 +20,19 @@ pub fn run(args: PkgArgs) -> Result<()> {
         PkgCommand::ShowTag { dirs } => {
             for dir in dirs {
                 println!("{}", Package::load(&dir)?.full_tag());
+            }
+            Ok(())
+        }
+        PkgCommand::Lock { dirs } => {
+            let debs = DebCache::new(&options.deb_cache);
+            for dir in dirs {
+                let lock = dir.join(builder::pkg::lock::LOCK_FILE);
+                match update_lock(&dir, &debs)? {
+                    LockUpdate::Written(n) => eprintln!("{}: {n} packages pinned", lock.display()),
+                    LockUpdate::Unchanged(n) => eprintln!("{}: unchanged ({n} packages)", lock.display()),
+                    LockUpdate::Removed => eprintln!("{}: removed (no debs: steps)", lock.display()),
+                    LockUpdate::NotNeeded => eprintln!("{}: no debs: steps, no lock needed", dir.display()),
+                }
             }
             Ok(())
         }
@@ -60,7 +74,13 @@ pub fn run(args: PkgArgs) -> Result<()> {
 
 /// Builds one package, saying what happened; returns its identity.
 fn build(dir: &Path, store: &Store, options: &PkgBuildOptions) -> Result<Package> {
-    let (package, outcome) = build_package(dir, store, options)?;
+    let (package, outcome) = build_package(dir, store, options).map_err(|e| match e {
+        PkgError::Lock { .. } => anyhow::anyhow!(
+            "{e}\n(`moby pkg lock {}` pins what apt offers now; review and commit the lock with the package)",
+            dir.display()
+        ),
+        e => e.into(),
+    })?;
     match outcome {
         BuildOutcome::Built(manifest) => tracing::info!("built {} ({})", package.full_tag(), manifest.digest),
         BuildOutcome::Cached => tracing::info!("{} is in the cache already", package.full_tag()),

@@ -101,20 +101,25 @@ pub fn build_package(
     options: &PkgBuildOptions,
 ) -> Result<(Package, BuildOutcome), PkgError> {
     let build = BuildYml::load(dir)?;
+    build.check_buildable(dir)?;
+    let pinned = super::lock::pinned(dir, &build)?;
     let package = Package::of(dir, &build)?;
-    let invalid = |problem: String| PkgError::Invalid {
-        dir: dir.to_path_buf(),
-        problem,
-    };
-    let reference = Reference::parse(&package.full_tag())
-        .map_err(|e| invalid(format!("{} is not a valid image name: {e}", package.full_tag())))?;
+    let reference = Reference::parse(&package.full_tag()).map_err(|e| {
+        build.error(
+            "image",
+            format!("{} is not a valid image name: {e}", package.full_tag()),
+        )
+    })?;
     let platform = Platform::host();
     let arch = oci_architecture(std::env::consts::ARCH).to_string();
     if !build.arches.is_empty() && !build.arches.contains(&arch) {
-        return Err(invalid(format!(
-            "arches: the package builds for {}, not for this machine ({arch})",
-            build.arches.join(", ")
-        )));
+        return Err(build.error(
+            "arches",
+            format!(
+                "the package builds for {}, not for this machine ({arch})",
+                build.arches.join(", ")
+            ),
+        ));
     }
     let store_error = |e: crate::image::ImageError| PkgError::Store {
         image: package.full_tag(),
@@ -142,10 +147,11 @@ pub fn build_package(
         pkg_dir: dir,
         extra_sources: &build.extra_sources,
         debs: &debs,
+        pinned: &pinned,
         cargo_target: &cargo_target,
-        rust_target: rust_target(&arch).ok_or_else(|| invalid(format!("no Rust target for {arch}")))?,
+        rust_target: rust_target(&arch).ok_or_else(|| build.error("arches", format!("no Rust target for {arch}")))?,
     };
-    run_steps(&build.steps, &env, &mut rootfs)?;
+    run_steps(&build, &env, &mut rootfs)?;
     let layer =
         write_layer(&root, rootfs.owners(), &scratch.path().join("layer.tar.gz")).map_err(|source| PkgError::Read {
             dir: root.clone(),
@@ -212,7 +218,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let pkg = d.path().join("x");
         std::fs::create_dir_all(&pkg).unwrap();
-        std::fs::write(pkg.join("build.yml"), "image: x\narches: [s390x]\n").unwrap();
+        std::fs::write(pkg.join("build.yml"), "image: x\narches: [s390x]\nrootfs: []\n").unwrap();
         let store = Store::open(&d.path().join("cache")).unwrap();
         let e = build_package(&pkg, &store, &PkgBuildOptions::new())
             .unwrap_err()

@@ -1,5 +1,6 @@
 //! Debian packages for `debs:` steps: the dependency closure as the host's apt sees it
-//! ([`resolve`]), downloaded once into the deb cache ([`DebCache::fetch`]), unpacked into the
+//! ([`DebCache::resolve`], which `debs.lock` pins, see [`super::lock`]), downloaded once into the
+//! deb cache and verified against the pinned digests ([`DebCache::fetch`]), unpacked into the
 //! staging directory without running maintainer scripts ([`unpack`]).
 //!
 //! The closure follows `Depends` and `Pre-Depends` (not `Recommends`), takes the candidate version
@@ -35,19 +36,43 @@ pub enum DebError {
         /// Who asked for it.
         needed_by: String,
     },
-    /// `apt-get download` failed.
-    #[error("apt-get download {name}={version} failed ({status}): {stderr} (is the network or the deb cache {cache} available?)")]
-    Download {
+    /// A pinned package is not in the deb cache and apt cannot supply it.
+    #[error("{name} {version} ({arch}) is pinned, but the deb cache {cache} does not have it and `apt-get download {name}={version}` failed ({status}): {stderr} (the network is down, apt's lists are old (apt-get update), or the archive no longer offers this version: then pin what apt offers now, see docs/pkg.md)")]
+    Unsupplied {
         /// Package.
         name: String,
         /// Version.
         version: String,
+        /// Architecture.
+        arch: String,
         /// Exit status.
         status: std::process::ExitStatus,
         /// Its error output.
         stderr: String,
         /// The deb cache.
         cache: PathBuf,
+    },
+    /// A downloaded package is not the pinned file.
+    #[error("{name} {version} ({arch}) from apt has sha256 {got}, but {expected} is pinned: the archive changed the file under the same version; check where apt downloads from, or pin again (docs/pkg.md)")]
+    Digest {
+        /// Package.
+        name: String,
+        /// Version.
+        version: String,
+        /// Architecture.
+        arch: String,
+        /// The pinned digest.
+        expected: String,
+        /// The digest of the file apt gave.
+        got: String,
+    },
+    /// apt's index gives no digest for a package, so it cannot be pinned.
+    #[error("apt's index gives no SHA256 for {name} {version}: only archives with SHA256 sums (every Debian and Ubuntu one) can be pinned")]
+    NoDigest {
+        /// Package.
+        name: String,
+        /// Version.
+        version: String,
     },
     /// Unpacking failed.
     #[error("cannot unpack {deb}: {reason}")]
@@ -67,15 +92,17 @@ pub enum DebError {
     },
 }
 
-/// One package of a closure.
+/// One package of a closure: exactly one `.deb` file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DebPackage {
     /// Package name.
     pub name: String,
-    /// Candidate version.
+    /// Version.
     pub version: String,
     /// Architecture (`amd64`, `all`).
     pub arch: String,
+    /// sha256 of the `.deb` file (hex).
+    pub sha256: String,
 }
 
 impl DebPackage {
@@ -90,6 +117,7 @@ impl DebPackage {
 struct Stanza {
     version: String,
     arch: String,
+    sha256: String,
     depends: Vec<Vec<String>>,
 }
 
@@ -143,6 +171,7 @@ fn parse_show(text: &str) -> BTreeMap<String, Stanza> {
         }
         stanza.version = values.get("Version").cloned().unwrap_or_default();
         stanza.arch = values.get("Architecture").cloned().unwrap_or_default();
+        stanza.sha256 = values.get("SHA256").cloned().unwrap_or_default();
         for key in ["Pre-Depends", "Depends"] {
             if let Some(v) = values.get(key) {
                 stanza.depends.extend(parse_depends(v));
@@ -304,7 +333,7 @@ impl DebCache {
     }
 
     /// The closure of `names` (see the module doc), without `skip` and what only they pulled
-    /// in, sorted by name.
+    /// in, sorted by name: what apt offers today, with the digests of apt's index.
     pub fn resolve(&self, names: &[String], skip: &[String]) -> Result<Vec<DebPackage>, DebError> {
         let skip: BTreeSet<&str> = skip.iter().map(String::as_str).collect();
         let mut args = vec![
@@ -326,10 +355,15 @@ impl DebCache {
         chosen
             .into_iter()
             .map(|name| match stanzas.get(&name) {
+                Some(s) if s.sha256.is_empty() => Err(DebError::NoDigest {
+                    name,
+                    version: s.version.clone(),
+                }),
                 Some(s) => Ok(DebPackage {
                     name,
                     version: s.version.clone(),
                     arch: s.arch.clone(),
+                    sha256: s.sha256.clone(),
                 }),
                 None => Err(DebError::Unknown {
                     name,
@@ -339,8 +373,10 @@ impl DebCache {
             .collect()
     }
 
-    /// The files of `packages`, downloading those the cache lacks (each into a private directory,
-    /// then renamed, so a killed download leaves no partial file under a final name).
+    /// The files of `packages`, each verified against its pinned sha256; those the cache lacks
+    /// (or holds with other contents) are downloaded by exact version, each into a private
+    /// directory, verified, then renamed into place, so a killed or wrong download leaves no file
+    /// under a final name.
     pub fn fetch(&self, packages: &[DebPackage]) -> Result<Vec<PathBuf>, DebError> {
         let cache_err = |source| DebError::Cache {
             dir: self.dir.clone(),
@@ -350,35 +386,21 @@ impl DebCache {
         let mut files = Vec::with_capacity(packages.len());
         for package in packages {
             let file = self.dir.join(package.file_name());
-            if !file.is_file() {
+            let cached = file.is_file() && super::sha256_file(&file).map_err(cache_err)? == package.sha256;
+            if !cached {
                 let partial = tempfile::Builder::new()
                     .prefix(".download-")
                     .tempdir_in(&self.dir)
                     .map_err(cache_err)?;
-                let spec = format!("{}={}", package.name, package.version);
-                let mut cmd = Command::new("apt-get");
-                cmd.args(self.apt_options()).arg("download").arg("-q");
-                if running_as_root() {
-                    // apt drops to user _apt, which cannot write our directory.
-                    cmd.args(["-o", "APT::Sandbox::User=root"]);
-                }
-                let out = cmd
-                    .arg(&spec)
-                    .current_dir(partial.path())
-                    .stdin(Stdio::null())
-                    .output()
-                    .map_err(|source| DebError::Tool {
-                        tool: "apt-get",
-                        source,
-                    })?;
-                let downloaded = partial.path().join(package.file_name());
-                if !out.status.success() || !downloaded.is_file() {
-                    return Err(DebError::Download {
+                let downloaded = self.download(package, partial.path())?;
+                let got = super::sha256_file(&downloaded).map_err(cache_err)?;
+                if got != package.sha256 {
+                    return Err(DebError::Digest {
                         name: package.name.clone(),
                         version: package.version.clone(),
-                        status: out.status,
-                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                        cache: self.dir.clone(),
+                        arch: package.arch.clone(),
+                        expected: package.sha256.clone(),
+                        got,
                     });
                 }
                 std::fs::rename(&downloaded, &file).map_err(cache_err)?;
@@ -386,6 +408,37 @@ impl DebCache {
             files.push(file);
         }
         Ok(files)
+    }
+
+    /// `apt-get download NAME=VERSION` into `dir`; the file it wrote.
+    fn download(&self, package: &DebPackage, dir: &Path) -> Result<PathBuf, DebError> {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(self.apt_options()).arg("download").arg("-q");
+        if running_as_root() {
+            // apt drops to user _apt, which cannot write our directory.
+            cmd.args(["-o", "APT::Sandbox::User=root"]);
+        }
+        let out = cmd
+            .arg(format!("{}={}", package.name, package.version))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| DebError::Tool {
+                tool: "apt-get",
+                source,
+            })?;
+        let downloaded = dir.join(package.file_name());
+        if !out.status.success() || !downloaded.is_file() {
+            return Err(DebError::Unsupplied {
+                name: package.name.clone(),
+                version: package.version.clone(),
+                arch: package.arch.clone(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                cache: self.dir.clone(),
+            });
+        }
+        Ok(downloaded)
     }
 }
 
@@ -475,6 +528,7 @@ mod tests {
             name: "a".into(),
             version: "1:2.0-1".into(),
             arch: "amd64".into(),
+            sha256: String::new(),
         };
         assert_eq!(p.file_name(), "a_1%3a2.0-1_amd64.deb");
     }

@@ -211,26 +211,35 @@ impl Rootfs {
         }
     }
 
-    /// Copies the host directory `from` into `path`, recursively (files keep their permission
-    /// bits, links stay links); `mode` overrides the files' bits.
-    pub fn copy_tree(&self, from: &Path, path: &str, mode: Option<u32>) -> io::Result<()> {
-        let dir_mode = fs::metadata(from)?.permissions().mode() & 0o7777;
-        self.mkdir(path, dir_mode)?;
-        let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let child = format!("{}/{name}", path.trim_end_matches('/'));
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                self.copy_tree(&entry.path(), &child, mode)?;
-            } else if kind.is_symlink() {
-                self.symlink(&child, &fs::read_link(entry.path())?.to_string_lossy())?;
-            } else {
-                self.copy_file(&entry.path(), &child, mode)?;
+    /// Copies the host file, directory (recursively) or symbolic link `from` to `path`: files keep
+    /// their permission bits unless `mode` is given, links stay links (never followed, at any
+    /// depth). FIFOs, sockets and devices are refused: reading one would block or never end.
+    pub fn copy(&self, from: &Path, path: &str, mode: Option<u32>) -> io::Result<()> {
+        let meta =
+            fs::symlink_metadata(from).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            self.symlink(path, &fs::read_link(from)?.to_string_lossy())
+        } else if kind.is_file() {
+            self.copy_file(from, path, mode)
+        } else if kind.is_dir() {
+            self.mkdir(path, meta.permissions().mode() & 0o7777)?;
+            let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                self.copy(&entry.path(), &format!("{}/{name}", path.trim_end_matches('/')), mode)?;
             }
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a file, folder or symbolic link (a package cannot hold FIFOs, sockets or devices)",
+                    from.display()
+                ),
+            ))
         }
-        Ok(())
     }
 }
 
@@ -302,7 +311,7 @@ mod tests {
         fs::write(src.join("sub/run.sh"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(src.join("sub/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("sub/run.sh", src.join("link")).unwrap();
-        r.copy_tree(&src, "/opt/app", None).unwrap();
+        r.copy(&src, "/opt/app", None).unwrap();
         let meta = fs::metadata(r.root().join("opt/app/sub/run.sh")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
         assert_eq!(

@@ -13,7 +13,7 @@ mod metadata;
 pub mod model;
 mod schema;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 
 pub use error::{ErrorKind, SpecError, SpecErrors};
 pub use load::{load, parse_label, PkgResolver, Source};
