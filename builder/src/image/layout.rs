@@ -15,7 +15,7 @@ use super::descriptor::{
     WirePlatform,
 };
 use super::platform::Platform;
-use super::ImageError;
+use super::{BlobDamage, DamagedBlob, ImageError};
 use crate::reference::Reference;
 
 /// The annotation that names an image in `index.json`.
@@ -46,6 +46,8 @@ pub struct Store {
 pub struct ResolvedImage {
     /// The reference that was looked up.
     pub reference: Reference,
+    /// The name of its `index.json` entry (as [`Store::list`] shows it and [`Store::remove`] takes it).
+    pub name: String,
     /// Digest of the blob `index.json` names (an index or a manifest).
     pub root_digest: String,
     /// Digest of the platform's image manifest (equal to `root_digest` for single manifests).
@@ -312,10 +314,56 @@ impl Store {
             .is_some_and(|m| m.is_file() && m.len() == size)
     }
 
-    /// Opens a blob for reading.
-    pub fn open_blob(&self, digest: &str) -> Result<File, ImageError> {
-        let path = self.blob_path(digest)?;
-        File::open(&path).map_err(|e| ImageError::io("open blob", path, e))
+    /// Opens the blob `blob` of image `image` (its `index.json` name, for error messages) for
+    /// reading through a [`VerifiedBlob`].
+    pub fn open_verified(&self, image: &str, blob: &Descriptor) -> Result<VerifiedBlob, ImageError> {
+        let path = self.blob_path(&blob.digest)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ImageError::BlobMissing {
+                    image: image.to_string(),
+                    digest: blob.digest.clone(),
+                    dir: self.dir.clone(),
+                })
+            }
+            Err(e) => return Err(ImageError::io("open blob", path, e)),
+        };
+        Ok(VerifiedBlob {
+            store: self.clone(),
+            image: image.to_string(),
+            blob: blob.clone(),
+            path,
+            file,
+            hasher: Sha256::new(),
+            read: 0,
+            verdict: None,
+        })
+    }
+
+    /// Reads a blob through a [`VerifiedBlob`] to its end: `Ok` when it is intact.
+    pub fn verify_blob(&self, image: &str, blob: &Descriptor) -> Result<(), ImageError> {
+        let mut reader = self.open_verified(image, blob)?;
+        io::copy(&mut reader, &mut io::sink())
+            .map(drop)
+            .map_err(|e| reader.error(e))
+    }
+
+    /// The report on a damaged blob; the file is removed first when the cache is writable and
+    /// `file` (open) is still the one under its name, so that a good copy that another process
+    /// has just stored there is never removed.
+    fn damaged(&self, image: &str, digest: &str, path: &Path, file: &File, problem: BlobDamage) -> DamagedBlob {
+        let removed = self.writable && is_same_file(file, path) && fs::remove_file(path).is_ok();
+        if removed {
+            tracing::debug!("removed the damaged blob {digest} from the cache ({problem})");
+        }
+        DamagedBlob {
+            image: image.to_string(),
+            digest: digest.to_string(),
+            problem,
+            path: path.to_path_buf(),
+            removed,
+        }
     }
 
     /// Reads a small (JSON) blob and checks its digest; `Ok(None)` if it is missing.
@@ -327,18 +375,16 @@ impl Store {
             Err(e) => return Err(ImageError::io("open blob", path, e)),
         };
         let mut bytes = Vec::new();
-        file.take(MAX_JSON_BLOB + 1)
+        (&file)
+            .take(MAX_JSON_BLOB + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| ImageError::io("read blob", &path, e))?;
         let actual = sha256_digest(&bytes);
         if actual != digest {
-            return Err(ImageError::CorruptBlob {
-                image: image.to_string(),
-                expected: digest.to_string(),
-                actual,
-                dir: self.dir.clone(),
-                path,
-            });
+            let problem = BlobDamage::Content { actual };
+            return Err(ImageError::CorruptBlob(
+                self.damaged(image, digest, &path, &file, problem),
+            ));
         }
         Ok(Some(bytes))
     }
@@ -496,13 +542,13 @@ impl Store {
                 (child.digest.clone(), parse_child(&image, &child, &bytes)?)
             }
         };
-        self.resolve_manifest(reference, &entry.digest, &manifest_digest, &manifest)
+        self.resolve_manifest(reference, &entry, &manifest_digest, &manifest)
     }
 
     fn resolve_manifest(
         &self,
         reference: &Reference,
-        root_digest: &str,
+        entry: &IndexEntry,
         manifest_digest: &str,
         manifest: &ImageManifest,
     ) -> Result<Option<ResolvedImage>, ImageError> {
@@ -518,12 +564,25 @@ impl Store {
             reason: e.to_string(),
         })?;
         let layers: Vec<Descriptor> = manifest.layers.iter().map(|l| l.descriptor()).collect();
+        if config.diff_ids.len() != layers.len() {
+            return Err(ImageError::InvalidManifest {
+                what: "config",
+                image,
+                digest: config_descriptor.digest,
+                reason: format!(
+                    "its rootfs.diff_ids lists {} layers, but the manifest has {}",
+                    config.diff_ids.len(),
+                    layers.len()
+                ),
+            });
+        }
         if layers.iter().any(|l| !self.has_blob(&l.digest, l.size)) {
             return Ok(None);
         }
         Ok(Some(ResolvedImage {
             reference: reference.clone(),
-            root_digest: root_digest.to_string(),
+            name: entry.name().map_or_else(|| reference.cache_name(), str::to_string),
+            root_digest: entry.digest.clone(),
             manifest_digest: manifest_digest.to_string(),
             config_descriptor,
             config,
@@ -637,7 +696,7 @@ impl Store {
         }
         let bytes = match self.read_small_blob("(garbage collection)", &descriptor.digest) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) | Err(ImageError::CorruptBlob { .. }) | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
+            Ok(None) | Err(ImageError::CorruptBlob(_)) | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
         match parse_manifest(&bytes, &descriptor.media_type) {
@@ -748,6 +807,103 @@ pub(crate) fn parse_child(image: &str, child: &Descriptor, bytes: &[u8]) -> Resu
     match parse_manifest(bytes, &child.media_type).map_err(invalid)? {
         (_, Manifest::Image(manifest)) => Ok(manifest),
         (_, Manifest::Index(_)) => Err(invalid("an index nested in an index is not supported".to_string())),
+    }
+}
+
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// A cached blob read through its descriptor ([`Store::open_verified`]): hashed as it is read,
+/// and the read that reaches the descriptor's size fails instead of returning its bytes when
+/// the size or the digest is wrong (a file that ends early fails at its end). The error is an
+/// `io::Error` of kind `InvalidData` carrying a [`DamagedBlob`] ([`DamagedBlob::find`] recovers
+/// it). Every reader of cached layers goes through it: builds, `format: oci` volumes, exports and
+/// pushes. Consumers that stop early (a tar's end marker) read the rest to get the verdict.
+pub struct VerifiedBlob {
+    store: Store,
+    image: String,
+    blob: Descriptor,
+    path: PathBuf,
+    file: File,
+    hasher: Sha256,
+    read: u64,
+    /// Set once every byte is in: `Ok` when intact, else the report every later read repeats.
+    verdict: Option<Result<(), DamagedBlob>>,
+}
+
+impl VerifiedBlob {
+    /// An error of this reader as an [`ImageError`]: the damage report, else an I/O error naming
+    /// the blob file.
+    pub fn error(&self, error: io::Error) -> ImageError {
+        match DamagedBlob::find(&error) {
+            Some(damage) => ImageError::CorruptBlob(damage.clone()),
+            None => ImageError::io("read blob", &self.path, error),
+        }
+    }
+    /// Checks what was read against the descriptor once all its bytes are in: nothing may follow,
+    /// and the digest must match.
+    fn verify(&mut self) -> io::Result<()> {
+        let mut probe = [0u8; 1];
+        let problem = if self.file.read(&mut probe)? > 0 {
+            Some(BlobDamage::Size {
+                expected: self.blob.size,
+                actual: self.file.metadata().map_or(self.read + 1, |m| m.len()),
+            })
+        } else {
+            let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+            (actual != self.blob.digest).then_some(BlobDamage::Content { actual })
+        };
+        match problem {
+            Some(problem) => Err(self.damaged(problem)),
+            None => {
+                self.verdict = Some(Ok(()));
+                Ok(())
+            }
+        }
+    }
+
+    fn damaged(&mut self, problem: BlobDamage) -> io::Error {
+        let report = self
+            .store
+            .damaged(&self.image, &self.blob.digest, &self.path, &self.file, problem);
+        self.verdict = Some(Err(report.clone()));
+        io::Error::new(io::ErrorKind::InvalidData, report)
+    }
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.verdict {
+            Some(Ok(())) => return Ok(0),
+            Some(Err(report)) => return Err(io::Error::new(io::ErrorKind::InvalidData, report.clone())),
+            None if buf.is_empty() => return Ok(0),
+            None => {}
+        }
+        let left = self.blob.size - self.read;
+        if left == 0 {
+            self.verify()?;
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            let actual = self.read;
+            return Err(self.damaged(BlobDamage::Size {
+                expected: self.blob.size,
+                actual,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if self.read == self.blob.size {
+            self.verify()?;
+        }
+        Ok(n)
     }
 }
 
@@ -1116,7 +1272,92 @@ pub(crate) mod tests {
         bytes[0] ^= 1;
         fs::write(&path, bytes).unwrap();
         let err = store.resolve(&r, &Platform::host()).unwrap_err();
-        assert!(matches!(err, ImageError::CorruptBlob { .. }), "{err}");
+        assert!(matches!(err, ImageError::CorruptBlob(_)), "{err}");
+    }
+
+    /// hello:v1's only layer in a writable copy of the corpus, and that copy.
+    fn hello_layer() -> (tempfile::TempDir, Store, ResolvedImage) {
+        let (tmp, store) = corpus_copy();
+        let resolved = store
+            .resolve(&conformance("hello:v1"), &Platform::linux("amd64"))
+            .unwrap()
+            .unwrap();
+        (tmp, store, resolved)
+    }
+
+    /// Reads the blob whole through a verifying reader.
+    fn read_verified(store: &Store, image: &ResolvedImage) -> Result<Vec<u8>, ImageError> {
+        let mut reader = store.open_verified(&image.name, &image.layers[0])?;
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|e| reader.error(e))?;
+        Ok(bytes)
+    }
+
+    fn damage_of(err: ImageError) -> DamagedBlob {
+        match err {
+            ImageError::CorruptBlob(damage) => damage,
+            other => panic!("expected a damaged blob, got {other}"),
+        }
+    }
+
+    #[test]
+    fn verified_reads_pass_intact_blobs() {
+        let (_tmp, store, hello) = hello_layer();
+        let path = store.blob_path(&hello.layers[0].digest).unwrap();
+        assert_eq!(read_verified(&store, &hello).unwrap(), fs::read(&path).unwrap());
+        store.verify_blob(&hello.name, &hello.layers[0]).unwrap();
+    }
+
+    #[test]
+    fn verified_reads_find_damage_and_remove_the_blob() {
+        let (_tmp, store, hello) = hello_layer();
+        let layer = &hello.layers[0];
+        let path = store.blob_path(&layer.digest).unwrap();
+        let good = fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        flipped[9] ^= 1;
+        let cases = [
+            (flipped, "its content hashes to sha256:".to_string()),
+            (
+                good[..good.len() - 1].to_vec(),
+                format!("it has {} bytes instead of {}", good.len() - 1, good.len()),
+            ),
+            (
+                [&good[..], &[0]].concat(),
+                format!("it has {} bytes instead of {}", good.len() + 1, good.len()),
+            ),
+        ];
+        for (bytes, problem) in cases {
+            fs::write(&path, &bytes).unwrap();
+            let report = damage_of(read_verified(&store, &hello).unwrap_err());
+            let text = report.to_string();
+            assert_eq!(report.image, "localhost:5000/conformance/hello:v1");
+            assert_eq!(report.digest, layer.digest);
+            assert!(report.removed, "{text}");
+            assert!(text.contains(&layer.digest) && text.contains(&problem), "{text}");
+            assert!(
+                text.contains("hello:v1") && text.contains("removed from the cache"),
+                "{text}"
+            );
+            assert!(!path.exists(), "a damaged blob is removed");
+        }
+    }
+
+    #[test]
+    fn a_read_only_cache_keeps_its_damaged_blob() {
+        let (tmp, store, hello) = hello_layer();
+        let path = store.blob_path(&hello.layers[0].digest).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[9] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let read_only = Store::open_read_only(tmp.path()).unwrap();
+        let report = damage_of(read_only.verify_blob(&hello.name, &hello.layers[0]).unwrap_err());
+        assert!(!report.removed);
+        assert!(
+            report.to_string().contains("remove the image from the cache"),
+            "{report}"
+        );
+        assert!(path.exists());
     }
 
     #[test]

@@ -87,22 +87,19 @@ pub fn push_image(
             if exists {
                 continue;
             }
-            let mut data = Vec::with_capacity(blob.size as usize);
-            store
-                .open_blob(&blob.digest)?
-                .read_to_end(&mut data)
-                .map_err(|e| ImageError::io("read blob", store.blob_path(&blob.digest).unwrap_or_default(), e))?;
+            let mut data = Vec::new();
+            let mut reader = store.open_verified(&resolved.name, blob)?;
+            reader.read_to_end(&mut data).map_err(|e| reader.error(e))?;
             client
                 .push_blob(oci, data, &blob.digest)
                 .await
                 .map_err(|e| registry_error("blob", &blob.digest, &e))?;
         }
+        let content_type = content_type
+            .parse()
+            .map_err(|e| registry_error("manifest", &resolved.manifest_digest, &e))?;
         client
-            .push_manifest_raw(
-                oci,
-                manifest.clone(),
-                content_type.parse().expect("a valid header value"),
-            )
+            .push_manifest_raw(oci, manifest.clone(), content_type)
             .await
             .map_err(|e| registry_error("manifest", oci.tag().unwrap_or("latest"), &e))?;
         Ok(resolved.manifest_digest.clone())
