@@ -82,6 +82,7 @@ pub fn build(moby: &Moby, options: &BuildOptions, sink: &mut dyn EntrySink) -> R
         mirrors: options.mirrors.clone(),
         platform: options.platform.clone(),
         docker_config: options.docker_config.clone(),
+        stall_timeout: None,
     };
     let references = filesystem_references(moby);
     let resolved = image::ensure_images(&store, &references, &pull)?;

@@ -933,11 +933,6 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Fails early when more bytes arrived than the descriptor announced.
     pub fn check_not_oversized(&self) -> Result<(), ImageError> {
         match self.size {

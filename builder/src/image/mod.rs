@@ -35,6 +35,7 @@ mod oci_volume;
 mod platform;
 mod pull;
 mod push;
+mod registry;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,7 @@ pub use oci_volume::{oci_layout_entries, LayoutContent, LayoutEntry, LayoutEntry
 pub use platform::{oci_architecture, Platform};
 pub use pull::{ensure_images, ensure_layouts, parse_mirror, PullOptions};
 pub use push::{push_image, PushOptions};
+pub use registry::{DEFAULT_STALL_TIMEOUT, STALL_TIMEOUT_ENV};
 
 #[cfg(test)]
 pub(crate) use layout::tests::corpus_copy;
@@ -224,6 +226,46 @@ pub enum ImageError {
         object: String,
         /// What went wrong.
         detail: String,
+    },
+    /// A transfer from a registry stopped moving.
+    #[error("pulling {what} {object} of image {image} from {registry} stalled: less than {progress} bytes arrived in {seconds} s; check the network and the registry (MOBY_PULL_STALL_TIMEOUT sets the seconds)")]
+    Stalled {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// "manifest" or "blob".
+        what: &'static str,
+        /// Tag or digest.
+        object: String,
+        /// The bytes that count as progress.
+        progress: u64,
+        /// The stall timeout.
+        seconds: u64,
+    },
+    /// A registry sent more than a document of its kind can hold; it was not read further.
+    #[error("the {what} for {object} of image {image} from {registry} is larger than {limit} bytes, more than any real one: the registry is broken or hostile, refusing it")]
+    TooLarge {
+        /// The image.
+        image: String,
+        /// Registry URL.
+        registry: String,
+        /// "manifest", "config" or "token response".
+        what: &'static str,
+        /// Tag or digest.
+        object: String,
+        /// The bound.
+        limit: u64,
+    },
+    /// An environment variable moby reads has a value it cannot use.
+    #[error("{name}={value:?} is invalid: {reason}")]
+    InvalidEnvironment {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
     },
     /// A push to a registry failed.
     #[error("pushing {what} {object} of image {image} to {registry} failed: {detail}")]

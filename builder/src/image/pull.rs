@@ -10,22 +10,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use futures_util::future::join_all;
-use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::Semaphore;
 
 use super::auth::DockerConfig;
-use super::descriptor::{media_type, sha256_digest, Descriptor, ImageManifest, Manifest};
+use super::descriptor::{sha256_digest, sha256_hex, Descriptor, ImageManifest, Manifest};
 use super::layout::{parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB};
 use super::platform::Platform;
+use super::registry::{stall_timeout, Registry, Target};
 use super::ImageError;
 use crate::reference::Reference;
 
@@ -50,6 +45,9 @@ pub struct PullOptions {
     /// Docker `config.json` to read credentials from instead of `$DOCKER_CONFIG/config.json`
     /// or `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// A download fails when less than 16 KiB arrive in this time; `None` means
+    /// `$MOBY_PULL_STALL_TIMEOUT` seconds, else [`super::DEFAULT_STALL_TIMEOUT`].
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Parses a `--mirror` value: `REGISTRY=URL`, or just `URL` for every registry (key `*`).
@@ -301,10 +299,8 @@ struct Plan {
 
 struct Session<'s> {
     store: &'s Store,
-    client: oci_client::Client,
+    registry: Registry,
     remotes: HashMap<Reference, Remote>,
-    docker: DockerConfig,
-    auths: Mutex<HashMap<String, RegistryAuth>>,
     always_pull: bool,
 }
 
@@ -315,24 +311,17 @@ impl<'s> Session<'s> {
             let remote = remote_for(&request.reference, &opts.mirrors)?;
             remotes.insert(request.reference.clone(), remote);
         }
-        let mut http_hosts: Vec<String> = remotes
-            .values()
-            .filter(|r| r.plain_http)
-            .map(|r| r.oci.resolve_registry().to_string())
-            .collect();
-        http_hosts.sort();
-        http_hosts.dedup();
-        let client = new_client(http_hosts).map_err(|detail| ImageError::Unreachable {
-            image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
-            registry: "(any)".to_string(),
-            detail,
-        })?;
+        let docker = DockerConfig::load(opts.docker_config.as_deref())?;
+        let registry =
+            Registry::new(docker, stall_timeout(opts.stall_timeout)?).map_err(|detail| ImageError::Unreachable {
+                image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
+                registry: "(any)".to_string(),
+                detail,
+            })?;
         Ok(Session {
             store,
-            client,
+            registry,
             remotes,
-            docker: DockerConfig::load(opts.docker_config.as_deref())?,
-            auths: Mutex::new(HashMap::new()),
             always_pull: opts.always_pull,
         })
     }
@@ -449,6 +438,16 @@ impl<'s> Session<'s> {
                 (fetched, parsed)
             }
         };
+        // Configs are read whole; one bigger than any real config is not downloaded at all.
+        if let Some(config) = images.iter().map(|m| &m.config).find(|c| c.size > MAX_JSON_BLOB) {
+            return Err(ImageError::TooLarge {
+                image,
+                registry: remote.url.clone(),
+                what: "config",
+                object: config.digest.clone(),
+                limit: MAX_JSON_BLOB,
+            });
+        }
         let mut blobs: Vec<Descriptor> = Vec::new();
         for blob in images.iter().flat_map(manifest_blobs) {
             if !blobs.iter().any(|b| b.digest == blob.digest) {
@@ -493,42 +492,24 @@ impl<'s> Session<'s> {
             })
     }
 
-    fn auth(&self, remote: &Remote) -> Result<RegistryAuth, ImageError> {
-        let mut auths = self.auths.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(auth) = auths.get(&remote.host) {
-            return Ok(auth.clone());
-        }
-        let auth = match self.docker.credentials_for(&remote.host)? {
-            Some(c) => RegistryAuth::Basic(c.username, c.password),
-            None => RegistryAuth::Anonymous,
-        };
-        auths.insert(remote.host.clone(), auth.clone());
-        Ok(auth)
-    }
-
     /// Fetches a manifest or index by tag (`digest` = None) or digest and verifies it.
     async fn fetch_manifest(&self, remote: &Remote, image: &str, digest: Option<&str>) -> Result<Fetched, ImageError> {
-        let target = match digest {
-            Some(digest) => remote.oci.clone_with_digest(digest.to_string()),
-            None => remote.oci.clone(),
-        };
-        let object = digest
-            .map(str::to_string)
-            .unwrap_or_else(|| target.tag().unwrap_or("latest").to_string());
-        let auth = self.auth(remote)?;
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&target, &auth, &media_type::MANIFEST_TYPES)
-            .await
-            .map_err(|e| map_error(e, image, remote, "manifest", &object))?;
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::InvalidManifest {
-                what: "manifest",
-                image: image.to_string(),
-                digest: object,
-                reason: format!("it is {} bytes, too big for a manifest", bytes.len()),
+        if let Some(digest) = digest.filter(|d| sha256_hex(d).is_none()) {
+            return Err(ImageError::InvalidDigest {
+                digest: digest.to_string(),
             });
         }
+        let object = match digest {
+            Some(digest) => digest.to_string(),
+            None => remote.oci.tag().unwrap_or("latest").to_string(),
+        };
+        let target = Target {
+            remote,
+            image,
+            what: "manifest",
+            object: &object,
+        };
+        let bytes = self.registry.manifest(target).await?;
         let actual = sha256_digest(&bytes);
         if let Some(expected) = digest.filter(|d| *d != actual) {
             return Err(ImageError::DigestMismatch {
@@ -551,74 +532,29 @@ impl<'s> Session<'s> {
                 digest: actual,
                 size: bytes.len() as u64,
             },
-            bytes: bytes.to_vec(),
+            bytes,
         })
     }
 
     /// Streams one blob into the store, verifying size and digest.
     async fn download(&self, plan: &Plan, blob: &Descriptor) -> Result<(), ImageError> {
         let image = plan.request.reference.to_string();
-        let remote = &plan.remote;
-        let registry_error = |detail: String| ImageError::Registry {
-            image: image.clone(),
-            registry: remote.url.clone(),
-            what: "blob",
-            object: blob.digest.clone(),
-            detail,
-        };
-        let size =
-            i64::try_from(blob.size).map_err(|_| registry_error(format!("its size {} is out of range", blob.size)))?;
-        let auth = self.auth(remote)?;
-        // Blob requests do not register credentials themselves (manifests may have come from
-        // the cache), so register them here.
-        self.client
-            .store_auth_if_needed(remote.oci.resolve_registry(), &auth)
-            .await;
-        let descriptor = OciDescriptor {
-            media_type: blob.media_type.clone(),
-            digest: blob.digest.clone(),
-            size,
-            ..OciDescriptor::default()
-        };
         let mut writer = self.store.blob_writer(
             &blob.digest,
             Some(blob.size),
             BlobOrigin {
                 image: image.clone(),
-                source: remote.url.clone(),
+                source: plan.remote.url.clone(),
             },
         )?;
         tracing::debug!("downloading {} ({} bytes) for {image}", blob.digest, blob.size);
-        let mut stream = self
-            .client
-            .pull_blob_stream(&remote.oci, &descriptor)
-            .await
-            .map_err(|e| map_error(e, &image, remote, "blob", &blob.digest))?;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    writer.write_all(&bytes).map_err(|e| writer.io_error(e))?;
-                    writer.check_not_oversized()?;
-                }
-                // oci-client reports a digest mismatch as a stream error after the last byte.
-                Err(_) if writer.written() == blob.size && writer.digest_so_far() != blob.digest => {
-                    return Err(ImageError::DigestMismatch {
-                        image,
-                        source_url: remote.url.clone(),
-                        expected: blob.digest.clone(),
-                        actual: writer.digest_so_far(),
-                    });
-                }
-                Err(e) => {
-                    return Err(registry_error(format!(
-                        "the download broke off after {} of {} bytes: {}",
-                        writer.written(),
-                        blob.size,
-                        error_chain(&e)
-                    )));
-                }
-            }
-        }
+        let target = Target {
+            remote: &plan.remote,
+            image: &image,
+            what: "blob",
+            object: &blob.digest,
+        };
+        self.registry.download(target, blob, &mut writer).await?;
         writer.commit()
     }
 
@@ -637,21 +573,6 @@ impl<'s> Session<'s> {
 }
 
 /// Where to pull `reference` from, honouring mirrors.
-/// A registry client that speaks plain HTTP to `http_hosts` and HTTPS (rustls with ring) to the rest.
-pub(crate) fn new_client(http_hosts: Vec<String>) -> Result<oci_client::Client, String> {
-    // reqwest is built without a default crypto provider (to avoid aws-lc); install ring.
-    // This fails harmlessly when a provider is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(http_hosts),
-        platform_resolver: None,
-        connect_timeout: Some(std::time::Duration::from_secs(30)),
-        read_timeout: Some(std::time::Duration::from_secs(300)),
-        ..ClientConfig::default()
-    };
-    oci_client::Client::try_from(config).map_err(|e| format!("cannot set up the HTTP client: {e}"))
-}
-
 pub(crate) fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Remote, ImageError> {
     let registry = reference.registry();
     let mirror = mirror_for(registry, mirrors);
@@ -714,7 +635,7 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 /// An error and its causes, on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -728,75 +649,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Translates a client error into one that says what happened and what to do.
-fn map_error(
-    error: OciDistributionError,
-    image: &str,
-    remote: &Remote,
-    what: &'static str,
-    object: &str,
-) -> ImageError {
-    let image = image.to_string();
-    let registry = remote.url.clone();
-    let not_found = || ImageError::NotFound {
-        image: image.clone(),
-        registry: registry.clone(),
-        what,
-        object: object.to_string(),
-    };
-    let unauthorized = |detail: String| ImageError::Unauthorized {
-        image: image.clone(),
-        registry: registry.clone(),
-        host: remote.host.clone(),
-        detail,
-    };
-    match error {
-        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => ImageError::Unreachable {
-            image,
-            registry,
-            detail: error_chain(&e),
-        },
-        OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401 Unauthorized")),
-        OciDistributionError::AuthenticationFailure(reason) => unauthorized(format!("authentication failed: {reason}")),
-        OciDistributionError::RegistryError { envelope, url } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown
-                )
-            }) {
-                not_found()
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized))
-            {
-                unauthorized(format!("{url}: {envelope}"))
-            } else {
-                ImageError::Registry {
-                    image,
-                    registry,
-                    what,
-                    object: object.to_string(),
-                    detail: format!("{url}: {envelope}"),
-                }
-            }
-        }
-        OciDistributionError::ServerError { code: 404, .. } => not_found(),
-        OciDistributionError::ServerError {
-            code: 401 | 403,
-            url,
-            message,
-        } => unauthorized(format!("{url}: {message}")),
-        other => ImageError::Registry {
-            image,
-            registry,
-            what,
-            object: object.to_string(),
-            detail: error_chain(&other),
-        },
-    }
-}
+#[cfg(test)]
+mod hostile_registry;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,8 @@ use oci_client::RegistryOperation;
 use super::auth::DockerConfig;
 use super::descriptor::media_type;
 use super::layout::Store;
-use super::pull::{new_client, remote_for, run_blocking};
+use super::pull::{remote_for, run_blocking};
+use super::registry::install_crypto_provider;
 use super::{ImageError, Platform};
 use crate::Reference;
 
@@ -104,4 +105,17 @@ pub fn push_image(
             .map_err(|e| registry_error("manifest", oci.tag().unwrap_or("latest"), &e))?;
         Ok(resolved.manifest_digest.clone())
     })?
+}
+
+/// An oci-client registry client that speaks plain HTTP to `http_hosts` and HTTPS to the rest.
+fn new_client(http_hosts: Vec<String>) -> Result<oci_client::Client, String> {
+    install_crypto_provider();
+    let config = oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::HttpsExcept(http_hosts),
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        read_timeout: Some(std::time::Duration::from_secs(300)),
+        ..oci_client::client::ClientConfig::default()
+    };
+    oci_client::Client::try_from(config).map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
