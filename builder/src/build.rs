@@ -271,6 +271,47 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_published_truncated_is_named_with_its_image() {
+        use std::io::Write as _;
+        // A layer holding one file of 64 KiB that does not compress, cut inside that file.
+        let data: Vec<u8> = (0..64u32 << 10)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut tar = TarWriter::new(Vec::new());
+        let mut header = crate::tar::Header::new("big", crate::tar::EntryKind::Regular, 0o644);
+        header.size = data.len() as u64;
+        tar.write_header(&header).unwrap();
+        tar.write_data(&data).unwrap();
+        tar.finish().unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&tar.into_inner()).unwrap();
+        let gzip = gzip.finish().unwrap();
+        let cut = &gzip[..gzip.len() / 2];
+
+        let (tmp, store) = corpus_copy();
+        let path = tmp.path().join("cut.tar.gz");
+        std::fs::write(&path, cut).unwrap();
+        let layer = LayerFile {
+            path,
+            digest: image::sha256_digest(cut),
+            size: cut.len() as u64,
+        };
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
+        let truncated = "example.org/truncated:v1";
+        store
+            .put_image(
+                &Reference::parse(truncated).unwrap(),
+                config,
+                std::slice::from_ref(&layer),
+            )
+            .unwrap();
+        let err = build_tar(&store, &onboot(truncated)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(&err, BuildError::Layer(_)), "{text}");
+        assert!(text.contains(truncated) && text.contains(&layer.digest), "{text}");
+    }
+
+    #[test]
     fn a_layer_not_matching_its_diff_id_fails_the_build() {
         let (_tmp, store) = corpus_copy();
         let hello = resolved(&store, HELLO);

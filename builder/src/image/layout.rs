@@ -15,7 +15,7 @@ use super::descriptor::{
     WirePlatform,
 };
 use super::platform::Platform;
-use super::{BlobDamage, DamagedBlob, ImageError};
+use super::{BlobDamage, CacheGap, DamagedBlob, ImageError};
 use crate::reference::Reference;
 
 /// The annotation that names an image in `index.json`.
@@ -308,10 +308,32 @@ impl Store {
     /// Whether the blob is present with the given size (its content is trusted: blobs only get
     /// their final name after verification).
     pub fn has_blob(&self, digest: &str, size: u64) -> bool {
-        self.blob_path(digest)
+        let blob = Descriptor {
+            media_type: String::new(),
+            digest: digest.to_string(),
+            size,
+        };
+        self.blob_gap(&blob).is_none()
+    }
+
+    /// What is wrong with a blob the cache should hold: missing, or of the wrong size (damaged;
+    /// a pull replaces it). `None` when it is there (its content is checked when it is read).
+    pub(crate) fn blob_gap(&self, blob: &Descriptor) -> Option<CacheGap> {
+        let size = self
+            .blob_path(&blob.digest)
             .ok()
             .and_then(|p| fs::metadata(p).ok())
-            .is_some_and(|m| m.is_file() && m.len() == size)
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len());
+        match size {
+            Some(size) if size == blob.size => None,
+            Some(actual) => Some(CacheGap::DamagedBlob {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual,
+            }),
+            None => Some(missing(&blob.digest)),
+        }
     }
 
     /// Opens the blob `blob` of image `image` (its `index.json` name, for error messages) for
@@ -525,19 +547,28 @@ impl Store {
     ///
     /// A single-platform manifest is returned for any platform, as LinuxKit does.
     pub fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Option<ResolvedImage>, ImageError> {
+        self.lookup(reference, platform).map(Result::ok)
+    }
+
+    /// [`Store::resolve`], saying what the cache lacks when the image is not (all) there.
+    pub(crate) fn lookup(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Result<ResolvedImage, CacheGap>, ImageError> {
         let Some(entry) = self.find_entry(reference)? else {
-            return Ok(None);
+            return Ok(Err(CacheGap::NotCached));
         };
         let image = reference.to_string();
         let Some(root) = self.read_small_blob(&image, &entry.digest)? else {
-            return Ok(None);
+            return Ok(Err(missing(&entry.digest)));
         };
         let (manifest_digest, manifest) = match parse_root(&image, &entry, &root)? {
             Manifest::Image(manifest) => (entry.digest.clone(), manifest),
             Manifest::Index(index) => {
                 let child = select_child(&image, &index, platform)?;
                 let Some(bytes) = self.read_small_blob(&image, &child.digest)? else {
-                    return Ok(None);
+                    return Ok(Err(missing(&child.digest)));
                 };
                 (child.digest.clone(), parse_child(&image, &child, &bytes)?)
             }
@@ -551,11 +582,11 @@ impl Store {
         entry: &IndexEntry,
         manifest_digest: &str,
         manifest: &ImageManifest,
-    ) -> Result<Option<ResolvedImage>, ImageError> {
+    ) -> Result<Result<ResolvedImage, CacheGap>, ImageError> {
         let image = reference.to_string();
         let config_descriptor = manifest.config.descriptor();
         let Some(config_bytes) = self.read_small_blob(&image, &config_descriptor.digest)? else {
-            return Ok(None);
+            return Ok(Err(missing(&config_descriptor.digest)));
         };
         let config = ImageConfigFile::parse(&config_bytes).map_err(|e| ImageError::InvalidManifest {
             what: "config",
@@ -576,10 +607,10 @@ impl Store {
                 ),
             });
         }
-        if layers.iter().any(|l| !self.has_blob(&l.digest, l.size)) {
-            return Ok(None);
+        if let Some(gap) = layers.iter().find_map(|l| self.blob_gap(l)) {
+            return Ok(Err(gap));
         }
-        Ok(Some(ResolvedImage {
+        Ok(Ok(ResolvedImage {
             reference: reference.clone(),
             name: entry.name().map_or_else(|| reference.cache_name(), str::to_string),
             root_digest: entry.digest.clone(),
@@ -807,6 +838,12 @@ pub(crate) fn parse_child(image: &str, child: &Descriptor, bytes: &[u8]) -> Resu
     match parse_manifest(bytes, &child.media_type).map_err(invalid)? {
         (_, Manifest::Image(manifest)) => Ok(manifest),
         (_, Manifest::Index(_)) => Err(invalid("an index nested in an index is not supported".to_string())),
+    }
+}
+
+fn missing(digest: &str) -> CacheGap {
+    CacheGap::MissingBlob {
+        digest: digest.to_string(),
     }
 }
 

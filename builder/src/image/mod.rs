@@ -180,10 +180,12 @@ pub enum ImageError {
         actual: u64,
     },
     /// The registry could not be reached at all.
-    #[error("image {image} is not in the cache and registry {registry} is unreachable: {detail}; check the name or run with network access")]
+    #[error("image {image} {cached}, and registry {registry} is unreachable: {detail}; check the name or run with network access")]
     Unreachable {
         /// The image.
         image: String,
+        /// What the cache lacked, that made the registry necessary.
+        cached: CacheGap,
         /// Registry URL.
         registry: String,
         /// The transport error.
@@ -300,6 +302,41 @@ pub enum ImageError {
     /// Several images failed; each error is listed.
     #[error("{} images could not be made available:\n  {}", .0.len(), list_errors(.0))]
     Several(Vec<ImageError>),
+}
+
+/// What the cache lacks for an image, so that it has to be pulled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheGap {
+    /// No `index.json` entry names it.
+    #[error("is not in the cache")]
+    NotCached,
+    /// It is pulled again on request, whatever the cache holds.
+    #[error("was to be pulled again")]
+    Refresh,
+    /// The cached index has no manifest for the platform (the tag may have moved to one that has).
+    #[error("is in the cache without a manifest for {platform} (it offers: {available})")]
+    NoPlatform {
+        /// The requested platform.
+        platform: String,
+        /// The platforms the cached index offers.
+        available: String,
+    },
+    /// A blob it needs is not in the cache.
+    #[error("is in the cache without its blob {digest}")]
+    MissingBlob {
+        /// The blob.
+        digest: String,
+    },
+    /// A blob it needs has the wrong size in the cache (damaged; a pull replaces it).
+    #[error("is in the cache with a damaged blob {digest} ({actual} bytes instead of {expected})")]
+    DamagedBlob {
+        /// The blob.
+        digest: String,
+        /// Its descriptor's size.
+        expected: u64,
+        /// The file's size.
+        actual: u64,
+    },
 }
 
 /// A blob of the cache whose content or size is not what its digest and descriptor say. It is

@@ -21,7 +21,7 @@ use super::descriptor::{sha256_digest, sha256_hex, Descriptor, ImageManifest, Ma
 use super::layout::{parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB};
 use super::platform::Platform;
 use super::registry::{stall_timeout, Registry, Target};
-use super::ImageError;
+use super::{CacheGap, ImageError};
 use crate::reference::Reference;
 
 /// How many images are planned at once.
@@ -139,13 +139,19 @@ pub fn ensure_layouts(
 
 fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(), ImageError> {
     let mut pending = Vec::new();
+    let mut gaps = HashMap::new();
     let mut seen = HashSet::new();
     for request in requests {
         let key = (request.reference.cache_name(), request.want.clone());
         if !seen.insert(key) {
             continue;
         }
-        if opts.always_pull || !is_complete(store, request)? {
+        let gap = match opts.always_pull {
+            true => Some(CacheGap::Refresh),
+            false => cache_gap(store, request)?,
+        };
+        if let Some(gap) = gap {
+            gaps.insert(request.reference.to_string(), gap);
             pending.push(request.clone());
         }
     }
@@ -155,6 +161,7 @@ fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(),
     let _pulling = store.lock_for_pull()?;
     let session = Session::new(store, &pending, opts)?;
     let mut errors = run_blocking(session.pull_all(&pending))?;
+    explain_unreachable(&mut errors, &gaps);
     if errors.len() > 1 {
         return Err(ImageError::Several(errors));
     }
@@ -185,34 +192,40 @@ where
     })
 }
 
-/// Whether the cache already holds everything `request` needs.
-fn is_complete(store: &Store, request: &Request) -> Result<bool, ImageError> {
+/// What the cache lacks of what `request` needs; `None` when it holds everything.
+fn cache_gap(store: &Store, request: &Request) -> Result<Option<CacheGap>, ImageError> {
     let image = request.reference.to_string();
+    let no_platform = |err| match err {
+        // The tag may have moved to an index that has the platform: ask the registry.
+        ImageError::NoPlatform {
+            platform, available, ..
+        } => Ok(Some(CacheGap::NoPlatform { platform, available })),
+        other => Err(other),
+    };
     match &request.want {
-        Want::One(platform) => match store.resolve(&request.reference, platform) {
-            Ok(found) => Ok(found.is_some()),
-            // The tag may have moved to an index that has the platform: ask the registry.
-            Err(ImageError::NoPlatform { .. }) => Ok(false),
-            Err(e) => Err(e),
+        Want::One(platform) => match store.lookup(&request.reference, platform) {
+            Ok(found) => Ok(found.err()),
+            Err(err) => no_platform(err),
         },
         want => {
             let Some(entry) = store.find_entry(&request.reference)? else {
-                return Ok(false);
+                return Ok(Some(CacheGap::NotCached));
             };
             let Some(root) = store.read_small_blob(&image, &entry.digest)? else {
-                return Ok(false);
+                return Ok(store.blob_gap(&entry.descriptor()));
             };
             let manifests = match parse_root(&image, &entry, &root)? {
                 Manifest::Image(manifest) => vec![manifest],
                 Manifest::Index(index) => {
-                    let Ok(children) = children_for(&image, &index, want) else {
-                        return Ok(false);
+                    let children = match children_for(&image, &index, want) {
+                        Ok(children) => children,
+                        Err(err) => return no_platform(err),
                     };
                     let mut manifests = Vec::new();
                     for child in children {
                         match store.read_small_blob(&image, &child.digest)? {
                             Some(bytes) => manifests.push(parse_child(&image, &child, &bytes)?),
-                            None => return Ok(false),
+                            None => return Ok(store.blob_gap(&child)),
                         }
                     }
                     manifests
@@ -221,7 +234,18 @@ fn is_complete(store: &Store, request: &Request) -> Result<bool, ImageError> {
             Ok(manifests
                 .iter()
                 .flat_map(manifest_blobs)
-                .all(|b| store.has_blob(&b.digest, b.size)))
+                .find_map(|blob| store.blob_gap(&blob)))
+        }
+    }
+}
+
+/// Says in each "registry unreachable" error what the cache lacked for that image.
+fn explain_unreachable(errors: &mut [ImageError], gaps: &HashMap<String, CacheGap>) {
+    for error in errors {
+        if let ImageError::Unreachable { image, cached, .. } = error {
+            if let Some(gap) = gaps.get(image.as_str()) {
+                *cached = gap.clone();
+            }
         }
     }
 }
@@ -312,12 +336,16 @@ impl<'s> Session<'s> {
             remotes.insert(request.reference.clone(), remote);
         }
         let docker = DockerConfig::load(opts.docker_config.as_deref())?;
-        let registry =
-            Registry::new(docker, stall_timeout(opts.stall_timeout)?).map_err(|detail| ImageError::Unreachable {
-                image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
-                registry: "(any)".to_string(),
+        let registry = Registry::new(docker, stall_timeout(opts.stall_timeout)?).map_err(|detail| {
+            let first = pending.first().map(|r| &r.reference);
+            ImageError::Registry {
+                image: first.map(Reference::to_string).unwrap_or_default(),
+                registry: first.map(|r| r.registry().to_string()).unwrap_or_default(),
+                what: "manifest",
+                object: first.and_then(|r| r.tag()).unwrap_or("latest").to_string(),
                 detail,
-            })?;
+            }
+        })?;
         Ok(Session {
             store,
             registry,
@@ -744,6 +772,100 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("run with network access"), "{text}");
+    }
+
+    /// A copy of the corpus cache with `image` from it also named `127.0.0.1:1/moved/NAME`
+    /// (where nothing listens), as `root` if given.
+    fn renamed(image: &str, root: Option<&[u8]>) -> (tempfile::TempDir, Store, Reference) {
+        let (tmp, store) = crate::image::layout::tests::corpus_copy();
+        let entry = store
+            .find_entry(&reference(&format!("localhost:5000/conformance/{image}")))
+            .unwrap()
+            .unwrap();
+        let mut descriptor = entry.descriptor();
+        if let Some(root) = root {
+            descriptor.digest = sha256_digest(root);
+            descriptor.size = root.len() as u64;
+            let origin = BlobOrigin {
+                image: image.into(),
+                source: "test".into(),
+            };
+            store.write_blob_bytes(&descriptor.digest, root, origin).unwrap();
+        }
+        let moved = reference(&format!("127.0.0.1:1/moved/{image}"));
+        store.set_entry(&moved.cache_name(), &descriptor).unwrap();
+        (tmp, store, moved)
+    }
+
+    fn unreachable_gap(store: &Store, image: &Reference, arch: &str) -> (CacheGap, String) {
+        let opts = PullOptions {
+            platform: Platform::linux(arch),
+            ..PullOptions::default()
+        };
+        let err = ensure_images(store, std::slice::from_ref(image), &opts).unwrap_err();
+        let text = err.to_string();
+        let ImageError::Unreachable {
+            image: named, cached, ..
+        } = err
+        else {
+            panic!("expected an unreachable registry, got {text}");
+        };
+        assert_eq!(named, image.to_string());
+        (cached, text)
+    }
+
+    #[test]
+    fn an_index_without_the_platform_is_reported_as_such() {
+        let store = corpus();
+        let kernel = store
+            .find_entry(&reference("localhost:5000/conformance/kernel:6.6.0"))
+            .unwrap()
+            .unwrap();
+        let index = store.read_small_blob("kernel", &kernel.digest).unwrap().unwrap();
+        let mut index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        let manifests = index["manifests"].as_array_mut().unwrap();
+        manifests.retain(|m| m["platform"]["architecture"] == "arm64");
+        let (_tmp, store, moved) = renamed("kernel:6.6.0", Some(&serde_json::to_vec(&index).unwrap()));
+        let (gap, text) = unreachable_gap(&store, &moved, "amd64");
+        assert_eq!(
+            gap,
+            CacheGap::NoPlatform {
+                platform: "linux/amd64".into(),
+                available: "linux/arm64".into()
+            }
+        );
+        assert!(
+            text.contains("is in the cache without a manifest for linux/amd64"),
+            "{text}"
+        );
+        assert!(!text.contains("not in the cache"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_or_damaged_layer_is_reported_as_such() {
+        let (_tmp, store, moved) = renamed("hello:v1", None);
+        let layer = store.resolve(&moved, &Platform::host()).unwrap().unwrap().layers[0].clone();
+        let path = store.blob_path(&layer.digest).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        let (gap, text) = unreachable_gap(&store, &moved, "amd64");
+        let damaged = CacheGap::DamagedBlob {
+            digest: layer.digest.clone(),
+            expected: layer.size,
+            actual: 100,
+        };
+        assert_eq!(gap, damaged);
+        assert!(
+            text.contains(&format!("damaged blob {} (100 bytes instead of", layer.digest)),
+            "{text}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let (gap, _) = unreachable_gap(&store, &moved, "amd64");
+        assert_eq!(gap, CacheGap::MissingBlob { digest: layer.digest });
+        // Anything else still is not in the cache at all.
+        let (gap, text) = unreachable_gap(&store, &reference("127.0.0.1:1/moved/other:v1"), "amd64");
+        assert_eq!(gap, CacheGap::NotCached);
+        assert!(text.contains("is not in the cache"), "{text}");
     }
 
     #[test]

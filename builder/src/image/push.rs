@@ -72,11 +72,8 @@ pub fn push_image(
     } else {
         Vec::new()
     };
-    let client = new_client(http_hosts).map_err(|detail| ImageError::Unreachable {
-        image: remote.to_string(),
-        registry: target.url.clone(),
-        detail,
-    })?;
+    let client =
+        new_client(http_hosts).map_err(|e| registry_error("manifest", target.oci.tag().unwrap_or("latest"), &e))?;
     let oci = &target.oci;
     run_blocking(async {
         client

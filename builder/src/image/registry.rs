@@ -21,7 +21,7 @@ use super::auth::DockerConfig;
 use super::descriptor::{media_type, Descriptor};
 use super::layout::{BlobWriter, MAX_JSON_BLOB};
 use super::pull::Remote;
-use super::ImageError;
+use super::{CacheGap, ImageError};
 
 /// How long a transfer may go without [`PROGRESS_BYTES`] arriving, unless
 /// `MOBY_PULL_STALL_TIMEOUT` (seconds) or [`super::PullOptions::stall_timeout`] say otherwise.
@@ -111,6 +111,8 @@ impl Target<'_> {
         if error.is_connect() {
             return ImageError::Unreachable {
                 image: self.image.to_string(),
+                // What the cache lacked is filled in by the caller, who knows.
+                cached: CacheGap::NotCached,
                 registry: self.remote.url.clone(),
                 detail: super::pull::error_chain(error),
             };
