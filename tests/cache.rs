@@ -1,10 +1,11 @@
-//! The `moby` command line over a damaged image cache: a cached blob that is not what its digest
-//! says fails the build or the export with the image, the blob and what to do, and leaves no
-//! output behind.
+//! The `moby` command line over a damaged or interrupted image cache: a cached blob that is not
+//! what its digest says fails the build or the export with the image, the blob and what to do,
+//! and leaves no output behind; temporary files of interrupted runs are swept.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
 
 use builder::image::{Descriptor, Platform, Store};
 use builder::Reference;
@@ -13,15 +14,15 @@ use crate::support::{copy_dir, moby_bin};
 
 const HELLO: &str = "localhost:5000/conformance/hello:v1";
 
-/// A writable copy of the corpus cache, with hello:v1's layer changed in a way only its digest
-/// shows (byte 9 is gzip's OS field).
-struct DamagedCache {
+/// A writable copy of the corpus cache in a scratch directory.
+struct CacheCopy {
     dir: tempfile::TempDir,
     layer: Descriptor,
 }
 
-impl DamagedCache {
-    fn new() -> DamagedCache {
+impl CacheCopy {
+    /// The copy as it is, hello:v1's layer named but intact.
+    fn intact() -> CacheCopy {
         let dir = tempfile::tempdir().unwrap();
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cache");
         copy_dir(&corpus, &dir.path().join("cache"));
@@ -31,11 +32,18 @@ impl DamagedCache {
             .unwrap()
             .unwrap();
         let layer = hello.layers[0].clone();
-        let path = store.blob_path(&layer.digest).unwrap();
+        CacheCopy { dir, layer }
+    }
+
+    /// The copy with hello:v1's layer changed in a way only its digest shows (byte 9 is gzip's
+    /// OS field).
+    fn damaged() -> CacheCopy {
+        let cache = CacheCopy::intact();
+        let path = cache.path("cache/blobs/sha256").join(&cache.layer.digest[7..]);
         let mut bytes = fs::read(&path).unwrap();
         bytes[9] ^= 1;
         fs::write(&path, bytes).unwrap();
-        DamagedCache { dir, layer }
+        cache
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -77,7 +85,7 @@ impl DamagedCache {
 
 #[test]
 fn a_damaged_layer_fails_the_build_and_says_what_to_do() {
-    let cache = DamagedCache::new();
+    let cache = CacheCopy::damaged();
     fs::write(
         cache.path("hello.yml"),
         format!("onboot:\n  - name: hello\n    image: {HELLO}\n"),
@@ -90,7 +98,7 @@ fn a_damaged_layer_fails_the_build_and_says_what_to_do() {
 
 #[test]
 fn exporting_a_damaged_image_fails_and_keeps_the_previous_file() {
-    let cache = DamagedCache::new();
+    let cache = CacheCopy::damaged();
     let output = cache.moby(&["cache", "export", HELLO, "-o", "new.tar"]);
     cache.assert_reported(&output);
     assert_eq!(
@@ -107,4 +115,32 @@ fn exporting_a_damaged_image_fails_and_keeps_the_previous_file() {
         "the previous export"
     );
     assert_eq!(cache.outputs(), ["old.tar"]);
+}
+
+#[test]
+fn temporary_files_of_interrupted_runs_are_swept_by_the_next_build() {
+    let cache = CacheCopy::intact();
+    let tmp = cache.path("cache/.tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let plant = |name: &str| {
+        let path = tmp.join(name);
+        let file = fs::File::create(&path).unwrap();
+        file.set_len(1 << 20).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        (path, file)
+    };
+    let (stale, _) = plant("blob-killed");
+    // This test process is alive and holds the lock a writing moby holds on its file.
+    let (live, writer) = plant("blob-writing");
+    writer.try_lock().unwrap();
+    fs::write(
+        cache.path("hello.yml"),
+        format!("onboot:\n  - name: hello\n    image: {HELLO}\n"),
+    )
+    .unwrap();
+    let output = cache.moby(&["build", "--format", "tar", "-o", "out.tar", "hello.yml"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!stale.exists(), "the file a killed run left is removed");
+    assert!(live.exists(), "the file a running process writes is kept");
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -25,14 +25,15 @@ const LOCK_FILE: &str = ".lock";
 /// Held shared by pulls and exclusively by garbage collection, so that gc never deletes blobs a
 /// running pull has written but not referenced yet.
 const PULL_LOCK_FILE: &str = ".pull.lock";
-/// Where blobs are written before they are verified and renamed into `blobs/sha256`.
+/// Where blobs (and `index.json`) are written before they are verified and renamed into place.
 const TMP_DIR: &str = ".tmp";
 /// `oci-layout` as go-containerregistry writes it.
 const OCI_LAYOUT: &str = "{\n    \"imageLayoutVersion\": \"1.0.0\"\n}";
 /// Manifests, indexes and configs are small; anything bigger is not one.
 pub(crate) const MAX_JSON_BLOB: u64 = 16 << 20;
-/// Temporary files older than this are left over from killed processes.
-const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A writer locks its temporary file right after creating it; a younger unlocked file may be
+/// one whose writer has not got there yet.
+const STALE_TMP_AGE: Duration = Duration::from_secs(60);
 
 /// A local OCI image layout used as the image cache.
 #[derive(Debug, Clone)]
@@ -194,6 +195,7 @@ impl Store {
         };
         if store.index_path().is_file() && store.dir.join("oci-layout").is_file() {
             store.check_layout()?;
+            store.remove_stale_tmp_files();
             return Ok(store);
         }
         fs::create_dir_all(dir).map_err(|e| ImageError::io("create directory", dir, e))?;
@@ -212,6 +214,7 @@ impl Store {
         }
         // Not under the lock: reading takes a shared lock of its own.
         store.check_layout()?;
+        store.remove_stale_tmp_files();
         Ok(store)
     }
 
@@ -468,10 +471,10 @@ impl Store {
         self.write_atomically(&self.index_path(), &bytes)
     }
 
-    /// Writes `path` via a synced temporary file in the same directory and a rename.
+    /// Writes `path` via a synced temporary file and a rename.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         let dir = path.parent().unwrap_or(&self.dir);
-        let mut tmp = NamedTempFile::new_in(dir).map_err(|e| ImageError::io("create temporary file in", dir, e))?;
+        let mut tmp = self.temp_file(".tmp")?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| ImageError::io("write", tmp.path().to_path_buf(), e))?;
@@ -632,14 +635,9 @@ impl Store {
     ) -> Result<BlobWriter, ImageError> {
         self.ensure_writable("write blobs")?;
         let final_path = self.blob_path(digest)?;
-        let tmp_dir = self.dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp_dir).map_err(|e| ImageError::io("create directory", &tmp_dir, e))?;
         let blobs = self.blobs_dir();
         fs::create_dir_all(&blobs).map_err(|e| ImageError::io("create directory", &blobs, e))?;
-        let file = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| ImageError::io("create temporary file in", &tmp_dir, e))?;
+        let file = self.temp_file("blob-")?;
         Ok(BlobWriter {
             file,
             final_path,
@@ -696,11 +694,11 @@ impl Store {
                 deleted += 1;
             }
         }
-        self.remove_tmp_files(Some(STALE_TMP_AGE))?;
+        self.remove_stale_tmp_files();
         Ok(deleted)
     }
 
-    /// Empties the cache: every entry, blob and temporary file (the layout itself stays).
+    /// Empties the cache: every entry, blob and stale temporary file (the layout itself stays).
     pub fn clean(&self) -> Result<(), ImageError> {
         self.ensure_writable("clean")?;
         let _pulls = lock_file(&self.dir.join(PULL_LOCK_FILE), true)?;
@@ -711,7 +709,8 @@ impl Store {
         for (_, path) in self.blob_files()? {
             fs::remove_file(&path).map_err(|e| ImageError::io("remove", &path, e))?;
         }
-        self.remove_tmp_files(None)
+        self.remove_stale_tmp_files();
+        Ok(())
     }
 
     /// Adds `descriptor` and the blobs it reaches to `reachable`. Missing blobs end the walk
@@ -767,28 +766,48 @@ impl Store {
         Ok(files)
     }
 
-    fn remove_tmp_files(&self, older_than: Option<Duration>) -> Result<(), ImageError> {
+    /// A new file in `.tmp`, locked for as long as it is open so that
+    /// [`Store::remove_stale_tmp_files`] in any process leaves it alone; dropping it deletes it.
+    fn temp_file(&self, prefix: &str) -> Result<NamedTempFile, ImageError> {
+        let dir = self.dir.join(TMP_DIR);
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("create directory", &dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(|e| ImageError::io("create temporary file in", &dir, e))?;
+        file.as_file()
+            .try_lock()
+            .map_err(|e| ImageError::io("lock", file.path().to_path_buf(), e.into()))?;
+        Ok(file)
+    }
+
+    /// Removes the temporary files that interrupted processes left in `.tmp`: those nobody holds
+    /// locked (the lock of a killed process goes with it) and older than [`STALE_TMP_AGE`].
+    /// Best effort: what cannot be removed now is tried again next time.
+    fn remove_stale_tmp_files(&self) {
+        if !self.writable {
+            return;
+        }
         let dir = self.dir.join(TMP_DIR);
         let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(());
+            return;
         };
-        let now = SystemTime::now();
         for entry in entries.flatten() {
-            let stale = match older_than {
-                None => true,
-                Some(age) => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|elapsed| elapsed > age),
-            };
-            if stale {
-                let path = entry.path();
-                fs::remove_file(&path).map_err(|e| ImageError::io("remove", &path, e))?;
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP_AGE);
+            let unowned = || File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
+            if old && unowned() {
+                match fs::remove_file(&path) {
+                    Ok(()) => tracing::debug!("removed {}, left by an interrupted run", path.display()),
+                    Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
+                }
             }
         }
-        Ok(())
     }
 }
 
@@ -1292,6 +1311,53 @@ pub(crate) mod tests {
         w.write_all(b"hello").unwrap();
         assert!(w.check_not_oversized().is_err());
         assert!(matches!(w.commit(), Err(ImageError::SizeMismatch { .. })));
+    }
+
+    /// Plants `.tmp/NAME`, last modified an hour ago unless `fresh`.
+    fn plant_tmp_file(cache: &Path, name: &str, fresh: bool) -> PathBuf {
+        let path = cache.join(TMP_DIR).join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = File::create(&path).unwrap();
+        if !fresh {
+            let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+            file.set_modified(hour_ago).unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn temporary_files_of_interrupted_runs_are_swept_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        Store::open(tmp.path()).unwrap();
+        let stale = plant_tmp_file(tmp.path(), "blob-stale", false);
+        let young = plant_tmp_file(tmp.path(), "blob-young", true);
+        // A live writer holds its file locked, however long the download takes.
+        let live = plant_tmp_file(tmp.path(), "blob-live", false);
+        let writer = File::open(&live).unwrap();
+        writer.try_lock().unwrap();
+        Store::open_read_only(tmp.path()).unwrap();
+        assert!(stale.exists(), "a read-only store removes nothing");
+        Store::open(tmp.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(young.exists() && live.exists());
+        drop(writer);
+        Store::open(tmp.path()).unwrap();
+        assert!(!live.exists(), "once its writer is gone, it is stale");
+    }
+
+    #[test]
+    fn writers_lock_their_temporary_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let origin = BlobOrigin {
+            image: "t".into(),
+            source: "t".into(),
+        };
+        let writer = store.blob_writer(&sha256_digest(b"x"), Some(1), origin).unwrap();
+        let path = writer.file.path().to_path_buf();
+        assert!(File::open(&path).unwrap().try_lock().is_err());
+        drop(writer);
+        assert!(!path.exists());
     }
 
     #[test]

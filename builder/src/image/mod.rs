@@ -17,8 +17,10 @@
 //! under its final name is therefore always complete and correct. `index.json` is rewritten to a
 //! temporary file and renamed over the old one under an exclusive `flock` on `.lock` (the lock
 //! file LinuxKit uses), and an image's entry is only added after all its blobs are in place. A
-//! process killed at any point leaves a valid cache; at worst some unreferenced blobs or
-//! temporary files remain, which [`Store::gc`] removes.
+//! process killed at any point leaves a valid cache; at worst some unreferenced blobs remain,
+//! which [`Store::gc`] removes, and temporary files: every writer holds a `flock` on its own, so
+//! the next process that opens the store for writing removes those whose lock died with their
+//! writer (even while other processes are writing theirs).
 //!
 //! # Integrity
 //!
