@@ -146,9 +146,10 @@ fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(),
         if !seen.insert(key) {
             continue;
         }
-        let gap = match opts.always_pull {
-            true => Some(CacheGap::Refresh),
-            false => cache_gap(store, request)?,
+        let gap = if opts.always_pull {
+            Some(CacheGap::Refresh)
+        } else {
+            cache_gap(store, request)?
         };
         if let Some(gap) = gap {
             gaps.insert(request.reference.to_string(), gap);
