@@ -109,9 +109,7 @@ impl StoreImages<'_> {
             })
         })
     }
-}
 
-impl StoreImages<'_> {
     /// Why flattening `resolved` failed, blaming a damaged cached blob when that is the cause: its
     /// report travels inside the read error, or, when the damage broke decompression before the
     /// blob's end, reading the blob again finds it.
