@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use builder::image::Store;
@@ -41,12 +42,42 @@ pub fn run(args: CacheArgs) -> Result<()> {
             if output == "-" {
                 store.export(&image, io::stdout().lock())?;
             } else {
-                let file = File::create(&output).with_context(|| format!("cannot create {output}"))?;
-                let mut writer = BufWriter::new(file);
-                store.export(&image, &mut writer)?;
-                writer.flush()?;
+                export_to_file(&store, &image, Path::new(&output))?;
             }
         }
     }
+    Ok(())
+}
+
+/// Exports `image` to `path`. A regular file (or a new one) is written under a temporary name
+/// beside it and renamed into place only once the export succeeded (blobs are verified while
+/// they are written), so a failed export leaves the previous file, or none; anything else (a
+/// device, a FIFO) is written directly.
+fn export_to_file(store: &Store, image: &str, path: &Path) -> Result<()> {
+    let regular_or_new = match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    };
+    if !regular_or_new {
+        let file = File::create(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut writer = BufWriter::new(file);
+        store.export(image, &mut writer)?;
+        return Ok(writer.flush()?);
+    }
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy());
+    let staged = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut writer = BufWriter::new(staged);
+    store.export(image, &mut writer)?;
+    let staged = writer.into_inner().map_err(|e| e.into_error())?;
+    staged
+        .persist(path)
+        .with_context(|| format!("cannot rename the export to {}", path.display()))?;
     Ok(())
 }

@@ -11,6 +11,8 @@ mod vm_cmd;
 
 use std::process::ExitCode;
 
+use builder::assemble::BuildError;
+use builder::image::DamagedBlob;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -36,6 +38,9 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("Error: {}", report(&err));
+            if let Some(hint) = hint(&err) {
+                eprintln!("Hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -73,6 +78,18 @@ fn report(err: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// What to do, in the CLI's words, about an error whose library text cannot name commands.
+fn hint(err: &anyhow::Error) -> Option<String> {
+    let damage = err.chain().find_map(|cause| match cause.downcast_ref::<BuildError>() {
+        Some(BuildError::Image(image)) => DamagedBlob::find(&**image),
+        _ => DamagedBlob::find(cause),
+    })?;
+    Some(format!(
+        "run `moby cache rm {}`, or build again with --pull, to fetch a good copy of the image",
+        damage.image
+    ))
 }
 
 /// A closed stdout (e.g. `moby build -o - x.yml | head`) is not an error worth reporting.

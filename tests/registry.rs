@@ -7,7 +7,8 @@ use crate::support::registry as support;
 use std::time::Duration;
 
 use builder::image::{
-    ensure_images, ensure_layouts, oci_layout_entries, parse_mirror, ImageError, Platform, PullOptions, Store,
+    ensure_images, ensure_layouts, oci_layout_entries, parse_mirror, push_image, ImageError, LayerFile, Platform,
+    PullOptions, PushOptions, Store,
 };
 use builder::Reference;
 use support::{dir_bytes, pseudo_random, wait_for, Registry, Throttle};
@@ -343,4 +344,43 @@ fn registry_killed_mid_pull_leaves_a_usable_cache() {
     let resolved = ensure_images(&reopened, std::slice::from_ref(&big_ref), &options("amd64")).unwrap();
     assert_eq!(resolved[0].manifest_digest, big.manifest.digest);
     assert!(reopened.has_blob(&big.layers[0].digest, big.layers[0].size));
+}
+
+#[test]
+fn pushing_a_damaged_image_fails_naming_the_blob() {
+    let registry = Registry::start();
+    let (dir, store) = new_store();
+    let bytes = pseudo_random(80, 5000);
+    let layer = LayerFile {
+        path: dir.path().join("layer"),
+        digest: support::digest(&bytes),
+        size: bytes.len() as u64,
+    };
+    std::fs::write(&layer.path, &bytes).unwrap();
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+        layer.digest
+    );
+    let local = Reference::parse("example.org/damaged:v1").unwrap();
+    store
+        .put_image(&local, config.as_bytes(), std::slice::from_ref(&layer))
+        .unwrap();
+    let cached = store.blob_path(&layer.digest).unwrap();
+    let mut damaged = bytes.clone();
+    damaged[2500] ^= 1;
+    std::fs::write(&cached, damaged).unwrap();
+
+    let remote = reference(&registry.host(), "test/damaged:v1");
+    let err = push_image(&store, &local, &remote, &PushOptions::default()).unwrap_err();
+    let ImageError::CorruptBlob(damage) = &err else {
+        panic!("expected a damaged blob, got {err}");
+    };
+    assert_eq!(
+        (damage.image.as_str(), &damage.digest),
+        ("example.org/damaged:v1", &layer.digest)
+    );
+    let manifest = registry
+        .request("GET", "/v2/test/damaged/manifests/v1", &[], b"")
+        .unwrap();
+    assert_eq!(manifest.status, 404, "nothing was tagged");
 }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (see `[[test]]` in Cargo.toml), each module starting the real
 //! processes it needs.
 
+mod cache;
 mod cli;
 mod conformance;
 mod examples;

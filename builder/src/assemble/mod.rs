@@ -16,7 +16,7 @@ mod volumes;
 
 use std::io::{self, Read};
 
-use crate::image::{ImageConfigFile, LayoutEntry};
+use crate::image::{Descriptor, ImageConfigFile, LayoutEntry};
 use crate::oci_config::{IdMap, Volumes};
 use crate::spec::model::Moby;
 use crate::tar::{copy_data, EntrySink, Header};
@@ -33,8 +33,14 @@ pub trait Images {
     fn walk(&self, image: &Reference, visit: &mut EntryVisitor<'_>) -> Result<(), BuildError>;
     /// The entries of an OCI image layout holding `image` for `platforms` (all when empty).
     fn oci_layout(&self, image: &Reference, platforms: &[String]) -> Result<Vec<LayoutEntry>, BuildError>;
-    /// Copies a blob's bytes into `out` (used for OCI layout entries).
-    fn copy_blob(&self, digest: &str, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), BuildError>;
+    /// Copies blob `blob` of `image` (as the cache names it) into `out`, verified against its
+    /// descriptor (used for OCI layout entries).
+    fn copy_blob(
+        &self,
+        image: &str,
+        blob: &Descriptor,
+        out: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), BuildError>;
 }
 
 /// A callback that receives one entry: its header, and a reader of exactly `header.size` bytes.

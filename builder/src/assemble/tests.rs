@@ -50,7 +50,12 @@ impl Images for FakeImages {
         Ok(Vec::new())
     }
 
-    fn copy_blob(&self, _: &str, _: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), BuildError> {
+    fn copy_blob(
+        &self,
+        _: &str,
+        _: &crate::image::Descriptor,
+        _: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), BuildError> {
         Ok(())
     }
 }

@@ -37,9 +37,9 @@ pub(super) fn write_volume(
                 match &entry.content {
                     LayoutContent::Empty => sink.write_header(&header)?,
                     LayoutContent::Bytes(bytes) => write_bytes(sink, &header, bytes)?,
-                    LayoutContent::Blob(digest) => {
+                    LayoutContent::Blob { image, blob } => {
                         sink.write_header(&header)?;
-                        images.copy_blob(digest, &mut |chunk| sink.write_data(chunk))?;
+                        images.copy_blob(image, blob, &mut |chunk| sink.write_data(chunk))?;
                     }
                 }
             }

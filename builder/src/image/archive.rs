@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use super::descriptor::{parse_manifest, sha256_hex, Descriptor, Manifest};
 use super::layout::{BlobOrigin, IndexEntry, RootIndex, Store, MAX_JSON_BLOB};
-use super::ImageError;
+use super::{DamagedBlob, ImageError};
 use crate::tar::{copy_data, EntryKind, EntrySink, Header, TarReader, TarWriter};
 
 /// `oci-layout` in exported archives.
@@ -42,9 +42,12 @@ impl Store {
             let hex = sha256_hex(&blob.digest).ok_or_else(|| ImageError::InvalidDigest {
                 digest: blob.digest.clone(),
             })?;
-            let file = self.open_blob(&blob.digest)?;
-            let name = format!("blobs/sha256/{hex}");
-            append(&mut tar, &name, &mut file.take(blob.size), blob.size).map_err(write_err)?;
+            let mut data = self.open_verified(name, blob)?;
+            let entry = format!("blobs/sha256/{hex}");
+            append(&mut tar, &entry, &mut data, blob.size).map_err(|e| match DamagedBlob::find(&e) {
+                Some(damage) => ImageError::CorruptBlob(damage.clone()),
+                None => write_err(e),
+            })?;
         }
         append(&mut tar, "index.json", &mut &index_json[..], index_json.len() as u64).map_err(write_err)?;
         tar.finish().map_err(write_err)
@@ -206,6 +209,25 @@ mod tests {
             names.push(header.name);
         }
         names
+    }
+
+    #[test]
+    fn exporting_a_damaged_image_fails_naming_the_blob() {
+        let (_tmp, store) = crate::image::corpus_copy();
+        let name = "localhost:5000/conformance/hello:v1";
+        let hello = store
+            .resolve(&reference(name), &Platform::linux("amd64"))
+            .unwrap()
+            .unwrap();
+        let path = store.blob_path(&hello.layers[0].digest).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[9] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let err = store.export(name, Vec::new()).unwrap_err();
+        let ImageError::CorruptBlob(damage) = &err else {
+            panic!("expected a damaged blob, got {err}");
+        };
+        assert_eq!((damage.image.as_str(), &damage.digest), (name, &hello.layers[0].digest));
     }
 
     #[test]

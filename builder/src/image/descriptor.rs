@@ -71,6 +71,8 @@ pub struct ImageConfigFile {
     pub user: String,
     /// `Labels`, e.g. `org.mobyproject.config`.
     pub labels: BTreeMap<String, String>,
+    /// `rootfs.diff_ids`: the sha256 of each layer's uncompressed tar, bottom layer first.
+    pub diff_ids: Vec<String>,
 }
 
 impl ImageConfigFile {
@@ -87,6 +89,7 @@ impl ImageConfigFile {
             working_dir: config.working_dir.unwrap_or_default(),
             user: config.user.unwrap_or_default(),
             labels: config.labels.unwrap_or_default(),
+            diff_ids: wire.rootfs.and_then(|r| r.diff_ids).unwrap_or_default(),
         })
     }
 }
@@ -99,6 +102,14 @@ struct WireConfigFile {
     os: String,
     #[serde(default)]
     config: Option<WireConfig>,
+    #[serde(default)]
+    rootfs: Option<WireRootfs>,
+}
+
+#[derive(Deserialize)]
+struct WireRootfs {
+    #[serde(default)]
+    diff_ids: Option<Vec<String>>,
 }
 
 // Every field may be JSON null in configs written by Go tools, hence the Options.

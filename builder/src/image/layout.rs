@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -15,7 +15,7 @@ use super::descriptor::{
     WirePlatform,
 };
 use super::platform::Platform;
-use super::ImageError;
+use super::{BlobDamage, CacheGap, DamagedBlob, ImageError};
 use crate::reference::Reference;
 
 /// The annotation that names an image in `index.json`.
@@ -25,14 +25,15 @@ const LOCK_FILE: &str = ".lock";
 /// Held shared by pulls and exclusively by garbage collection, so that gc never deletes blobs a
 /// running pull has written but not referenced yet.
 const PULL_LOCK_FILE: &str = ".pull.lock";
-/// Where blobs are written before they are verified and renamed into `blobs/sha256`.
+/// Where blobs (and `index.json`) are written before they are verified and renamed into place.
 const TMP_DIR: &str = ".tmp";
 /// `oci-layout` as go-containerregistry writes it.
 const OCI_LAYOUT: &str = "{\n    \"imageLayoutVersion\": \"1.0.0\"\n}";
 /// Manifests, indexes and configs are small; anything bigger is not one.
 pub(crate) const MAX_JSON_BLOB: u64 = 16 << 20;
-/// Temporary files older than this are left over from killed processes.
-const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// A writer locks its temporary file right after creating it; a younger unlocked file may be
+/// one whose writer has not got there yet.
+const STALE_TMP_AGE: Duration = Duration::from_secs(60);
 
 /// A local OCI image layout used as the image cache.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct Store {
 pub struct ResolvedImage {
     /// The reference that was looked up.
     pub reference: Reference,
+    /// The name of its `index.json` entry (as [`Store::list`] shows it and [`Store::remove`] takes it).
+    pub name: String,
     /// Digest of the blob `index.json` names (an index or a manifest).
     pub root_digest: String,
     /// Digest of the platform's image manifest (equal to `root_digest` for single manifests).
@@ -192,6 +195,7 @@ impl Store {
         };
         if store.index_path().is_file() && store.dir.join("oci-layout").is_file() {
             store.check_layout()?;
+            store.remove_stale_tmp_files();
             return Ok(store);
         }
         fs::create_dir_all(dir).map_err(|e| ImageError::io("create directory", dir, e))?;
@@ -210,6 +214,7 @@ impl Store {
         }
         // Not under the lock: reading takes a shared lock of its own.
         store.check_layout()?;
+        store.remove_stale_tmp_files();
         Ok(store)
     }
 
@@ -306,16 +311,84 @@ impl Store {
     /// Whether the blob is present with the given size (its content is trusted: blobs only get
     /// their final name after verification).
     pub fn has_blob(&self, digest: &str, size: u64) -> bool {
-        self.blob_path(digest)
-            .ok()
-            .and_then(|p| fs::metadata(p).ok())
-            .is_some_and(|m| m.is_file() && m.len() == size)
+        let blob = Descriptor {
+            media_type: String::new(),
+            digest: digest.to_string(),
+            size,
+        };
+        self.blob_gap(&blob).is_none()
     }
 
-    /// Opens a blob for reading.
-    pub fn open_blob(&self, digest: &str) -> Result<File, ImageError> {
-        let path = self.blob_path(digest)?;
-        File::open(&path).map_err(|e| ImageError::io("open blob", path, e))
+    /// What is wrong with a blob the cache should hold: missing, or of the wrong size (damaged;
+    /// a pull replaces it). `None` when it is there (its content is checked when it is read).
+    pub(crate) fn blob_gap(&self, blob: &Descriptor) -> Option<CacheGap> {
+        let size = self
+            .blob_path(&blob.digest)
+            .ok()
+            .and_then(|p| fs::metadata(p).ok())
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len());
+        match size {
+            Some(size) if size == blob.size => None,
+            Some(actual) => Some(CacheGap::DamagedBlob {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual,
+            }),
+            None => Some(missing(&blob.digest)),
+        }
+    }
+
+    /// Opens the blob `blob` of image `image` (its `index.json` name, for error messages) for
+    /// reading through a [`VerifiedBlob`].
+    pub fn open_verified(&self, image: &str, blob: &Descriptor) -> Result<VerifiedBlob, ImageError> {
+        let path = self.blob_path(&blob.digest)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ImageError::BlobMissing {
+                    image: image.to_string(),
+                    digest: blob.digest.clone(),
+                    dir: self.dir.clone(),
+                })
+            }
+            Err(e) => return Err(ImageError::io("open blob", path, e)),
+        };
+        Ok(VerifiedBlob {
+            store: self.clone(),
+            image: image.to_string(),
+            blob: blob.clone(),
+            path,
+            file,
+            hasher: Sha256::new(),
+            read: 0,
+            verdict: None,
+        })
+    }
+
+    /// Reads a blob through a [`VerifiedBlob`] to its end: `Ok` when it is intact.
+    pub fn verify_blob(&self, image: &str, blob: &Descriptor) -> Result<(), ImageError> {
+        let mut reader = self.open_verified(image, blob)?;
+        io::copy(&mut reader, &mut io::sink())
+            .map(drop)
+            .map_err(|e| reader.error(e))
+    }
+
+    /// The report on a damaged blob; the file is removed first when the cache is writable and
+    /// `file` (open) is still the one under its name, so that a good copy that another process
+    /// has just stored there is never removed.
+    fn damaged(&self, image: &str, digest: &str, path: &Path, file: &File, problem: BlobDamage) -> DamagedBlob {
+        let removed = self.writable && is_same_file(file, path) && fs::remove_file(path).is_ok();
+        if removed {
+            tracing::debug!("removed the damaged blob {digest} from the cache ({problem})");
+        }
+        DamagedBlob {
+            image: image.to_string(),
+            digest: digest.to_string(),
+            problem,
+            path: path.to_path_buf(),
+            removed,
+        }
     }
 
     /// Reads a small (JSON) blob and checks its digest; `Ok(None)` if it is missing.
@@ -327,18 +400,16 @@ impl Store {
             Err(e) => return Err(ImageError::io("open blob", path, e)),
         };
         let mut bytes = Vec::new();
-        file.take(MAX_JSON_BLOB + 1)
+        (&file)
+            .take(MAX_JSON_BLOB + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| ImageError::io("read blob", &path, e))?;
         let actual = sha256_digest(&bytes);
         if actual != digest {
-            return Err(ImageError::CorruptBlob {
-                image: image.to_string(),
-                expected: digest.to_string(),
-                actual,
-                dir: self.dir.clone(),
-                path,
-            });
+            let problem = BlobDamage::Content { actual };
+            return Err(ImageError::CorruptBlob(
+                self.damaged(image, digest, &path, &file, problem),
+            ));
         }
         Ok(Some(bytes))
     }
@@ -400,10 +471,10 @@ impl Store {
         self.write_atomically(&self.index_path(), &bytes)
     }
 
-    /// Writes `path` via a synced temporary file in the same directory and a rename.
+    /// Writes `path` via a synced temporary file and a rename.
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         let dir = path.parent().unwrap_or(&self.dir);
-        let mut tmp = NamedTempFile::new_in(dir).map_err(|e| ImageError::io("create temporary file in", dir, e))?;
+        let mut tmp = self.temp_file(".tmp")?;
         tmp.write_all(bytes)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| ImageError::io("write", tmp.path().to_path_buf(), e))?;
@@ -479,37 +550,46 @@ impl Store {
     ///
     /// A single-platform manifest is returned for any platform, as LinuxKit does.
     pub fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Option<ResolvedImage>, ImageError> {
+        self.lookup(reference, platform).map(Result::ok)
+    }
+
+    /// [`Store::resolve`], saying what the cache lacks when the image is not (all) there.
+    pub(crate) fn lookup(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Result<ResolvedImage, CacheGap>, ImageError> {
         let Some(entry) = self.find_entry(reference)? else {
-            return Ok(None);
+            return Ok(Err(CacheGap::NotCached));
         };
         let image = reference.to_string();
         let Some(root) = self.read_small_blob(&image, &entry.digest)? else {
-            return Ok(None);
+            return Ok(Err(missing(&entry.digest)));
         };
         let (manifest_digest, manifest) = match parse_root(&image, &entry, &root)? {
             Manifest::Image(manifest) => (entry.digest.clone(), manifest),
             Manifest::Index(index) => {
                 let child = select_child(&image, &index, platform)?;
                 let Some(bytes) = self.read_small_blob(&image, &child.digest)? else {
-                    return Ok(None);
+                    return Ok(Err(missing(&child.digest)));
                 };
                 (child.digest.clone(), parse_child(&image, &child, &bytes)?)
             }
         };
-        self.resolve_manifest(reference, &entry.digest, &manifest_digest, &manifest)
+        self.resolve_manifest(reference, &entry, &manifest_digest, &manifest)
     }
 
     fn resolve_manifest(
         &self,
         reference: &Reference,
-        root_digest: &str,
+        entry: &IndexEntry,
         manifest_digest: &str,
         manifest: &ImageManifest,
-    ) -> Result<Option<ResolvedImage>, ImageError> {
+    ) -> Result<Result<ResolvedImage, CacheGap>, ImageError> {
         let image = reference.to_string();
         let config_descriptor = manifest.config.descriptor();
         let Some(config_bytes) = self.read_small_blob(&image, &config_descriptor.digest)? else {
-            return Ok(None);
+            return Ok(Err(missing(&config_descriptor.digest)));
         };
         let config = ImageConfigFile::parse(&config_bytes).map_err(|e| ImageError::InvalidManifest {
             what: "config",
@@ -518,12 +598,25 @@ impl Store {
             reason: e.to_string(),
         })?;
         let layers: Vec<Descriptor> = manifest.layers.iter().map(|l| l.descriptor()).collect();
-        if layers.iter().any(|l| !self.has_blob(&l.digest, l.size)) {
-            return Ok(None);
+        if config.diff_ids.len() != layers.len() {
+            return Err(ImageError::InvalidManifest {
+                what: "config",
+                image,
+                digest: config_descriptor.digest,
+                reason: format!(
+                    "its rootfs.diff_ids lists {} layers, but the manifest has {}",
+                    config.diff_ids.len(),
+                    layers.len()
+                ),
+            });
         }
-        Ok(Some(ResolvedImage {
+        if let Some(gap) = layers.iter().find_map(|l| self.blob_gap(l)) {
+            return Ok(Err(gap));
+        }
+        Ok(Ok(ResolvedImage {
             reference: reference.clone(),
-            root_digest: root_digest.to_string(),
+            name: entry.name().map_or_else(|| reference.cache_name(), str::to_string),
+            root_digest: entry.digest.clone(),
             manifest_digest: manifest_digest.to_string(),
             config_descriptor,
             config,
@@ -542,14 +635,9 @@ impl Store {
     ) -> Result<BlobWriter, ImageError> {
         self.ensure_writable("write blobs")?;
         let final_path = self.blob_path(digest)?;
-        let tmp_dir = self.dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp_dir).map_err(|e| ImageError::io("create directory", &tmp_dir, e))?;
         let blobs = self.blobs_dir();
         fs::create_dir_all(&blobs).map_err(|e| ImageError::io("create directory", &blobs, e))?;
-        let file = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| ImageError::io("create temporary file in", &tmp_dir, e))?;
+        let file = self.temp_file("blob-")?;
         Ok(BlobWriter {
             file,
             final_path,
@@ -606,11 +694,11 @@ impl Store {
                 deleted += 1;
             }
         }
-        self.remove_tmp_files(Some(STALE_TMP_AGE))?;
+        self.remove_stale_tmp_files();
         Ok(deleted)
     }
 
-    /// Empties the cache: every entry, blob and temporary file (the layout itself stays).
+    /// Empties the cache: every entry, blob and stale temporary file (the layout itself stays).
     pub fn clean(&self) -> Result<(), ImageError> {
         self.ensure_writable("clean")?;
         let _pulls = lock_file(&self.dir.join(PULL_LOCK_FILE), true)?;
@@ -621,7 +709,8 @@ impl Store {
         for (_, path) in self.blob_files()? {
             fs::remove_file(&path).map_err(|e| ImageError::io("remove", &path, e))?;
         }
-        self.remove_tmp_files(None)
+        self.remove_stale_tmp_files();
+        Ok(())
     }
 
     /// Adds `descriptor` and the blobs it reaches to `reachable`. Missing blobs end the walk
@@ -637,7 +726,7 @@ impl Store {
         }
         let bytes = match self.read_small_blob("(garbage collection)", &descriptor.digest) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) | Err(ImageError::CorruptBlob { .. }) | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
+            Ok(None) | Err(ImageError::CorruptBlob(_)) | Err(ImageError::InvalidDigest { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
         match parse_manifest(&bytes, &descriptor.media_type) {
@@ -677,28 +766,48 @@ impl Store {
         Ok(files)
     }
 
-    fn remove_tmp_files(&self, older_than: Option<Duration>) -> Result<(), ImageError> {
+    /// A new file in `.tmp`, locked for as long as it is open so that
+    /// [`Store::remove_stale_tmp_files`] in any process leaves it alone; dropping it deletes it.
+    fn temp_file(&self, prefix: &str) -> Result<NamedTempFile, ImageError> {
+        let dir = self.dir.join(TMP_DIR);
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("create directory", &dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(|e| ImageError::io("create temporary file in", &dir, e))?;
+        file.as_file()
+            .try_lock()
+            .map_err(|e| ImageError::io("lock", file.path().to_path_buf(), e.into()))?;
+        Ok(file)
+    }
+
+    /// Removes the temporary files that interrupted processes left in `.tmp`: those nobody holds
+    /// locked (the lock of a killed process goes with it) and older than [`STALE_TMP_AGE`].
+    /// Best effort: what cannot be removed now is tried again next time.
+    fn remove_stale_tmp_files(&self) {
+        if !self.writable {
+            return;
+        }
         let dir = self.dir.join(TMP_DIR);
         let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(());
+            return;
         };
-        let now = SystemTime::now();
         for entry in entries.flatten() {
-            let stale = match older_than {
-                None => true,
-                Some(age) => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|elapsed| elapsed > age),
-            };
-            if stale {
-                let path = entry.path();
-                fs::remove_file(&path).map_err(|e| ImageError::io("remove", &path, e))?;
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP_AGE);
+            let unowned = || File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
+            if old && unowned() {
+                match fs::remove_file(&path) {
+                    Ok(()) => tracing::debug!("removed {}, left by an interrupted run", path.display()),
+                    Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
+                }
             }
         }
-        Ok(())
     }
 }
 
@@ -751,6 +860,109 @@ pub(crate) fn parse_child(image: &str, child: &Descriptor, bytes: &[u8]) -> Resu
     }
 }
 
+fn missing(digest: &str) -> CacheGap {
+    CacheGap::MissingBlob {
+        digest: digest.to_string(),
+    }
+}
+
+fn is_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// A cached blob read through its descriptor ([`Store::open_verified`]): hashed as it is read,
+/// and the read that reaches the descriptor's size fails instead of returning its bytes when
+/// the size or the digest is wrong (a file that ends early fails at its end). The error is an
+/// `io::Error` of kind `InvalidData` carrying a [`DamagedBlob`] ([`DamagedBlob::find`] recovers
+/// it). Every reader of cached layers goes through it: builds, `format: oci` volumes, exports and
+/// pushes. Consumers that stop early (a tar's end marker) read the rest to get the verdict.
+pub struct VerifiedBlob {
+    store: Store,
+    image: String,
+    blob: Descriptor,
+    path: PathBuf,
+    file: File,
+    hasher: Sha256,
+    read: u64,
+    /// Set once every byte is in: `Ok` when intact, else the report every later read repeats.
+    verdict: Option<Result<(), DamagedBlob>>,
+}
+
+impl VerifiedBlob {
+    /// An error of this reader as an [`ImageError`]: the damage report, else an I/O error naming
+    /// the blob file.
+    pub fn error(&self, error: io::Error) -> ImageError {
+        match DamagedBlob::find(&error) {
+            Some(damage) => ImageError::CorruptBlob(damage.clone()),
+            None => ImageError::io("read blob", &self.path, error),
+        }
+    }
+    /// Checks what was read against the descriptor once all its bytes are in: nothing may follow,
+    /// and the digest must match.
+    fn verify(&mut self) -> io::Result<()> {
+        let mut probe = [0u8; 1];
+        let problem = if self.file.read(&mut probe)? > 0 {
+            Some(BlobDamage::Size {
+                expected: self.blob.size,
+                actual: self.file.metadata().map_or(self.read + 1, |m| m.len()),
+            })
+        } else {
+            let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+            (actual != self.blob.digest).then_some(BlobDamage::Content { actual })
+        };
+        match problem {
+            Some(problem) => Err(self.damaged(problem)),
+            None => {
+                self.verdict = Some(Ok(()));
+                Ok(())
+            }
+        }
+    }
+
+    fn damaged(&mut self, problem: BlobDamage) -> io::Error {
+        let report = self
+            .store
+            .damaged(&self.image, &self.blob.digest, &self.path, &self.file, problem);
+        self.verdict = Some(Err(report.clone()));
+        io::Error::new(io::ErrorKind::InvalidData, report)
+    }
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.verdict {
+            Some(Ok(())) => return Ok(0),
+            Some(Err(report)) => return Err(io::Error::new(io::ErrorKind::InvalidData, report.clone())),
+            None if buf.is_empty() => return Ok(0),
+            None => {}
+        }
+        let left = self.blob.size - self.read;
+        if left == 0 {
+            self.verify()?;
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            let actual = self.read;
+            return Err(self.damaged(BlobDamage::Size {
+                expected: self.blob.size,
+                actual,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if self.read == self.blob.size {
+            self.verify()?;
+        }
+        Ok(n)
+    }
+}
+
 /// A blob being written: hashed while written to a temporary file, renamed into place by
 /// [`BlobWriter::commit`] only if digest and size match. Dropping it deletes the temporary file.
 pub(crate) struct BlobWriter {
@@ -777,11 +989,6 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Fails early when more bytes arrived than the descriptor announced.
     pub fn check_not_oversized(&self) -> Result<(), ImageError> {
         match self.size {
@@ -1106,6 +1313,53 @@ pub(crate) mod tests {
         assert!(matches!(w.commit(), Err(ImageError::SizeMismatch { .. })));
     }
 
+    /// Plants `.tmp/NAME`, last modified an hour ago unless `fresh`.
+    fn plant_tmp_file(cache: &Path, name: &str, fresh: bool) -> PathBuf {
+        let path = cache.join(TMP_DIR).join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = File::create(&path).unwrap();
+        if !fresh {
+            let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+            file.set_modified(hour_ago).unwrap();
+        }
+        path
+    }
+
+    #[test]
+    fn temporary_files_of_interrupted_runs_are_swept_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        Store::open(tmp.path()).unwrap();
+        let stale = plant_tmp_file(tmp.path(), "blob-stale", false);
+        let young = plant_tmp_file(tmp.path(), "blob-young", true);
+        // A live writer holds its file locked, however long the download takes.
+        let live = plant_tmp_file(tmp.path(), "blob-live", false);
+        let writer = File::open(&live).unwrap();
+        writer.try_lock().unwrap();
+        Store::open_read_only(tmp.path()).unwrap();
+        assert!(stale.exists(), "a read-only store removes nothing");
+        Store::open(tmp.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(young.exists() && live.exists());
+        drop(writer);
+        Store::open(tmp.path()).unwrap();
+        assert!(!live.exists(), "once its writer is gone, it is stale");
+    }
+
+    #[test]
+    fn writers_lock_their_temporary_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let origin = BlobOrigin {
+            image: "t".into(),
+            source: "t".into(),
+        };
+        let writer = store.blob_writer(&sha256_digest(b"x"), Some(1), origin).unwrap();
+        let path = writer.file.path().to_path_buf();
+        assert!(File::open(&path).unwrap().try_lock().is_err());
+        drop(writer);
+        assert!(!path.exists());
+    }
+
     #[test]
     fn corrupt_blobs_are_detected_on_read() {
         let (_tmp, store) = corpus_copy();
@@ -1116,7 +1370,92 @@ pub(crate) mod tests {
         bytes[0] ^= 1;
         fs::write(&path, bytes).unwrap();
         let err = store.resolve(&r, &Platform::host()).unwrap_err();
-        assert!(matches!(err, ImageError::CorruptBlob { .. }), "{err}");
+        assert!(matches!(err, ImageError::CorruptBlob(_)), "{err}");
+    }
+
+    /// hello:v1's only layer in a writable copy of the corpus, and that copy.
+    fn hello_layer() -> (tempfile::TempDir, Store, ResolvedImage) {
+        let (tmp, store) = corpus_copy();
+        let resolved = store
+            .resolve(&conformance("hello:v1"), &Platform::linux("amd64"))
+            .unwrap()
+            .unwrap();
+        (tmp, store, resolved)
+    }
+
+    /// Reads the blob whole through a verifying reader.
+    fn read_verified(store: &Store, image: &ResolvedImage) -> Result<Vec<u8>, ImageError> {
+        let mut reader = store.open_verified(&image.name, &image.layers[0])?;
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|e| reader.error(e))?;
+        Ok(bytes)
+    }
+
+    fn damage_of(err: ImageError) -> DamagedBlob {
+        match err {
+            ImageError::CorruptBlob(damage) => damage,
+            other => panic!("expected a damaged blob, got {other}"),
+        }
+    }
+
+    #[test]
+    fn verified_reads_pass_intact_blobs() {
+        let (_tmp, store, hello) = hello_layer();
+        let path = store.blob_path(&hello.layers[0].digest).unwrap();
+        assert_eq!(read_verified(&store, &hello).unwrap(), fs::read(&path).unwrap());
+        store.verify_blob(&hello.name, &hello.layers[0]).unwrap();
+    }
+
+    #[test]
+    fn verified_reads_find_damage_and_remove_the_blob() {
+        let (_tmp, store, hello) = hello_layer();
+        let layer = &hello.layers[0];
+        let path = store.blob_path(&layer.digest).unwrap();
+        let good = fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        flipped[9] ^= 1;
+        let cases = [
+            (flipped, "its content hashes to sha256:".to_string()),
+            (
+                good[..good.len() - 1].to_vec(),
+                format!("it has {} bytes instead of {}", good.len() - 1, good.len()),
+            ),
+            (
+                [&good[..], &[0]].concat(),
+                format!("it has {} bytes instead of {}", good.len() + 1, good.len()),
+            ),
+        ];
+        for (bytes, problem) in cases {
+            fs::write(&path, &bytes).unwrap();
+            let report = damage_of(read_verified(&store, &hello).unwrap_err());
+            let text = report.to_string();
+            assert_eq!(report.image, "localhost:5000/conformance/hello:v1");
+            assert_eq!(report.digest, layer.digest);
+            assert!(report.removed, "{text}");
+            assert!(text.contains(&layer.digest) && text.contains(&problem), "{text}");
+            assert!(
+                text.contains("hello:v1") && text.contains("removed from the cache"),
+                "{text}"
+            );
+            assert!(!path.exists(), "a damaged blob is removed");
+        }
+    }
+
+    #[test]
+    fn a_read_only_cache_keeps_its_damaged_blob() {
+        let (tmp, store, hello) = hello_layer();
+        let path = store.blob_path(&hello.layers[0].digest).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[9] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let read_only = Store::open_read_only(tmp.path()).unwrap();
+        let report = damage_of(read_only.verify_blob(&hello.name, &hello.layers[0]).unwrap_err());
+        assert!(!report.removed);
+        assert!(
+            report.to_string().contains("remove the image from the cache"),
+            "{report}"
+        );
+        assert!(path.exists());
     }
 
     #[test]

@@ -105,7 +105,7 @@ mod tests {
             digest: sha256_digest(&layer_bytes),
             size: layer_bytes.len() as u64,
         };
-        let config = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
         let reference = Reference::parse("moby/x:1").unwrap();
         let manifest = store
             .put_image(&reference, config, std::slice::from_ref(&layer))
@@ -120,6 +120,32 @@ mod tests {
         assert_eq!(
             store.list().unwrap(),
             [("docker.io/moby/x:1".to_string(), manifest.digest)]
+        );
+    }
+
+    #[test]
+    fn a_config_without_one_diff_id_per_layer_does_not_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("cache")).unwrap();
+        let layer_path = tmp.path().join("layer.tar.gz");
+        std::fs::write(&layer_path, b"abc").unwrap();
+        let layer = LayerFile {
+            path: layer_path,
+            digest: sha256_digest(b"abc"),
+            size: 3,
+        };
+        let reference = Reference::parse("moby/x:1").unwrap();
+        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        store.put_image(&reference, config, &[layer]).unwrap();
+        let err = store.resolve(&reference, &Platform::host()).unwrap_err();
+        assert!(
+            matches!(err, ImageError::InvalidManifest { what: "config", .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("diff_ids lists 0 layers, but the manifest has 1"),
+            "{err}"
         );
     }
 

@@ -6,7 +6,6 @@
 //! layer and the manifest, then the index blob itself, then an `index.json` naming the index.
 //! Blobs shared by several platforms are written once per platform, as LinuxKit does.
 
-use std::fs::File;
 use std::io::{self, Read};
 
 use super::descriptor::{media_type, Descriptor, Manifest, WireDescriptor};
@@ -34,8 +33,13 @@ pub enum LayoutContent {
     Empty,
     /// Generated content (`oci-layout`, `index.json`).
     Bytes(Vec<u8>),
-    /// A blob of the store, streamed with [`Store::open_blob`].
-    Blob(String),
+    /// A blob of the store, streamed with [`Store::open_verified`].
+    Blob {
+        /// The image, as `index.json` names it (for error messages).
+        image: String,
+        /// The blob.
+        blob: Descriptor,
+    },
 }
 
 /// One entry of an OCI layout written into a volume. Its mtime is 0, uid/gid 0.
@@ -74,13 +78,16 @@ impl LayoutEntry {
         }
     }
 
-    fn blob(descriptor: &Descriptor, hex: &str) -> LayoutEntry {
+    fn blob(image: &str, descriptor: &Descriptor, hex: &str) -> LayoutEntry {
         LayoutEntry {
             name: format!("blobs/sha256/{hex}"),
             kind: LayoutEntryKind::File,
             mode: 0o644,
             size: descriptor.size,
-            content: LayoutContent::Blob(descriptor.digest.clone()),
+            content: LayoutContent::Blob {
+                image: image.to_string(),
+                blob: descriptor.clone(),
+            },
         }
     }
 
@@ -89,10 +96,7 @@ impl LayoutEntry {
         Ok(match &self.content {
             LayoutContent::Empty => Box::new(io::empty()),
             LayoutContent::Bytes(bytes) => Box::new(io::Cursor::new(bytes.clone())),
-            LayoutContent::Blob(digest) => {
-                let file: File = store.open_blob(digest)?;
-                Box::new(file.take(self.size))
-            }
+            LayoutContent::Blob { image, blob } => Box::new(store.open_verified(image, blob)?),
         })
     }
 }
@@ -111,6 +115,8 @@ pub fn oci_layout_entries(
         dir: store.dir().to_path_buf(),
     };
     let entry = store.find_entry(r)?.ok_or_else(not_cached)?;
+    // Blob errors name the cache entry, which `moby cache rm` takes.
+    let entry_name = entry.name().map_or_else(|| image.clone(), str::to_string);
     let root = store
         .read_small_blob(&image, &entry.digest)?
         .ok_or_else(|| missing(store, &image, &entry.digest))?;
@@ -136,7 +142,7 @@ pub fn oci_layout_entries(
             .chain(manifest.layers.iter().map(WireDescriptor::descriptor))
             .chain(std::iter::once(descriptor));
         for blob in blobs {
-            entries.push(blob_entry(store, &image, &blob)?);
+            entries.push(blob_entry(store, &entry_name, &blob)?);
         }
     }
     let index_descriptor = Descriptor {
@@ -144,7 +150,7 @@ pub fn oci_layout_entries(
         digest: entry.digest.clone(),
         size: root.len() as u64,
     };
-    entries.push(blob_entry(store, &image, &index_descriptor)?);
+    entries.push(blob_entry(store, &entry_name, &index_descriptor)?);
     entries.push(LayoutEntry::bytes(
         "index.json",
         layout_index_json(&index_descriptor, &image).into_bytes(),
@@ -182,7 +188,7 @@ fn blob_entry(store: &Store, image: &str, blob: &Descriptor) -> Result<LayoutEnt
     if !store.has_blob(&blob.digest, blob.size) {
         return Err(missing(store, image, &blob.digest));
     }
-    Ok(LayoutEntry::blob(blob, hex))
+    Ok(LayoutEntry::blob(image, blob, hex))
 }
 
 /// `index.json` as Go's `json.MarshalIndent(index, "", "   ")` writes LinuxKit's one-entry index.

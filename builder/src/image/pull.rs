@@ -10,23 +10,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use futures_util::future::join_all;
-use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::Semaphore;
 
 use super::auth::DockerConfig;
-use super::descriptor::{media_type, sha256_digest, Descriptor, ImageManifest, Manifest};
+use super::descriptor::{sha256_digest, sha256_hex, Descriptor, ImageManifest, Manifest};
 use super::layout::{parse_child, parse_root, select_child, BlobOrigin, ResolvedImage, Store, MAX_JSON_BLOB};
 use super::platform::Platform;
-use super::ImageError;
+use super::registry::{stall_timeout, Registry, Target};
+use super::{CacheGap, ImageError};
 use crate::reference::Reference;
 
 /// How many images are planned at once.
@@ -50,6 +45,9 @@ pub struct PullOptions {
     /// Docker `config.json` to read credentials from instead of `$DOCKER_CONFIG/config.json`
     /// or `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// A download fails when less than 16 KiB arrive in this time; `None` means
+    /// `$MOBY_PULL_STALL_TIMEOUT` seconds, else [`super::DEFAULT_STALL_TIMEOUT`].
+    pub stall_timeout: Option<Duration>,
 }
 
 /// Parses a `--mirror` value: `REGISTRY=URL`, or just `URL` for every registry (key `*`).
@@ -141,13 +139,20 @@ pub fn ensure_layouts(
 
 fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(), ImageError> {
     let mut pending = Vec::new();
+    let mut gaps = HashMap::new();
     let mut seen = HashSet::new();
     for request in requests {
         let key = (request.reference.cache_name(), request.want.clone());
         if !seen.insert(key) {
             continue;
         }
-        if opts.always_pull || !is_complete(store, request)? {
+        let gap = if opts.always_pull {
+            Some(CacheGap::Refresh)
+        } else {
+            cache_gap(store, request)?
+        };
+        if let Some(gap) = gap {
+            gaps.insert(request.reference.to_string(), gap);
             pending.push(request.clone());
         }
     }
@@ -157,6 +162,7 @@ fn ensure(store: &Store, requests: &[Request], opts: &PullOptions) -> Result<(),
     let _pulling = store.lock_for_pull()?;
     let session = Session::new(store, &pending, opts)?;
     let mut errors = run_blocking(session.pull_all(&pending))?;
+    explain_unreachable(&mut errors, &gaps);
     if errors.len() > 1 {
         return Err(ImageError::Several(errors));
     }
@@ -187,34 +193,40 @@ where
     })
 }
 
-/// Whether the cache already holds everything `request` needs.
-fn is_complete(store: &Store, request: &Request) -> Result<bool, ImageError> {
+/// What the cache lacks of what `request` needs; `None` when it holds everything.
+fn cache_gap(store: &Store, request: &Request) -> Result<Option<CacheGap>, ImageError> {
     let image = request.reference.to_string();
+    let no_platform = |err| match err {
+        // The tag may have moved to an index that has the platform: ask the registry.
+        ImageError::NoPlatform {
+            platform, available, ..
+        } => Ok(Some(CacheGap::NoPlatform { platform, available })),
+        other => Err(other),
+    };
     match &request.want {
-        Want::One(platform) => match store.resolve(&request.reference, platform) {
-            Ok(found) => Ok(found.is_some()),
-            // The tag may have moved to an index that has the platform: ask the registry.
-            Err(ImageError::NoPlatform { .. }) => Ok(false),
-            Err(e) => Err(e),
+        Want::One(platform) => match store.lookup(&request.reference, platform) {
+            Ok(found) => Ok(found.err()),
+            Err(err) => no_platform(err),
         },
         want => {
             let Some(entry) = store.find_entry(&request.reference)? else {
-                return Ok(false);
+                return Ok(Some(CacheGap::NotCached));
             };
             let Some(root) = store.read_small_blob(&image, &entry.digest)? else {
-                return Ok(false);
+                return Ok(store.blob_gap(&entry.descriptor()));
             };
             let manifests = match parse_root(&image, &entry, &root)? {
                 Manifest::Image(manifest) => vec![manifest],
                 Manifest::Index(index) => {
-                    let Ok(children) = children_for(&image, &index, want) else {
-                        return Ok(false);
+                    let children = match children_for(&image, &index, want) {
+                        Ok(children) => children,
+                        Err(err) => return no_platform(err),
                     };
                     let mut manifests = Vec::new();
                     for child in children {
                         match store.read_small_blob(&image, &child.digest)? {
                             Some(bytes) => manifests.push(parse_child(&image, &child, &bytes)?),
-                            None => return Ok(false),
+                            None => return Ok(store.blob_gap(&child)),
                         }
                     }
                     manifests
@@ -223,7 +235,18 @@ fn is_complete(store: &Store, request: &Request) -> Result<bool, ImageError> {
             Ok(manifests
                 .iter()
                 .flat_map(manifest_blobs)
-                .all(|b| store.has_blob(&b.digest, b.size)))
+                .find_map(|blob| store.blob_gap(&blob)))
+        }
+    }
+}
+
+/// Says in each "registry unreachable" error what the cache lacked for that image.
+fn explain_unreachable(errors: &mut [ImageError], gaps: &HashMap<String, CacheGap>) {
+    for error in errors {
+        if let ImageError::Unreachable { image, cached, .. } = error {
+            if let Some(gap) = gaps.get(image.as_str()) {
+                *cached = gap.clone();
+            }
         }
     }
 }
@@ -301,10 +324,8 @@ struct Plan {
 
 struct Session<'s> {
     store: &'s Store,
-    client: oci_client::Client,
+    registry: Registry,
     remotes: HashMap<Reference, Remote>,
-    docker: DockerConfig,
-    auths: Mutex<HashMap<String, RegistryAuth>>,
     always_pull: bool,
 }
 
@@ -315,24 +336,21 @@ impl<'s> Session<'s> {
             let remote = remote_for(&request.reference, &opts.mirrors)?;
             remotes.insert(request.reference.clone(), remote);
         }
-        let mut http_hosts: Vec<String> = remotes
-            .values()
-            .filter(|r| r.plain_http)
-            .map(|r| r.oci.resolve_registry().to_string())
-            .collect();
-        http_hosts.sort();
-        http_hosts.dedup();
-        let client = new_client(http_hosts).map_err(|detail| ImageError::Unreachable {
-            image: pending.first().map(|r| r.reference.to_string()).unwrap_or_default(),
-            registry: "(any)".to_string(),
-            detail,
+        let docker = DockerConfig::load(opts.docker_config.as_deref())?;
+        let registry = Registry::new(docker, stall_timeout(opts.stall_timeout)?).map_err(|detail| {
+            let first = pending.first().map(|r| &r.reference);
+            ImageError::Registry {
+                image: first.map(Reference::to_string).unwrap_or_default(),
+                registry: first.map(|r| r.registry().to_string()).unwrap_or_default(),
+                what: "manifest",
+                object: first.and_then(|r| r.tag()).unwrap_or("latest").to_string(),
+                detail,
+            }
         })?;
         Ok(Session {
             store,
-            client,
+            registry,
             remotes,
-            docker: DockerConfig::load(opts.docker_config.as_deref())?,
-            auths: Mutex::new(HashMap::new()),
             always_pull: opts.always_pull,
         })
     }
@@ -449,6 +467,16 @@ impl<'s> Session<'s> {
                 (fetched, parsed)
             }
         };
+        // Configs are read whole; one bigger than any real config is not downloaded at all.
+        if let Some(config) = images.iter().map(|m| &m.config).find(|c| c.size > MAX_JSON_BLOB) {
+            return Err(ImageError::TooLarge {
+                image,
+                registry: remote.url.clone(),
+                what: "config",
+                object: config.digest.clone(),
+                limit: MAX_JSON_BLOB,
+            });
+        }
         let mut blobs: Vec<Descriptor> = Vec::new();
         for blob in images.iter().flat_map(manifest_blobs) {
             if !blobs.iter().any(|b| b.digest == blob.digest) {
@@ -493,42 +521,24 @@ impl<'s> Session<'s> {
             })
     }
 
-    fn auth(&self, remote: &Remote) -> Result<RegistryAuth, ImageError> {
-        let mut auths = self.auths.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(auth) = auths.get(&remote.host) {
-            return Ok(auth.clone());
-        }
-        let auth = match self.docker.credentials_for(&remote.host)? {
-            Some(c) => RegistryAuth::Basic(c.username, c.password),
-            None => RegistryAuth::Anonymous,
-        };
-        auths.insert(remote.host.clone(), auth.clone());
-        Ok(auth)
-    }
-
     /// Fetches a manifest or index by tag (`digest` = None) or digest and verifies it.
     async fn fetch_manifest(&self, remote: &Remote, image: &str, digest: Option<&str>) -> Result<Fetched, ImageError> {
-        let target = match digest {
-            Some(digest) => remote.oci.clone_with_digest(digest.to_string()),
-            None => remote.oci.clone(),
-        };
-        let object = digest
-            .map(str::to_string)
-            .unwrap_or_else(|| target.tag().unwrap_or("latest").to_string());
-        let auth = self.auth(remote)?;
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&target, &auth, &media_type::MANIFEST_TYPES)
-            .await
-            .map_err(|e| map_error(e, image, remote, "manifest", &object))?;
-        if bytes.len() as u64 > MAX_JSON_BLOB {
-            return Err(ImageError::InvalidManifest {
-                what: "manifest",
-                image: image.to_string(),
-                digest: object,
-                reason: format!("it is {} bytes, too big for a manifest", bytes.len()),
+        if let Some(digest) = digest.filter(|d| sha256_hex(d).is_none()) {
+            return Err(ImageError::InvalidDigest {
+                digest: digest.to_string(),
             });
         }
+        let object = match digest {
+            Some(digest) => digest.to_string(),
+            None => remote.oci.tag().unwrap_or("latest").to_string(),
+        };
+        let target = Target {
+            remote,
+            image,
+            what: "manifest",
+            object: &object,
+        };
+        let bytes = self.registry.manifest(target).await?;
         let actual = sha256_digest(&bytes);
         if let Some(expected) = digest.filter(|d| *d != actual) {
             return Err(ImageError::DigestMismatch {
@@ -551,74 +561,29 @@ impl<'s> Session<'s> {
                 digest: actual,
                 size: bytes.len() as u64,
             },
-            bytes: bytes.to_vec(),
+            bytes,
         })
     }
 
     /// Streams one blob into the store, verifying size and digest.
     async fn download(&self, plan: &Plan, blob: &Descriptor) -> Result<(), ImageError> {
         let image = plan.request.reference.to_string();
-        let remote = &plan.remote;
-        let registry_error = |detail: String| ImageError::Registry {
-            image: image.clone(),
-            registry: remote.url.clone(),
-            what: "blob",
-            object: blob.digest.clone(),
-            detail,
-        };
-        let size =
-            i64::try_from(blob.size).map_err(|_| registry_error(format!("its size {} is out of range", blob.size)))?;
-        let auth = self.auth(remote)?;
-        // Blob requests do not register credentials themselves (manifests may have come from
-        // the cache), so register them here.
-        self.client
-            .store_auth_if_needed(remote.oci.resolve_registry(), &auth)
-            .await;
-        let descriptor = OciDescriptor {
-            media_type: blob.media_type.clone(),
-            digest: blob.digest.clone(),
-            size,
-            ..OciDescriptor::default()
-        };
         let mut writer = self.store.blob_writer(
             &blob.digest,
             Some(blob.size),
             BlobOrigin {
                 image: image.clone(),
-                source: remote.url.clone(),
+                source: plan.remote.url.clone(),
             },
         )?;
         tracing::debug!("downloading {} ({} bytes) for {image}", blob.digest, blob.size);
-        let mut stream = self
-            .client
-            .pull_blob_stream(&remote.oci, &descriptor)
-            .await
-            .map_err(|e| map_error(e, &image, remote, "blob", &blob.digest))?;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    writer.write_all(&bytes).map_err(|e| writer.io_error(e))?;
-                    writer.check_not_oversized()?;
-                }
-                // oci-client reports a digest mismatch as a stream error after the last byte.
-                Err(_) if writer.written() == blob.size && writer.digest_so_far() != blob.digest => {
-                    return Err(ImageError::DigestMismatch {
-                        image,
-                        source_url: remote.url.clone(),
-                        expected: blob.digest.clone(),
-                        actual: writer.digest_so_far(),
-                    });
-                }
-                Err(e) => {
-                    return Err(registry_error(format!(
-                        "the download broke off after {} of {} bytes: {}",
-                        writer.written(),
-                        blob.size,
-                        error_chain(&e)
-                    )));
-                }
-            }
-        }
+        let target = Target {
+            remote: &plan.remote,
+            image: &image,
+            what: "blob",
+            object: &blob.digest,
+        };
+        self.registry.download(target, blob, &mut writer).await?;
         writer.commit()
     }
 
@@ -637,21 +602,6 @@ impl<'s> Session<'s> {
 }
 
 /// Where to pull `reference` from, honouring mirrors.
-/// A registry client that speaks plain HTTP to `http_hosts` and HTTPS (rustls with ring) to the rest.
-pub(crate) fn new_client(http_hosts: Vec<String>) -> Result<oci_client::Client, String> {
-    // reqwest is built without a default crypto provider (to avoid aws-lc); install ring.
-    // This fails harmlessly when a provider is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(http_hosts),
-        platform_resolver: None,
-        connect_timeout: Some(std::time::Duration::from_secs(30)),
-        read_timeout: Some(std::time::Duration::from_secs(300)),
-        ..ClientConfig::default()
-    };
-    oci_client::Client::try_from(config).map_err(|e| format!("cannot set up the HTTP client: {e}"))
-}
-
 pub(crate) fn remote_for(reference: &Reference, mirrors: &[(String, String)]) -> Result<Remote, ImageError> {
     let registry = reference.registry();
     let mirror = mirror_for(registry, mirrors);
@@ -714,7 +664,7 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 /// An error and its causes, on one line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -728,75 +678,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Translates a client error into one that says what happened and what to do.
-fn map_error(
-    error: OciDistributionError,
-    image: &str,
-    remote: &Remote,
-    what: &'static str,
-    object: &str,
-) -> ImageError {
-    let image = image.to_string();
-    let registry = remote.url.clone();
-    let not_found = || ImageError::NotFound {
-        image: image.clone(),
-        registry: registry.clone(),
-        what,
-        object: object.to_string(),
-    };
-    let unauthorized = |detail: String| ImageError::Unauthorized {
-        image: image.clone(),
-        registry: registry.clone(),
-        host: remote.host.clone(),
-        detail,
-    };
-    match error {
-        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => ImageError::Unreachable {
-            image,
-            registry,
-            detail: error_chain(&e),
-        },
-        OciDistributionError::UnauthorizedError { url } => unauthorized(format!("{url} answered 401 Unauthorized")),
-        OciDistributionError::AuthenticationFailure(reason) => unauthorized(format!("authentication failed: {reason}")),
-        OciDistributionError::RegistryError { envelope, url } => {
-            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes.iter().any(|c| {
-                matches!(
-                    c,
-                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown
-                )
-            }) {
-                not_found()
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Denied | OciErrorCode::Unauthorized))
-            {
-                unauthorized(format!("{url}: {envelope}"))
-            } else {
-                ImageError::Registry {
-                    image,
-                    registry,
-                    what,
-                    object: object.to_string(),
-                    detail: format!("{url}: {envelope}"),
-                }
-            }
-        }
-        OciDistributionError::ServerError { code: 404, .. } => not_found(),
-        OciDistributionError::ServerError {
-            code: 401 | 403,
-            url,
-            message,
-        } => unauthorized(format!("{url}: {message}")),
-        other => ImageError::Registry {
-            image,
-            registry,
-            what,
-            object: object.to_string(),
-            detail: error_chain(&other),
-        },
-    }
-}
+#[cfg(test)]
+mod hostile_registry;
 
 #[cfg(test)]
 mod tests {
@@ -890,6 +773,100 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("run with network access"), "{text}");
+    }
+
+    /// A copy of the corpus cache with `image` from it also named `127.0.0.1:1/moved/NAME`
+    /// (where nothing listens), as `root` if given.
+    fn renamed(image: &str, root: Option<&[u8]>) -> (tempfile::TempDir, Store, Reference) {
+        let (tmp, store) = crate::image::layout::tests::corpus_copy();
+        let entry = store
+            .find_entry(&reference(&format!("localhost:5000/conformance/{image}")))
+            .unwrap()
+            .unwrap();
+        let mut descriptor = entry.descriptor();
+        if let Some(root) = root {
+            descriptor.digest = sha256_digest(root);
+            descriptor.size = root.len() as u64;
+            let origin = BlobOrigin {
+                image: image.into(),
+                source: "test".into(),
+            };
+            store.write_blob_bytes(&descriptor.digest, root, origin).unwrap();
+        }
+        let moved = reference(&format!("127.0.0.1:1/moved/{image}"));
+        store.set_entry(&moved.cache_name(), &descriptor).unwrap();
+        (tmp, store, moved)
+    }
+
+    fn unreachable_gap(store: &Store, image: &Reference, arch: &str) -> (CacheGap, String) {
+        let opts = PullOptions {
+            platform: Platform::linux(arch),
+            ..PullOptions::default()
+        };
+        let err = ensure_images(store, std::slice::from_ref(image), &opts).unwrap_err();
+        let text = err.to_string();
+        let ImageError::Unreachable {
+            image: named, cached, ..
+        } = err
+        else {
+            panic!("expected an unreachable registry, got {text}");
+        };
+        assert_eq!(named, image.to_string());
+        (cached, text)
+    }
+
+    #[test]
+    fn an_index_without_the_platform_is_reported_as_such() {
+        let store = corpus();
+        let kernel = store
+            .find_entry(&reference("localhost:5000/conformance/kernel:6.6.0"))
+            .unwrap()
+            .unwrap();
+        let index = store.read_small_blob("kernel", &kernel.digest).unwrap().unwrap();
+        let mut index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        let manifests = index["manifests"].as_array_mut().unwrap();
+        manifests.retain(|m| m["platform"]["architecture"] == "arm64");
+        let (_tmp, store, moved) = renamed("kernel:6.6.0", Some(&serde_json::to_vec(&index).unwrap()));
+        let (gap, text) = unreachable_gap(&store, &moved, "amd64");
+        assert_eq!(
+            gap,
+            CacheGap::NoPlatform {
+                platform: "linux/amd64".into(),
+                available: "linux/arm64".into()
+            }
+        );
+        assert!(
+            text.contains("is in the cache without a manifest for linux/amd64"),
+            "{text}"
+        );
+        assert!(!text.contains("not in the cache"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_or_damaged_layer_is_reported_as_such() {
+        let (_tmp, store, moved) = renamed("hello:v1", None);
+        let layer = store.resolve(&moved, &Platform::host()).unwrap().unwrap().layers[0].clone();
+        let path = store.blob_path(&layer.digest).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        let (gap, text) = unreachable_gap(&store, &moved, "amd64");
+        let damaged = CacheGap::DamagedBlob {
+            digest: layer.digest.clone(),
+            expected: layer.size,
+            actual: 100,
+        };
+        assert_eq!(gap, damaged);
+        assert!(
+            text.contains(&format!("damaged blob {} (100 bytes instead of", layer.digest)),
+            "{text}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let (gap, _) = unreachable_gap(&store, &moved, "amd64");
+        assert_eq!(gap, CacheGap::MissingBlob { digest: layer.digest });
+        // Anything else still is not in the cache at all.
+        let (gap, text) = unreachable_gap(&store, &reference("127.0.0.1:1/moved/other:v1"), "amd64");
+        assert_eq!(gap, CacheGap::NotCached);
+        assert!(text.contains("is not in the cache"), "{text}");
     }
 
     #[test]

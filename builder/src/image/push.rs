@@ -9,7 +9,8 @@ use oci_client::RegistryOperation;
 use super::auth::DockerConfig;
 use super::descriptor::media_type;
 use super::layout::Store;
-use super::pull::{new_client, remote_for, run_blocking};
+use super::pull::{remote_for, run_blocking};
+use super::registry::install_crypto_provider;
 use super::{ImageError, Platform};
 use crate::Reference;
 
@@ -71,11 +72,8 @@ pub fn push_image(
     } else {
         Vec::new()
     };
-    let client = new_client(http_hosts).map_err(|detail| ImageError::Unreachable {
-        image: remote.to_string(),
-        registry: target.url.clone(),
-        detail,
-    })?;
+    let client =
+        new_client(http_hosts).map_err(|e| registry_error("manifest", target.oci.tag().unwrap_or("latest"), &e))?;
     let oci = &target.oci;
     run_blocking(async {
         client
@@ -87,24 +85,34 @@ pub fn push_image(
             if exists {
                 continue;
             }
-            let mut data = Vec::with_capacity(blob.size as usize);
-            store
-                .open_blob(&blob.digest)?
-                .read_to_end(&mut data)
-                .map_err(|e| ImageError::io("read blob", store.blob_path(&blob.digest).unwrap_or_default(), e))?;
+            let mut data = Vec::new();
+            let mut reader = store.open_verified(&resolved.name, blob)?;
+            reader.read_to_end(&mut data).map_err(|e| reader.error(e))?;
             client
                 .push_blob(oci, data, &blob.digest)
                 .await
                 .map_err(|e| registry_error("blob", &blob.digest, &e))?;
         }
+        let content_type = content_type
+            .parse()
+            .map_err(|e| registry_error("manifest", &resolved.manifest_digest, &e))?;
         client
-            .push_manifest_raw(
-                oci,
-                manifest.clone(),
-                content_type.parse().expect("a valid header value"),
-            )
+            .push_manifest_raw(oci, manifest.clone(), content_type)
             .await
             .map_err(|e| registry_error("manifest", oci.tag().unwrap_or("latest"), &e))?;
         Ok(resolved.manifest_digest.clone())
     })?
+}
+
+/// An oci-client registry client that speaks plain HTTP to `http_hosts` and HTTPS to the rest.
+fn new_client(http_hosts: Vec<String>) -> Result<oci_client::Client, String> {
+    install_crypto_provider();
+    let config = oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::HttpsExcept(http_hosts),
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(30)),
+        read_timeout: Some(std::time::Duration::from_secs(300)),
+        ..oci_client::client::ClientConfig::default()
+    };
+    oci_client::Client::try_from(config).map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }

@@ -13,7 +13,9 @@
 //! Only the set of seen paths is kept in memory; layers are streamed.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{self, Read};
+
+use sha2::{Digest as _, Sha256};
 
 use super::compression::{open_layer, OpenLayerError};
 use crate::tar::{gopath, EntryKind, Header, TarError, TarReader};
@@ -32,6 +34,9 @@ pub struct LayerSource<'a> {
     pub media_type: String,
     /// The (usually compressed) blob content.
     pub blob: Box<dyn Read + Send + 'a>,
+    /// The sha256 the uncompressed tar must have (the image config's `rootfs.diff_ids` entry), if
+    /// known; see [`LayerSource::with_diff_id`].
+    pub diff_id: Option<String>,
 }
 
 impl<'a> LayerSource<'a> {
@@ -45,7 +50,15 @@ impl<'a> LayerSource<'a> {
             digest: digest.into(),
             media_type: media_type.into(),
             blob: Box::new(blob),
+            diff_id: None,
         }
+    }
+
+    /// Checks the uncompressed tar against `diff_id` (`sha256:<hex>`): flattening fails with
+    /// [`LayerError::DiffIdMismatch`] once the layer has been read, if it differs.
+    pub fn with_diff_id(mut self, diff_id: impl Into<String>) -> LayerSource<'a> {
+        self.diff_id = Some(diff_id.into());
+        self
     }
 }
 
@@ -120,6 +133,30 @@ pub enum LayerError {
         entry: String,
         /// The symlink ancestor.
         symlink: String,
+    },
+    /// Reading the layer's data failed after its headers were read: the blob breaks off, its
+    /// compression is damaged, or a verifying reader found it damaged.
+    #[error("image {image}: layer {digest}: {source}; the layer blob is damaged or truncated")]
+    Read {
+        /// Image reference.
+        image: String,
+        /// Layer digest.
+        digest: String,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The uncompressed layer does not hash to the `diff_id` the image config lists for it.
+    #[error("image {image}: layer {digest} uncompresses to {actual}, but the image config lists {expected} for it; the image is inconsistent (damaged or tampered with), pull or build it again")]
+    DiffIdMismatch {
+        /// Image reference.
+        image: String,
+        /// Layer digest.
+        digest: String,
+        /// The config's `diff_ids` entry.
+        expected: String,
+        /// What the uncompressed tar hashes to.
+        actual: String,
     },
     /// The caller's visitor failed on an entry; flattening stopped there.
     #[error("image {image}: entry {entry:?}: {source}")]
@@ -203,7 +240,8 @@ impl Flattener {
         Ok(())
     }
 
-    /// Streams one layer.
+    /// Streams one layer, then reads it to its end so that a digest-verifying blob reader and the
+    /// `diff_id` check see every byte.
     fn layer<E, F>(&mut self, layer: LayerSource<'_>, visit: &mut F) -> Result<(), LayerError>
     where
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -215,7 +253,12 @@ impl Flattener {
             digest: digest.clone(),
             source,
         })?;
-        let mut tar = TarReader::new(stream);
+        let read_error = |image: &str, source| LayerError::Read {
+            image: image.to_string(),
+            digest: digest.clone(),
+            source,
+        };
+        let mut tar = TarReader::new(Sha256Reader::new(stream));
         // Opaque markers only hide older layers, so they take effect once this layer is done.
         let mut new_opaque = Vec::new();
         loop {
@@ -233,13 +276,33 @@ impl Flattener {
             match self.decide(header, &digest, &mut new_opaque)? {
                 Decision::Skip => {}
                 Decision::Emit(header) => {
-                    visit(&header, &mut tar).map_err(|err| LayerError::Visit {
+                    let mut data = DataReader {
+                        inner: &mut tar,
+                        error: None,
+                    };
+                    let visited = visit(&header, &mut data);
+                    // A visitor fails when the data it reads breaks off: that is the layer's fault.
+                    if let Some(source) = data.error {
+                        return Err(read_error(&self.image, source));
+                    }
+                    visited.map_err(|err| LayerError::Visit {
                         image: self.image.clone(),
                         entry: header.name.clone(),
                         source: err.into(),
                     })?;
                 }
             }
+        }
+        let mut rest = tar.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|source| read_error(&self.image, source))?;
+        let actual = rest.digest();
+        if let Some(expected) = layer.diff_id.filter(|expected| *expected != actual) {
+            return Err(LayerError::DiffIdMismatch {
+                image: self.image.clone(),
+                digest,
+                expected,
+                actual,
+            });
         }
         self.opaque.extend(new_opaque);
         Ok(())
@@ -374,6 +437,54 @@ impl Flattener {
             entry: entry.to_string(),
             target: header.link_name.clone(),
         }
+    }
+}
+
+/// Hashes what is read through it (the uncompressed layer, for its `diff_id`).
+struct Sha256Reader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Sha256Reader<R> {
+    fn new(inner: R) -> Self {
+        Sha256Reader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// `sha256:<hex>` of everything read so far.
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// An entry's data as the visitor reads it, keeping the first read error for the layer's report
+/// (the visitor gets a copy of it).
+struct DataReader<'a, R> {
+    inner: &'a mut R,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for DataReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|err| match self.error {
+            Some(_) => err,
+            None => {
+                let copy = io::Error::new(err.kind(), err.to_string());
+                self.error = Some(err);
+                copy
+            }
+        })
     }
 }
 

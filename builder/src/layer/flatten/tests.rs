@@ -476,3 +476,45 @@ fn corpus_layered_image_matches_linuxkit_order() {
         ]
     );
 }
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+#[test]
+fn a_layer_cut_inside_an_entry_names_image_and_layer() {
+    let archive = tar(&[E::File("a", &[7u8; 5000])]);
+    let compressed = gzip(&archive);
+    for cut in [archive[..3000].to_vec(), compressed[..compressed.len() / 2].to_vec()] {
+        let err = flatten_blobs(vec![cut], true).unwrap_err();
+        assert!(matches!(err, LayerError::Read { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("test/image:1") && text.contains("sha256:layer0"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_uncompressed_layer_must_match_its_diff_id() {
+    // Bytes after the end-of-archive marker count too: the whole stream is read.
+    let mut archive = tar(&[E::File("a", b"x")]);
+    archive.extend_from_slice(&[0u8; 8192]);
+    let layer = || source(0, gzip(&archive));
+    let visit = |_: &Header, _: &mut dyn Read| Ok::<(), io::Error>(());
+    flatten(vec![layer().with_diff_id(sha256(&archive))], "img:1", visit).unwrap();
+    let wrong = sha256(b"something else");
+    let err = flatten(vec![layer().with_diff_id(wrong.clone())], "img:1", visit).unwrap_err();
+    let LayerError::DiffIdMismatch {
+        image,
+        digest,
+        expected,
+        actual,
+    } = &err
+    else {
+        panic!("expected a diff_id mismatch, got {err}");
+    };
+    assert_eq!((image.as_str(), digest.as_str()), ("img:1", "sha256:layer0"));
+    assert_eq!((expected, actual), (&wrong, &sha256(&archive)));
+}
