@@ -299,8 +299,13 @@ fn yaml_problems() {
         "onboot:\n- name: a\n  image: b\n  sysctl: {1: x}\n",
         &["linuxkit.yml:4:12: onboot[0].sysctl: mapping keys must be strings, found an integer; quote the key"],
     );
-    // Only the first document counts, as in LinuxKit.
-    check("init: [a]\n---\n[oops\n", &[]);
+    // LinuxKit reads only the first document and ignores the rest, even when it is not YAML; a later
+    // document with content is reported where it starts.
+    check("init: [a]\n---\n", &[]);
+    check(
+        "init: [a]\n---\n[oops\n",
+        &["linuxkit.yml:2:1: invalid YAML: a spec file holds one YAML document, but another one starts here (LinuxKit would silently ignore it): merge it into the first, or give it as a spec file of its own"],
+    );
 }
 
 #[test]
