@@ -537,6 +537,37 @@ fn files_are_not_written_through_earlier_symlinks_or_files() {
     );
 }
 
+/// Every uid and gid outside 32 bits is reported at load with its position, all at once (they were
+/// found one per run while building, without a position); labels get the same check.
+#[test]
+fn ids_out_of_range_are_reported_at_load() {
+    check(
+        r#"onboot:
+  - name: a
+    image: alpine
+    uid: -1
+    gid: 4294967296
+    additionalGids: [1, 0x100000000, root]
+files:
+  - path: x
+    contents: x
+    uid: 4294967295
+    gid: -5
+"#,
+        &[
+            "linuxkit.yml:4:10: onboot[0].uid: -1 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:5:10: onboot[0].gid: 4294967296 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:6:25: onboot[0].additionalGids[1]: 4294967296 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:11:10: files[0].gid: -5 is out of range: expected an integer from 0 to 4294967295",
+        ],
+    );
+    let errors = parse_label(r#"{"uid": 4294967296}"#).expect_err("out of range");
+    assert_eq!(
+        errors.to_string(),
+        "label: uid: 4294967296 is out of range: expected an integer from 0 to 4294967295"
+    );
+}
+
 #[test]
 fn volumes_and_their_binds() {
     check(
