@@ -24,7 +24,7 @@ use super::goscalar::{resolve_plain, Dialect, Resolved};
 const MAX_DEPTH: usize = 128;
 /// At most this many nodes per document, aliases expanded. LinuxKit's largest examples have a few
 /// hundred.
-const MAX_NODES: usize = 200_000;
+pub(crate) const MAX_NODES: usize = 200_000;
 /// At most this many bytes of scalar text per document, aliases expanded. Without aliases a
 /// document's scalars are never longer than its text, so this is reached only through aliases by
 /// a spec within `MAX_SPEC_BYTES`.
@@ -189,13 +189,13 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
 
 /// How much a node holds: itself and its descendants, and their scalars' bytes.
 #[derive(Debug, Clone, Copy, Default)]
-struct Size {
-    nodes: usize,
-    bytes: usize,
+pub(crate) struct Size {
+    pub nodes: usize,
+    pub bytes: usize,
 }
 
 impl Size {
-    fn of(node: &Node) -> Size {
+    pub fn of(node: &Node) -> Size {
         match &node.value {
             Value::Scalar(s) => Size {
                 nodes: 1,
