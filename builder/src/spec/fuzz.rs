@@ -346,7 +346,7 @@ proptest! {
                 prop_assert!(size.nodes <= MAX_NODES && size.bytes <= MAX_SCALAR_BYTES, "{:?}", size);
             }
             Ok(None) => prop_assert!(false, "a document was expected"),
-            Err(e) => prop_assert!(e.message.contains("once its aliases are expanded"), "{:?}", e),
+            Err(e) => prop_assert!(e.message.contains("with the copies its anchors and aliases make"), "{:?}", e),
         }
     }
 }
@@ -442,7 +442,10 @@ fn hostile_documents_are_refused_not_crashed_on() {
         ));
     }
     let err = super::yaml::parse(&laughs).expect_err("billion laughs");
-    assert!(err.message.contains("once its aliases are expanded"), "{err:?}");
+    assert!(
+        err.message.contains("with the copies its anchors and aliases make"),
+        "{err:?}"
+    );
     exercise(&laughs);
 }
 

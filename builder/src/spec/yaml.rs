@@ -9,9 +9,9 @@
 //! text that is not YAML. Here a later document must be empty (`---` alone, `~`): one with content
 //! or with a syntax error is reported at its position.
 //!
-//! The tree is bounded in depth, in nodes and in scalar bytes, counted with aliases expanded, so that
-//! a small document cannot expand into gigabytes ("billion laughs", or one long string aliased many
-//! times).
+//! The tree is bounded in depth, in nodes and in scalar bytes, counted with the copies that anchors and
+//! aliases make, so that a small document cannot expand into gigabytes ("billion laughs", one long
+//! string aliased many times, or anchors nested around one long string).
 
 use std::collections::HashMap;
 
@@ -22,12 +22,12 @@ use super::goscalar::{resolve_plain, Dialect, Resolved};
 
 /// Nesting deeper than this is refused rather than risking the stack of later recursive passes.
 const MAX_DEPTH: usize = 128;
-/// At most this many nodes per document, aliases expanded. LinuxKit's largest examples have a few
-/// hundred.
+/// At most this many nodes per document, copies for anchors and aliases included. LinuxKit's largest
+/// examples have a few hundred.
 pub(crate) const MAX_NODES: usize = 200_000;
-/// At most this many bytes of scalar text per document, aliases expanded. Without aliases a
-/// document's scalars are never longer than its text, so this is reached only through aliases by
-/// a spec within `MAX_SPEC_BYTES`.
+/// At most this many bytes of scalar text per document, copies for anchors and aliases included.
+/// Without them a document's scalars are never longer than its text, so a spec within
+/// `MAX_SPEC_BYTES` reaches this only through anchors and aliases.
 pub(crate) const MAX_SCALAR_BYTES: usize = 4 * super::MAX_SPEC_BYTES as usize;
 
 /// A 1-based line and column.
@@ -221,12 +221,21 @@ impl Size {
     }
 }
 
+/// What the document has used of its limits so far.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Everything built so far, copies included.
+    total: Size,
+    /// The part of `total` that are copies made for anchors and aliases.
+    copied: Size,
+}
+
 impl Budget {
-    /// Adds `added`; fails once a limit is passed, saying whether aliases are to blame.
-    fn spend(&mut self, added: Size, from_alias: bool, mark: Mark) -> Result<(), YamlError> {
+    /// Adds `added`; fails once a limit is passed, saying whether copies are to blame.
+    fn spend(&mut self, added: Size, copy: bool, mark: Mark) -> Result<(), YamlError> {
         self.total = self.total.plus(added);
-        if from_alias {
-            self.aliased = self.aliased.plus(added);
+        if copy {
+            self.copied = self.copied.plus(added);
         }
         let too_many = if self.total.nodes > MAX_NODES {
             format!("{MAX_NODES} nodes (keys, values, lists and mappings)")
@@ -235,11 +244,11 @@ impl Budget {
         } else {
             return Ok(());
         };
-        let message = if self.aliased.nodes > 0 {
+        let message = if self.copied.nodes > 0 {
             format!(
-                "the document expands to more than {too_many} once its aliases are expanded \
-                 ({} nodes and {} bytes come from aliases): alias smaller values, or fewer times",
-                self.aliased.nodes, self.aliased.bytes
+                "the document grows to more than {too_many} with the copies its anchors and aliases \
+                 make ({} nodes and {} bytes are copies): anchor smaller values, or alias them fewer times",
+                self.copied.nodes, self.copied.bytes
             )
         } else {
             format!("the document has more than {too_many}: split it into several spec files")
@@ -262,15 +271,6 @@ struct Builder<'a> {
     /// Finished anchored nodes by anchor id, with their size.
     anchors: HashMap<usize, (Node, Size)>,
     budget: Budget,
-}
-
-/// What the document has used of its limits so far.
-#[derive(Debug, Default)]
-struct Budget {
-    /// Everything built so far, aliases expanded.
-    total: Size,
-    /// The part of `total` that comes from aliases.
-    aliased: Size,
 }
 
 impl Builder<'_> {
@@ -311,7 +311,7 @@ impl Builder<'_> {
                         mark,
                         value: Value::Scalar(scalar(text, style, tag.as_ref(), mark)?),
                     };
-                    self.remember(anchor, &node);
+                    self.remember(anchor, &node, mark)?;
                     Some(node)
                 }
                 Event::Alias(id) => {
@@ -343,7 +343,7 @@ impl Builder<'_> {
                     let anchor = open.anchor;
                     let node = close(open)?;
                     self.budget.spend(Size::scalar_free(), false, mark)?;
-                    self.remember(anchor, &node);
+                    self.remember(anchor, &node, mark)?;
                     Some(node)
                 }
                 _ => None,
@@ -357,11 +357,15 @@ impl Builder<'_> {
         }
     }
 
-    /// Records a finished anchored node for later aliases.
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    /// Records a copy of a finished anchored node for later aliases. The copy counts: nested
+    /// anchors copy the same text once per level.
+    fn remember(&mut self, anchor: usize, node: &Node, mark: Mark) -> Result<(), YamlError> {
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), Size::of(node)));
+            let size = Size::of(node);
+            self.budget.spend(size, true, mark)?;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
+        Ok(())
     }
 
     /// A copy of the anchored node, counted before it is made.
@@ -692,13 +696,28 @@ mod tests {
         let err = parse(&text).unwrap_err();
         assert!(
             err.message.contains(&format!("more than {MAX_SCALAR_BYTES} bytes"))
-                && err.message.contains("once its aliases are expanded"),
+                && err.message.contains("with the copies its anchors and aliases make"),
             "{err:?}"
         );
-        // Just under the limit is fine.
-        let fits = MAX_SCALAR_BYTES / (1 << 20) - 2;
+        // Just under the limit is fine (the text, the anchor's copy and the aliases).
+        let fits = MAX_SCALAR_BYTES / (1 << 20) - 3;
         let aliases = vec!["*s"; fits].join(", ");
         assert!(parse(&format!("s: &s {long}\nl: [{aliases}]\n")).is_ok());
+    }
+
+    /// Anchors nested around one long string copy it once per level: the copies count, so the
+    /// nesting cannot multiply memory without an alias.
+    #[test]
+    fn nested_anchors_are_counted() {
+        let mut nested = "x".repeat(4 << 20);
+        for level in 0..20 {
+            nested = format!("&a{level} [{nested}]");
+        }
+        let err = parse(&format!("k: {nested}\n")).unwrap_err();
+        assert!(
+            err.message.contains("with the copies its anchors and aliases make"),
+            "{err:?}"
+        );
     }
 
     /// A large document without aliases is told so, not that it aliases too much.
