@@ -1,6 +1,5 @@
 //! `moby build`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -62,26 +61,16 @@ pub fn run(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads every spec file (or stdin for `-`).
+/// Reads every spec file (or stdin for `-`), each at most `spec::MAX_SPEC_BYTES`.
 fn read_sources(files: &[String]) -> Result<Vec<Source>> {
     files
         .iter()
         .map(|file| {
             if file == "-" {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .context("reading the spec from stdin")?;
-                return Ok(Source {
-                    name: "<stdin>".into(),
-                    text,
-                });
+                return Ok(Source::read("<stdin>", std::io::stdin().lock())?);
             }
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read spec file {file}"))?;
-            Ok(Source {
-                name: file.clone(),
-                text,
-            })
+            let opened = std::fs::File::open(file).with_context(|| format!("cannot read spec file {file}"))?;
+            Ok(Source::read(file, opened)?)
         })
         .collect()
 }

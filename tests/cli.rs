@@ -204,3 +204,40 @@ fn cache_ls_export_import_rm() {
     assert!(!after.lines().any(|l| l.starts_with(&format!("{hello}\t"))), "{after}");
     assert_eq!(after.lines().count(), listing.lines().count() - 1);
 }
+
+/// An endless spec file (`/dev/zero`) or stdin stops at `MAX_SPEC_BYTES` with an error naming the
+/// file and the limit, instead of growing without bound.
+#[test]
+fn endless_specs_stop_at_the_read_limit() {
+    let limit = builder::spec::MAX_SPEC_BYTES;
+    let output = Command::new(moby_bin())
+        .args(["build", "--dry-run", "/dev/zero"])
+        .output()
+        .expect("run moby");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("/dev/zero: the spec is larger than {limit} bytes")),
+        "{stderr}"
+    );
+    let mut child = Command::new(moby_bin())
+        .args(["build", "--dry-run", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run moby");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'#'; 1 << 16];
+        // moby stops reading at the limit and exits, which ends this loop with a broken pipe.
+        while stdin.write_all(&chunk).is_ok() {}
+    });
+    let output = child.wait_with_output().expect("moby output");
+    feeder.join().expect("feeder");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("<stdin>: the spec is larger than {limit} bytes")),
+        "{stderr}"
+    );
+}

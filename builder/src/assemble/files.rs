@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::oci_config::IdMap;
+use crate::spec::fields::{self, FileTree};
 use crate::spec::model::{File, IdRef, Moby};
-use crate::spec::{fields, metadata, MetadataFormat};
-use crate::tar::{EntryKind, EntrySink, Header};
+use crate::spec::{metadata, MetadataFormat};
+use crate::tar::{gopath, EntryKind, EntrySink, Header};
 
-use super::{write_bytes, BuildError};
+use super::{copy_entry, write_bytes, BuildError};
 
 /// Why a `files` entry could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +24,14 @@ pub struct FilesError {
     pub problem: String,
 }
 
-/// Writes every `files` entry, in order.
+/// Writes every `files` entry, in order. The spec's validation already refused unsafe paths; they
+/// are checked again here because a `Moby` need not come from `spec::load`.
 pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
     if !moby.files.is_empty() {
         tracing::info!("Add files:");
     }
     let mut added: HashSet<String> = HashSet::new();
+    let mut tree = FileTree::default();
     for (index, file) in moby.files.iter().enumerate() {
         tracing::info!("  {}", file.path);
         let fail = |problem: String| FilesError {
@@ -36,6 +39,9 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
             path: file.path.clone(),
             problem,
         };
+        let path = fields::file_entry_name(&file.path).map_err(fail)?.to_string();
+        tree.add(index, &path, file)
+            .map_err(|blocked| fail(blocked.message(&file.path, &format!("files[{}]", blocked.index))))?;
         let Some(contents) = contents(moby, file).map_err(fail)? else {
             tracing::debug!(
                 "skipping optional file {} whose source {} is missing",
@@ -44,7 +50,6 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
             );
             continue;
         };
-        let path = file.path.strip_prefix('/').unwrap_or(&file.path).to_string();
         let mode = match file.mode.as_str() {
             "" if file.directory => 0o700,
             "" => 0o600,
@@ -67,13 +72,15 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
             h
         };
 
-        let parent = Path::new(&path).parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut dir = PathBuf::new();
-        for component in parent.components() {
-            dir.push(component);
-            let name = dir.to_string_lossy().into_owned();
-            if added.insert(name.clone()) {
-                sink.write_header(&entry(name, EntryKind::Directory, parent_dir_mode(mode)))?;
+        // LinuxKit's leading directories: the elements of `path.Dir`, without `.`.
+        let mut dir = String::new();
+        for element in gopath::dir(&path).split('/').filter(|e| *e != ".") {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(element);
+            if added.insert(dir.clone()) {
+                sink.write_header(&entry(dir.clone(), EntryKind::Directory, parent_dir_mode(mode)))?;
             }
         }
         added.insert(path.clone());
@@ -90,6 +97,11 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
                 h.size = data.len() as u64;
                 write_bytes(sink, &h, &data)?;
             }
+            Contents::Host { mut file, size } => {
+                let mut h = entry(path, EntryKind::Regular, mode);
+                h.size = size;
+                copy_entry(sink, &h, &mut file)?;
+            }
         }
     }
     Ok(())
@@ -100,6 +112,11 @@ enum Contents {
     Directory,
     Symlink(String),
     Data(Vec<u8>),
+    /// A `source` file, streamed (it may be large) with the size it had when opened.
+    Host {
+        file: std::fs::File,
+        size: u64,
+    },
 }
 
 /// Resolves an entry's contents; `None` for an optional source that does not exist.
@@ -115,11 +132,22 @@ fn contents(moby: &Moby, file: &File) -> Result<Option<Contents>, String> {
     }
     if !file.source.is_empty() {
         let source = expand_home(&file.source);
-        return match std::fs::read(&source) {
-            Ok(data) => Ok(Some(Contents::Data(data))),
-            Err(_) if file.optional && !source.exists() => Ok(None),
-            Err(err) => Err(format!("cannot read source {}: {err}", source.display())),
+        let opened = match std::fs::File::open(&source) {
+            Ok(opened) => opened,
+            Err(_) if file.optional && !source.exists() => return Ok(None),
+            Err(err) => return Err(format!("cannot read source {}: {err}", source.display())),
         };
+        let meta = opened
+            .metadata()
+            .map_err(|err| format!("cannot read source {}: {err}", source.display()))?;
+        // A device or FIFO (`/dev/zero`) has no size to announce and may never end.
+        if !meta.is_file() {
+            return Err(format!("source {} is not a regular file", source.display()));
+        }
+        return Ok(Some(Contents::Host {
+            file: opened,
+            size: meta.len(),
+        }));
     }
     match file.metadata.as_str() {
         "yaml" => Ok(Some(Contents::Data(metadata(moby, MetadataFormat::Yaml)))),

@@ -326,6 +326,93 @@ fn files_get_parents_once_and_optional_sources_may_be_missing() {
     );
 }
 
+fn spec_file(path: &str, contents: &str) -> File {
+    File {
+        path: path.into(),
+        contents: Some(contents.into()),
+        ..File::default()
+    }
+}
+
+/// A `Moby` built without `spec::load` gets the same path rules: nothing outside the root or below
+/// an earlier symlink, and nothing is written before the refusal.
+#[test]
+fn files_outside_the_root_are_refused_even_without_validation() {
+    let link = File {
+        path: "etc".into(),
+        symlink: "/etc".into(),
+        ..File::default()
+    };
+    for (files, expected) in [
+        (vec![spec_file("../x", "")], "'..'"),
+        (vec![spec_file("//etc/passwd", "")], "absolute"),
+        (vec![spec_file("/", "")], "root itself"),
+        (vec![spec_file("", "")], "needs a path"),
+        (
+            vec![link, spec_file("etc/passwd", "")],
+            "which files[0] makes a symlink",
+        ),
+        (
+            vec![spec_file("a", ""), spec_file("a/b", "")],
+            "which files[0] makes a regular file",
+        ),
+    ] {
+        let moby = Moby {
+            files,
+            ..Moby::default()
+        };
+        let mut sink = Recorder::default();
+        let err = assemble(&moby, &FakeImages::default(), &mut sink)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(
+            sink.entries
+                .iter()
+                .all(|(h, _)| !h.name.contains("..") && !h.name.starts_with('/')),
+            "{:?}",
+            sink.entries
+        );
+    }
+}
+
+/// Leading directories are LinuxKit's `path.Dir` elements: `./a//b` makes `a` only (no `.`), and
+/// the entry keeps its name as written.
+#[test]
+fn file_parents_skip_dot_elements() {
+    let moby = Moby {
+        files: vec![spec_file("./a//b", "x")],
+        ..Moby::default()
+    };
+    let out = build(&moby, &FakeImages::default()).unwrap();
+    assert_eq!(out.names(), ["a", "./a//b"]);
+}
+
+/// A `source` is streamed with the size it has, and must be a regular file (a device such as
+/// `/dev/zero` would never end).
+#[test]
+fn file_sources_are_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host");
+    std::fs::write(&host, b"from the host").unwrap();
+    let source = |path: &std::path::Path| Moby {
+        files: vec![File {
+            path: "x".into(),
+            source: path.display().to_string(),
+            ..File::default()
+        }],
+        ..Moby::default()
+    };
+    let out = build(&source(&host), &FakeImages::default()).unwrap();
+    assert_eq!(out.data("x"), b"from the host");
+    for not_regular in [std::path::Path::new("/dev/zero"), dir.path()] {
+        let err = build(&source(not_regular), &FakeImages::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a regular file"), "{err}");
+    }
+}
+
 #[test]
 fn a_visitor_error_stops_the_build() {
     struct Broken;

@@ -2,6 +2,35 @@
 
 use std::fmt;
 
+/// Why a spec file could not be read (before any parsing).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is larger than the limit (or endless).
+    #[error("{name}: the spec is larger than {limit} bytes, the most moby reads; put large contents in files of their own and name them with `source:`")]
+    TooLarge {
+        /// The source name.
+        name: String,
+        /// [`super::MAX_SPEC_BYTES`].
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{name}: the spec is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// The source name.
+        name: String,
+        /// The offset of the first invalid byte.
+        offset: usize,
+    },
+    /// Reading failed.
+    #[error("cannot read the spec {name}: {source}")]
+    Io {
+        /// The source name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
 /// What kind of problem a [`SpecError`] is, which tells the caller how LinuxKit would have reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {

@@ -1,7 +1,13 @@
 //! Parsers for the string-encoded fields of a container entry (`rlimits`, `binds`, `tmpfs`, modes,
 //! capabilities), shared by YAML validation (which reports positions) and by OCI config generation
-//! (which also meets these fields in image labels). Each returns a message without position; the
-//! caller adds where the value came from.
+//! (which also meets these fields in image labels), and the rules for `files` paths, shared by
+//! validation and by the assembly of the `files` section. Each returns a message without position;
+//! the caller adds where the value came from.
+
+use std::collections::HashMap;
+
+use super::model::File;
+use crate::tar::gopath;
 
 /// Every capability LinuxKit knows, in kernel order: what `capabilities: [all]` expands to.
 pub const ALL_CAPABILITIES: [&str; 41] = [
@@ -198,6 +204,96 @@ pub fn parse_octal_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o7777)
         .ok_or_else(|| format!("mode {text:?} is out of range: at most 07777"))
+}
+
+/// The entry name of a `files` path: the path without the one leading `/` that LinuxKit drops, and
+/// otherwise as written (LinuxKit does not clean it, and the names must match). Refuses every path
+/// whose entry would not land strictly inside the image root when extracted.
+pub fn file_entry_name(path: &str) -> Result<&str, String> {
+    if path.is_empty() {
+        return Err("a file entry needs a path".into());
+    }
+    let name = path.strip_prefix('/').unwrap_or(path);
+    if name.contains('\0') {
+        return Err(format!("path {path:?} contains a NUL byte"));
+    }
+    if name.starts_with('/') {
+        return Err(format!(
+            "path {path:?} stays absolute once its first '/' is dropped, so it would be written outside the image root: write {:?}",
+            gopath::clean(path)
+        ));
+    }
+    if name.split('/').any(|element| element == "..") {
+        return Err(format!(
+            "path {path:?} has a '..' element, which can climb out of the image root: write the path without it"
+        ));
+    }
+    if gopath::clean(name) == "." {
+        return Err(format!(
+            "path {path:?} names the image root itself: name a file or directory below it"
+        ));
+    }
+    Ok(name)
+}
+
+/// The `files` entries seen so far that are not directories, by cleaned name. Nothing may be created
+/// below them: below a symlink an extractor would write wherever the link points, below a regular
+/// file the entry cannot exist. A later directory entry at the same name does not lift this (an
+/// extractor may keep the symlink and follow it).
+#[derive(Debug, Default)]
+pub(crate) struct FileTree {
+    non_dirs: HashMap<String, (usize, bool)>,
+}
+
+/// Why a `files` entry cannot be created: an earlier entry made one of its ancestors a non-directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blocked {
+    /// The ancestor, cleaned.
+    pub ancestor: String,
+    /// The index of the earlier entry (in the order given to [`FileTree::add`]).
+    pub index: usize,
+    /// Whether that entry is a symlink (else a regular file).
+    pub symlink: bool,
+}
+
+impl Blocked {
+    /// The message for the entry at `path`; `earlier` names the entry that made the ancestor.
+    pub fn message(&self, path: &str, earlier: &str) -> String {
+        let (what, why) = if self.symlink {
+            ("a symlink", "extracting the image would write wherever the link points")
+        } else {
+            ("a regular file", "nothing can be created below a file")
+        };
+        format!(
+            "path {path:?} lies below {:?}, which {earlier} makes {what}: {why}",
+            self.ancestor
+        )
+    }
+}
+
+impl FileTree {
+    /// Adds entry `index` with the entry name `name` (see [`file_entry_name`]), unless an earlier
+    /// entry made one of its ancestors a symlink or a file.
+    pub fn add(&mut self, index: usize, name: &str, file: &File) -> Result<(), Blocked> {
+        let cleaned = gopath::clean(name);
+        let blocked = gopath::ancestors(&cleaned).find_map(|dir| {
+            self.non_dirs.get(dir).map(|&(index, symlink)| Blocked {
+                ancestor: dir.to_string(),
+                index,
+                symlink,
+            })
+        });
+        if let Some(blocked) = blocked {
+            return Err(blocked);
+        }
+        // LinuxKit's precedence: a directory, else a symlink, else a file.
+        if !file.directory {
+            self.non_dirs
+                .entry(cleaned)
+                .or_insert((index, !file.symlink.is_empty()));
+        }
+        Ok(())
+    }
 }
 
 /// Expands a capability list: a single `all`/`none` (any case) is special; every other entry must

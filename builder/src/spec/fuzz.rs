@@ -1,11 +1,19 @@
-//! Property tests: no input makes the front end panic, and what the metadata writer emits reads back
-//! as what it was given.
+//! Property tests (fuzz targets): no input makes the front end panic or allocate without bound, the
+//! `files` path rules accept exactly what an independent model of them accepts, and what the metadata
+//! writer emits reads back as what it was given.
+//!
+//! The targets that take hostile input are `#[ignore]`d and run by [`fuzz_targets_run_with_memory_capped`]
+//! in a child process whose address space is capped, so an input that makes the loader allocate
+//! without bound fails the test rather than the machine. `PROPTEST_CASES=N` runs N cases per target
+//! instead of the defaults below (bounded time either way; see `config`).
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
 use super::goyaml::{marshal, GoValue};
+use super::yaml::{Size, MAX_NODES, MAX_SCALAR_BYTES};
 use super::*;
+use crate::tar::gopath;
 
 const CORPUS_CASES: &str = "/work/shared/conformance/cases";
 
@@ -85,6 +93,15 @@ fn yamlish() -> impl Strategy<Value = String> {
             "files",
             "path",
             "contents",
+            "symlink",
+            "directory",
+            "source",
+            "metadata",
+            "..",
+            "/",
+            "additionalGids",
+            "-1",
+            "4294967296",
             "mode",
             "uid",
             "volumes",
@@ -167,20 +184,128 @@ fn apply(text: &str, mutation: &Mutation) -> String {
     }
 }
 
+/// `default_cases` cases, or `PROPTEST_CASES` for a longer (or shorter) run.
+fn config(default_cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default_cases);
+    ProptestConfig::with_cases(cases)
+}
+
+/// One element of a generated `files` path, with the awkward ones over-represented.
+fn path_element() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["a", "b", "etc", "a.b", "..."]),
+        1 => prop::sample::select(vec!["..", ".", ""]),
+    ]
+}
+
+/// A generated `files` path: elements joined with `/`, maybe with one or two leading slashes.
+fn file_path() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![4 => Just(""), 4 => Just("/"), 1 => Just("//")],
+        prop::collection::vec(path_element(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(lead, elements, trailing)| {
+            let mut path = format!("{lead}{}", elements.join("/"));
+            if trailing {
+                path.push('/');
+            }
+            path
+        })
+}
+
+/// A generated `files` entry: a path and any subset of the bodies.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: String,
+    bodies: Vec<&'static str>,
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let all = vec![
+        "directory: true",
+        "symlink: /target",
+        "contents: x",
+        "source: /nonexistent",
+        "metadata: yaml",
+    ];
+    let bodies = prop_oneof![
+        4 => prop::sample::subsequence(all.clone(), 1),
+        1 => prop::sample::subsequence(all, 0..3),
+    ];
+    (file_path(), bodies).prop_map(|(path, bodies)| Entry { path, bodies })
+}
+
+fn files_yaml(entries: &[Entry]) -> String {
+    let mut text = String::from("files:\n");
+    for e in entries {
+        let path = serde_json::to_string(&e.path).expect("a string");
+        text.push_str(&format!("  - {{path: {path}"));
+        for body in &e.bodies {
+            text.push_str(&format!(", {body}"));
+        }
+        text.push_str("}\n");
+    }
+    text
+}
+
+/// The rules for `files`, written independently of the validator: one body, a name strictly inside
+/// the root once one leading `/` is dropped and with no `..`, and no earlier symlink or file above it.
+fn files_model_accepts(entries: &[Entry]) -> bool {
+    let mut non_dirs: Vec<String> = Vec::new();
+    for e in entries {
+        let name = e.path.strip_prefix('/').unwrap_or(&e.path);
+        let cleaned = gopath::clean(name);
+        let inside = !e.path.is_empty()
+            && !name.starts_with('/')
+            && !name.split('/').any(|element| element == "..")
+            && cleaned != ".";
+        if e.bodies.len() != 1 || !inside {
+            return false;
+        }
+        if non_dirs.iter().any(|n| cleaned.starts_with(&format!("{n}/"))) {
+            return false;
+        }
+        if e.bodies[0] != "directory: true" {
+            non_dirs.push(cleaned);
+        }
+    }
+    true
+}
+
+/// A document that anchors a long string and aliases it through `levels` nested lists of `fan`
+/// aliases each: at most `len * fan^levels` bytes once expanded.
+fn alias_bomb() -> impl Strategy<Value = String> {
+    (0usize..(1 << 20), 1usize..64, 1usize..6).prop_map(|(len, fan, levels)| {
+        let mut text = format!("a0: &a0 {}\n", "x".repeat(len.max(1)));
+        for level in 1..=levels {
+            let aliases = vec![format!("*a{}", level - 1); fan].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{aliases}]\n"));
+        }
+        text
+    })
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(config(512))]
 
     #[test]
+    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
     fn arbitrary_text_never_panics(text in any::<String>()) {
         exercise(&text);
     }
 
     #[test]
+    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
     fn yamlish_text_never_panics(text in yamlish()) {
         exercise(&text);
     }
 
     #[test]
+    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
     fn mutated_corpus_specs_never_panic(
         seed in any::<prop::sample::Index>(),
         mutations in prop::collection::vec(mutation(), 1..6),
@@ -193,6 +318,82 @@ proptest! {
         }
         exercise(&text);
     }
+
+    /// The validator accepts a `files` section exactly when the model does, and what it accepts
+    /// is also what the metadata writer and label reader survive.
+    #[test]
+    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    fn files_rules_match_the_model(entries in prop::collection::vec(entry(), 1..6)) {
+        let text = files_yaml(&entries);
+
+        let loaded = load(&[Source { name: "fuzz.yml".into(), text: text.clone() }], None);
+        prop_assert_eq!(loaded.is_ok(), files_model_accepts(&entries), "{}\n{:?}", text, loaded.err());
+        exercise(&text);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// However the aliases multiply, a parsed document stays within the node and byte limits, and
+    /// the refusal comes before the copies are made (the memory cap would stop the run otherwise).
+    #[test]
+    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    fn alias_expansion_is_bounded(text in alias_bomb()) {
+        match super::yaml::parse(&text) {
+            Ok(Some(node)) => {
+                let size = Size::of(&node);
+                prop_assert!(size.nodes <= MAX_NODES && size.bytes <= MAX_SCALAR_BYTES, "{:?}", size);
+            }
+            Ok(None) => prop_assert!(false, "a document was expected"),
+            Err(e) => prop_assert!(e.message.contains("with the copies its anchors and aliases make"), "{:?}", e),
+        }
+    }
+}
+
+/// Runs the `#[ignore]`d targets above again, in a child process whose address space is capped at
+/// `CAP_KIB`: an input that makes the loader allocate without bound aborts the child and fails this
+/// test. The child first checks that the cap is in force.
+#[cfg(target_os = "linux")]
+#[test]
+fn fuzz_targets_run_with_memory_capped() {
+    const CAP_KIB: u64 = 1 << 20;
+    let exe = std::env::current_exe().expect("the test binary");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {CAP_KIB} && exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args(["spec::fuzz::", "--ignored", "--test-threads=1"])
+        .output()
+        .expect("run the capped fuzz targets");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "capped fuzz run failed:\n{stdout}\n{stderr}");
+    for target in [
+        "memory_cap_is_in_force",
+        "arbitrary_text_never_panics",
+        "yamlish_text_never_panics",
+        "mutated_corpus_specs_never_panic",
+        "files_rules_match_the_model",
+        "alias_expansion_is_bounded",
+    ] {
+        assert!(
+            stdout.contains(&format!("spec::fuzz::{target} ... ok")),
+            "{target} did not run:\n{stdout}"
+        );
+    }
+}
+
+/// Inside the capped child, more than the cap cannot be had.
+#[test]
+#[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+fn memory_cap_is_in_force() {
+    let mut big: Vec<u8> = Vec::new();
+    assert!(big.try_reserve(2 << 30).is_err(), "the address space is not capped");
+}
+
+proptest! {
+    #![proptest_config(config(256))]
 
     /// Whatever string the writer is given, our reader gets the same string back: the writer's
     /// quoting, escaping, folding and block scalars are consistent. NEL, LS and PS are left out: they
@@ -241,7 +442,10 @@ fn hostile_documents_are_refused_not_crashed_on() {
         ));
     }
     let err = super::yaml::parse(&laughs).expect_err("billion laughs");
-    assert!(err.message.contains("excessive aliasing"), "{err:?}");
+    assert!(
+        err.message.contains("with the copies its anchors and aliases make"),
+        "{err:?}"
+    );
     exercise(&laughs);
 }
 

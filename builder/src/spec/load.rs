@@ -2,8 +2,9 @@
 //! schema, decode, check the values, and merge several files as LinuxKit's `AppendConfig` does.
 
 use std::collections::HashMap;
+use std::io::Read;
 
-use super::error::{ErrorKind, SpecError, SpecErrors};
+use super::error::{ErrorKind, ReadError, SpecError, SpecErrors};
 use super::model::{ImageConfig, Moby};
 use super::schema::{render_path, Checked, Positions, Problem, Seg, Walker, IMAGE, MOBY};
 use super::validate::{check_files, FileSpec};
@@ -16,6 +17,40 @@ pub struct Source {
     pub name: String,
     /// The file's contents.
     pub text: String,
+}
+
+/// The largest spec file read, in bytes. LinuxKit's own specs take a few kilobytes; inline
+/// `contents:` make them larger, but a file of megabytes belongs in a file of its own, named with
+/// `source:`.
+pub const MAX_SPEC_BYTES: u64 = 8 * 1024 * 1024;
+
+impl Source {
+    /// Reads one spec file (or stdin) named `name`, at most [`MAX_SPEC_BYTES`] of it: a larger one, or
+    /// an endless one (`/dev/zero`), is an error rather than a growing buffer.
+    pub fn read(name: &str, reader: impl Read) -> Result<Source, ReadError> {
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_SPEC_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| ReadError::Io {
+                name: name.to_string(),
+                source,
+            })?;
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            return Err(ReadError::TooLarge {
+                name: name.to_string(),
+                limit: MAX_SPEC_BYTES,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
+            name: name.to_string(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Ok(Source {
+            name: name.to_string(),
+            text,
+        })
+    }
 }
 
 /// Turns `@pkg:DIR` templates into image tags (by building or hashing the package at `DIR`).
@@ -381,5 +416,36 @@ mod tests {
         assert_eq!(parent_dir("examples/x.yml"), "examples");
         assert_eq!(parent_dir("/x.yml"), "/");
         assert_eq!(parent_dir("<stdin>"), ".");
+    }
+
+    /// An endless or oversized spec stops at the limit with an error naming it; the limit itself
+    /// fits.
+    #[test]
+    fn spec_reads_are_bounded() {
+        let endless = std::io::repeat(b'#');
+        let err = Source::read("/dev/zero", endless).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReadError::TooLarge {
+                    limit: MAX_SPEC_BYTES,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("/dev/zero: the spec is larger than {MAX_SPEC_BYTES} bytes")),
+            "{err}"
+        );
+        let limit = usize::try_from(MAX_SPEC_BYTES).unwrap();
+        let source = Source::read("big.yml", std::io::repeat(b'#').take(MAX_SPEC_BYTES)).unwrap();
+        assert_eq!((source.name.as_str(), source.text.len()), ("big.yml", limit));
+        let err = Source::read("bin.yml", &b"a: \xff"[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bin.yml: the spec is not UTF-8 text (invalid byte at offset 3)"
+        );
     }
 }

@@ -15,8 +15,8 @@ mod schema;
 mod validate;
 pub(crate) mod yaml;
 
-pub use error::{ErrorKind, SpecError, SpecErrors};
-pub use load::{load, parse_label, PkgResolver, Source};
+pub use error::{ErrorKind, ReadError, SpecError, SpecErrors};
+pub use load::{load, parse_label, PkgResolver, Source, MAX_SPEC_BYTES};
 pub use metadata::{metadata, MetadataFormat};
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ pub(crate) enum Ty {
     Str,
     Bool,
     Int(IntRange),
-    /// `anyOf: [string, integer]` (uid, gid).
+    /// `anyOf: [string, integer]` (uid, gid). The integer is a 32-bit id: LinuxKit truncates a larger
+    /// one silently (`-1` becomes 4294967295), we refuse it here, with its position.
     StrOrInt,
     /// `enum` of strings.
     Enum(&'static [&'static str]),
@@ -636,7 +637,7 @@ impl Walker {
     fn string_or_integer(&mut self, node: &Node, found: JsonType, decode: bool) -> Option<Json> {
         match found {
             JsonType::String => Some(Json::String(node.as_str().unwrap_or_default().to_string())),
-            JsonType::Integer if decode => self.integer(node, IntRange::I64),
+            JsonType::Integer if decode => self.integer(node, IntRange::U32),
             JsonType::Integer => Some(Json::Null),
             _ => {
                 let field = self.here_linuxkit();

@@ -299,8 +299,13 @@ fn yaml_problems() {
         "onboot:\n- name: a\n  image: b\n  sysctl: {1: x}\n",
         &["linuxkit.yml:4:12: onboot[0].sysctl: mapping keys must be strings, found an integer; quote the key"],
     );
-    // Only the first document counts, as in LinuxKit.
-    check("init: [a]\n---\n[oops\n", &[]);
+    // LinuxKit reads only the first document and ignores the rest, even when it is not YAML; a later
+    // document with content is reported where it starts.
+    check("init: [a]\n---\n", &[]);
+    check(
+        "init: [a]\n---\n[oops\n",
+        &["linuxkit.yml:2:1: invalid YAML: a spec file holds one YAML document, but another one starts here (LinuxKit would silently ignore it): merge it into the first, or give it as a spec file of its own"],
+    );
 }
 
 #[test]
@@ -397,10 +402,11 @@ services:
     );
 }
 
+/// Every pair of bodies is refused, including those LinuxKit silently resolves (directory over
+/// symlink over contents); LinuxKit's message is kept where it has one.
 #[test]
-fn file_entries_follow_linuxkit_exclusivity() {
-    check(
-        r#"files:
+fn file_entries_have_exactly_one_body() {
+    let text = r#"files:
   - path: ""
     contents: x
   - path: a
@@ -425,18 +431,140 @@ fn file_entries_follow_linuxkit_exclusivity() {
     contents: x
     mode: "0855"
     uid: nobody
-"#,
+  - path: i
+    symlink: x
+    contents: ""
+  - path: j
+    directory: true
+    symlink: x
+    contents: x
+"#;
+    check(
+        text,
         &[
             "linuxkit.yml:2:11: files[0].path: a file entry needs a path",
             "linuxkit.yml:4:5: files[1]: file \"a\" has no content: set one of contents, source, metadata, directory or symlink",
-            "linuxkit.yml:7:15: files[2].metadata: file \"b\" sets both source and metadata: keep one",
-            "linuxkit.yml:10:15: files[3].metadata: file \"c\" sets metadata together with contents, directory or symlink: keep one",
-            "linuxkit.yml:13:13: files[4].source: file \"d\" sets source together with contents, directory or symlink: keep one",
-            "linuxkit.yml:16:15: files[5].contents: directory \"e\" cannot have contents",
+            "linuxkit.yml:7:15: files[2].metadata: file \"b\" sets source and metadata: set only one of contents, source, metadata, directory or symlink",
+            "linuxkit.yml:10:15: files[3].metadata: file \"c\" sets contents and metadata: set only one of contents, source, metadata, directory or symlink",
+            "linuxkit.yml:13:13: files[4].source: file \"d\" sets symlink and source: set only one of contents, source, metadata, directory or symlink",
+            "linuxkit.yml:16:15: files[5].contents: file \"e\" sets directory and contents: set only one of contents, source, metadata, directory or symlink",
             "linuxkit.yml:18:15: files[6].metadata: metadata must be \"yaml\" or \"json\", found \"xml\"",
+            "linuxkit.yml:21:14: files[7].symlink: file \"g\" sets directory and symlink: set only one of contents, source, metadata, directory or symlink",
             "linuxkit.yml:24:11: files[8].mode: cannot parse mode \"0855\" as an octal number, e.g. \"0644\"",
             "linuxkit.yml:25:10: files[8].uid: unknown id \"nobody\": use a number, \"root\", or the name of a container in onboot, onshutdown or services",
+            "linuxkit.yml:28:15: files[9].contents: file \"i\" sets symlink and contents: set only one of contents, source, metadata, directory or symlink",
+            "linuxkit.yml:32:15: files[10].contents: file \"j\" sets directory, symlink and contents: set only one of contents, source, metadata, directory or symlink",
         ],
+    );
+    let errors = load(&[source("linuxkit.yml", text)], None).expect_err("invalid");
+    let linuxkit: Vec<&[String]> = errors.errors().iter().map(|e| e.linuxkit.as_slice()).collect();
+    let expected: [&[&str]; 12] = [
+        &["did not specify path for file"],
+        &["contents of file (a) not specified"],
+        &["specified Source and Metadata for file: b"],
+        &["specified Contents and Metadata for file: c"],
+        &["specified Contents and Source for file: d"],
+        &["directory with contents not allowed"],
+        &["unsupported metadata type: xml"],
+        &[],
+        &["cannot parse file mode as octal value: strconv.ParseInt: parsing \"0855\": invalid syntax"],
+        &["cannot find id: nobody"],
+        &[],
+        &["directory with contents not allowed"],
+    ];
+    assert_eq!(linuxkit, expected);
+}
+
+/// A `files` path must name something strictly inside the image root once LinuxKit's single leading
+/// '/' is dropped; what is inside is kept as written.
+#[test]
+fn file_paths_stay_inside_the_root() {
+    check(
+        r#"files:
+  - {path: /etc/issue, contents: x}
+  - {path: ./etc//motd, contents: x}
+  - {path: "//etc/passwd", contents: x}
+  - {path: ../escape, contents: x}
+  - {path: etc/../../escape, contents: x}
+  - {path: etc/.., directory: true}
+  - {path: /, directory: true}
+  - {path: ., directory: true}
+  - {path: "a\0b", contents: x}
+  - {path: etc/l, symlink: "/x\0"}
+"#,
+        &[
+            "linuxkit.yml:4:12: files[2].path: path \"//etc/passwd\" stays absolute once its first '/' is dropped, so it would be written outside the image root: write \"/etc/passwd\"",
+            "linuxkit.yml:5:12: files[3].path: path \"../escape\" has a '..' element, which can climb out of the image root: write the path without it",
+            "linuxkit.yml:6:12: files[4].path: path \"etc/../../escape\" has a '..' element, which can climb out of the image root: write the path without it",
+            "linuxkit.yml:7:12: files[5].path: path \"etc/..\" has a '..' element, which can climb out of the image root: write the path without it",
+            "linuxkit.yml:8:12: files[6].path: path \"/\" names the image root itself: name a file or directory below it",
+            "linuxkit.yml:9:12: files[7].path: path \".\" names the image root itself: name a file or directory below it",
+            "linuxkit.yml:10:12: files[8].path: path \"a\\0b\" contains a NUL byte",
+            "linuxkit.yml:11:28: files[9].symlink: symlink target \"/x\\0\" contains a NUL byte",
+        ],
+    );
+}
+
+/// Nothing is created below a symlink or a regular file made by an earlier entry, in any of the
+/// files merged; a later directory at the same path does not undo the symlink.
+#[test]
+fn files_are_not_written_through_earlier_symlinks_or_files() {
+    check(
+        r#"files:
+  - {path: etc, symlink: /etc}
+  - {path: etc/passwd, contents: x}
+  - {path: /etc/shadow/x, contents: x}
+  - {path: motd, contents: x}
+  - {path: motd/x, directory: true}
+  - {path: var, directory: true}
+  - {path: var/lib/app, contents: x}
+  - {path: etc, directory: true}
+  - {path: ./etc/group, contents: x}
+"#,
+        &[
+            "linuxkit.yml:3:12: files[1].path: path \"etc/passwd\" lies below \"etc\", which files[0] makes a symlink: extracting the image would write wherever the link points",
+            "linuxkit.yml:4:12: files[2].path: path \"/etc/shadow/x\" lies below \"etc\", which files[0] makes a symlink: extracting the image would write wherever the link points",
+            "linuxkit.yml:6:12: files[4].path: path \"motd/x\" lies below \"motd\", which files[3] makes a regular file: nothing can be created below a file",
+            "linuxkit.yml:10:12: files[8].path: path \"./etc/group\" lies below \"etc\", which files[0] makes a symlink: extracting the image would write wherever the link points",
+        ],
+    );
+    check_files(
+        &[
+            ("base.yml", "files:\n  - {path: opt, symlink: /}\n"),
+            ("extra.yml", "files:\n  - {path: a, contents: x}\n  - {path: opt/x, contents: x}\n"),
+        ],
+        &["extra.yml:3:12: files[1].path: path \"opt/x\" lies below \"opt\", which files[0] of base.yml makes a symlink: extracting the image would write wherever the link points"],
+    );
+}
+
+/// Every uid and gid outside 32 bits is reported at load with its position, all at once (they were
+/// found one per run while building, without a position); labels get the same check.
+#[test]
+fn ids_out_of_range_are_reported_at_load() {
+    check(
+        r#"onboot:
+  - name: a
+    image: alpine
+    uid: -1
+    gid: 4294967296
+    additionalGids: [1, 0x100000000, root]
+files:
+  - path: x
+    contents: x
+    uid: 4294967295
+    gid: -5
+"#,
+        &[
+            "linuxkit.yml:4:10: onboot[0].uid: -1 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:5:10: onboot[0].gid: 4294967296 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:6:25: onboot[0].additionalGids[1]: 4294967296 is out of range: expected an integer from 0 to 4294967295",
+            "linuxkit.yml:11:10: files[0].gid: -5 is out of range: expected an integer from 0 to 4294967295",
+        ],
+    );
+    let errors = parse_label(r#"{"uid": 4294967296}"#).expect_err("out of range");
+    assert_eq!(
+        errors.to_string(),
+        "label: uid: 4294967296 is out of range: expected an integer from 0 to 4294967295"
     );
 }
 

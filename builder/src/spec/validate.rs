@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::ErrorKind;
-use super::fields::{check_capability, did_you_mean, parse_bind, parse_octal_mode, parse_rlimit, parse_tmpfs};
+use super::fields::{
+    check_capability, did_you_mean, file_entry_name, parse_bind, parse_octal_mode, parse_rlimit, parse_tmpfs, FileTree,
+};
 use super::model::{File, IdRef, Image, Moby, Mount, Volume};
 use super::schema::{Positions, Problem};
 use crate::reference::Reference;
@@ -59,6 +61,7 @@ pub(crate) fn check_files(files: &[FileSpec]) -> Vec<(usize, Problem)> {
         problems.extend(checker.problems.into_iter().map(|p| (index, p)));
     }
     problems.extend(unique_names(files));
+    problems.extend(files_below_non_dirs(files));
     problems
 }
 
@@ -98,6 +101,45 @@ fn unique_names(files: &[FileSpec]) -> Vec<(usize, Problem)> {
         .into_iter()
         .filter(|(index, p)| !is_poisoned(&files[*index], &p.path))
         .collect()
+}
+
+/// A `files` entry below a symlink or file made by an earlier entry, in any file (they are merged in
+/// order). Entries whose path is itself invalid are left to `file_entry`, and a section that lost
+/// entries to schema problems is skipped (its indices no longer match the document).
+fn files_below_non_dirs(files: &[FileSpec]) -> Vec<(usize, Problem)> {
+    let mut tree = FileTree::default();
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    let mut problems = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        if file.poisoned.iter().any(|bad| bad.is_empty() || bad == "files") {
+            continue;
+        }
+        for (i, entry) in file.moby.files.iter().enumerate() {
+            let Ok(name) = file_entry_name(&entry.path) else {
+                continue;
+            };
+            if let Err(blocked) = tree.add(entries.len(), name, entry) {
+                let (earlier_file, earlier_index) = entries[blocked.index];
+                let mut earlier = format!("files[{earlier_index}]");
+                if earlier_file != index {
+                    earlier.push_str(&format!(" of {}", files[earlier_file].name));
+                }
+                let path = format!("files[{i}].path");
+                problems.push((
+                    index,
+                    Problem {
+                        mark: file.positions.find(&path),
+                        path,
+                        message: blocked.message(&entry.path, &earlier),
+                        kind: ErrorKind::Semantic,
+                        linuxkit: Vec::new(),
+                    },
+                ));
+            }
+            entries.push((index, i));
+        }
+    }
+    problems
 }
 
 fn duplicate(
@@ -382,14 +424,20 @@ impl Checker<'_> {
         );
     }
 
-    /// The combinations of `contents`, `source`, `metadata`, `directory` and `symlink` that LinuxKit's
-    /// `filesystem()` rejects, plus path, mode and owner checks.
+    /// The path, mode, owners and body of a `files` entry.
     fn file_entry(&mut self, path: &str, file: &File) {
-        if file.path.is_empty() {
+        if let Err(message) = file_entry_name(&file.path) {
+            let linuxkit = file
+                .path
+                .is_empty()
+                .then(|| "did not specify path for file".to_string());
+            self.report(format!("{path}.path"), message, linuxkit);
+        }
+        if file.symlink.contains('\0') {
             self.report(
-                format!("{path}.path"),
-                "a file entry needs a path".into(),
-                Some("did not specify path for file".into()),
+                format!("{path}.symlink"),
+                format!("symlink target {:?} contains a NUL byte", file.symlink),
+                None,
             );
         }
         if !file.mode.is_empty() {
@@ -404,7 +452,7 @@ impl Checker<'_> {
                 );
             }
         }
-        self.file_content(path, file);
+        self.file_body(path, file);
         if let Some(uid) = &file.uid {
             self.id(format!("{path}.uid"), uid);
         }
@@ -413,46 +461,41 @@ impl Checker<'_> {
         }
     }
 
-    fn file_content(&mut self, path: &str, file: &File) {
+    /// Exactly one of `directory`, `symlink`, `contents`, `source` and `metadata` is set. LinuxKit
+    /// rejects some pairs and silently prefers the first of that list for the others.
+    fn file_body(&mut self, path: &str, file: &File) {
         let p = &file.path;
-        let has_body = file.directory || !file.symlink.is_empty() || file.contents.is_some();
-        if !has_body {
-            if file.source.is_empty() && file.metadata.is_empty() {
-                self.report(
-                    path.to_string(),
-                    format!("file {p:?} has no content: set one of contents, source, metadata, directory or symlink"),
-                    Some(format!("contents of file ({p}) not specified")),
-                );
-            } else if !file.source.is_empty() && !file.metadata.is_empty() {
-                self.report(
-                    format!("{path}.metadata"),
-                    format!("file {p:?} sets both source and metadata: keep one"),
-                    Some(format!("specified Source and Metadata for file: {p}")),
-                );
-            } else if !file.metadata.is_empty() && file.metadata != "yaml" && file.metadata != "json" {
-                self.report(
-                    format!("{path}.metadata"),
-                    format!("metadata must be \"yaml\" or \"json\", found {:?}", file.metadata),
-                    Some(format!("unsupported metadata type: {}", file.metadata)),
-                );
-            }
-        } else if !file.metadata.is_empty() {
+        let set: Vec<&str> = [
+            ("directory", file.directory),
+            ("symlink", !file.symlink.is_empty()),
+            ("contents", file.contents.is_some()),
+            ("source", !file.source.is_empty()),
+            ("metadata", !file.metadata.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(field, is_set)| is_set.then_some(field))
+        .collect();
+        match set[..] {
+            [] => self.report(
+                path.to_string(),
+                format!("file {p:?} has no content: set one of contents, source, metadata, directory or symlink"),
+                Some(format!("contents of file ({p}) not specified")),
+            ),
+            [_] => {}
+            [.., last] => self.report(
+                format!("{path}.{last}"),
+                format!(
+                    "file {p:?} sets {}: set only one of contents, source, metadata, directory or symlink",
+                    english_list(&set)
+                ),
+                linuxkit_body_error(file),
+            ),
+        }
+        if !file.metadata.is_empty() && file.metadata != "yaml" && file.metadata != "json" {
             self.report(
                 format!("{path}.metadata"),
-                format!("file {p:?} sets metadata together with contents, directory or symlink: keep one"),
-                Some(format!("specified Contents and Metadata for file: {p}")),
-            );
-        } else if !file.source.is_empty() {
-            self.report(
-                format!("{path}.source"),
-                format!("file {p:?} sets source together with contents, directory or symlink: keep one"),
-                Some(format!("specified Contents and Source for file: {p}")),
-            );
-        } else if file.directory && file.contents.is_some() {
-            self.report(
-                format!("{path}.contents"),
-                format!("directory {p:?} cannot have contents"),
-                Some("directory with contents not allowed".into()),
+                format!("metadata must be \"yaml\" or \"json\", found {:?}", file.metadata),
+                Some(format!("unsupported metadata type: {}", file.metadata)),
             );
         }
     }
@@ -482,6 +525,32 @@ fn go_parse_int_error(text: &str) -> String {
     let syntax = digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
     let why = if syntax { "invalid syntax" } else { "value out of range" };
     format!("strconv.ParseInt: parsing {text:?}: {why}")
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn english_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// LinuxKit's error for a `files` entry with more than one body, where it has one (it silently
+/// prefers a directory over a symlink over contents for the other pairs).
+fn linuxkit_body_error(file: &File) -> Option<String> {
+    let p = &file.path;
+    let has_body = file.directory || !file.symlink.is_empty() || file.contents.is_some();
+    if !has_body {
+        return Some(format!("specified Source and Metadata for file: {p}"));
+    }
+    if !file.metadata.is_empty() {
+        return Some(format!("specified Contents and Metadata for file: {p}"));
+    }
+    if !file.source.is_empty() {
+        return Some(format!("specified Contents and Source for file: {p}"));
+    }
+    (file.directory && file.contents.is_some()).then(|| "directory with contents not allowed".to_string())
 }
 
 /// LinuxKit's message for a bad rlimit, in the order its parser meets the problems (soft, hard, name).

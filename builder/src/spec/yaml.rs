@@ -4,6 +4,14 @@
 //! uses): only the first document counts, scalars resolve as in [`super::goscalar`] (YAML 1.2 booleans,
 //! Go integer syntax so `0644` is 420), aliases are expanded, merge keys `<<` take a mapping or a list of
 //! mappings whose keys never override the mapping's own, and a key written twice is an error.
+//!
+//! LinuxKit never reads past the first document, so whatever follows it is silently ignored, even
+//! text that is not YAML. Here a later document must be empty (`---` alone, `~`): one with content
+//! or with a syntax error is reported at its position.
+//!
+//! The tree is bounded in depth, in nodes and in scalar bytes, counted with the copies that anchors and
+//! aliases make, so that a small document cannot expand into gigabytes ("billion laughs", one long
+//! string aliased many times, or anchors nested around one long string).
 
 use std::collections::HashMap;
 
@@ -14,8 +22,13 @@ use super::goscalar::{resolve_plain, Dialect, Resolved};
 
 /// Nesting deeper than this is refused rather than risking the stack of later recursive passes.
 const MAX_DEPTH: usize = 128;
-/// At most this many nodes per document, aliases expanded (stops "billion laughs" documents).
-const MAX_NODES: usize = 200_000;
+/// At most this many nodes per document, copies for anchors and aliases included. LinuxKit's largest
+/// examples have a few hundred.
+pub(crate) const MAX_NODES: usize = 200_000;
+/// At most this many bytes of scalar text per document, copies for anchors and aliases included.
+/// Without them a document's scalars are never longer than its text, so a spec within
+/// `MAX_SPEC_BYTES` reaches this only through anchors and aliases.
+pub(crate) const MAX_SCALAR_BYTES: usize = 4 * super::MAX_SPEC_BYTES as usize;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -159,14 +172,89 @@ impl JsonType {
 }
 
 /// Parses the first document of `text`; `Ok(None)` when there is none (empty or comments only).
+/// Later documents must be empty.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
         stack: Vec::new(),
         anchors: HashMap::new(),
-        nodes: 0,
+        budget: Budget::default(),
     };
-    builder.document()
+    let first = builder.document()?;
+    if first.is_some() {
+        builder.no_more_documents()?;
+    }
+    Ok(first)
+}
+
+/// How much a node holds: itself and its descendants, and their scalars' bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Size {
+    pub nodes: usize,
+    pub bytes: usize,
+}
+
+impl Size {
+    pub fn of(node: &Node) -> Size {
+        match &node.value {
+            Value::Scalar(s) => Size {
+                nodes: 1,
+                bytes: s.text.len(),
+            },
+            Value::Seq(items) => items.iter().fold(Size::scalar_free(), |acc, n| acc.plus(Size::of(n))),
+            Value::Map(pairs) => pairs.iter().fold(Size::scalar_free(), |acc, (k, v)| {
+                acc.plus(Size::of(k)).plus(Size::of(v))
+            }),
+        }
+    }
+
+    /// A collection node by itself.
+    fn scalar_free() -> Size {
+        Size { nodes: 1, bytes: 0 }
+    }
+
+    fn plus(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
+/// What the document has used of its limits so far.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Everything built so far, copies included.
+    total: Size,
+    /// The part of `total` that are copies made for anchors and aliases.
+    copied: Size,
+}
+
+impl Budget {
+    /// Adds `added`; fails once a limit is passed, saying whether copies are to blame.
+    fn spend(&mut self, added: Size, copy: bool, mark: Mark) -> Result<(), YamlError> {
+        self.total = self.total.plus(added);
+        if copy {
+            self.copied = self.copied.plus(added);
+        }
+        let too_many = if self.total.nodes > MAX_NODES {
+            format!("{MAX_NODES} nodes (keys, values, lists and mappings)")
+        } else if self.total.bytes > MAX_SCALAR_BYTES {
+            format!("{MAX_SCALAR_BYTES} bytes of text in its keys and values")
+        } else {
+            return Ok(());
+        };
+        let message = if self.copied.nodes > 0 {
+            format!(
+                "the document grows to more than {too_many} with the copies its anchors and aliases \
+                 make ({} nodes and {} bytes are copies): anchor smaller values, or alias them fewer times",
+                self.copied.nodes, self.copied.bytes
+            )
+        } else {
+            format!("the document has more than {too_many}: split it into several spec files")
+        };
+        Err(YamlError { mark, message })
+    }
 }
 
 /// An unfinished sequence or mapping.
@@ -180,9 +268,9 @@ struct Open {
 struct Builder<'a> {
     parser: Parser<std::str::Chars<'a>>,
     stack: Vec<Open>,
-    /// Finished anchored nodes by anchor id.
-    anchors: HashMap<usize, Node>,
-    nodes: usize,
+    /// Finished anchored nodes by anchor id, with their size.
+    anchors: HashMap<usize, (Node, Size)>,
+    budget: Budget,
 }
 
 impl Builder<'_> {
@@ -214,12 +302,16 @@ impl Builder<'_> {
                     })
                 }
                 Event::Scalar(text, style, anchor, tag) => {
+                    let size = Size {
+                        nodes: 1,
+                        bytes: text.len(),
+                    };
+                    self.budget.spend(size, false, mark)?;
                     let node = Node {
                         mark,
                         value: Value::Scalar(scalar(text, style, tag.as_ref(), mark)?),
                     };
-                    self.count(1, mark)?;
-                    self.remember(anchor, &node);
+                    self.remember(anchor, &node, mark)?;
                     Some(node)
                 }
                 Event::Alias(id) => {
@@ -250,8 +342,8 @@ impl Builder<'_> {
                     };
                     let anchor = open.anchor;
                     let node = close(open)?;
-                    self.count(1, mark)?;
-                    self.remember(anchor, &node);
+                    self.budget.spend(Size::scalar_free(), false, mark)?;
+                    self.remember(anchor, &node, mark)?;
                     Some(node)
                 }
                 _ => None,
@@ -265,36 +357,52 @@ impl Builder<'_> {
         }
     }
 
-    /// Records a finished anchored node for later aliases.
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    /// Records a copy of a finished anchored node for later aliases. The copy counts: nested
+    /// anchors copy the same text once per level.
+    fn remember(&mut self, anchor: usize, node: &Node, mark: Mark) -> Result<(), YamlError> {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = Size::of(node);
+            self.budget.spend(size, true, mark)?;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
+        Ok(())
     }
 
+    /// A copy of the anchored node, counted before it is made.
     fn alias(&mut self, id: usize, mark: Mark) -> Result<Node, YamlError> {
-        let Some(target) = self.anchors.get(&id) else {
+        let Some((node, size)) = self.anchors.get(&id) else {
             return Err(YamlError {
                 mark,
                 message: "alias refers to an anchor whose value contains the alias itself".into(),
             });
         };
-        let node = target.clone();
-        self.count(count_nodes(&node), mark)?;
-        Ok(node)
+        self.budget.spend(*size, true, mark)?;
+        Ok(node.clone())
     }
 
-    fn count(&mut self, added: usize, mark: Mark) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(added);
-        if self.nodes > MAX_NODES {
-            return Err(YamlError {
-                mark,
-                message: format!(
-                    "document contains excessive aliasing (more than {MAX_NODES} nodes once aliases are expanded)"
-                ),
-            });
+    /// After the first document: only empty documents may follow (LinuxKit would ignore anything
+    /// there, so it is a mistake either way).
+    fn no_more_documents(&mut self) -> Result<(), YamlError> {
+        let mut start = Mark::default();
+        loop {
+            let (event, mark) = self.next()?;
+            match event {
+                Event::StreamEnd => return Ok(()),
+                Event::DocumentStart => start = mark,
+                Event::DocumentEnd => {}
+                Event::Scalar(text, TScalarStyle::Plain, 0, None)
+                    if resolve_plain(&text, Dialect::V3) == Resolved::Null => {}
+                _ => {
+                    return Err(YamlError {
+                        mark: start,
+                        message: "a spec file holds one YAML document, but another one starts here \
+                                  (LinuxKit would silently ignore it): merge it into the first, or \
+                                  give it as a spec file of its own"
+                            .into(),
+                    })
+                }
+            }
         }
-        Ok(())
     }
 }
 
@@ -394,19 +502,6 @@ impl KeyId {
         match &node.value {
             Value::Scalar(s) => KeyId::Scalar(s.text.clone()),
             other => KeyId::Other(format!("{other:?}")),
-        }
-    }
-}
-
-fn count_nodes(node: &Node) -> usize {
-    match &node.value {
-        Value::Scalar(_) => 1,
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(pairs) => {
-            1 + pairs
-                .iter()
-                .map(|(k, v)| count_nodes(k) + count_nodes(v))
-                .sum::<usize>()
         }
     }
 }
@@ -558,14 +653,83 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_document_counts() {
+    fn later_documents_must_be_empty() {
         assert!(parse("# nothing\n").unwrap().is_none());
         assert!(parse("").unwrap().is_none());
-        let doc = parse("a: 1\n---\nb: [\n").unwrap().unwrap();
-        assert_eq!(map(&doc).len(), 1);
+        for empty_after in [
+            "a: 1\n---\n",
+            "a: 1\n...\n",
+            "a: 1\n---\n~\n---\n# c\n",
+            "a: 1\n--- null\n",
+        ] {
+            let doc = parse(empty_after).unwrap().unwrap();
+            assert_eq!(map(&doc).len(), 1, "{empty_after:?}");
+        }
+        for (text, mark) in [
+            ("a: 1\n---\nb: [\n", Mark { line: 2, column: 1 }),
+            ("a: 1\n---\nb: 2\n", Mark { line: 2, column: 1 }),
+            ("a: 1\n---\n- x\n", Mark { line: 2, column: 1 }),
+            ("---\n---\ninit: [a]\n", Mark { line: 2, column: 1 }),
+            ("a: 1\n--- x\n", Mark { line: 2, column: 1 }),
+            ("a: 1\n...\nb: 2\n", Mark { line: 3, column: 2 }),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.mark, mark, "{text:?}: {err:?}");
+        }
+        let err = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(err.message.contains("another one starts here"), "{err:?}");
+        let err = parse("a: 1\n---\n\"unclosed\n").unwrap_err();
+        assert!(err.message.contains("quoted scalar"), "{err:?}");
         let nested = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&nested).is_ok());
         let too_deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         assert!(parse(&too_deep).unwrap_err().message.contains("nesting"));
+    }
+
+    /// One long string aliased many times is refused after a few copies, by its bytes; the
+    /// message names the limit and the aliases.
+    #[test]
+    fn aliases_are_bounded_in_bytes() {
+        let long = "x".repeat(1 << 20);
+        let aliases = vec!["*s"; 3000].join(", ");
+        let text = format!("s: &s {long}\nl: [{aliases}]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.message.contains(&format!("more than {MAX_SCALAR_BYTES} bytes"))
+                && err.message.contains("with the copies its anchors and aliases make"),
+            "{err:?}"
+        );
+        // Just under the limit is fine (the text, the anchor's copy and the aliases).
+        let fits = MAX_SCALAR_BYTES / (1 << 20) - 3;
+        let aliases = vec!["*s"; fits].join(", ");
+        assert!(parse(&format!("s: &s {long}\nl: [{aliases}]\n")).is_ok());
+    }
+
+    /// Anchors nested around one long string copy it once per level: the copies count, so the
+    /// nesting cannot multiply memory without an alias.
+    #[test]
+    fn nested_anchors_are_counted() {
+        let mut nested = "x".repeat(4 << 20);
+        for level in 0..20 {
+            nested = format!("&a{level} [{nested}]");
+        }
+        let err = parse(&format!("k: {nested}\n")).unwrap_err();
+        assert!(
+            err.message.contains("with the copies its anchors and aliases make"),
+            "{err:?}"
+        );
+    }
+
+    /// A large document without aliases is told so, not that it aliases too much.
+    #[test]
+    fn large_documents_without_aliases_are_named_for_their_size() {
+        let text = format!("[{}]", vec!["1"; MAX_NODES].join(","));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            err.message,
+            format!("the document has more than {MAX_NODES} nodes (keys, values, lists and mappings): split it into several spec files")
+        );
+        let text = format!("[{}]", vec!["1"; MAX_NODES - 1].join(","));
+        assert!(parse(&text).is_ok());
     }
 }
