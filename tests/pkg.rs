@@ -361,7 +361,7 @@ fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
         .resolve(&Reference::parse(&tag).unwrap(), &Platform::host())
         .unwrap()
         .unwrap();
-    let layer = store.open_blob(&image.layers[0].digest).unwrap();
+    let layer = store.open_verified(&tag, &image.layers[0]).unwrap();
     let mut tar = builder::tar::TarReader::new(flate2::read::GzDecoder::new(layer));
     let mut found = String::new();
     while let Some(h) = tar.next_header().unwrap() {
