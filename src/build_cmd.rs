@@ -128,15 +128,10 @@ fn destination(args: &BuildArgs, formats: &[Format]) -> Result<Destination> {
                 formats[0]
             );
         }
-        let file = if output == "-" {
-            OutputFile::Stdout
-        } else {
-            OutputFile::Path(PathBuf::from(output))
-        };
         return Ok(Destination {
             dir: PathBuf::from("."),
             name: STDIN_NAME.into(),
-            output_file: Some(file),
+            output_file: Some(output_file(output)),
         });
     }
     let name = args.name.clone().unwrap_or_else(|| default_name(&args.files));
@@ -147,6 +142,15 @@ fn destination(args: &BuildArgs, formats: &[Format]) -> Result<Destination> {
         name,
         output_file: None,
     })
+}
+
+/// The `-o` argument: `-` is standard output.
+pub fn output_file(arg: &str) -> OutputFile {
+    if arg == "-" {
+        OutputFile::Stdout
+    } else {
+        OutputFile::Path(PathBuf::from(arg))
+    }
 }
 
 /// The last spec file's name without its extension.

@@ -1,11 +1,13 @@
 //! `moby cache`.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, Write};
 
 use anyhow::{Context, Result};
 use builder::image::Store;
+use builder::output::OutputWriter;
 
+use crate::build_cmd::output_file;
 use crate::cli::{CacheArgs, CacheCommand};
 
 pub fn run(args: CacheArgs) -> Result<()> {
@@ -38,14 +40,9 @@ pub fn run(args: CacheArgs) -> Result<()> {
             }
         }
         CacheCommand::Export { image, output } => {
-            if output == "-" {
-                store.export(&image, io::stdout().lock())?;
-            } else {
-                let file = File::create(&output).with_context(|| format!("cannot create {output}"))?;
-                let mut writer = BufWriter::new(file);
-                store.export(&image, &mut writer)?;
-                writer.flush()?;
-            }
+            let mut out = OutputWriter::open(&output_file(&output))?;
+            store.export(&image, &mut out)?;
+            out.commit()?;
         }
     }
     Ok(())

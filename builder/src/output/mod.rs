@@ -21,12 +21,13 @@ mod staged;
 pub mod tar_kernel_initrd;
 mod tar_output;
 pub mod tee;
+mod writer;
 
 #[cfg(test)]
 mod testing;
 
 use std::fmt;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -35,6 +36,7 @@ pub use kernel_initrd::KernelInitrd;
 pub use pgzip::{PgzipOptions, PgzipWriter};
 pub use tar_kernel_initrd::TarKernelInitrd;
 pub use tee::Tee;
+pub use writer::OutputWriter;
 
 use crate::EntrySink;
 use staged::StagedFile;
@@ -78,6 +80,36 @@ pub enum OutputError {
         dir: PathBuf,
         /// The cause.
         source: io::Error,
+    },
+    /// Something at an output path that no output may replace.
+    #[error("cannot write the output {}: it is a {kind}, and outputs replace only regular files (single-stream outputs also write into FIFOs and character devices); remove it or choose another path", path.display())]
+    NotAFile {
+        /// The output path.
+        path: PathBuf,
+        /// What is there: directory, socket, block device, ...
+        kind: &'static str,
+    },
+    /// An output path is a symlink to nothing.
+    #[error("cannot write the output {}: it is a symbolic link to {}, which does not exist; create that file or remove the link", path.display(), points_to.display())]
+    DanglingSymlink {
+        /// The output path.
+        path: PathBuf,
+        /// The link's target.
+        points_to: PathBuf,
+    },
+    /// What is at an output path could not be found out.
+    #[error("cannot inspect the output path {}: {source}", path.display())]
+    Inspect {
+        /// The output path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The reader of a pipe went away before the output was complete.
+    #[error("the reader of {} closed it before the output was complete: the output is truncated", path.display())]
+    ReaderGone {
+        /// `standard output` or the FIFO.
+        path: PathBuf,
     },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
@@ -133,7 +165,9 @@ impl From<OutputError> for io::Error {
             OutputError::CreateTemp { source, .. }
             | OutputError::Write { source, .. }
             | OutputError::Persist { source, .. }
+            | OutputError::Inspect { source, .. }
             | OutputError::RemoveStale { source, .. } => source.kind(),
+            OutputError::ReaderGone { .. } => io::ErrorKind::BrokenPipe,
             OutputError::UnknownFormat { .. }
             | OutputError::UnsupportedFormat { .. }
             | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
@@ -246,7 +280,8 @@ impl FromStr for Format {
     }
 }
 
-/// Where a streamable format (`tar`, `docker`) goes instead of its default file.
+/// Where a streamable format (`tar`, `docker`) goes instead of its default file; see
+/// [`OutputWriter`] for what happens to what is already there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputFile {
     /// Standard output (`-o -`).
@@ -293,14 +328,9 @@ fn stream_sink(
     name: &str,
     options: &SinkOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
-    Ok(match &options.output_file {
-        Some(OutputFile::Stdout) => stream_format(format, BufWriter::new(io::stdout())),
-        Some(OutputFile::Path(path)) => stream_format(format, StagedFile::create_for(path)?),
-        None => {
-            let path = dir.join(format!("{name}.{}", format.name()));
-            stream_format(format, StagedFile::create_for(&path)?)
-        }
-    })
+    let default = || OutputFile::Path(dir.join(format!("{name}.{}", format.name())));
+    let output = options.output_file.clone().unwrap_or_else(default);
+    Ok(stream_format(format, OutputWriter::open(&output)?))
 }
 
 /// The tar-based sink for a streamable format over `destination`.

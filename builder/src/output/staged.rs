@@ -1,9 +1,14 @@
 //! Output files written under a temporary name in the output directory and renamed into place
 //! only when the build succeeded: a failed or interrupted build leaves no half-written output and
 //! keeps the previous build's files.
+//!
+//! Only a regular file (or nothing) is ever replaced. A symlink is followed: the file it points to
+//! is staged beside and replaced, and the link stays. FIFOs and character devices are written in
+//! place by single-stream outputs ([`super::OutputWriter`]); anything else is refused.
 
-use std::fs::Permissions;
+use std::fs::{self, FileType, Permissions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -22,9 +27,20 @@ pub(crate) struct StagedFile {
 }
 
 impl StagedFile {
-    /// Stages `target`: creates `.<file name>.<random>` in its directory, mode 0644 minus the
-    /// umask (as LinuxKit's outputs).
+    /// Stages `target` (for a symlink: the file it points to): creates `.<file name>.<random>` in
+    /// its directory, mode 0644 minus the umask (as LinuxKit's outputs). Refuses a target that is
+    /// neither a regular file nor absent.
     pub(crate) fn create_for(target: &Path) -> Result<StagedFile, OutputError> {
+        match placement(target)? {
+            Placement::Replace(real) => StagedFile::create_beside(&real),
+            Placement::InPlace(kind) => Err(OutputError::NotAFile {
+                path: target.to_path_buf(),
+                kind,
+            }),
+        }
+    }
+
+    fn create_beside(target: &Path) -> Result<StagedFile, OutputError> {
         let dir = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
@@ -93,9 +109,17 @@ impl StagedFile {
         Ok(())
     }
 
-    /// Flushes the data and renames the file to its target, replacing what was there.
+    /// Flushes the data and renames the file to its target, replacing what was there (when that
+    /// is still a regular file).
     pub(crate) fn persist(self) -> Result<(), OutputError> {
         let StagedFile { file, target, .. } = self;
+        // Something else may have appeared at the target while the build ran.
+        if let Some(kind) = fs::symlink_metadata(&target)
+            .ok()
+            .and_then(|meta| non_regular_kind(meta.file_type()))
+        {
+            return Err(OutputError::NotAFile { path: target, kind });
+        }
         let write_error = |source| OutputError::Write {
             path: target.clone(),
             source,
@@ -140,6 +164,70 @@ impl Write for StagedFile {
     fn flush(&mut self) -> io::Result<()> {
         self.try_io(|file| file.flush())
     }
+}
+
+/// How an output path is written.
+pub(crate) enum Placement {
+    /// Staged and renamed over this path: the output path itself or, when that is a symlink, the
+    /// file it points to (so that the link stays).
+    Replace(PathBuf),
+    /// A FIFO or character device (named by the kind): written in place, never replaced.
+    InPlace(&'static str),
+}
+
+/// Decides how `path` is written; refuses directories, sockets, block devices and dangling
+/// symlinks, which no output may replace.
+pub(crate) fn placement(path: &Path) -> Result<Placement, OutputError> {
+    let inspect_error = |source| OutputError::Inspect {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return match fs::read_link(path) {
+                Ok(points_to) => Err(OutputError::DanglingSymlink {
+                    path: path.to_path_buf(),
+                    points_to,
+                }),
+                Err(_) => Ok(Placement::Replace(path.to_path_buf())),
+            };
+        }
+        Err(source) => return Err(inspect_error(source)),
+    };
+    let file_type = meta.file_type();
+    if file_type.is_fifo() || file_type.is_char_device() {
+        return Ok(Placement::InPlace(non_regular_kind(file_type).unwrap_or("special file")));
+    }
+    if let Some(kind) = non_regular_kind(file_type) {
+        return Err(OutputError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let is_symlink = fs::symlink_metadata(path).map_err(inspect_error)?.is_symlink();
+    Ok(Placement::Replace(if is_symlink {
+        fs::canonicalize(path).map_err(inspect_error)?
+    } else {
+        path.to_path_buf()
+    }))
+}
+
+/// What a file that is not regular is, for messages; `None` for a regular file.
+fn non_regular_kind(file_type: FileType) -> Option<&'static str> {
+    let kinds = [
+        (file_type.is_file(), None),
+        (file_type.is_dir(), Some("directory")),
+        (file_type.is_symlink(), Some("symbolic link")),
+        (file_type.is_fifo(), Some("FIFO")),
+        (file_type.is_char_device(), Some("character device")),
+        (file_type.is_block_device(), Some("block device")),
+        (file_type.is_socket(), Some("socket")),
+    ];
+    kinds
+        .into_iter()
+        .find_map(|(is, kind)| is.then_some(kind))
+        .unwrap_or(Some("special file"))
 }
 
 /// `base` with `suffix` appended to its last component (`out/img` + `-kernel`).
@@ -204,10 +292,30 @@ mod tests {
         let target = dir.path().join("out.bin");
         let mut staged = StagedFile::create_for(&target).unwrap();
         staged.write_all(b"x").unwrap();
-        // Renaming over a directory fails.
+        // A directory is never replaced.
         std::fs::create_dir(&target).unwrap();
         let err = staged.persist().unwrap_err();
-        assert!(matches!(err, OutputError::Persist { ref path, .. } if *path == target));
+        assert!(matches!(err, OutputError::NotAFile { ref path, .. } if *path == target));
+    }
+
+    #[test]
+    fn special_files_are_never_replaced() {
+        let dir = TempDir::new().unwrap();
+        let target = dir.path().join("img-initrd.img");
+        let mkfifo = || assert!(std::process::Command::new("mkfifo").arg(&target).status().unwrap().success());
+        // Multi-file formats stage everything, so a FIFO is refused before any work...
+        mkfifo();
+        let err = StagedFile::create_for(&target).err().unwrap();
+        assert!(matches!(err, OutputError::NotAFile { kind: "FIFO", .. }), "{err}");
+        // ... and one that appears while the build runs is not renamed over either.
+        std::fs::remove_file(&target).unwrap();
+        let mut staged = StagedFile::create_for(&target).unwrap();
+        staged.write_all(b"x").unwrap();
+        mkfifo();
+        let err = staged.persist().unwrap_err();
+        assert!(matches!(err, OutputError::NotAFile { kind: "FIFO", .. }), "{err}");
+        assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }
 
     #[test]
