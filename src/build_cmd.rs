@@ -20,11 +20,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let sources = read_sources(&args.files)?;
     let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
     if args.dry_run {
-        print!(
-            "{}",
-            String::from_utf8_lossy(&spec::metadata(&moby, MetadataFormat::Yaml))
-        );
-        return Ok(());
+        return crate::print_text(spec::metadata(&moby, MetadataFormat::Yaml));
     }
 
     let formats = formats(&args)?;

@@ -1,7 +1,7 @@
 //! `moby cache`.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader};
 
 use anyhow::{Context, Result};
 use builder::image::Store;
@@ -15,10 +15,12 @@ pub fn run(args: CacheArgs) -> Result<()> {
     let store = Store::open(&dir).with_context(|| format!("opening the image cache {}", dir.display()))?;
     match args.command {
         CacheCommand::Ls => {
-            let mut out = io::stdout().lock();
-            for (name, digest) in store.list()? {
-                writeln!(out, "{name}\t{digest}")?;
-            }
+            let listing: String = store
+                .list()?
+                .iter()
+                .map(|(name, digest)| format!("{name}\t{digest}\n"))
+                .collect();
+            crate::print_text(listing)?;
         }
         CacheCommand::Rm { images } => {
             for image in images {

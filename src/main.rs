@@ -9,6 +9,8 @@ mod run_hyperkit;
 mod run_vmware;
 mod vm_cmd;
 
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,20 +28,45 @@ fn main() -> ExitCode {
         Command::Ps(args) => vm_cmd::ps(args),
         Command::Stop(args) => vm_cmd::stop(args),
         Command::Console(args) => vm_cmd::console(args),
-        Command::Version => {
-            println!("moby {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.chain().any(|cause| cause.is::<ReaderStopped>()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", report(&err));
+            print_error(&report(&err));
             ExitCode::FAILURE
         }
     }
 }
+
+/// Writes text (a listing, a name, YAML) to standard output. A reader that stops early, as in
+/// `moby ps | head -1`, took what it wanted: that ends the command quietly. (An image cut short
+/// the same way is an error: `OutputError::ReaderGone`.)
+pub fn print_text(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_ref()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(ReaderStopped.into()),
+        result => Ok(result.map_err(|err| anyhow::anyhow!("cannot write to standard output: {err}"))?),
+    }
+}
+
+/// Prints `Error: ...` on stderr; a closed stderr has no one left to tell.
+pub fn print_error(text: &str) {
+    let _ = writeln!(io::stderr(), "Error: {text}");
+}
+
+/// The reader of standard output went away while text was printed (see [`print_text`]).
+#[derive(Debug)]
+struct ReaderStopped;
+
+impl fmt::Display for ReaderStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the reader of standard output stopped reading")
+    }
+}
+
+impl std::error::Error for ReaderStopped {}
 
 /// Progress goes to stderr like LinuxKit's log; `-v` adds detail, `-q` keeps only errors.
 fn init_logging(verbose: u8, quiet: bool) {
@@ -73,13 +100,4 @@ fn report(err: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// A closed stdout (e.g. `moby build -o - x.yml | head`) is not an error worth reporting.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -197,7 +197,9 @@ pub(crate) fn placement(path: &Path) -> Result<Placement, OutputError> {
     };
     let file_type = meta.file_type();
     if file_type.is_fifo() || file_type.is_char_device() {
-        return Ok(Placement::InPlace(non_regular_kind(file_type).unwrap_or("special file")));
+        return Ok(Placement::InPlace(
+            non_regular_kind(file_type).unwrap_or("special file"),
+        ));
     }
     if let Some(kind) = non_regular_kind(file_type) {
         return Err(OutputError::NotAFile {
@@ -302,7 +304,13 @@ mod tests {
     fn special_files_are_never_replaced() {
         let dir = TempDir::new().unwrap();
         let target = dir.path().join("img-initrd.img");
-        let mkfifo = || assert!(std::process::Command::new("mkfifo").arg(&target).status().unwrap().success());
+        let mkfifo = || {
+            assert!(std::process::Command::new("mkfifo")
+                .arg(&target)
+                .status()
+                .unwrap()
+                .success())
+        };
         // Multi-file formats stage everything, so a FIFO is refused before any work...
         mkfifo();
         let err = StagedFile::create_for(&target).err().unwrap();
@@ -315,7 +323,11 @@ mod tests {
         let err = staged.persist().unwrap_err();
         assert!(matches!(err, OutputError::NotAFile { kind: "FIFO", .. }), "{err}");
         assert!(std::fs::symlink_metadata(&target).unwrap().file_type().is_fifo());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]

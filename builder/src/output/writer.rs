@@ -227,14 +227,26 @@ mod tests {
         assert!(err.to_string().contains("nowhere"), "{err}");
         if have_block {
             let err = write_to(&block, b"x").unwrap_err();
-            assert!(matches!(err, OutputError::NotAFile { kind: "block device", .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    OutputError::NotAFile {
+                        kind: "block device",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
             assert!(file_type(&block).is_block_device());
         }
         assert!(file_type(&directory).is_dir());
         assert!(file_type(&socket).is_socket());
         assert!(file_type(&dangling).is_symlink());
         assert!(!dir.path().join("nowhere").exists());
-        assert!(names(dir.path()).iter().all(|name| !name.starts_with('.')), "no temporary files");
+        assert!(
+            names(dir.path()).iter().all(|name| !name.starts_with('.')),
+            "no temporary files"
+        );
     }
 
     #[test]
@@ -248,8 +260,14 @@ mod tests {
             move || drop(fs::File::open(fifo).unwrap())
         });
         let mut out = OutputWriter::open(&OutputFile::Path(fifo.clone())).unwrap();
-        let err = out.write_all(&vec![0u8; 1 << 20]).and_then(|()| out.flush()).unwrap_err();
+        let err = out
+            .write_all(&vec![0u8; 1 << 20])
+            .and_then(|()| out.flush())
+            .unwrap_err();
         let inner = err.get_ref().and_then(|e| e.downcast_ref::<OutputError>());
-        assert!(matches!(inner, Some(OutputError::ReaderGone { path }) if *path == fifo), "{err}");
+        assert!(
+            matches!(inner, Some(OutputError::ReaderGone { path }) if *path == fifo),
+            "{err}"
+        );
     }
 }

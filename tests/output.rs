@@ -1,0 +1,111 @@
+//! Where outputs go, end to end: FIFOs and pipes as `-o`, standard output closed by its reader.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::cli::{example_dir, ok, Workspace};
+use crate::support::moby_bin;
+
+/// Runs moby with its standard output a pipe whose reader reads `keep` bytes and closes it (for
+/// 0, before moby starts). Unless moby writes more than a pipe holds, `keep` must be 0 for the
+/// reader to be gone when moby writes.
+fn with_reader_closing_after(keep: usize, command: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    let reader = (keep > 0).then_some(reader);
+    let child = command.stdout(writer).stderr(Stdio::piped()).spawn().expect("run moby");
+    if let Some(mut reader) = reader {
+        let mut head = vec![0u8; keep];
+        reader.read_exact(&mut head).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn text_output_into_a_closed_pipe_ends_quietly() {
+    let ws = Workspace::new();
+    let cwd = ws.dir.path();
+    // A spec whose merged YAML is far larger than a pipe's buffer.
+    let files: String = (0..2000)
+        .map(|i| format!("  - path: etc/f{i}\n    contents: \"{}\"\n", "x".repeat(1000)))
+        .collect();
+    fs::write(ws.path("big.yml"), format!("files:\n{files}")).unwrap();
+    fs::create_dir(ws.path("pkg")).unwrap();
+    fs::write(ws.path("pkg/build.yml"), "image: quiet\n").unwrap();
+    let state = ws.path("state");
+    let commands: [(&[&str], usize); 5] = [
+        (&["build", "--dry-run", "big.yml"], 1),
+        (&["cache", "ls"], 0),
+        (&["pkg", "show-tag", "pkg"], 0),
+        (&["ps", "-a"], 0),
+        (&["version"], 0),
+    ];
+    for (args, keep) in commands {
+        let mut moby = Command::new(moby_bin());
+        moby.current_dir(cwd)
+            .env("MOBY_CACHE", ws.cache())
+            .env("MOBY_STATE_HOME", &state)
+            .args(args);
+        let output = with_reader_closing_after(keep, &mut moby);
+        assert!(
+            output.status.success() && !stderr(&output).contains("panicked"),
+            "moby {args:?}: {:?}\n{}",
+            output.status,
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn an_image_cut_short_on_standard_output_is_an_error() {
+    let ws = Workspace::new();
+    let mut build = Command::new(moby_bin());
+    build
+        .current_dir(example_dir())
+        .env("MOBY_CACHE", ws.cache())
+        .args(["build", "-o", "-", "linuxkit.yml"]);
+    let mut export = Command::new(moby_bin());
+    export
+        .env("MOBY_CACHE", ws.cache())
+        .args(["cache", "export", "localhost:5000/conformance/hello:v1", "-o", "-"]);
+    // The image is megabytes, more than a pipe holds; the cached image is small.
+    for (what, keep, command) in [("build", 1024, &mut build), ("cache export", 0, &mut export)] {
+        let output = with_reader_closing_after(keep, command);
+        let stderr = stderr(&output);
+        assert!(!output.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("standard output") && stderr.contains("truncated"),
+            "{what}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_image_written_into_a_fifo_leaves_the_fifo() {
+    let ws = Workspace::new();
+    let file = ws.path("img.tar");
+    let fifo = ws.path("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || fs::read(fifo).unwrap()
+    });
+    for output in [&file, &fifo] {
+        ok(ws.moby(
+            &example_dir(),
+            &["build", "-o", output.to_str().unwrap(), "linuxkit.yml"],
+        ));
+    }
+    assert!(is_fifo(&fifo), "still a FIFO");
+    assert_eq!(reader.join().unwrap(), fs::read(&file).unwrap());
+}
+
+fn is_fifo(path: &Path) -> bool {
+    fs::symlink_metadata(path).unwrap().file_type().is_fifo()
+}
