@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufReader};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use builder::image::Store;
 use builder::output::OutputWriter;
 
@@ -23,9 +23,20 @@ pub fn run(args: CacheArgs) -> Result<()> {
             crate::print_text(listing)?;
         }
         CacheCommand::Rm { images } => {
+            let mut missing = Vec::new();
             for image in images {
-                store.remove(&image)?;
-                tracing::info!("removed {image}");
+                if store.remove(&image)? {
+                    tracing::info!("removed {image}");
+                } else {
+                    missing.push(image);
+                }
+            }
+            if !missing.is_empty() {
+                bail!(
+                    "not in the cache {}, nothing removed for: {}; `moby cache ls` lists the cached images by name",
+                    dir.display(),
+                    missing.join(", ")
+                );
             }
         }
         CacheCommand::Clean => store.clean()?,

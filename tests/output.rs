@@ -109,3 +109,31 @@ fn an_image_written_into_a_fifo_leaves_the_fifo() {
 fn is_fifo(path: &Path) -> bool {
     fs::symlink_metadata(path).unwrap().file_type().is_fifo()
 }
+
+#[test]
+fn cache_export_and_rm_of_a_missing_image_fail_and_change_nothing() {
+    let ws = Workspace::new();
+    let cwd = ws.dir.path();
+    let missing = "localhost:5000/conformance/nosuch:v1";
+    let archive = ws.path("nosuch.tar");
+    let earlier = ws.path("earlier.tar");
+    fs::write(&earlier, b"an earlier export").unwrap();
+    for target in [&archive, &earlier] {
+        let output = ws.moby(cwd, &["cache", "export", missing, "-o", target.to_str().unwrap()]);
+        assert!(
+            !output.status.success() && stderr(&output).contains(missing),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert!(!archive.exists(), "no empty file left");
+    assert_eq!(fs::read(&earlier).unwrap(), b"an earlier export");
+
+    let hello = "localhost:5000/conformance/hello:v1";
+    let output = ws.moby(cwd, &["cache", "rm", hello, missing]);
+    let stderr = stderr(&output);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("removed {hello}")), "{stderr}");
+    assert!(stderr.contains(&format!("nothing removed for: {missing}")), "{stderr}");
+    assert!(!stderr.contains(&format!("removed {missing}")), "{stderr}");
+}
