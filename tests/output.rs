@@ -137,3 +137,54 @@ fn cache_export_and_rm_of_a_missing_image_fail_and_change_nothing() {
     assert!(stderr.contains(&format!("nothing removed for: {missing}")), "{stderr}");
     assert!(!stderr.contains(&format!("removed {missing}")), "{stderr}");
 }
+
+#[test]
+fn flag_mistakes_are_refused_naming_the_flag_and_write_nothing() {
+    let ws = Workspace::new();
+    let out = ws.path("a/b/out");
+    fs::create_dir_all(&out).unwrap();
+    let spec = example_dir().join("linuxkit.yml");
+    let spec = spec.to_str().unwrap();
+    let dir = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["build", "--dir", dir, "--name", "../../X", spec], "--name"),
+        (&["build", "--dir", dir, "--name", "", spec], "--name"),
+        (&["build", "--dir", dir, "--name", ".hidden", spec], "--name"),
+        (&["build", "--dir", dir, "--arch", "evil", spec], "--arch"),
+        (&["run", "--mem", "0", "img"], "--mem"),
+        (&["run", "--cpus", "0", "img"], "--cpus"),
+        (&["run", "--disk", "/a,b.img,size=10M", "img"], "--disk"),
+        (&["run", "qemu", "--disk", "a.img,size=1G,size=2G", "img"], "--disk"),
+    ];
+    let accepted: Vec<String> = cases
+        .iter()
+        .filter_map(|(args, flag)| {
+            let output = ws.moby(ws.dir.path(), args);
+            let refused = !output.status.success() && stderr(&output).contains(flag);
+            (!refused).then(|| format!("{args:?}: {}", stderr(&output)))
+        })
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "not refused by flag name:\n{}",
+        accepted.join("\n")
+    );
+    let written: Vec<_> = walk(&ws.path("a"));
+    assert_eq!(written, [ws.path("a/b"), out], "nothing written anywhere under a/");
+}
+
+/// Every path under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            paths.push(path.clone());
+            paths.extend(walk(&path));
+        } else {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+}

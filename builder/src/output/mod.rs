@@ -73,6 +73,14 @@ pub enum OutputError {
         /// The format.
         format: Format,
     },
+    /// An output name that is not one plain file name.
+    #[error("invalid output name {name:?}: {reason}; a name is one file name, without '/' and not starting with '.'")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A temporary output file could not be created.
     #[error("cannot create a temporary file in {}: {source}; check that the directory exists and is writable", dir.display())]
     CreateTemp {
@@ -170,6 +178,7 @@ impl From<OutputError> for io::Error {
             OutputError::ReaderGone { .. } => io::ErrorKind::BrokenPipe,
             OutputError::UnknownFormat { .. }
             | OutputError::UnsupportedFormat { .. }
+            | OutputError::InvalidName { .. }
             | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::InvalidData,
         };
@@ -299,13 +308,15 @@ pub struct SinkOptions {
     pub gzip: PgzipOptions,
 }
 
-/// The sink writing `format` for the image `name` into `dir` (which must exist).
+/// The sink writing `format` for the image `name` into `dir` (which must exist); `name` must pass
+/// [`check_name`].
 pub fn sink_for(
     format: Format,
     dir: &Path,
     name: &str,
     options: &SinkOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    check_name(name)?;
     if options.output_file.is_some() && !format.is_streamable() {
         return Err(OutputError::NotStreamable { format });
     }
@@ -319,6 +330,24 @@ pub fn sink_for(
         }
     };
     Ok(sink)
+}
+
+/// Checks that `name` names outputs inside their directory, visibly: one file name, not empty,
+/// not starting with `.` (the outputs would be hidden, beside their own temporary files).
+pub fn check_name(name: &str) -> Result<(), OutputError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.contains('/') {
+        "it contains '/', which would put the outputs outside their directory"
+    } else if name.starts_with('.') {
+        "it starts with '.', which would hide the outputs"
+    } else {
+        return Ok(());
+    };
+    Err(OutputError::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// A tar stream to the output file, standard output, or `DIR/NAME.<format>`.
@@ -464,6 +493,24 @@ mod tests {
                 format: Format::KernelInitrd
             }
         ));
+    }
+
+    #[test]
+    fn names_stay_inside_the_directory_and_visible() {
+        let parent = TempDir::new().unwrap();
+        let dir = parent.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        for name in ["../../escape", "a/b", "", ".", "..", ".hidden"] {
+            for format in Format::SUPPORTED {
+                let err = sink_for(format, &dir, name, &SinkOptions::default()).err().unwrap();
+                assert!(
+                    matches!(err, OutputError::InvalidName { .. }),
+                    "{name:?} {format}: {err}"
+                );
+            }
+        }
+        assert!(dir_names(&dir).is_empty() && dir_names(parent.path()) == ["out"]);
+        check_name("web-1.2_x").unwrap();
     }
 
     #[test]
