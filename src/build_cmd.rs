@@ -31,6 +31,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
         docker_config: args.docker_config.clone(),
     };
 
+    crate::remove_partial_outputs_on_signals()?;
     let sources = read_sources(&args.files)?;
     let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
     if args.dry_run {

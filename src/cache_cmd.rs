@@ -53,6 +53,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
             }
         }
         CacheCommand::Export { image, output } => {
+            crate::remove_partial_outputs_on_signals()?;
             let mut out = OutputWriter::open(&output_file(&output))?;
             store.export(&image, &mut out)?;
             out.commit()?;

@@ -12,6 +12,7 @@ mod vm_cmd;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::task::Poll;
 
 use clap::Parser;
 
@@ -54,6 +55,38 @@ pub fn print_text(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
 /// Prints `Error: ...` on stderr; a closed stderr has no one left to tell.
 pub fn print_error(text: &str) {
     let _ = writeln!(io::stderr(), "Error: {text}");
+}
+
+/// Makes SIGINT and SIGTERM end the process after removing the partial outputs (files written
+/// under temporary names), with the status a shell reports for a death by that signal (130, 143).
+pub fn remove_partial_outputs_on_signals() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start the signal handler: {err}"))?;
+    let (mut interrupt, mut terminate) = {
+        let _context = runtime.enter();
+        let handler = |kind| signal(kind).map_err(|err| anyhow::anyhow!("cannot handle signals: {err}"));
+        (handler(SignalKind::interrupt())?, handler(SignalKind::terminate())?)
+    };
+    std::thread::spawn(move || {
+        let status = runtime.block_on(std::future::poll_fn(|cx| {
+            if interrupt.poll_recv(cx).is_ready() {
+                Poll::Ready(130)
+            } else if terminate.poll_recv(cx).is_ready() {
+                Poll::Ready(143)
+            } else {
+                Poll::Pending
+            }
+        }));
+        builder::output::remove_partial_outputs();
+        // The build may be blocked anywhere (a pull, a FIFO without a reader): only ending the
+        // process stops it.
+        #[allow(clippy::exit)]
+        std::process::exit(status);
+    });
+    Ok(())
 }
 
 /// The reader of standard output went away while text was printed (see [`print_text`]).

@@ -188,3 +188,82 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     paths.sort();
     paths
 }
+
+/// The names of the hidden (temporary) files in `dir`.
+fn hidden_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_signal_mid_build_leaves_no_partial_output() {
+    for (signal, status) in [("TERM", 143), ("INT", 130)] {
+        let ws = Workspace::new();
+        let out = ws.path("out");
+        fs::create_dir(&out).unwrap();
+        // img.tar is a FIFO nobody reads: the build waits there, with img-initrd.img staged.
+        let fifo = out.join("img.tar");
+        assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let mut child = Command::new(moby_bin())
+            .current_dir(example_dir())
+            .env("MOBY_CACHE", ws.cache())
+            .args(["build", "--format", "kernel+initrd,tar", "--dir", out.to_str().unwrap()])
+            .args(["--name", "img", "linuxkit.yml"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        while hidden_files(&out).is_empty() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "moby ended before staging its output"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(status), "SIG{signal}: {}", stderr(&output));
+        assert_eq!(hidden_files(&out), Vec::<String>::new(), "SIG{signal}");
+        assert!(is_fifo(&fifo));
+    }
+}
+
+#[test]
+fn a_later_build_sweeps_the_partial_outputs_of_dead_builds_only() {
+    let ws = Workspace::new();
+    let out = ws.path("out");
+    fs::create_dir(&out).unwrap();
+    // pid_max itself is never a process id: a build that was killed.
+    let dead_pid: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let live_pid = std::process::id();
+    let dead = format!(".img-initrd.img.moby-{dead_pid}.AbC123");
+    let kept = [
+        format!(".img-initrd.img.moby-{live_pid}.AbC123"),
+        format!(".other-initrd.img.moby-{dead_pid}.AbC123"),
+        ".img-initrd.img.AbC123".to_string(),
+        format!(".img-initrd.img.moby-{dead_pid}.AbC123.mine"),
+    ];
+    for name in kept.iter().chain([&dead]) {
+        fs::write(out.join(name), b"partial").unwrap();
+    }
+    ok(ws.moby(
+        &example_dir(),
+        &["build", "--dir", out.to_str().unwrap(), "--name", "img", "linuxkit.yml"],
+    ));
+    let mut expected = kept.to_vec();
+    expected.sort();
+    assert_eq!(hidden_files(&out), expected);
+}

@@ -39,6 +39,7 @@ pub use tee::Tee;
 pub use writer::OutputWriter;
 
 use crate::EntrySink;
+pub use staged::remove_partial_outputs;
 use staged::StagedFile;
 use tar_output::{Commit, TarOutput};
 
