@@ -48,7 +48,8 @@ pub fn print_text(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_ref()).and_then(|()| out.flush()) {
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(ReaderStopped.into()),
-        result => Ok(result.map_err(|err| anyhow::anyhow!("cannot write to standard output: {err}"))?),
+        Err(err) => Err(anyhow::anyhow!("cannot write to standard output: {err}")),
+        Ok(()) => Ok(()),
     }
 }
 

@@ -69,9 +69,9 @@ pub fn remove_partial_outputs() {
 }
 
 impl StagedFile {
-    /// Stages `target` (for a symlink: the file it points to): creates `.<file name>.<random>` in
-    /// its directory, mode 0644 minus the umask (as LinuxKit's outputs). Refuses a target that is
-    /// neither a regular file nor absent.
+    /// Stages `target` (for a symlink: the file it points to): creates
+    /// `.<file name>.moby-<pid>.<random>` in its directory, mode 0644 minus the umask (as
+    /// LinuxKit's outputs). Refuses a target that is neither a regular file nor absent.
     pub(crate) fn create_for(target: &Path) -> Result<StagedFile, OutputError> {
         match placement(target)? {
             Placement::Replace(real) => StagedFile::create_beside(&real),
@@ -162,9 +162,9 @@ impl StagedFile {
     /// Flushes the data and renames the file to its target, replacing what was there (when that
     /// is still a regular file).
     pub(crate) fn persist(self) -> Result<(), OutputError> {
-        // `_live` stays registered until the rename is done.
+        // Registered until the rename is done or, on an error, the file is gone (dropped first).
         let StagedFile {
-            file, target, _live, ..
+            _live, file, target, ..
         } = self;
         // Something else may have appeared at the target while the build ran.
         if let Some(kind) = fs::symlink_metadata(&target)
@@ -255,7 +255,10 @@ fn temp_owner(name: &str, prefix: &str) -> Option<u32> {
     let (pid, random) = name.strip_prefix(prefix)?.split_once('.')?;
     let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
     let random_ok = random.len() == RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric());
-    (digits && random_ok).then(|| pid.parse().ok()).flatten()
+    if !(digits && random_ok) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Whether process `pid` may be running: `/proc` has it, or there is no `/proc` to ask.
