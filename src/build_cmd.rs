@@ -16,16 +16,7 @@ use crate::cli::BuildArgs;
 const STDIN_NAME: &str = "moby";
 
 pub fn run(args: BuildArgs) -> Result<()> {
-    let sources = read_sources(&args.files)?;
-    let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
-    if args.dry_run {
-        print!(
-            "{}",
-            String::from_utf8_lossy(&spec::metadata(&moby, MetadataFormat::Yaml))
-        );
-        return Ok(());
-    }
-
+    // Flags first: a mistake in them is reported before any spec is read.
     let formats = formats(&args)?;
     let destination = destination(&args, &formats)?;
     let options = BuildOptions {
@@ -33,11 +24,20 @@ pub fn run(args: BuildArgs) -> Result<()> {
         always_pull: args.pull,
         mirrors: args.mirrors.iter().map(|m| parse_mirror(m)).collect::<Result<_, _>>()?,
         platform: match &args.arch {
-            Some(arch) => Platform::parse(&format!("linux/{arch}")).with_context(|| format!("--arch {arch}"))?,
+            Some(arch) => target_platform(arch)?,
             None => Platform::host(),
         },
         docker_config: args.docker_config.clone(),
     };
+
+    crate::remove_partial_outputs_on_signals()?;
+    let sources = read_sources(&args.files)?;
+    let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
+    if args.dry_run {
+        return crate::print_text(spec::metadata(&moby, MetadataFormat::Yaml));
+    }
+    std::fs::create_dir_all(&destination.dir)
+        .with_context(|| format!("cannot create output directory {}", destination.dir.display()))?;
 
     let mut sink_options = SinkOptions {
         output_file: destination.output_file.clone(),
@@ -59,6 +59,21 @@ pub fn run(args: BuildArgs) -> Result<()> {
     };
     build(&moby, &options, sink.as_mut())?;
     Ok(())
+}
+
+/// The architectures LinuxKit builds images for, by their OCI names.
+const ARCHITECTURES: [&str; 4] = ["amd64", "arm64", "riscv64", "s390x"];
+
+/// The platform for `--arch` (OCI names, or the kernel's `x86_64` and `aarch64`).
+fn target_platform(arch: &str) -> Result<Platform> {
+    let platform = Platform::linux(arch);
+    if !ARCHITECTURES.contains(&platform.architecture.as_str()) {
+        bail!(
+            "--arch {arch:?} is not an architecture LinuxKit builds images for: use one of {} (x86_64 and aarch64 are accepted too)",
+            ARCHITECTURES.join(", ")
+        );
+    }
+    Ok(platform)
 }
 
 /// Reads every spec file (or stdin for `-`), each at most `spec::MAX_SPEC_BYTES`.
@@ -117,25 +132,32 @@ fn destination(args: &BuildArgs, formats: &[Format]) -> Result<Destination> {
                 formats[0]
             );
         }
-        let file = if output == "-" {
-            OutputFile::Stdout
-        } else {
-            OutputFile::Path(PathBuf::from(output))
-        };
         return Ok(Destination {
             dir: PathBuf::from("."),
             name: STDIN_NAME.into(),
-            output_file: Some(file),
+            output_file: Some(output_file(output)),
         });
     }
     let name = args.name.clone().unwrap_or_else(|| default_name(&args.files));
+    output::check_name(&name).with_context(|| match (&args.name, args.files.last()) {
+        (None, Some(file)) => format!("{file}: the outputs are named after it; give them a name with --name"),
+        _ => "--name".to_string(),
+    })?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     Ok(Destination {
         dir,
         name,
         output_file: None,
     })
+}
+
+/// The `-o` argument: `-` is standard output.
+pub fn output_file(arg: &str) -> OutputFile {
+    if arg == "-" {
+        OutputFile::Stdout
+    } else {
+        OutputFile::Path(PathBuf::from(arg))
+    }
 }
 
 /// The last spec file's name without its extension.

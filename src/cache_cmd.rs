@@ -1,12 +1,13 @@
 //! `moby cache`.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
-use std::path::Path;
+use std::io::{self, BufReader};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use builder::image::Store;
+use builder::output::OutputWriter;
 
+use crate::build_cmd::output_file;
 use crate::cli::{CacheArgs, CacheCommand};
 
 pub fn run(args: CacheArgs) -> Result<()> {
@@ -14,15 +15,28 @@ pub fn run(args: CacheArgs) -> Result<()> {
     let store = Store::open(&dir).with_context(|| format!("opening the image cache {}", dir.display()))?;
     match args.command {
         CacheCommand::Ls => {
-            let mut out = io::stdout().lock();
-            for (name, digest) in store.list()? {
-                writeln!(out, "{name}\t{digest}")?;
-            }
+            let listing: String = store
+                .list()?
+                .iter()
+                .map(|(name, digest)| format!("{name}\t{digest}\n"))
+                .collect();
+            crate::print_text(listing)?;
         }
         CacheCommand::Rm { images } => {
+            let mut missing = Vec::new();
             for image in images {
-                store.remove(&image)?;
-                tracing::info!("removed {image}");
+                if store.remove(&image)? {
+                    tracing::info!("removed {image}");
+                } else {
+                    missing.push(image);
+                }
+            }
+            if !missing.is_empty() {
+                bail!(
+                    "not in the cache {}, nothing removed for: {}; `moby cache ls` lists the cached images by name",
+                    dir.display(),
+                    missing.join(", ")
+                );
             }
         }
         CacheCommand::Clean => store.clean()?,
@@ -39,45 +53,11 @@ pub fn run(args: CacheArgs) -> Result<()> {
             }
         }
         CacheCommand::Export { image, output } => {
-            if output == "-" {
-                store.export(&image, io::stdout().lock())?;
-            } else {
-                export_to_file(&store, &image, Path::new(&output))?;
-            }
+            crate::remove_partial_outputs_on_signals()?;
+            let mut out = OutputWriter::open(&output_file(&output))?;
+            store.export(&image, &mut out)?;
+            out.commit()?;
         }
     }
-    Ok(())
-}
-
-/// Exports `image` to `path`. A regular file (or a new one) is written under a temporary name
-/// beside it and renamed into place only once the export succeeded (blobs are verified while
-/// they are written), so a failed export leaves the previous file, or none; anything else (a
-/// device, a FIFO) is written directly.
-fn export_to_file(store: &Store, image: &str, path: &Path) -> Result<()> {
-    let regular_or_new = match std::fs::metadata(path) {
-        Ok(meta) => meta.is_file(),
-        Err(e) => e.kind() == io::ErrorKind::NotFound,
-    };
-    if !regular_or_new {
-        let file = File::create(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut writer = BufWriter::new(file);
-        store.export(image, &mut writer)?;
-        return Ok(writer.flush()?);
-    }
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{}.", path.file_name().unwrap_or_default().to_string_lossy());
-    let staged = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let mut writer = BufWriter::new(staged);
-    store.export(image, &mut writer)?;
-    let staged = writer.into_inner().map_err(|e| e.into_error())?;
-    staged
-        .persist(path)
-        .with_context(|| format!("cannot rename the export to {}", path.display()))?;
     Ok(())
 }

@@ -195,14 +195,14 @@ pub struct RunArgs {
 #[derive(Debug, Args, Clone)]
 pub struct VmResources {
     /// Number of vCPUs.
-    #[arg(long, global = true, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1, value_parser = at_least_one::<u32>)]
     pub cpus: u32,
     /// Memory in MiB.
-    #[arg(long, global = true, default_value_t = 1024)]
+    #[arg(long, global = true, default_value_t = 1024, value_parser = at_least_one::<u64>)]
     pub mem: u64,
     /// Disk: [file=]PATH[,size=1G][,format=qcow2|raw|vhd|vmdk] (repeatable); a missing file with a
     /// size is created.
-    #[arg(long = "disk", global = true, value_name = "DISK")]
+    #[arg(long = "disk", global = true, value_name = "DISK", value_parser = valid_disk)]
     pub disks: Vec<String>,
 }
 
@@ -297,6 +297,20 @@ impl QemuArgs {
     pub fn is_default(&self) -> bool {
         *self == QemuArgs::default()
     }
+}
+
+/// A count that zero would make meaningless (`--cpus`, `--mem`).
+fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        _ => Err("expected a whole number, at least 1".into()),
+    }
+}
+
+/// A `--disk` value, checked when the flags are read (each backend parses it again).
+fn valid_disk(text: &str) -> Result<String, vmm::qemu::DiskError> {
+    text.parse::<vmm::qemu::DiskSpec>()?;
+    Ok(text.to_string())
 }
 
 /// `moby ps`.
@@ -457,6 +471,29 @@ mod tests {
             panic!("not a run")
         };
         assert!(!run.qemu.is_default());
+    }
+
+    #[test]
+    fn cpus_and_mem_must_be_positive() {
+        for flag in ["--cpus", "--mem"] {
+            for value in ["0", "-1", "x"] {
+                let arg = format!("{flag}={value}");
+                let e = Cli::try_parse_from(["moby", "run", &arg, "img"])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(flag) && e.contains("at least 1"), "{flag} {value}: {e}");
+            }
+            assert!(Cli::try_parse_from(["moby", "run", flag, "1", "img"]).is_ok());
+        }
+    }
+
+    #[test]
+    fn disks_are_checked_with_the_flags_for_every_backend() {
+        for backend in [&["qemu"][..], &["hyperkit"], &["vmware"], &[]] {
+            let args = [&["moby", "run"][..], backend, &["--disk", "/a,b.img,size=10M", "img"]].concat();
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(e.contains("--disk") && e.contains("\"b.img\""), "{backend:?}: {e}");
+        }
     }
 
     #[test]

@@ -9,7 +9,10 @@ mod run_hyperkit;
 mod run_vmware;
 mod vm_cmd;
 
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
+use std::task::Poll;
 
 use builder::assemble::BuildError;
 use builder::image::DamagedBlob;
@@ -28,23 +31,81 @@ fn main() -> ExitCode {
         Command::Ps(args) => vm_cmd::ps(args),
         Command::Stop(args) => vm_cmd::stop(args),
         Command::Console(args) => vm_cmd::console(args),
-        Command::Version => {
-            println!("moby {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.chain().any(|cause| cause.is::<ReaderStopped>()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", report(&err));
+            print_error(&report(&err));
             if let Some(hint) = hint(&err) {
-                eprintln!("Hint: {hint}");
+                let _ = writeln!(io::stderr(), "Hint: {hint}");
             }
             ExitCode::FAILURE
         }
     }
 }
+
+/// Writes text (a listing, a name, YAML) to standard output. A reader that stops early, as in
+/// `moby ps | head -1`, took what it wanted: that ends the command quietly. (An image cut short
+/// the same way is an error: `OutputError::ReaderGone`.)
+pub fn print_text(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_ref()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(ReaderStopped.into()),
+        Err(err) => Err(anyhow::anyhow!("cannot write to standard output: {err}")),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Prints `Error: ...` on stderr; a closed stderr has no one left to tell.
+pub fn print_error(text: &str) {
+    let _ = writeln!(io::stderr(), "Error: {text}");
+}
+
+/// Makes SIGINT and SIGTERM end the process after removing the partial outputs (files written
+/// under temporary names), with the status a shell reports for a death by that signal (130, 143).
+pub fn remove_partial_outputs_on_signals() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|err| anyhow::anyhow!("cannot start the signal handler: {err}"))?;
+    let (mut interrupt, mut terminate) = {
+        let _context = runtime.enter();
+        let handler = |kind| signal(kind).map_err(|err| anyhow::anyhow!("cannot handle signals: {err}"));
+        (handler(SignalKind::interrupt())?, handler(SignalKind::terminate())?)
+    };
+    std::thread::spawn(move || {
+        let status = runtime.block_on(std::future::poll_fn(|cx| {
+            if interrupt.poll_recv(cx).is_ready() {
+                Poll::Ready(130)
+            } else if terminate.poll_recv(cx).is_ready() {
+                Poll::Ready(143)
+            } else {
+                Poll::Pending
+            }
+        }));
+        builder::output::remove_partial_outputs();
+        // The build may be blocked anywhere (a pull, a FIFO without a reader): only ending the
+        // process stops it.
+        #[allow(clippy::exit)]
+        std::process::exit(status);
+    });
+    Ok(())
+}
+
+/// The reader of standard output went away while text was printed (see [`print_text`]).
+#[derive(Debug)]
+struct ReaderStopped;
+
+impl fmt::Display for ReaderStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the reader of standard output stopped reading")
+    }
+}
+
+impl std::error::Error for ReaderStopped {}
 
 /// Progress goes to stderr like LinuxKit's log; `-v` adds detail, `-q` keeps only errors.
 fn init_logging(verbose: u8, quiet: bool) {
@@ -90,13 +151,4 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         "run `moby cache rm {}`, or build again with --pull, to fetch a good copy of the image",
         damage.image
     ))
-}
-
-/// A closed stdout (e.g. `moby build -o - x.yml | head`) is not an error worth reporting.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -19,7 +19,7 @@ pub fn run(args: PkgArgs) -> Result<()> {
     match args.command {
         PkgCommand::ShowTag { dirs } => {
             for dir in dirs {
-                println!("{}", Package::load(&dir)?.full_tag());
+                crate::print_text(format!("{}\n", Package::load(&dir)?.full_tag()))?;
             }
             Ok(())
         }
@@ -65,7 +65,7 @@ pub fn run(args: PkgArgs) -> Result<()> {
                 };
                 let digest = push_image(&store, &local, &remote, &options)
                     .with_context(|| format!("pushing package {}", dir.display()))?;
-                println!("{remote_name}@{digest}");
+                crate::print_text(format!("{remote_name}@{digest}\n"))?;
             }
             Ok(())
         }

@@ -179,7 +179,7 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
     runtime.block_on(async {
         let vm = launch(&state, opts).await?;
         if q.detached {
-            println!("{name}");
+            crate::print_text(format!("{name}\n"))?;
             tracing::info!(
                 "VM `{name}` runs in the background (qemu pid {}): moby console {name}, moby stop {name}",
                 vm.pid()

@@ -92,11 +92,10 @@ pub fn run(args: &HyperkitArgs, cpus: u32, mem: u64, disks: &[String]) -> Result
         RunOutcome::Exited(status) => bail!("hyperkit exited with {status}"),
         RunOutcome::Detached { pid } => {
             let state = plan.state.dir().display();
-            println!(
-                "VM {} runs in the background (hyperkit pid {pid}); console: {state}/tty, log: {state}/console-ring",
+            crate::print_text(format!(
+                "VM {} runs in the background (hyperkit pid {pid}); console: {state}/tty, log: {state}/console-ring\n",
                 plan.state.name()
-            );
-            Ok(())
+            ))
         }
     }
 }

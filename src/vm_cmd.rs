@@ -64,12 +64,13 @@ pub fn ps(args: PsArgs) -> Result<()> {
     let widths: Vec<usize> = (0..8)
         .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
         .collect();
-    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
     for row in &table {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
     }
-    Ok(())
+    crate::print_text(text)
 }
 
 pub fn stop(args: StopArgs) -> Result<()> {
@@ -87,7 +88,7 @@ pub fn stop(args: StopArgs) -> Result<()> {
         match result {
             Ok(stopped) => report_stop(name, stopped, args.timeout),
             Err(e) => {
-                eprintln!("Error: {e}");
+                crate::print_error(&e.to_string());
                 failed += 1;
             }
         }
@@ -133,11 +134,10 @@ pub fn console(args: ConsoleArgs) -> Result<()> {
             );
         }
     }
-    let mut stdout = std::io::stdout();
     if !args.no_replay {
-        let log = std::fs::read(state.console_log()).unwrap_or_default();
-        stdout.write_all(&log)?;
+        crate::print_text(std::fs::read(state.console_log()).unwrap_or_default())?;
     }
+    let mut stdout = std::io::stdout();
     tracing::info!("attached to `{}`; Ctrl-] detaches", args.name);
     let raw = RawTerminal::enter(false).context("cannot put the terminal in raw mode")?;
     let end = runtime()?.block_on(async {

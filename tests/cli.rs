@@ -8,32 +8,32 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support::{copy_dir, moby_bin};
 
-fn corpus() -> PathBuf {
+pub(crate) fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance")
 }
 
 /// A writable copy of the corpus cache and a scratch directory.
-struct Workspace {
-    dir: tempfile::TempDir,
+pub(crate) struct Workspace {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Workspace {
-    fn new() -> Workspace {
+    pub(crate) fn new() -> Workspace {
         let dir = tempfile::tempdir().expect("temp dir");
         copy_dir(&corpus().join("cache"), &dir.path().join("cache"));
         Workspace { dir }
     }
 
-    fn cache(&self) -> String {
+    pub(crate) fn cache(&self) -> String {
         self.dir.path().join("cache").to_string_lossy().into_owned()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Runs moby in `cwd` with `MOBY_CACHE` pointing at the copy.
-    fn moby(&self, cwd: &Path, args: &[&str]) -> Output {
+    pub(crate) fn moby(&self, cwd: &Path, args: &[&str]) -> Output {
         Command::new(moby_bin())
             .current_dir(cwd)
             .env("MOBY_CACHE", self.cache())
@@ -43,7 +43,7 @@ impl Workspace {
     }
 }
 
-fn ok(output: Output) -> Output {
+pub(crate) fn ok(output: Output) -> Output {
     assert!(
         output.status.success(),
         "moby failed: {}",
@@ -52,7 +52,7 @@ fn ok(output: Output) -> Output {
     output
 }
 
-fn example_dir() -> PathBuf {
+pub(crate) fn example_dir() -> PathBuf {
     corpus().join("cases/024-example-linuxkit")
 }
 

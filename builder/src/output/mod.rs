@@ -21,12 +21,13 @@ mod staged;
 pub mod tar_kernel_initrd;
 mod tar_output;
 pub mod tee;
+mod writer;
 
 #[cfg(test)]
 mod testing;
 
 use std::fmt;
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -35,8 +36,10 @@ pub use kernel_initrd::KernelInitrd;
 pub use pgzip::{PgzipOptions, PgzipWriter};
 pub use tar_kernel_initrd::TarKernelInitrd;
 pub use tee::Tee;
+pub use writer::OutputWriter;
 
 use crate::EntrySink;
+pub use staged::remove_partial_outputs;
 use staged::StagedFile;
 use tar_output::{Commit, TarOutput};
 
@@ -71,6 +74,14 @@ pub enum OutputError {
         /// The format.
         format: Format,
     },
+    /// An output name that is not one plain file name.
+    #[error("invalid output name {name:?}: {reason}; a name is one file name, without '/' and not starting with '.'")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A temporary output file could not be created.
     #[error("cannot create a temporary file in {}: {source}; check that the directory exists and is writable", dir.display())]
     CreateTemp {
@@ -78,6 +89,36 @@ pub enum OutputError {
         dir: PathBuf,
         /// The cause.
         source: io::Error,
+    },
+    /// Something at an output path that no output may replace.
+    #[error("cannot write the output {}: it is a {kind}, and outputs replace only regular files (single-stream outputs also write into FIFOs and character devices); remove it or choose another path", path.display())]
+    NotAFile {
+        /// The output path.
+        path: PathBuf,
+        /// What is there: directory, socket, block device, ...
+        kind: &'static str,
+    },
+    /// An output path is a symlink to nothing.
+    #[error("cannot write the output {}: it is a symbolic link to {}, which does not exist; create that file or remove the link", path.display(), points_to.display())]
+    DanglingSymlink {
+        /// The output path.
+        path: PathBuf,
+        /// The link's target.
+        points_to: PathBuf,
+    },
+    /// What is at an output path could not be found out.
+    #[error("cannot inspect the output path {}: {source}", path.display())]
+    Inspect {
+        /// The output path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The reader of a pipe went away before the output was complete.
+    #[error("the reader of {} closed it before the output was complete: the output is truncated", path.display())]
+    ReaderGone {
+        /// `standard output` or the FIFO.
+        path: PathBuf,
     },
     /// Writing an output file failed.
     #[error("cannot write {}: {source}", path.display())]
@@ -133,9 +174,12 @@ impl From<OutputError> for io::Error {
             OutputError::CreateTemp { source, .. }
             | OutputError::Write { source, .. }
             | OutputError::Persist { source, .. }
+            | OutputError::Inspect { source, .. }
             | OutputError::RemoveStale { source, .. } => source.kind(),
+            OutputError::ReaderGone { .. } => io::ErrorKind::BrokenPipe,
             OutputError::UnknownFormat { .. }
             | OutputError::UnsupportedFormat { .. }
+            | OutputError::InvalidName { .. }
             | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::InvalidData,
         };
@@ -246,7 +290,8 @@ impl FromStr for Format {
     }
 }
 
-/// Where a streamable format (`tar`, `docker`) goes instead of its default file.
+/// Where a streamable format (`tar`, `docker`) goes instead of its default file; see
+/// [`OutputWriter`] for what happens to what is already there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputFile {
     /// Standard output (`-o -`).
@@ -264,13 +309,15 @@ pub struct SinkOptions {
     pub gzip: PgzipOptions,
 }
 
-/// The sink writing `format` for the image `name` into `dir` (which must exist).
+/// The sink writing `format` for the image `name` into `dir` (which must exist); `name` must pass
+/// [`check_name`].
 pub fn sink_for(
     format: Format,
     dir: &Path,
     name: &str,
     options: &SinkOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    check_name(name)?;
     if options.output_file.is_some() && !format.is_streamable() {
         return Err(OutputError::NotStreamable { format });
     }
@@ -286,6 +333,24 @@ pub fn sink_for(
     Ok(sink)
 }
 
+/// Checks that `name` names outputs inside their directory, visibly: one file name, not empty,
+/// not starting with `.` (the outputs would be hidden, beside their own temporary files).
+pub fn check_name(name: &str) -> Result<(), OutputError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.contains('/') {
+        "it contains '/', which would put the outputs outside their directory"
+    } else if name.starts_with('.') {
+        "it starts with '.', which would hide the outputs"
+    } else {
+        return Ok(());
+    };
+    Err(OutputError::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
 /// A tar stream to the output file, standard output, or `DIR/NAME.<format>`.
 fn stream_sink(
     format: Format,
@@ -293,14 +358,9 @@ fn stream_sink(
     name: &str,
     options: &SinkOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
-    Ok(match &options.output_file {
-        Some(OutputFile::Stdout) => stream_format(format, BufWriter::new(io::stdout())),
-        Some(OutputFile::Path(path)) => stream_format(format, StagedFile::create_for(path)?),
-        None => {
-            let path = dir.join(format!("{name}.{}", format.name()));
-            stream_format(format, StagedFile::create_for(&path)?)
-        }
-    })
+    let default = || OutputFile::Path(dir.join(format!("{name}.{}", format.name())));
+    let output = options.output_file.clone().unwrap_or_else(default);
+    Ok(stream_format(format, OutputWriter::open(&output)?))
 }
 
 /// The tar-based sink for a streamable format over `destination`.
@@ -434,6 +494,24 @@ mod tests {
                 format: Format::KernelInitrd
             }
         ));
+    }
+
+    #[test]
+    fn names_stay_inside_the_directory_and_visible() {
+        let parent = TempDir::new().unwrap();
+        let dir = parent.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        for name in ["../../escape", "a/b", "", ".", "..", ".hidden"] {
+            for format in Format::SUPPORTED {
+                let err = sink_for(format, &dir, name, &SinkOptions::default()).err().unwrap();
+                assert!(
+                    matches!(err, OutputError::InvalidName { .. }),
+                    "{name:?} {format}: {err}"
+                );
+            }
+        }
+        assert!(dir_names(&dir).is_empty() && dir_names(parent.path()) == ["out"]);
+        check_name("web-1.2_x").unwrap();
     }
 
     #[test]

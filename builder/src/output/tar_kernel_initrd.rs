@@ -24,11 +24,12 @@ pub struct TarKernelInitrd<S: EntrySink> {
 }
 
 impl<S: EntrySink> TarKernelInitrd<S> {
-    /// Splits into temporary files in `dir` (named after `name`) and writes the tarball into
-    /// `tar`, which must be an empty tar writer.
+    /// Splits into temporary files in `dir` (named after `NAME-initrd.tar`, the only file this
+    /// format writes) and writes the tarball into `tar`, which must be an empty tar writer.
     pub fn new(dir: &Path, name: &str, gzip: PgzipOptions, tar: S) -> Result<TarKernelInitrd<S>, OutputError> {
+        let pieces = dir.join(format!("{name}-initrd.tar"));
         Ok(TarKernelInitrd {
-            splitter: Some(BootSplitter::new(&dir.join(name), gzip, false)?),
+            splitter: Some(BootSplitter::new(&pieces, gzip, false)?),
             tar,
         })
     }

@@ -1,10 +1,10 @@
 //! The `tar` format's destination handling: a [`TarWriter`] over a staged file (renamed into
-//! place when the build succeeds) or over standard output.
+//! place when the build succeeds) or over an [`OutputWriter`].
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, Write};
 
 use super::staged::StagedFile;
-use super::{OutputError, TarWriter};
+use super::{OutputError, OutputWriter, TarWriter};
 use crate::tar::Header;
 use crate::EntrySink;
 
@@ -20,12 +20,9 @@ impl Commit for StagedFile {
     }
 }
 
-impl Commit for BufWriter<Stdout> {
-    fn commit(mut self) -> Result<(), OutputError> {
-        self.flush().map_err(|source| OutputError::Write {
-            path: "standard output".into(),
-            source,
-        })
+impl Commit for OutputWriter {
+    fn commit(self) -> Result<(), OutputError> {
+        OutputWriter::commit(self)
     }
 }
 

@@ -82,6 +82,22 @@ pub enum DiskError {
         /// The whole `--disk` value.
         spec: String,
     },
+    /// A bare value after the first part.
+    #[error("{part:?} in --disk {spec:?} is not key=value: only the first part may be a bare file name; use file=, size= or format=")]
+    NotKeyValue {
+        /// The part.
+        part: String,
+        /// The whole `--disk` value.
+        spec: String,
+    },
+    /// The file, size or format given twice.
+    #[error("--disk {spec:?} gives the {key} twice; give it once")]
+    Repeated {
+        /// `file` (also for a bare first part), `size` or `format`.
+        key: String,
+        /// The whole `--disk` value.
+        spec: String,
+    },
     /// Neither a path nor a size.
     #[error("--disk {0:?} has neither a file nor a size")]
     Empty(String),
@@ -155,18 +171,34 @@ impl FromStr for DiskSpec {
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let mut d = DiskSpec::default();
-        for part in spec.split(',') {
-            match part.split_once('=') {
-                None => d.path = Some(PathBuf::from(part)),
-                Some(("file", v)) => d.path = Some(PathBuf::from(v)),
-                Some(("size", v)) => d.size_mib = Some(parse_size_mib(v)?),
-                Some(("format", v)) => d.format = Some(v.parse()?),
-                Some((k, _)) => {
-                    return Err(DiskError::UnknownKey {
-                        key: k.to_string(),
+        for (i, part) in spec.split(',').enumerate() {
+            // Only the first part may be a bare file name; a later one would silently replace it.
+            let (key, value) = match part.split_once('=') {
+                None if i == 0 => ("file", part),
+                None => {
+                    return Err(DiskError::NotKeyValue {
+                        part: part.to_string(),
                         spec: spec.to_string(),
                     })
                 }
+                Some(pair) => pair,
+            };
+            let already = match key {
+                "file" => d.path.replace(PathBuf::from(value)).is_some(),
+                "size" => d.size_mib.replace(parse_size_mib(value)?).is_some(),
+                "format" => d.format.replace(value.parse()?).is_some(),
+                _ => {
+                    return Err(DiskError::UnknownKey {
+                        key: key.to_string(),
+                        spec: spec.to_string(),
+                    })
+                }
+            };
+            if already {
+                return Err(DiskError::Repeated {
+                    key: key.to_string(),
+                    spec: spec.to_string(),
+                });
             }
         }
         if d.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) && d.size_mib.is_none() {
@@ -304,6 +336,24 @@ mod tests {
             "unknown disk option \"colour\" in --disk \"x,colour=red\": use file=, size= or format="
         );
         assert!(matches!("format=qcow2".parse::<DiskSpec>(), Err(DiskError::Empty(_))));
+        // Nothing is dropped silently: a second bare part or a repeated key is refused by name.
+        let e = "/a,b.img,size=10M".parse::<DiskSpec>().unwrap_err().to_string();
+        assert!(
+            e.starts_with("\"b.img\" in --disk \"/a,b.img,size=10M\" is not key=value"),
+            "{e}"
+        );
+        let e = "size=1G,x".parse::<DiskSpec>().unwrap_err();
+        assert!(
+            matches!(e, DiskError::NotKeyValue { ref part, .. } if part == "x"),
+            "{e}"
+        );
+        for (spec, repeated) in [("a.img,file=b.img", "file"), ("x,format=raw,format=vhd", "format")] {
+            let e = spec.parse::<DiskSpec>().unwrap_err();
+            assert!(
+                matches!(e, DiskError::Repeated { ref key, .. } if key == repeated),
+                "{e}"
+            );
+        }
         assert!(matches!(
             "x,format=vdi".parse::<DiskSpec>(),
             Err(DiskError::UnknownFormat(_))
