@@ -2,15 +2,27 @@
 # Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
 set -euo pipefail
 packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+missing_packages() {
+  local p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+# Twice: installing one package may remove another that conflicts with it (a machine with
+# qemu-utils from bookworm-backports loses it when bookworm's qemu-system-x86 comes in); the
+# second round installs the removed one again, now in the version that fits.
+for round in 1 2; do
+  mapfile -t missing < <(missing_packages)
+  ((${#missing[@]})) || break
+  ((round == 1)) && $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+done
+mapfile -t missing < <(missing_packages)
+if ((${#missing[@]})); then
+  echo "setup: these packages did not stay installed: ${missing[*]}" >&2
+  exit 1
 fi
 command -v cargo >/dev/null || { echo "setup: install a Rust toolchain first (https://rustup.rs)" >&2; exit 1; }
 # The tiny guest that the `moby run` boot tests start (tests/support/guest.rs).
