@@ -9,6 +9,7 @@
 
 mod apk;
 mod bundle;
+mod confine;
 mod files;
 mod image_tree;
 mod kernel;
@@ -22,6 +23,7 @@ use crate::spec::model::Moby;
 use crate::tar::{copy_data, EntrySink, Header};
 use crate::Reference;
 
+pub use self::confine::EscapeError;
 pub use self::files::FilesError;
 pub use self::kernel::KernelError;
 
@@ -84,6 +86,9 @@ pub enum BuildError {
     /// A `files` entry could not be added.
     #[error(transparent)]
     Files(#[from] FilesError),
+    /// An entry would be extracted outside the image root or through a symbolic link.
+    #[error(transparent)]
+    Escape(Box<EscapeError>),
     /// Writing the output failed.
     #[error("writing the image: {0}")]
     Write(#[source] io::Error),
@@ -103,12 +108,16 @@ impl From<crate::layer::LayerError> for BuildError {
 
 impl From<io::Error> for BuildError {
     fn from(err: io::Error) -> BuildError {
-        BuildError::Write(err)
+        match err.downcast::<EscapeError>() {
+            Ok(escape) => BuildError::Escape(Box::new(escape)),
+            Err(err) => BuildError::Write(err),
+        }
     }
 }
 
 /// Writes the whole image described by `moby` into `sink`, then finishes the sink.
 pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    let sink = &mut confine::Confined::new(sink);
     let ids = IdMap::from_moby(moby);
     let volume_table = Volumes::from_moby(moby);
 

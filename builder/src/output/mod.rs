@@ -24,7 +24,7 @@ pub mod tee;
 mod writer;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::fmt;
 use std::io;
