@@ -297,23 +297,28 @@ fn config_for(layers: &[&[u8]]) -> Vec<u8> {
     .unwrap()
 }
 
-/// A well-behaved registry holding `test/NAME:v1` for each `(NAME, config, layers)`.
-fn holding(images: Vec<(&'static str, Vec<u8>, Vec<Vec<u8>>)>) -> Server {
+/// A well-behaved registry holding `test/NAME:v1` for each `(NAME, layers)`, with the config
+/// [`config_for`] its layers.
+fn holding(images: &[(&str, &[&[u8]])]) -> Server {
     let blob = |media_type: &str, bytes: &[u8]| Descriptor {
         media_type: media_type.to_string(),
         digest: sha256_digest(bytes),
         size: bytes.len() as u64,
     };
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
-    for (name, config, layers) in images {
+    for (name, layers) in images {
+        let config = config_for(layers);
         let descriptors: Vec<Descriptor> = layers
             .iter()
             .map(|l| blob("application/vnd.oci.image.layer.v1.tar", l))
             .collect();
         let manifest = crate::image::manifest_json(&blob(media_type::OCI_CONFIG, &config), &descriptors);
         files.insert(format!("/v2/test/{name}/manifests/v1"), manifest);
-        for bytes in layers.into_iter().chain([config]) {
-            files.insert(format!("/v2/test/{name}/blobs/{}", sha256_digest(&bytes)), bytes);
+        for bytes in layers.iter().copied().chain([config.as_slice()]) {
+            files.insert(
+                format!("/v2/test/{name}/blobs/{}", sha256_digest(bytes)),
+                bytes.to_vec(),
+            );
         }
     }
     Server::start(move |request, stream, _| match files.get(&request.path) {
@@ -344,12 +349,9 @@ fn progress_counts_each_downloaded_byte_once_and_ends_every_image() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let (a_layer, b_layer) = (vec![1u8; 3000], vec![2u8; 5000]);
-    let a_config = config_for(&[&shared, &a_layer]);
-    let b_config = config_for(&[&shared, &b_layer]);
-    let server = holding(vec![
-        ("a", a_config.clone(), vec![shared.clone(), a_layer.clone()]),
-        ("b", b_config.clone(), vec![shared.clone(), b_layer.clone()]),
-    ]);
+    let a_layers: [&[u8]; 2] = [&shared, &a_layer];
+    let b_layers: [&[u8]; 2] = [&shared, &b_layer];
+    let server = holding(&[("a", &a_layers), ("b", &b_layers)]);
     let refs = [
         reference(&format!("127.0.0.1:{}/test/a:v1", server.port)),
         reference(&format!("127.0.0.1:{}/test/b:v1", server.port)),
@@ -361,8 +363,8 @@ fn progress_counts_each_downloaded_byte_once_and_ends_every_image() {
     pulled.unwrap();
 
     // The shared layer counts for the first image that needs it, and for it only.
-    let a_bytes = (a_config.len() + shared.len() + a_layer.len()) as u64;
-    let b_bytes = (b_config.len() + b_layer.len()) as u64;
+    let a_bytes = (config_for(&a_layers).len() + shared.len() + a_layer.len()) as u64;
+    let b_bytes = (config_for(&b_layers).len() + b_layer.len()) as u64;
     assert_eq!(recorder.started(), [(a.clone(), a_bytes), (b.clone(), b_bytes)]);
     assert_eq!((recorder.arrived(&a), recorder.arrived(&b)), (a_bytes, b_bytes));
     let mut finished = recorder.finished();
