@@ -342,11 +342,11 @@ struct Session<'s> {
     registry: Registry,
     remotes: HashMap<Reference, Remote>,
     always_pull: bool,
-    progress: Option<Arc<dyn Progress>>,
+    progress: &'s dyn Progress,
 }
 
 impl<'s> Session<'s> {
-    fn new(store: &'s Store, pending: &[Request], opts: &PullOptions) -> Result<Self, ImageError> {
+    fn new(store: &'s Store, pending: &[Request], opts: &'s PullOptions) -> Result<Self, ImageError> {
         let mut remotes = HashMap::new();
         for request in pending {
             let remote = remote_for(&request.reference, &opts.mirrors)?;
@@ -368,7 +368,7 @@ impl<'s> Session<'s> {
             registry,
             remotes,
             always_pull: opts.always_pull,
-            progress: opts.progress.clone(),
+            progress: progress::or_silent(&opts.progress),
         })
     }
 
@@ -399,11 +399,10 @@ impl<'s> Session<'s> {
                 }
             }
         }
-        let progress = progress::or_silent(&self.progress);
         let owned = owned_downloads(&owners, plans.len());
         for (plan, (count, bytes)) in plans.iter().zip(&owned) {
             if *count > 0 {
-                progress.pull_started(&plan.request.reference.to_string(), *bytes);
+                self.progress.pull_started(&plan.request.reference.to_string(), *bytes);
             }
         }
         let left: Vec<AtomicUsize> = owned.iter().map(|(count, _)| AtomicUsize::new(*count)).collect();
@@ -413,7 +412,7 @@ impl<'s> Session<'s> {
             let plan = &plans[*owner];
             let result = self.download(plan, blob).await;
             if left[*owner].fetch_sub(1, Ordering::Relaxed) == 1 {
-                progress.pull_finished(&plan.request.reference.to_string());
+                self.progress.pull_finished(&plan.request.reference.to_string());
             }
             result
         }))
@@ -613,8 +612,7 @@ impl<'s> Session<'s> {
             what: "blob",
             object: &blob.digest,
         };
-        let progress = progress::or_silent(&self.progress);
-        self.registry.download(target, blob, &mut writer, progress).await?;
+        self.registry.download(target, blob, &mut writer, self.progress).await?;
         writer.commit()
     }
 
