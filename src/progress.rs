@@ -27,7 +27,7 @@ const RATE_WIDTH: usize = 11;
 
 /// Whether bars belong on stderr, from `-q`, whether stderr is a terminal, and the values of
 /// `CI` and `TERM`.
-pub fn wanted(quiet: bool, stderr_is_terminal: bool, ci: Option<&OsStr>, term: Option<&OsStr>) -> bool {
+fn wanted(quiet: bool, stderr_is_terminal: bool, ci: Option<&OsStr>, term: Option<&OsStr>) -> bool {
     let in_ci = ci.is_some_and(|value| !value.is_empty());
     !quiet && stderr_is_terminal && !in_ci && term != Some(OsStr::new("dumb"))
 }
@@ -78,10 +78,7 @@ impl Bars {
 
     /// Takes the bars off the screen for good: the command is over.
     pub fn finish(&self) {
-        let mut screen = self.screen();
-        screen.pulls.clear();
-        screen.build = None;
-        screen.redraw(Instant::now());
+        self.screen().finish(Instant::now());
     }
 }
 
@@ -230,6 +227,12 @@ impl Screen {
             build.written += bytes;
             self.tick(now);
         }
+    }
+
+    fn finish(&mut self, now: Instant) {
+        self.pulls.clear();
+        self.build = None;
+        self.redraw(now);
     }
 
     fn print_above(&mut self, text: &[u8], now: Instant) {
@@ -498,9 +501,7 @@ mod tests {
         assert_eq!(take(&written), format!("{building}\n\x1b[1A\r\x1b[J{built}\n"));
 
         // Once over, nothing is left on the screen.
-        screen.pulls.clear();
-        screen.build = None;
-        screen.redraw(at(20));
+        screen.finish(at(20));
         assert_eq!(take(&written), "\x1b[1A\r\x1b[J");
         assert_eq!(screen.drawn, 0);
     }
