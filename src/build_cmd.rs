@@ -1,12 +1,14 @@
 //! `moby build`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use builder::build::{build, BuildOptions};
 use builder::image::{parse_mirror, Platform, Store};
 use builder::output::{self, Format, OutputFile, SinkOptions, Tee};
 use builder::pkg::Packages;
+use builder::progress::Progress;
 use builder::spec::{self, MetadataFormat, Source};
 use builder::tar::EntrySink;
 
@@ -15,7 +17,7 @@ use crate::cli::BuildArgs;
 /// The output name when the spec comes from stdin, as in LinuxKit.
 const STDIN_NAME: &str = "moby";
 
-pub fn run(args: BuildArgs) -> Result<()> {
+pub fn run(args: BuildArgs, progress: Option<Arc<dyn Progress>>) -> Result<()> {
     // Flags first: a mistake in them is reported before any spec is read.
     let formats = formats(&args)?;
     let destination = destination(&args, &formats)?;
@@ -28,6 +30,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
             None => Platform::host(),
         },
         docker_config: args.docker_config.clone(),
+        progress,
     };
 
     crate::remove_partial_outputs_on_signals()?;

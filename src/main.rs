@@ -4,6 +4,7 @@ mod build_cmd;
 mod cache_cmd;
 mod cli;
 mod pkg_cmd;
+mod progress;
 mod run_cmd;
 mod run_hyperkit;
 mod run_vmware;
@@ -12,19 +13,22 @@ mod vm_cmd;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::task::Poll;
 
 use builder::assemble::BuildError;
 use builder::image::DamagedBlob;
+use builder::progress::Progress;
 use clap::Parser;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
-    init_logging(cli.verbose, cli.quiet);
+    let bars = progress::Bars::for_stderr(cli.quiet);
+    init_logging(cli.verbose, cli.quiet, bars.clone());
     let result = match cli.command {
-        Command::Build(args) => build_cmd::run(args),
+        Command::Build(args) => build_cmd::run(args, bars.clone().map(|bars| bars as Arc<dyn Progress>)),
         Command::Cache(args) => cache_cmd::run(args),
         Command::Pkg(args) => pkg_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
@@ -33,6 +37,9 @@ fn main() -> ExitCode {
         Command::Console(args) => vm_cmd::console(args),
         Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
+    if let Some(bars) = &bars {
+        bars.finish();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.chain().any(|cause| cause.is::<ReaderStopped>()) => ExitCode::SUCCESS,
@@ -107,8 +114,9 @@ impl fmt::Display for ReaderStopped {
 
 impl std::error::Error for ReaderStopped {}
 
-/// Progress goes to stderr like LinuxKit's log; `-v` adds detail, `-q` keeps only errors.
-fn init_logging(verbose: u8, quiet: bool) {
+/// Progress goes to stderr like LinuxKit's log (above the progress bars, if any); `-v` adds
+/// detail, `-q` keeps only errors.
+fn init_logging(verbose: u8, quiet: bool, bars: Option<Arc<progress::Bars>>) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "info",
@@ -119,7 +127,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || progress::LogWriter::new(bars.as_ref()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)

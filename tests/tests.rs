@@ -9,6 +9,7 @@ mod guest;
 mod init;
 mod output;
 mod pkg;
+mod progress;
 mod registry;
 mod run;
 mod support;

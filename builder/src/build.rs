@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::assemble::{self, BuildError, EntryVisitor, Images};
 use crate::image::{
@@ -12,8 +12,9 @@ use crate::image::{
     Store,
 };
 use crate::layer::{self, LayerError, LayerSource};
+use crate::progress::{self, Progress};
 use crate::spec::model::Moby;
-use crate::tar::EntrySink;
+use crate::tar::{EntrySink, Header};
 use crate::Reference;
 
 /// How to find images.
@@ -29,6 +30,8 @@ pub struct BuildOptions {
     pub platform: Platform,
     /// Docker `config.json` with registry credentials, if not the default one.
     pub docker_config: Option<PathBuf>,
+    /// Told how the pulls and the writing of the outputs go.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// Every image a spec unpacks as a filesystem (all but `format: oci` volumes), each once, in spec
@@ -83,21 +86,47 @@ pub fn build(moby: &Moby, options: &BuildOptions, sink: &mut dyn EntrySink) -> R
         platform: options.platform.clone(),
         docker_config: options.docker_config.clone(),
         stall_timeout: None,
+        progress: options.progress.clone(),
     };
     let references = filesystem_references(moby);
     let resolved = image::ensure_images(&store, &references, &pull)?;
     image::ensure_layouts(&store, &oci_volume_references(moby)?, &pull)?;
+    let progress = progress::or_silent(&options.progress);
     let images = StoreImages {
         store: &store,
         resolved: references.into_iter().zip(resolved).collect(),
+        progress,
     };
-    assemble::assemble(moby, &images, sink)
+    assemble::assemble(moby, &images, &mut CountingSink { sink, progress })
+}
+
+/// Tells `progress` how many bytes of file contents pass on to `sink`.
+struct CountingSink<'a> {
+    sink: &'a mut dyn EntrySink,
+    progress: &'a dyn Progress,
+}
+
+impl EntrySink for CountingSink<'_> {
+    fn write_header(&mut self, header: &Header) -> io::Result<()> {
+        self.sink.write_header(header)
+    }
+
+    fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
+        self.sink.write_data(data)?;
+        self.progress.build_bytes(data.len() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.sink.finish()
+    }
 }
 
 /// [`Images`] backed by the local store, with layers flattened on the fly.
 struct StoreImages<'a> {
     store: &'a Store,
     resolved: HashMap<Reference, ResolvedImage>,
+    progress: &'a dyn Progress,
 }
 
 impl StoreImages<'_> {
@@ -147,6 +176,7 @@ impl Images for StoreImages<'_> {
 
     fn walk(&self, image: &Reference, visit: &mut EntryVisitor<'_>) -> Result<(), BuildError> {
         let resolved = self.resolved(image)?;
+        self.progress.build_image(&image.to_string());
         let mut layers = Vec::with_capacity(resolved.layers.len());
         // `resolve` checked that there is one diff_id per layer.
         for (descriptor, diff_id) in resolved.layers.iter().zip(&resolved.config.diff_ids) {
@@ -192,6 +222,8 @@ mod tests {
     use crate::tar::TarWriter;
 
     const HELLO: &str = "localhost:5000/conformance/hello:v1";
+    const INIT: &str = "localhost:5000/conformance/init:v1";
+    const KERNEL: &str = "localhost:5000/conformance/kernel:6.6.0";
 
     /// Builds `spec` from the cache `store` into a tar held in memory.
     fn build_tar(store: &Store, spec: &str) -> Result<(), BuildError> {
@@ -206,8 +238,64 @@ mod tests {
             mirrors: Vec::new(),
             platform: Platform::linux("amd64"),
             docker_config: None,
+            progress: None,
         };
         build(&moby, &options, &mut TarWriter::new(Vec::new()))
+    }
+
+    #[test]
+    fn progress_names_each_image_and_counts_every_byte_written() {
+        use crate::progress::tests::{Recorder, Seen};
+        let (_tmp, store) = corpus_copy();
+        let spec = format!(
+            "kernel:\n  image: {KERNEL}\ninit:\n  - {INIT}\nonboot:\n  - name: one\n    image: {HELLO}\nservices:\n  - name: two\n    image: {INIT}\n"
+        );
+        let moby = crate::spec::load(
+            &[Source {
+                name: "test.yml".into(),
+                text: spec,
+            }],
+            None,
+        )
+        .unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let options = BuildOptions {
+            cache_dir: store.dir().to_path_buf(),
+            always_pull: false,
+            mirrors: Vec::new(),
+            platform: Platform::linux("amd64"),
+            docker_config: None,
+            progress: Some(recorder.clone()),
+        };
+        let mut tar = TarWriter::new(Vec::new());
+        build(&moby, &options, &mut tar).unwrap();
+
+        let seen = recorder.seen();
+        let mut images: Vec<&str> = seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Image(image) => Some(image.as_str()),
+                _ => None,
+            })
+            .collect();
+        images.dedup();
+        assert_eq!(images, [KERNEL, INIT, HELLO, INIT]);
+        // Everything in the cache already: no pull to tell of.
+        assert!(!seen.iter().any(|s| matches!(s, Seen::Started(..))), "{seen:?}");
+        let written: u64 = seen
+            .iter()
+            .map(|s| match s {
+                Seen::Written(bytes) => *bytes,
+                _ => 0,
+            })
+            .sum();
+        let tar = tar.into_inner();
+        let mut reader = crate::tar::TarReader::new(tar.as_slice());
+        let mut contents = 0;
+        while let Some(header) = reader.next_header().unwrap() {
+            contents += header.size;
+        }
+        assert_eq!(written, contents);
     }
 
     fn onboot(image: &str) -> String {

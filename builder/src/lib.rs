@@ -22,6 +22,7 @@ pub mod layer;
 pub mod oci_config;
 pub mod output;
 pub mod pkg;
+pub mod progress;
 pub mod reference;
 pub mod spec;
 pub mod tar;

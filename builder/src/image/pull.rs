@@ -11,6 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -22,6 +24,7 @@ use super::layout::{parse_child, parse_root, select_child, BlobOrigin, ResolvedI
 use super::platform::Platform;
 use super::registry::{stall_timeout, Registry, Target};
 use super::{CacheGap, ImageError};
+use crate::progress::{self, Progress};
 use crate::reference::Reference;
 
 /// How many images are planned at once.
@@ -48,6 +51,8 @@ pub struct PullOptions {
     /// A download fails when less than 16 KiB arrive in this time; `None` means
     /// `$MOBY_PULL_STALL_TIMEOUT` seconds, else [`super::DEFAULT_STALL_TIMEOUT`].
     pub stall_timeout: Option<Duration>,
+    /// Told how the downloads go.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// Parses a `--mirror` value: `REGISTRY=URL`, or just `URL` for every registry (key `*`).
@@ -286,6 +291,16 @@ fn children_for(
     }
 }
 
+/// Per image of a pull: how many of the blobs to download are its own, and their bytes.
+fn owned_downloads(owners: &[(Descriptor, usize)], images: usize) -> Vec<(usize, u64)> {
+    let mut owned = vec![(0, 0); images];
+    for (blob, owner) in owners {
+        owned[*owner].0 += 1;
+        owned[*owner].1 += blob.size;
+    }
+    owned
+}
+
 /// Config and layers of a manifest.
 fn manifest_blobs(manifest: &ImageManifest) -> Vec<Descriptor> {
     std::iter::once(manifest.config.descriptor())
@@ -327,10 +342,11 @@ struct Session<'s> {
     registry: Registry,
     remotes: HashMap<Reference, Remote>,
     always_pull: bool,
+    progress: &'s dyn Progress,
 }
 
 impl<'s> Session<'s> {
-    fn new(store: &'s Store, pending: &[Request], opts: &PullOptions) -> Result<Self, ImageError> {
+    fn new(store: &'s Store, pending: &[Request], opts: &'s PullOptions) -> Result<Self, ImageError> {
         let mut remotes = HashMap::new();
         for request in pending {
             let remote = remote_for(&request.reference, &opts.mirrors)?;
@@ -352,6 +368,7 @@ impl<'s> Session<'s> {
             registry,
             remotes,
             always_pull: opts.always_pull,
+            progress: progress::or_silent(&opts.progress),
         })
     }
 
@@ -382,10 +399,22 @@ impl<'s> Session<'s> {
                 }
             }
         }
+        let owned = owned_downloads(&owners, plans.len());
+        for (plan, (count, bytes)) in plans.iter().zip(&owned) {
+            if *count > 0 {
+                self.progress.pull_started(&plan.request.reference.to_string(), *bytes);
+            }
+        }
+        let left: Vec<AtomicUsize> = owned.iter().map(|(count, _)| AtomicUsize::new(*count)).collect();
         let blob_slots = Semaphore::new(BLOB_CONCURRENCY);
         let downloads = join_all(owners.iter().map(|(blob, owner)| async {
             let _slot = blob_slots.acquire().await;
-            self.download(&plans[*owner], blob).await
+            let plan = &plans[*owner];
+            let result = self.download(plan, blob).await;
+            if left[*owner].fetch_sub(1, Ordering::Relaxed) == 1 {
+                self.progress.pull_finished(&plan.request.reference.to_string());
+            }
+            result
         }))
         .await;
         let mut failed: HashMap<String, String> = HashMap::new();
@@ -583,7 +612,7 @@ impl<'s> Session<'s> {
             what: "blob",
             object: &blob.digest,
         };
-        self.registry.download(target, blob, &mut writer).await?;
+        self.registry.download(target, blob, &mut writer, self.progress).await?;
         writer.commit()
     }
 

@@ -22,6 +22,7 @@ use super::descriptor::{media_type, Descriptor};
 use super::layout::{BlobWriter, MAX_JSON_BLOB};
 use super::pull::Remote;
 use super::{CacheGap, ImageError};
+use crate::progress::Progress;
 
 /// How long a transfer may go without [`PROGRESS_BYTES`] arriving, unless
 /// `MOBY_PULL_STALL_TIMEOUT` (seconds) or [`super::PullOptions::stall_timeout`] say otherwise.
@@ -191,12 +192,13 @@ impl Registry {
         Ok(body)
     }
 
-    /// Streams a blob into `writer`, which checks its size as it grows.
+    /// Streams a blob into `writer`, which checks its size as it grows, telling `progress`.
     pub async fn download(
         &self,
         target: Target<'_>,
         blob: &Descriptor,
         writer: &mut BlobWriter,
+        progress: &dyn Progress,
     ) -> Result<(), ImageError> {
         let url = url(target.remote, "blobs", &blob.digest);
         let mut watchdog = Watchdog::start(self.stall);
@@ -204,6 +206,7 @@ impl Registry {
         while let Some(chunk) = self.chunk(target, &mut response, &mut watchdog).await? {
             std::io::Write::write_all(writer, chunk.as_ref()).map_err(|e| writer.io_error(e))?;
             writer.check_not_oversized()?;
+            progress.pull_bytes(target.image, chunk.as_ref().len() as u64);
         }
         Ok(())
     }

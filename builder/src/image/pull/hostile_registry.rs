@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::*;
 use crate::image::layout::tests::reference;
 use crate::image::media_type;
+use crate::progress::tests::{Recorder, Seen};
 
 /// One request as the server saw it.
 struct Request {
@@ -283,4 +284,131 @@ fn an_oversized_config_is_not_downloaded() {
     });
     let err = server.pull().unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { what: "config", .. }), "{err}");
+}
+
+/// A config for layers of these contents (treated as uncompressed).
+fn config_for(layers: &[&[u8]]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap()
+}
+
+/// A well-behaved registry holding `test/NAME:v1` for each `(NAME, layers)`, with the config
+/// [`config_for`] its layers.
+fn holding(images: &[(&str, &[&[u8]])]) -> Server {
+    let blob = |media_type: &str, bytes: &[u8]| Descriptor {
+        media_type: media_type.to_string(),
+        digest: sha256_digest(bytes),
+        size: bytes.len() as u64,
+    };
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    for (name, layers) in images {
+        let config = config_for(layers);
+        let descriptors: Vec<Descriptor> = layers
+            .iter()
+            .map(|l| blob("application/vnd.oci.image.layer.v1.tar", l))
+            .collect();
+        let manifest = crate::image::manifest_json(&blob(media_type::OCI_CONFIG, &config), &descriptors);
+        files.insert(format!("/v2/test/{name}/manifests/v1"), manifest);
+        for bytes in layers.iter().copied().chain([config.as_slice()]) {
+            files.insert(
+                format!("/v2/test/{name}/blobs/{}", sha256_digest(bytes)),
+                bytes.to_vec(),
+            );
+        }
+    }
+    Server::start(move |request, stream, _| match files.get(&request.path) {
+        Some(body) if request.path.contains("/manifests/") => {
+            respond(stream, "200 OK", &[("Content-Type", media_type::OCI_MANIFEST)], body)
+        }
+        Some(body) => respond(stream, "200 OK", &[], body),
+        None => respond(stream, "404 Not Found", &[], b""),
+    })
+}
+
+/// Pulls `refs` into `store`, recording the progress told.
+fn pull_recorded(store: &Store, refs: &[Reference]) -> (Result<Vec<ResolvedImage>, ImageError>, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let options = PullOptions {
+        platform: Platform::linux("amd64"),
+        stall_timeout: Some(Duration::from_secs(1)),
+        progress: Some(recorder.clone()),
+        ..PullOptions::default()
+    };
+    (ensure_images(store, refs, &options), recorder)
+}
+
+#[test]
+fn progress_counts_each_downloaded_byte_once_and_ends_every_image() {
+    // Incompressible, and big enough to arrive in several pieces.
+    let shared: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let (a_layer, b_layer) = (vec![1u8; 3000], vec![2u8; 5000]);
+    let a_layers: [&[u8]; 2] = [&shared, &a_layer];
+    let b_layers: [&[u8]; 2] = [&shared, &b_layer];
+    let server = holding(&[("a", &a_layers), ("b", &b_layers)]);
+    let refs = [
+        reference(&format!("127.0.0.1:{}/test/a:v1", server.port)),
+        reference(&format!("127.0.0.1:{}/test/b:v1", server.port)),
+    ];
+    let (a, b) = (refs[0].to_string(), refs[1].to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (pulled, recorder) = pull_recorded(&store, &refs);
+    pulled.unwrap();
+
+    // The shared layer counts for the first image that needs it, and for it only.
+    let a_bytes = (config_for(&a_layers).len() + shared.len() + a_layer.len()) as u64;
+    let b_bytes = (config_for(&b_layers).len() + b_layer.len()) as u64;
+    assert_eq!(recorder.started(), [(a.clone(), a_bytes), (b.clone(), b_bytes)]);
+    assert_eq!((recorder.arrived(&a), recorder.arrived(&b)), (a_bytes, b_bytes));
+    let mut finished = recorder.finished();
+    finished.sort();
+    assert_eq!(finished, [a.clone(), b.clone()]);
+    // Bytes of an image arrive between its start and its end.
+    let seen = recorder.seen();
+    for image in [&a, &b] {
+        let start = seen
+            .iter()
+            .position(|s| matches!(s, Seen::Started(of, _) if of == image));
+        let end = seen.iter().position(|s| *s == Seen::Finished(image.clone()));
+        let (start, end) = (start.unwrap(), end.unwrap());
+        for (i, s) in seen.iter().enumerate() {
+            if matches!(s, Seen::Bytes(of, _) if of == image) {
+                assert!(start < i && i < end, "{seen:?}");
+            }
+        }
+    }
+
+    // Nothing to download, nothing told.
+    let (again, recorder) = pull_recorded(&store, &refs);
+    again.unwrap();
+    assert_eq!(recorder.seen(), []);
+}
+
+#[test]
+fn an_image_whose_download_breaks_off_still_ends() {
+    let server = Server::start(|request, stream, _| {
+        if request.path.ends_with(&sha256_digest(CONFIG)) {
+            // Half the promised body, then the connection closes.
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", CONFIG.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&CONFIG[..CONFIG.len() / 2]);
+        } else {
+            well_behaved(request, stream);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let (pulled, recorder) = pull_recorded(&store, &[server.image()]);
+    let err = pulled.unwrap_err();
+    assert!(matches!(err, ImageError::Registry { what: "blob", .. }), "{err}");
+    let image = server.image().to_string();
+    assert_eq!(recorder.started(), [(image.clone(), CONFIG.len() as u64)]);
+    assert_eq!(recorder.finished(), [image]);
 }
