@@ -178,6 +178,11 @@ impl<R: Read> TarReader<R> {
         self.offset
     }
 
+    /// Where the header of the entry last returned by [`TarReader::next_header`] is.
+    pub fn position(&self) -> Position {
+        self.current
+    }
+
     /// The underlying reader (its position is unspecified because of buffering).
     pub fn into_inner(self) -> R {
         self.inner.into_inner()
