@@ -188,6 +188,30 @@ fn missing_kernel_files_are_named() {
 }
 
 #[test]
+fn a_truncated_modules_tar_is_the_kernel_images_fault() {
+    // An entry of kernel.tar claiming more data than the tar holds was reported as a write error.
+    let mut modules = crate::tar::TarWriter::new(Vec::new());
+    let mut module = Header::new("lib/modules/x.ko", EntryKind::Regular, 0o644);
+    module.size = 1000;
+    modules.write_header(&module).unwrap();
+    modules.write_data(&[1u8; 1000]).unwrap();
+    let mut modules = modules.into_inner();
+    modules.truncate(512 + 100);
+    let images = FakeImages::default().with(KERNEL, vec![file("kernel", b"K"), file("kernel.tar", &modules)]);
+    let err = build(&kernel_moby(Kernel::default()), &images).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Kernel { image, source }
+            if image == "localhost/k:1" && matches!(**source, KernelError::BadTar { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("kernel.tar") && text.contains("lib/modules/x.ko") && text.contains("100 of the 1000"),
+        "{text}"
+    );
+}
+
+#[test]
 fn init_apk_databases_are_merged_after_the_last_init_image() {
     let images = FakeImages::default()
         .with("localhost/a:1", vec![file("lib/apk/db/installed", b"A")])

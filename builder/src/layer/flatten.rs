@@ -14,7 +14,8 @@
 //!   whose target a newer layer replaced).
 //! - Refused, naming image, layer and entry: entries that are absolute, escape the root with `..`,
 //!   have an empty name or make the root a non-directory; entries that would land below a symlink of
-//!   the flattened result (from any layer, including the entry's own); hard links leaving the root,
+//!   the flattened result (from any layer, including the entry's own) or below another non-directory
+//!   emitted after them (Go keeps both); hard links leaving the root,
 //!   to themselves, to a directory, or to a path the flattened result does not hold.
 //!
 //! Only the set of seen paths (and the headers of links waiting for their target) is kept in
@@ -173,6 +174,19 @@ pub enum LayerError {
         /// The (cleaned) link target.
         target: String,
     },
+    /// An entry lies below a path that is a file (or device, FIFO, hard link) in the flattened image
+    /// (from an older layer than the entry, or later in its own layer): no extractor can create both.
+    #[error("image {image}: layer {digest}: {parent:?} is not a directory, but the image has {entry:?} below it; no extractor can create both, refusing the image")]
+    BelowNonDirectory {
+        /// Image reference.
+        image: String,
+        /// Layer digest (of the non-directory).
+        digest: String,
+        /// The (cleaned) entry below it.
+        entry: String,
+        /// The (cleaned) non-directory.
+        parent: String,
+    },
     /// An entry lies below a path that is a symlink in the flattened image (from an older layer, or
     /// earlier in the entry's own layer), so extracting the image could write it through the symlink.
     #[error("image {image}: layer {digest}: entry {entry:?} lies below {symlink:?}, which is a symlink in this image; extracting it would write through the symlink, refusing the image")]
@@ -320,17 +334,16 @@ impl Flattener {
             let header = match tar.next_header() {
                 Ok(Some(header)) => header,
                 Ok(None) => break,
-                Err(source) => {
-                    return Err(LayerError::Tar {
-                        image: self.image.clone(),
-                        digest: self.current_digest(),
-                        source: Box::new(source),
-                    })
-                }
+                Err(source) => return Err(self.tar_error(source)),
             };
             match self.decide(header, tar.position(), &mut new_opaque)? {
                 Decision::Skip => {}
-                Decision::Emit(header) => self.emit(header, &mut tar, visit)?,
+                Decision::Emit(header) => {
+                    if let Err(err) = self.emit(header, &mut tar, visit) {
+                        // A visitor fails when the layer's data does: then the layer is to blame.
+                        return Err(tar.take_data_error().map_or(err, |source| self.tar_error(source)));
+                    }
+                }
             }
         }
         self.opaque.extend(new_opaque);
@@ -503,7 +516,7 @@ impl Flattener {
     }
 
     /// Records an entry of `layer` about to be emitted (a hard link once its target is), refusing a
-    /// hard link to a directory and a symlink that lands above already emitted entries.
+    /// hard link to a directory and a non-directory that lands above already emitted entries.
     ///
     /// The opposite order needs no check here: an emitted symlink (like any non-directory) hides
     /// every older entry below it, and one of the same layer is refused by `in_whiteout_dir`.
@@ -521,10 +534,16 @@ impl Flattener {
             },
             _ => Seen::Entry { symlink: false, layer },
         };
-        if seen == (Seen::Entry { symlink: true, layer }) {
-            if let Some(below) = self.parents.get(&header.name) {
+        if let (Seen::Entry { symlink, .. }, Some(below)) = (seen, self.parents.get(&header.name)) {
+            if symlink {
                 return Err(self.through_symlink(below, &header.name, layer));
             }
+            return Err(LayerError::BelowNonDirectory {
+                image: self.image.clone(),
+                digest: self.digests[layer].clone(),
+                entry: below.clone(),
+                parent: header.name.clone(),
+            });
         }
         self.seen.insert(header.name.clone(), seen);
         for dir in gopath::ancestors(&header.name) {
@@ -558,6 +577,14 @@ impl Flattener {
 
     fn current_digest(&self) -> String {
         self.digests.last().cloned().unwrap_or_default()
+    }
+
+    fn tar_error(&self, source: TarError) -> LayerError {
+        LayerError::Tar {
+            image: self.image.clone(),
+            digest: self.current_digest(),
+            source: Box::new(source),
+        }
     }
 
     fn through_symlink(&self, entry: &str, symlink: &str, layer: usize) -> LayerError {
@@ -600,5 +627,7 @@ fn escapes(cleaned: &str) -> bool {
     cleaned == ".." || cleaned.starts_with("../")
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,8 @@ use std::io;
 pub(crate) mod block;
 #[cfg(test)]
 pub(crate) mod corpus_tests;
+#[cfg(test)]
+pub(crate) mod fuzzing;
 pub mod gopath;
 pub mod reader;
 pub mod writer;

@@ -610,3 +610,56 @@ fn hard_links_to_older_layers_come_after_their_target() {
     assert_eq!(names(&out), ["u", "t", "l"]);
     assert_eq!((out[1].2.as_str(), out[2].2.as_str()), ("u", "t"));
 }
+
+#[test]
+fn refuses_non_directories_above_emitted_entries() {
+    // Go keeps both `a/x` and the file `a`; `tar -x` cannot create them. Found by the fuzz target.
+    let cases: [&[&[E<'_>]]; 4] = [
+        &[&[E::File("a/x", b""), E::File("a", b"")]],
+        &[&[E::File("a", b"")], &[E::Dir("a/x/")]],
+        &[&[E::Fifo("a")], &[E::File("a/x/y", b"")]],
+        &[&[E::File("f", b""), E::Hard("a", "f")], &[E::File("a/x", b"")]],
+    ];
+    for layers in cases {
+        let err = run(layers).unwrap_err();
+        assert!(
+            matches!(&err, LayerError::BelowNonDirectory { digest, entry, parent, .. }
+                if digest == "sha256:layer0" && entry.starts_with("a/x") && parent == "a"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("test/image:1"), "{err}");
+    }
+    // A newer directory over an older file is the normal case.
+    assert_eq!(
+        names(&run(&[&[E::File("a", b"")], &[E::Dir("a/"), E::File("a/x", b"")]]).unwrap()),
+        ["a", "a/x"]
+    );
+}
+
+#[test]
+fn truncated_layer_names_image_layer_and_entry() {
+    // Found by the fuzz target: a visitor's failed read came back as the visitor's own error,
+    // without the layer (and the build reported it as a write error).
+    let mut archive = tar(&[E::File("ok", b"1"), E::File("usr/bin/tool", &[7u8; 3000])]);
+    archive.truncate(1024 + 2048);
+    for read_data in [true, false] {
+        let layers = vec![source(0, gzip(&archive))];
+        let err = flatten(layers, "img:tag", |_h: &Header, data: &mut dyn Read| {
+            if read_data {
+                io::copy(data, &mut io::sink())?;
+            }
+            Ok::<(), io::Error>(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, LayerError::Tar { image, digest, source }
+                if image == "img:tag" && digest == "sha256:layer0"
+                    && matches!(**source, TarError::TruncatedData { ref name, size: 3000, read: 1536, .. } if name == "usr/bin/tool")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("remove it from the cache and pull again"),
+            "{err}"
+        );
+    }
+}
