@@ -281,6 +281,48 @@ fn image_tree_filters_replaces_and_touches() {
 }
 
 #[test]
+fn image_tree_refuses_what_its_adjustments_would_break() {
+    let symlink = |name: &str, target: &str| {
+        let mut h = Header::new(name, EntryKind::Symlink, 0o777);
+        h.link_name = target.into();
+        (h, vec![])
+    };
+    let mut hard = Header::new("copy", EntryKind::HardLink, 0o644);
+    hard.link_name = "etc/hostname".into();
+    type Entries = Vec<(Header, Vec<u8>)>;
+    let cases: [(Entries, &str); 5] = [
+        // etc/hosts and etc/resolv.conf would be written through the image's symlink.
+        (vec![symlink("etc", "/etc")], "\"etc\" is not a directory"),
+        (vec![file("dev", b"")], "\"dev\" is not a directory"),
+        (vec![symlink("proc", "/etc/shadow")], "\"proc\" is not a directory"),
+        // A directory etc/hosts becomes a file: its content could not be extracted.
+        (vec![file("etc/hosts/x", b"")], "lies below \"etc/hosts\""),
+        // etc/hostname is left out: the link would point to nothing.
+        (
+            vec![file("etc/hostname", b"h"), (hard, vec![])],
+            "points to \"etc/hostname\"",
+        ),
+    ];
+    for (entries, expected) in cases {
+        let images = FakeImages::default().with("localhost/app:1", entries);
+        let moby = Moby {
+            onboot: vec![Image {
+                name: "app".into(),
+                image: "localhost/app:1".into(),
+                config: ImageConfig::default(),
+            }],
+            ..Moby::default()
+        };
+        let Err(err) = build(&moby, &images) else {
+            panic!("built despite: {expected}");
+        };
+        assert!(matches!(err, BuildError::ImageTree { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("localhost/app:1") && text.contains(expected), "{text}");
+    }
+}
+
+#[test]
 fn a_reused_image_is_extracted_once() {
     let images = FakeImages::default().with("localhost/app:1", vec![file("bin/tool", b"T")]);
     let entry = |name: &str| Image {
