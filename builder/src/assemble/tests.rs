@@ -206,7 +206,7 @@ fn a_truncated_modules_tar_is_the_kernel_images_fault() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("kernel.tar") && text.contains("lib/modules/x.ko") && text.contains("100 of the 1000"),
+        text.contains("kernel.tar") && text.contains("lib/modules/x.ko") && text.contains("after 100 of 1000 bytes"),
         "{text}"
     );
 }

@@ -62,17 +62,24 @@ pub enum TarError {
         /// What was being read.
         what: &'static str,
     },
-    /// The stream ended inside an entry's data (or the padding after it).
-    #[error("tar {at}: archive ends after {read} of the {size} data bytes of {name:?}; the file is truncated")]
-    TruncatedData {
+    /// An entry's data (or the padding after it) breaks off: the archive ends inside it, or the
+    /// stream under the archive fails there (a decompression error, say).
+    #[error(
+        "tar {at}: the data of {name:?} breaks off after {read} of {size} bytes ({}); the file is truncated or corrupt",
+        source.as_ref().map_or_else(|| "the archive ends".to_string(), ToString::to_string)
+    )]
+    EntryData {
         /// Where the entry's header is.
         at: Position,
         /// The entry's name.
         name: String,
         /// Its size.
         size: u64,
-        /// How many of its data bytes the archive holds.
+        /// How many of its data bytes were read.
         read: u64,
+        /// The stream's error, if it was not the end of the archive.
+        #[source]
+        source: Option<io::Error>,
     },
     /// A header block's checksum does not match: the archive is corrupt (or not a tar at all).
     #[error("tar {at}: header checksum {stored:?} does not match the computed {computed}; the archive is corrupt or not a tar")]
@@ -339,34 +346,28 @@ impl<R: Read> TarReader<R> {
         self.remaining = 0;
         self.padding = 0;
         let at = self.current;
-        match self.skip(count, at, "an entry's data") {
-            Err(TarError::Truncated { .. }) => Err(self.truncated_data()),
-            other => other,
-        }
+        self.skip(count, at, "an entry's data").map_err(|err| match err {
+            TarError::Io { source, .. } => self.entry_data_error(Some(source)),
+            _ => self.entry_data_error(None),
+        })
     }
 
-    fn truncated_data(&self) -> TarError {
-        TarError::TruncatedData {
+    /// The current entry's data breaks off here, because of `source` or the end of the archive.
+    fn entry_data_error(&self, source: Option<io::Error>) -> TarError {
+        TarError::EntryData {
             at: self.current,
             name: self.current_name.clone(),
             size: self.current_size,
             read: (self.offset - self.data_start).min(self.current_size),
+            source,
         }
     }
 
     /// Keeps why the current entry's data cannot be read (`cause`, or the end of the archive), and
     /// returns it as the `io::Error` for the reader of the data.
     fn fail_data(&mut self, cause: Option<io::Error>) -> io::Error {
-        let (kind, error) = match cause {
-            Some(source) => (
-                source.kind(),
-                TarError::Io {
-                    at: self.current,
-                    source,
-                },
-            ),
-            None => (io::ErrorKind::UnexpectedEof, self.truncated_data()),
-        };
+        let kind = cause.as_ref().map_or(io::ErrorKind::UnexpectedEof, io::Error::kind);
+        let error = self.entry_data_error(cause);
         let err = io::Error::new(kind, error.to_string());
         self.data_error = Some(error);
         err

@@ -654,7 +654,7 @@ fn truncated_layer_names_image_layer_and_entry() {
         assert!(
             matches!(&err, LayerError::Tar { image, digest, source }
                 if image == "img:tag" && digest == "sha256:layer0"
-                    && matches!(**source, TarError::TruncatedData { ref name, size: 3000, read: 1536, .. } if name == "usr/bin/tool")),
+                    && matches!(**source, TarError::EntryData { ref name, size: 3000, read: 1536, source: None, .. } if name == "usr/bin/tool")),
             "{err:?}"
         );
         assert!(
@@ -662,4 +662,29 @@ fn truncated_layer_names_image_layer_and_entry() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn cut_gzip_layer_names_image_layer_and_entry() {
+    // The usual truncated layer: the compressed blob breaks off inside an entry's data.
+    let noise: Vec<u8> = (0..30_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let blob = gzip(&tar(&[E::File("ok", b"1"), E::File("usr/bin/tool", &noise)]));
+    let err = flatten(
+        vec![source(0, blob[..blob.len() / 2].to_vec())],
+        "img:tag",
+        |_h: &Header, data: &mut dyn Read| io::copy(data, &mut io::sink()).map(drop),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LayerError::Tar { source, .. }
+            if matches!(**source, TarError::EntryData { ref name, size: 30_000, source: Some(_), .. } if name == "usr/bin/tool")),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("img:tag") && text.contains("sha256:layer0") && text.contains("usr/bin/tool"),
+        "{text}"
+    );
 }

@@ -255,7 +255,7 @@ fn truncated_archives_name_the_entry_and_offset() {
     out.extend_from_slice(&raw(b"usr/bin/tool", b'0', 100, Layout::Ustar));
     out.extend_from_slice(&[1u8; 50]);
     let expected = |err: &TarError| {
-        matches!(err, TarError::TruncatedData { at, name, size: 100, read: 50 }
+        matches!(err, TarError::EntryData { at, name, size: 100, read: 50, source: None }
             if *at == Position { index: 1, offset: 1024 } && name == "usr/bin/tool")
     };
     // Reading the data: the io::Error says it in words, take_data_error gives it typed.
@@ -272,7 +272,7 @@ fn truncated_archives_name_the_entry_and_offset() {
     assert!(expected(&typed), "{typed:?}");
     assert_eq!(
         typed.to_string(),
-        "tar entry 1 at byte 1024: archive ends after 50 of the 100 data bytes of \"usr/bin/tool\"; the file is truncated"
+        "tar entry 1 at byte 1024: the data of \"usr/bin/tool\" breaks off after 50 of 100 bytes (the archive ends); the file is truncated or corrupt"
     );
     // Skipping the rest of a truncated entry fails the same way.
     let mut reader = TarReader::new(Cursor::new(&out));
