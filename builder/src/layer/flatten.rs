@@ -15,8 +15,8 @@
 //! - Refused, naming image, layer and entry: entries that are absolute, escape the root with `..`,
 //!   have an empty name or make the root a non-directory; entries that would land below a symlink of
 //!   the flattened result (from any layer, including the entry's own) or below another non-directory
-//!   emitted after them (Go keeps both); hard links leaving the root,
-//!   to themselves, to a directory, or to a path the flattened result does not hold.
+//!   emitted after them (Go keeps both); hard links leaving the root, to themselves, to a directory,
+//!   or to a path the flattened result does not hold.
 //!
 //! Only the set of seen paths (and the headers of links waiting for their target) is kept in
 //! memory; layers are streamed.
