@@ -416,6 +416,7 @@ impl Flattener {
         let mut emitted = vec![header.name];
         while let Some(target) = emitted.pop() {
             for link in self.waiting.remove(&target).unwrap_or_default() {
+                self.check_released_link(&link)?;
                 self.admit(&link.header, link.layer)?;
                 self.visit(&link.header, &mut io::empty(), visit)?;
                 emitted.push(link.header.name);
@@ -511,6 +512,26 @@ impl Flattener {
                 entry,
                 target: header.link_name.clone(),
             });
+        }
+        Ok(())
+    }
+
+    /// Refuses a hard link that waited for its target while a non-directory was emitted above it
+    /// (had that come first, it would have hidden the link).
+    fn check_released_link(&self, link: &WaitingLink) -> Result<(), LayerError> {
+        let entry = &link.header.name;
+        for dir in gopath::ancestors(entry) {
+            if let Some(Seen::Entry { symlink, layer }) = self.seen.get(dir) {
+                if *symlink {
+                    return Err(self.through_symlink(entry, dir, *layer));
+                }
+                return Err(LayerError::BelowNonDirectory {
+                    image: self.image.clone(),
+                    digest: self.digests[*layer].clone(),
+                    entry: entry.clone(),
+                    parent: dir.to_string(),
+                });
+            }
         }
         Ok(())
     }

@@ -614,11 +614,14 @@ fn hard_links_to_older_layers_come_after_their_target() {
 #[test]
 fn refuses_non_directories_above_emitted_entries() {
     // Go keeps both `a/x` and the file `a`; `tar -x` cannot create them. Found by the fuzz target.
-    let cases: [&[&[E<'_>]]; 4] = [
+    let cases: [&[&[E<'_>]]; 6] = [
         &[&[E::File("a/x", b""), E::File("a", b"")]],
         &[&[E::File("a", b"")], &[E::Dir("a/x/")]],
         &[&[E::Fifo("a")], &[E::File("a/x/y", b"")]],
         &[&[E::File("f", b""), E::Hard("a", "f")], &[E::File("a/x", b"")]],
+        // A link waiting for its target, which turns out to be above it (found by the long run).
+        &[&[E::Hard("a/x", "a"), E::File("a", b"")]],
+        &[&[E::File("a", b"")], &[E::Hard("a/x", "a")]],
     ];
     for layers in cases {
         let err = run(layers).unwrap_err();
