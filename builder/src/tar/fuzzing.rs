@@ -14,7 +14,7 @@ use std::process::Command;
 use proptest::prelude::{any, Strategy};
 use proptest::test_runner::{Config, TestCaseResult, TestRunner};
 
-/// Set in the capped child process, where the targets run.
+/// Set in the capped child process, where the targets run, to the cap in KiB.
 const CAPPED: &str = "MOBY_FUZZ_CAPPED";
 
 /// The address-space cap in KiB: far above what the targets need, far below a claimed size.
@@ -31,9 +31,14 @@ pub(crate) fn fuzz<S: Strategy>(
     strategy: S,
     test: impl Fn(S::Value) -> TestCaseResult,
 ) {
-    if std::env::var_os(CAPPED).is_none() {
+    let Some(cap_kib) = std::env::var(CAPPED).ok().and_then(|kib| kib.parse::<usize>().ok()) else {
         return;
-    }
+    };
+    // Without the cap in force, this run would prove nothing about memory.
+    assert!(
+        Vec::<u8>::new().try_reserve(cap_kib.saturating_add(1) * 1024).is_err(),
+        "the address space is not capped at {cap_kib} KiB"
+    );
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|cases| cases.parse().ok())
@@ -85,7 +90,7 @@ fn fuzz_targets_under_a_memory_cap() {
         .arg(exe)
         .args(TARGETS)
         .arg("--nocapture")
-        .env(CAPPED, "1")
+        .env(CAPPED, &cap)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
