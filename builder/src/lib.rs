@@ -16,6 +16,8 @@
 
 pub mod assemble;
 pub mod build;
+#[cfg(test)]
+mod fuzzing;
 mod gojson;
 pub mod image;
 pub mod layer;

@@ -44,6 +44,18 @@ enum Touch {
     ResolvConf,
 }
 
+impl Touch {
+    /// The appended entry's path in the image.
+    const fn name(self) -> &'static str {
+        match self {
+            Touch::Dir(name) => name,
+            Touch::Hosts => "etc/hosts",
+            Touch::Mtab => "etc/mtab",
+            Touch::ResolvConf => "etc/resolv.conf",
+        }
+    }
+}
+
 const TOUCHES: [Touch; 9] = [
     Touch::Dir("dev"),
     Touch::Dir("dev/pts"),
@@ -55,6 +67,34 @@ const TOUCHES: [Touch; 9] = [
     Touch::Dir("proc"),
     Touch::Dir("sys"),
 ];
+
+/// Why LinuxKit's adjustments cannot be applied to an image: they would produce entries that an
+/// extractor writes through a symlink, or cannot create.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageTreeError {
+    /// A directory that every image gets (with entries of its own) is something else in this one.
+    #[error("{entry:?} is not a directory in the image, but every image gets it as a directory, with entries of its own; extracting them would go through the image's {entry:?}")]
+    NotADirectory {
+        /// The image's entry.
+        entry: String,
+    },
+    /// An entry lies below a file that is replaced in every image.
+    #[error("entry {entry:?} lies below {replaced:?}, which every image gets as a file")]
+    BelowReplaced {
+        /// The image's entry.
+        entry: String,
+        /// The replaced file.
+        replaced: &'static str,
+    },
+    /// A hard link points to an entry that is left out of every image.
+    #[error("hard link {entry:?} points to {target:?}, which is left out of every image")]
+    LinkToExcluded {
+        /// The hard link.
+        entry: String,
+        /// Its target.
+        target: String,
+    },
+}
 
 /// One image written below `prefix`.
 pub(super) struct ImageTree<'a> {
@@ -86,6 +126,10 @@ impl ImageTree<'_> {
             if EXCLUDED.contains(&name.as_str()) {
                 return Ok(());
             }
+            check_adjustable(entry).map_err(|problem| BuildError::ImageTree {
+                image: source.clone(),
+                source: Box::new(problem),
+            })?;
             header.name = format!("{}{name}", self.prefix);
             match name.as_str() {
                 "etc/hosts" => self.write_replacement(sink, header, Touch::Hosts)?,
@@ -110,13 +154,12 @@ impl ImageTree<'_> {
             }
             let header = match touch {
                 Touch::Dir(name) => Header::new(name, EntryKind::Directory, 0o755),
-                Touch::Hosts => Header::new("etc/hosts", EntryKind::Regular, 0o644),
+                Touch::Hosts | Touch::ResolvConf => Header::new(touch.name(), EntryKind::Regular, 0o644),
                 Touch::Mtab => {
-                    let mut h = Header::new("etc/mtab", EntryKind::Symlink, 0o755);
+                    let mut h = Header::new(touch.name(), EntryKind::Symlink, 0o755);
                     h.link_name = "/proc/mounts".into();
                     h
                 }
-                Touch::ResolvConf => Header::new("etc/resolv.conf", EntryKind::Regular, 0o644),
             };
             let mut header = header.with_origin(&source, self.location);
             header.name = format!("{}{}", self.prefix, header.name);
@@ -150,4 +193,31 @@ impl ImageTree<'_> {
         write_bytes(sink, &header, contents.as_bytes())?;
         Ok(())
     }
+}
+
+/// Refuses what the adjustments would break: a non-directory where the appended directories go, an
+/// entry below a replaced file, a hard link to a left-out entry.
+fn check_adjustable(entry: &Header) -> Result<(), ImageTreeError> {
+    let name = entry.name.as_str();
+    if entry.kind != EntryKind::Directory && TOUCHES.iter().any(|t| matches!(t, Touch::Dir(dir) if *dir == name)) {
+        return Err(ImageTreeError::NotADirectory {
+            entry: name.to_string(),
+        });
+    }
+    let below = |dir: &str| name.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'));
+    // Both are written as files (or resolv.conf as a symlink) whatever they are in the image.
+    let replaced = [Touch::Hosts.name(), Touch::ResolvConf.name()];
+    if let Some(replaced) = replaced.into_iter().find(|replaced| below(replaced)) {
+        return Err(ImageTreeError::BelowReplaced {
+            entry: name.to_string(),
+            replaced,
+        });
+    }
+    if entry.kind == EntryKind::HardLink && EXCLUDED.contains(&entry.link_name.as_str()) {
+        return Err(ImageTreeError::LinkToExcluded {
+            entry: name.to_string(),
+            target: entry.link_name.clone(),
+        });
+    }
+    Ok(())
 }

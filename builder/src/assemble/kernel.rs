@@ -138,7 +138,12 @@ fn copy_modules_tar(source: &str, data: &mut dyn Read, sink: &mut dyn EntrySink)
     while let Some(mut header) = reader.next_header().map_err(ModulesTarError::Tar)? {
         header.set_origin(source, "kernel");
         sink.write_header(&header).map_err(ModulesTarError::Write)?;
-        copy_data(sink, header.size, &mut reader).map_err(ModulesTarError::Write)?;
+        // A read error is the modules tar's (kept typed by the reader); anything else the output's.
+        copy_data(sink, header.size, &mut reader).map_err(|err| {
+            reader
+                .take_data_error()
+                .map_or(ModulesTarError::Write(err), ModulesTarError::Tar)
+        })?;
     }
     Ok(())
 }

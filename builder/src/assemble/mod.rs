@@ -25,6 +25,7 @@ use crate::Reference;
 
 pub use self::confine::EscapeError;
 pub use self::files::FilesError;
+pub use self::image_tree::ImageTreeError;
 pub use self::kernel::KernelError;
 
 /// Where assembly gets image contents from.
@@ -82,6 +83,14 @@ pub enum BuildError {
         image: String,
         /// What is wrong.
         source: Box<crate::oci_config::OciConfigError>,
+    },
+    /// An image's filesystem cannot get LinuxKit's adjustments safely.
+    #[error("image {image}: {source}; refusing the image")]
+    ImageTree {
+        /// Image reference.
+        image: String,
+        /// What is wrong.
+        source: Box<ImageTreeError>,
     },
     /// A `files` entry could not be added.
     #[error(transparent)]

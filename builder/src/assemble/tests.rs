@@ -193,6 +193,30 @@ fn missing_kernel_files_are_named() {
 }
 
 #[test]
+fn a_truncated_modules_tar_is_the_kernel_images_fault() {
+    // An entry of kernel.tar claiming more data than the tar holds was reported as a write error.
+    let mut modules = crate::tar::TarWriter::new(Vec::new());
+    let mut module = Header::new("lib/modules/x.ko", EntryKind::Regular, 0o644);
+    module.size = 1000;
+    modules.write_header(&module).unwrap();
+    modules.write_data(&[1u8; 1000]).unwrap();
+    let mut modules = modules.into_inner();
+    modules.truncate(512 + 100);
+    let images = FakeImages::default().with(KERNEL, vec![file("kernel", b"K"), file("kernel.tar", &modules)]);
+    let err = build(&kernel_moby(Kernel::default()), &images).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Kernel { image, source }
+            if image == "localhost/k:1" && matches!(**source, KernelError::BadTar { .. })),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("kernel.tar") && text.contains("lib/modules/x.ko") && text.contains("after 100 of 1000 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
 fn init_apk_databases_are_merged_after_the_last_init_image() {
     let images = FakeImages::default()
         .with("localhost/a:1", vec![file("lib/apk/db/installed", b"A")])
@@ -259,6 +283,48 @@ fn image_tree_filters_replaces_and_touches() {
             "containers/onboot/000-app/rootfs"
         ]
     );
+}
+
+#[test]
+fn image_tree_refuses_what_its_adjustments_would_break() {
+    let symlink = |name: &str, target: &str| {
+        let mut h = Header::new(name, EntryKind::Symlink, 0o777);
+        h.link_name = target.into();
+        (h, vec![])
+    };
+    let mut hard = Header::new("copy", EntryKind::HardLink, 0o644);
+    hard.link_name = "etc/hostname".into();
+    type Entries = Vec<(Header, Vec<u8>)>;
+    let cases: [(Entries, &str); 5] = [
+        // etc/hosts and etc/resolv.conf would be written through the image's symlink.
+        (vec![symlink("etc", "/etc")], "\"etc\" is not a directory"),
+        (vec![file("dev", b"")], "\"dev\" is not a directory"),
+        (vec![symlink("proc", "/etc/shadow")], "\"proc\" is not a directory"),
+        // A directory etc/hosts becomes a file: its content could not be extracted.
+        (vec![file("etc/hosts/x", b"")], "lies below \"etc/hosts\""),
+        // etc/hostname is left out: the link would point to nothing.
+        (
+            vec![file("etc/hostname", b"h"), (hard, vec![])],
+            "points to \"etc/hostname\"",
+        ),
+    ];
+    for (entries, expected) in cases {
+        let images = FakeImages::default().with("localhost/app:1", entries);
+        let moby = Moby {
+            onboot: vec![Image {
+                name: "app".into(),
+                image: "localhost/app:1".into(),
+                config: ImageConfig::default(),
+            }],
+            ..Moby::default()
+        };
+        let Err(err) = build(&moby, &images) else {
+            panic!("built despite: {expected}");
+        };
+        assert!(matches!(err, BuildError::ImageTree { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("localhost/app:1") && text.contains(expected), "{text}");
+    }
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! `files` path rules accept exactly what an independent model of them accepts, and what the metadata
 //! writer emits reads back as what it was given.
 //!
-//! The targets that take hostile input are `#[ignore]`d and run by [`fuzz_targets_run_with_memory_capped`]
-//! in a child process whose address space is capped, so an input that makes the loader allocate
-//! without bound fails the test rather than the machine. `PROPTEST_CASES=N` runs N cases per target
+//! The targets that take hostile input are `#[ignore]`d and run by `crate::fuzzing` in a child
+//! process whose address space is capped, so an input that makes the loader allocate without bound
+//! fails the test rather than the machine. `PROPTEST_CASES=N` runs N cases per target
 //! instead of the defaults below (bounded time either way; see `config`).
 
 use proptest::prelude::*;
@@ -293,19 +293,19 @@ proptest! {
     #![proptest_config(config(512))]
 
     #[test]
-    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    #[ignore = "runs under a memory cap: fuzzing::fuzz_targets_under_a_memory_cap"]
     fn arbitrary_text_never_panics(text in any::<String>()) {
         exercise(&text);
     }
 
     #[test]
-    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    #[ignore = "runs under a memory cap: fuzzing::fuzz_targets_under_a_memory_cap"]
     fn yamlish_text_never_panics(text in yamlish()) {
         exercise(&text);
     }
 
     #[test]
-    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    #[ignore = "runs under a memory cap: fuzzing::fuzz_targets_under_a_memory_cap"]
     fn mutated_corpus_specs_never_panic(
         seed in any::<prop::sample::Index>(),
         mutations in prop::collection::vec(mutation(), 1..6),
@@ -322,7 +322,7 @@ proptest! {
     /// The validator accepts a `files` section exactly when the model does, and what it accepts
     /// is also what the metadata writer and label reader survive.
     #[test]
-    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    #[ignore = "runs under a memory cap: fuzzing::fuzz_targets_under_a_memory_cap"]
     fn files_rules_match_the_model(entries in prop::collection::vec(entry(), 1..6)) {
         let text = files_yaml(&entries);
 
@@ -338,7 +338,7 @@ proptest! {
     /// However the aliases multiply, a parsed document stays within the node and byte limits, and
     /// the refusal comes before the copies are made (the memory cap would stop the run otherwise).
     #[test]
-    #[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
+    #[ignore = "runs under a memory cap: fuzzing::fuzz_targets_under_a_memory_cap"]
     fn alias_expansion_is_bounded(text in alias_bomb()) {
         match super::yaml::parse(&text) {
             Ok(Some(node)) => {
@@ -349,47 +349,6 @@ proptest! {
             Err(e) => prop_assert!(e.message.contains("with the copies its anchors and aliases make"), "{:?}", e),
         }
     }
-}
-
-/// Runs the `#[ignore]`d targets above again, in a child process whose address space is capped at
-/// `CAP_KIB`: an input that makes the loader allocate without bound aborts the child and fails this
-/// test. The child first checks that the cap is in force.
-#[cfg(target_os = "linux")]
-#[test]
-fn fuzz_targets_run_with_memory_capped() {
-    const CAP_KIB: u64 = 1 << 20;
-    let exe = std::env::current_exe().expect("the test binary");
-    let output = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -v {CAP_KIB} && exec \"$0\" \"$@\""))
-        .arg(exe)
-        .args(["spec::fuzz::", "--ignored", "--test-threads=1"])
-        .output()
-        .expect("run the capped fuzz targets");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "capped fuzz run failed:\n{stdout}\n{stderr}");
-    for target in [
-        "memory_cap_is_in_force",
-        "arbitrary_text_never_panics",
-        "yamlish_text_never_panics",
-        "mutated_corpus_specs_never_panic",
-        "files_rules_match_the_model",
-        "alias_expansion_is_bounded",
-    ] {
-        assert!(
-            stdout.contains(&format!("spec::fuzz::{target} ... ok")),
-            "{target} did not run:\n{stdout}"
-        );
-    }
-}
-
-/// Inside the capped child, more than the cap cannot be had.
-#[test]
-#[ignore = "run under a memory cap by fuzz_targets_run_with_memory_capped"]
-fn memory_cap_is_in_force() {
-    let mut big: Vec<u8> = Vec::new();
-    assert!(big.try_reserve(2 << 30).is_err(), "the address space is not capped");
 }
 
 proptest! {

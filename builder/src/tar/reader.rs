@@ -9,8 +9,8 @@
 //! - A NUL type flag with a name ending in `/` is a directory (pre-POSIX convention).
 //! - The archive ends at two zero blocks or at the end of input on a block boundary.
 //!
-//! Extended headers are capped at 1 MiB (Go's limit) and read incrementally, so no header value can
-//! make the reader allocate more than that.
+//! Extended headers are capped at 1 MiB (Go's limit) and read as their data arrives; entry data is
+//! never buffered. No header value makes the reader allocate more than the archive holds, or 1 MiB.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,13 +54,32 @@ pub enum TarError {
         #[source]
         source: io::Error,
     },
-    /// The stream ended inside a header, a meta header or an entry's data.
+    /// The stream ended inside a header or a meta header.
     #[error("tar {at}: archive ends in the middle of {what}; the file is truncated")]
     Truncated {
         /// Where.
         at: Position,
         /// What was being read.
         what: &'static str,
+    },
+    /// An entry's data (or the padding after it) breaks off: the archive ends inside it, or the
+    /// stream under the archive fails there (a decompression error, say).
+    #[error(
+        "tar {at}: the data of {name:?} breaks off after {read} of {size} bytes ({}); the file is truncated or corrupt",
+        source.as_ref().map_or_else(|| "the archive ends".to_string(), ToString::to_string)
+    )]
+    EntryData {
+        /// Where the entry's header is.
+        at: Position,
+        /// The entry's name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// How many of its data bytes were read.
+        read: u64,
+        /// The stream's error, if it was not the end of the archive.
+        #[source]
+        source: Option<io::Error>,
     },
     /// A header block's checksum does not match: the archive is corrupt (or not a tar at all).
     #[error("tar {at}: header checksum {stored:?} does not match the computed {computed}; the archive is corrupt or not a tar")]
@@ -143,6 +162,12 @@ pub struct TarReader<R: Read> {
     padding: u64,
     /// Where the current entry's header started (for data errors).
     current: Position,
+    /// The current entry's name and size, and where its data starts (for data errors).
+    current_name: String,
+    current_size: u64,
+    data_start: u64,
+    /// Why reading the current entry's data failed, for [`TarReader::take_data_error`].
+    data_error: Option<TarError>,
     done: bool,
 }
 
@@ -169,6 +194,10 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             padding: 0,
             current: Position { index: 0, offset: 0 },
+            current_name: String::new(),
+            current_size: 0,
+            data_start: 0,
+            data_error: None,
             done: false,
         }
     }
@@ -176,6 +205,17 @@ impl<R: Read> TarReader<R> {
     /// Bytes of the archive consumed so far.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Where the header of the entry last returned by [`TarReader::next_header`] is.
+    pub fn position(&self) -> Position {
+        self.current
+    }
+
+    /// Why reading the current entry's data through [`Read`] failed, if it did: the typed error
+    /// behind the `io::Error` that the reader of the data got (which says the same in words).
+    pub fn take_data_error(&mut self) -> Option<TarError> {
+        self.data_error.take()
     }
 
     /// The underlying reader (its position is unspecified because of buffering).
@@ -228,6 +268,10 @@ impl<R: Read> TarReader<R> {
                     self.remaining = header.size;
                     self.padding = super::writer::padding_for(self.remaining) as u64;
                     self.current = at;
+                    self.current_name.clone_from(&header.name);
+                    self.current_size = header.size;
+                    self.data_start = self.offset;
+                    self.data_error = None;
                     self.index += 1;
                     return Ok(Some(header));
                 }
@@ -275,14 +319,20 @@ impl<R: Read> TarReader<R> {
         Ok(true)
     }
 
-    /// Reads the data of a meta header, refusing more than [`MAX_SPECIAL_SIZE`] bytes.
+    /// Reads the data of a meta header, refusing more than [`MAX_SPECIAL_SIZE`] bytes. The buffer
+    /// grows with the data that arrives, so a header claiming 1 MiB at the end of a short archive
+    /// costs what the archive holds.
     fn read_special(&mut self, size: u64, kind: &'static str, at: Position) -> Result<Vec<u8>, TarError> {
         if size > MAX_SPECIAL_SIZE {
             return Err(TarError::SpecialTooLarge { at, kind, size });
         }
-        // `size` is at most 1 MiB, so this allocation is bounded.
-        let mut data = vec![0u8; size as usize];
-        if !self.fill(&mut data, at, kind)? && size > 0 {
+        let mut data = Vec::new();
+        let read = (&mut self.inner)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(|source| TarError::Io { at, source })?;
+        self.offset += read as u64;
+        if (read as u64) < size {
             return Err(TarError::Truncated { at, what: kind });
         }
         let padding = super::writer::padding_for(size) as u64;
@@ -296,7 +346,31 @@ impl<R: Read> TarReader<R> {
         self.remaining = 0;
         self.padding = 0;
         let at = self.current;
-        self.skip(count, at, "an entry's data")
+        self.skip(count, at, "an entry's data").map_err(|err| match err {
+            TarError::Io { source, .. } => self.entry_data_error(Some(source)),
+            _ => self.entry_data_error(None),
+        })
+    }
+
+    /// The current entry's data breaks off here, because of `source` or the end of the archive.
+    fn entry_data_error(&self, source: Option<io::Error>) -> TarError {
+        TarError::EntryData {
+            at: self.current,
+            name: self.current_name.clone(),
+            size: self.current_size,
+            read: (self.offset - self.data_start).min(self.current_size),
+            source,
+        }
+    }
+
+    /// Keeps why the current entry's data cannot be read (`cause`, or the end of the archive), and
+    /// returns it as the `io::Error` for the reader of the data.
+    fn fail_data(&mut self, cause: Option<io::Error>) -> io::Error {
+        let kind = cause.as_ref().map_or(io::ErrorKind::UnexpectedEof, io::Error::kind);
+        let error = self.entry_data_error(cause);
+        let err = io::Error::new(kind, error.to_string());
+        self.data_error = Some(error);
+        err
     }
 
     /// Discards `count` bytes straight out of the buffer, without copying them.
@@ -320,23 +394,20 @@ impl<R: Read> TarReader<R> {
 }
 
 /// Reads the current entry's data; returns 0 at its end. A premature end of the archive is an
-/// `UnexpectedEof` error whose message names the entry's position.
+/// `UnexpectedEof` error whose message names the entry; [`TarReader::take_data_error`] returns it
+/// typed.
 impl<R: Read> Read for TarReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
         let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                TarError::Truncated {
-                    at: self.current,
-                    what: "an entry's data",
-                },
-            ));
-        }
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(0) => return Err(self.fail_data(None)),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(err),
+            Err(err) => return Err(self.fail_data(Some(err))),
+        };
         self.remaining -= n as u64;
         self.offset += n as u64;
         Ok(n)
@@ -581,5 +652,7 @@ fn parse_pax(data: &[u8], at: Position) -> Result<BTreeMap<String, String>, TarE
     Ok(records)
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

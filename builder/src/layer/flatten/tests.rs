@@ -185,7 +185,7 @@ fn opaque_root_hides_every_older_entry() {
 }
 
 #[test]
-fn names_are_cleaned_and_links_kept_verbatim() {
+fn names_and_hard_link_targets_are_cleaned_symlinks_kept_verbatim() {
     let layer: &[E<'_>] = &[
         E::Dir("./"),
         E::Dir("./bin/"),
@@ -208,10 +208,18 @@ fn names_are_cleaned_and_links_kept_verbatim() {
             "run/fifo"
         ]
     );
-    assert_eq!(out[3].2, "./bin/hello");
+    assert_eq!(out[3].2, "bin/hello");
     assert_eq!(out[4].2, "../bin/hello");
     assert_eq!(out[5].1, EntryKind::Char);
     assert_eq!(out[6].1, EntryKind::Fifo);
+    // An extractor resolves a raw `s/../shadow` through the symlink `s`; the cleaned target cannot.
+    let out = run(&[&[
+        E::Sym("s", "/etc/ssh"),
+        E::File("shadow", b""),
+        E::Hard("l", "s/../shadow"),
+    ]])
+    .unwrap();
+    assert_eq!(out[2].2, "shadow");
 }
 
 #[test]
@@ -282,11 +290,24 @@ fn refuses_entries_below_a_symlink_of_the_result() {
 }
 
 #[test]
-fn entries_after_a_symlink_in_the_same_layer_are_hidden() {
-    // Go's rule that a non-directory hides what comes below it also defuses the classic
-    // "symlink, then a file through it" layer.
-    let out = run(&[&[E::Sym("evil", "/etc"), E::File("evil/cron", b"x"), E::File("ok", b"")]]).unwrap();
-    assert_eq!(names(&out), ["evil", "ok"]);
+fn refuses_entries_below_a_symlink_of_the_same_layer() {
+    // Go's rule (a non-directory hides what comes below it) would drop these silently; like the
+    // same layout across two layers, the layer is refused.
+    let layers: [&[E<'_>]; 4] = [
+        &[E::Sym("evil", "/etc"), E::File("evil/cron", b"x")],
+        &[E::Sym("evil", "/etc"), E::Dir("evil/sub/")],
+        &[E::Sym("evil", "/etc"), E::File("evil/.wh.passwd", b"")],
+        &[E::Sym("s", "/etc"), E::Hard("evil", "s"), E::Sym("evil/x", "y")],
+    ];
+    for layer in layers {
+        let err = run(&[&[E::File("ok", b"")], layer]).unwrap_err();
+        assert!(
+            matches!(&err, LayerError::ThroughSymlink { digest, entry, symlink, .. }
+                if digest == "sha256:layer1" && entry.starts_with("evil/") && symlink == "evil"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("test/image:1"), "{err}");
+    }
 }
 
 #[test]
@@ -477,23 +498,202 @@ fn corpus_layered_image_matches_linuxkit_order() {
     );
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+/// A tar of one entry with an empty name (our writer keeps names verbatim).
+fn empty_name_layer() -> Vec<u8> {
+    tar(&[E::File("a", b"x"), E::File("", b"")])
 }
 
 #[test]
-fn a_layer_cut_inside_an_entry_names_image_and_layer() {
-    let archive = tar(&[E::File("a", &[7u8; 5000])]);
-    let compressed = gzip(&archive);
-    for cut in [archive[..3000].to_vec(), compressed[..compressed.len() / 2].to_vec()] {
-        let err = flatten_blobs(vec![cut], true).unwrap_err();
-        assert!(matches!(err, LayerError::Read { .. }), "{err}");
-        let text = err.to_string();
+fn refuses_empty_names_and_a_non_directory_root() {
+    let err = flatten_blobs(vec![gzip(&empty_name_layer())], true).unwrap_err();
+    assert!(
+        matches!(err, LayerError::EmptyName { at, .. } if at == Position { index: 1, offset: 1024 }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("sha256:layer0") && err.to_string().contains("entry 1 at byte 1024"),
+        "{err}"
+    );
+    for root in [
+        E::File(".", b""),
+        E::Sym(".", "/"),
+        E::Hard("./.", "a"),
+        E::Fifo("x/.."),
+    ] {
+        let err = run(&[&[E::File("a", b"")], &[root]]).unwrap_err();
+        assert!(matches!(err, LayerError::RootNotDirectory { .. }), "{err}");
+    }
+    // The root as a directory is fine.
+    assert_eq!(names(&run(&[&[E::Dir("./"), E::Dir(".")]]).unwrap()), ["."]);
+}
+
+#[test]
+fn refuses_hard_links_to_themselves() {
+    for target in ["l", "./l", "x/../l"] {
+        let err = run(&[&[E::Hard("l", target)]]).unwrap_err();
         assert!(
-            text.contains("test/image:1") && text.contains("sha256:layer0"),
-            "{text}"
+            matches!(&err, LayerError::HardlinkToItself { entry, digest, .. } if entry == "l" && digest == "sha256:layer0"),
+            "{target}: {err}"
         );
     }
+}
+
+#[test]
+fn refuses_hard_links_to_directories() {
+    // Same layer, the root, and a directory of an older layer (found when it comes).
+    let cases: [&[&[E<'_>]]; 3] = [
+        &[&[E::Dir("d/"), E::Hard("l", "d")]],
+        &[&[E::Dir("./"), E::Hard("l", "")]],
+        &[&[E::Dir("d/")], &[E::File("x", b""), E::Hard("l", "d/")]],
+    ];
+    for layers in cases {
+        let err = run(layers).unwrap_err();
+        let last = format!("sha256:layer{}", layers.len() - 1);
+        assert!(
+            matches!(&err, LayerError::HardlinkToDirectory { entry, digest, .. } if entry == "l" && *digest == last),
+            "{err}"
+        );
+    }
+    // A link of an older layer whose target a newer layer made a directory.
+    let err = run(&[&[E::File("t", b""), E::Hard("l", "t")], &[E::Dir("t/")]]).unwrap_err();
+    assert!(
+        matches!(&err, LayerError::HardlinkToDirectory { entry, target, digest, .. }
+            if entry == "l" && target == "t" && digest == "sha256:layer0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_hard_links_to_entries_not_in_the_image() {
+    let cases: [&[&[E<'_>]]; 4] = [
+        // Never there.
+        &[&[E::File("a", b""), E::Hard("l", "nowhere")]],
+        // Two links waiting for each other.
+        &[&[E::Hard("a", "b"), E::Hard("b", "a")]],
+        // Removed by a newer layer, with the link in the same older layer.
+        &[&[E::File("t", b""), E::Hard("l", "t")], &[E::File(".wh.t", b"")]],
+        // Hidden below a newer non-directory.
+        &[
+            &[E::Dir("d/"), E::File("d/t", b""), E::Hard("l", "d/t")],
+            &[E::File("d", b"")],
+        ],
+    ];
+    for layers in cases {
+        let err = run(layers).unwrap_err();
+        assert!(
+            matches!(&err, LayerError::HardlinkMissingTarget { entry, digest, .. }
+                if (entry == "l" || entry == "a") && digest == "sha256:layer0"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("test/image:1"), "{err}");
+    }
+}
+
+#[test]
+fn hard_links_to_older_layers_come_after_their_target() {
+    // A link in a newer layer to a file of an older one (legitimate in Docker's layer model) is held
+    // back until its target is emitted, so that an extractor can create it; chains too.
+    let oldest: &[E<'_>] = &[E::Dir("bin/"), E::File("bin/tool", b"t")];
+    let middle: &[E<'_>] = &[E::Hard("bin/alias", "bin/tool")];
+    let newest: &[E<'_>] = &[E::Hard("bin/again", "bin/alias"), E::File("z", b"")];
+    let out = run(&[oldest, middle, newest]).unwrap();
+    assert_eq!(names(&out), ["z", "bin", "bin/tool", "bin/alias", "bin/again"]);
+    assert_eq!(out[4].2, "bin/alias");
+    // Within a layer too: a link written before its target.
+    let out = run(&[&[E::Hard("l", "t"), E::File("t", b"data")]]).unwrap();
+    assert_eq!(names(&out), ["t", "l"]);
+    // A link whose target a newer layer replaced follows the newest target, as in
+    // go-containerregistry (Docker would keep the old content under `l`).
+    let old: &[E<'_>] = &[E::File("t", b"old"), E::Hard("l", "t")];
+    let new: &[E<'_>] = &[E::Hard("t", "u"), E::File("u", b"new")];
+    let out = run(&[old, new]).unwrap();
+    assert_eq!(names(&out), ["u", "t", "l"]);
+    assert_eq!((out[1].2.as_str(), out[2].2.as_str()), ("u", "t"));
+}
+
+#[test]
+fn refuses_non_directories_above_emitted_entries() {
+    // Go keeps both `a/x` and the file `a`; `tar -x` cannot create them. Found by the fuzz target.
+    let cases: [&[&[E<'_>]]; 6] = [
+        &[&[E::File("a/x", b""), E::File("a", b"")]],
+        &[&[E::File("a", b"")], &[E::Dir("a/x/")]],
+        &[&[E::Fifo("a")], &[E::File("a/x/y", b"")]],
+        &[&[E::File("f", b""), E::Hard("a", "f")], &[E::File("a/x", b"")]],
+        // A link waiting for its target, which turns out to be above it (found by the long run).
+        &[&[E::Hard("a/x", "a"), E::File("a", b"")]],
+        &[&[E::File("a", b"")], &[E::Hard("a/x", "a")]],
+    ];
+    for layers in cases {
+        let err = run(layers).unwrap_err();
+        assert!(
+            matches!(&err, LayerError::BelowNonDirectory { digest, entry, parent, .. }
+                if digest == "sha256:layer0" && entry.starts_with("a/x") && parent == "a"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("test/image:1"), "{err}");
+    }
+    // A newer directory over an older file is the normal case.
+    assert_eq!(
+        names(&run(&[&[E::File("a", b"")], &[E::Dir("a/"), E::File("a/x", b"")]]).unwrap()),
+        ["a", "a/x"]
+    );
+}
+
+#[test]
+fn truncated_layer_names_image_layer_and_entry() {
+    // Found by the fuzz target: a visitor's failed read came back as the visitor's own error,
+    // without the layer (and the build reported it as a write error).
+    let mut archive = tar(&[E::File("ok", b"1"), E::File("usr/bin/tool", &[7u8; 3000])]);
+    archive.truncate(1024 + 2048);
+    for read_data in [true, false] {
+        let layers = vec![source(0, gzip(&archive))];
+        let err = flatten(layers, "img:tag", |_h: &Header, data: &mut dyn Read| {
+            if read_data {
+                io::copy(data, &mut io::sink())?;
+            }
+            Ok::<(), io::Error>(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, LayerError::Tar { image, digest, source }
+                if image == "img:tag" && digest == "sha256:layer0"
+                    && matches!(**source, TarError::EntryData { ref name, size: 3000, read: 1536, source: None, .. } if name == "usr/bin/tool")),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("remove it from the cache and pull again"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn cut_gzip_layer_names_image_layer_and_entry() {
+    // The usual truncated layer: the compressed blob breaks off inside an entry's data.
+    let noise: Vec<u8> = (0..30_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let blob = gzip(&tar(&[E::File("ok", b"1"), E::File("usr/bin/tool", &noise)]));
+    let err = flatten(
+        vec![source(0, blob[..blob.len() / 2].to_vec())],
+        "img:tag",
+        |_h: &Header, data: &mut dyn Read| io::copy(data, &mut io::sink()).map(drop),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, LayerError::Tar { source, .. }
+            if matches!(**source, TarError::EntryData { ref name, size: 30_000, source: Some(_), .. } if name == "usr/bin/tool")),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("img:tag") && text.contains("sha256:layer0") && text.contains("usr/bin/tool"),
+        "{text}"
+    );
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 #[test]

@@ -37,10 +37,9 @@ fn read_all(bytes: &[u8]) -> Result<Vec<(Header, Vec<u8>)>, TarError> {
     let mut out = Vec::new();
     while let Some(header) = reader.next_header()? {
         let mut data = Vec::new();
-        reader.read_to_end(&mut data).map_err(|source| TarError::Io {
-            at: reader.current,
-            source,
-        })?;
+        if reader.read_to_end(&mut data).is_err() {
+            return Err(reader.take_data_error().expect("a typed data error"));
+        }
         out.push((header, data));
     }
     Ok(out)
@@ -249,16 +248,46 @@ fn corrupt_checksum_names_entry_and_offset() {
 }
 
 #[test]
-fn truncated_archives_are_errors() {
+fn truncated_archives_name_the_entry_and_offset() {
     let mut out = Vec::new();
-    out.extend_from_slice(&raw(b"a", b'0', 100, Layout::Ustar));
+    out.extend_from_slice(&raw(b"first", b'0', 3, Layout::Ustar));
+    push_data(&mut out, b"abc");
+    out.extend_from_slice(&raw(b"usr/bin/tool", b'0', 100, Layout::Ustar));
     out.extend_from_slice(&[1u8; 50]);
-    assert!(matches!(read_all(&out), Err(TarError::Io { .. })));
+    let expected = |err: &TarError| {
+        matches!(err, TarError::EntryData { at, name, size: 100, read: 50, source: None }
+            if *at == Position { index: 1, offset: 1024 } && name == "usr/bin/tool")
+    };
+    // Reading the data: the io::Error says it in words, take_data_error gives it typed.
     let mut reader = TarReader::new(Cursor::new(&out));
     reader.next_header().unwrap();
-    // Skipping the rest of a truncated entry fails too.
-    assert!(matches!(reader.next_header(), Err(TarError::Truncated { .. })));
-    assert!(matches!(read_all(&out[..300]), Err(TarError::Truncated { .. })));
+    reader.next_header().unwrap();
+    let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(
+        err.to_string().contains("entry 1 at byte 1024") && err.to_string().contains("usr/bin/tool"),
+        "{err}"
+    );
+    let typed = reader.take_data_error().unwrap();
+    assert!(expected(&typed), "{typed:?}");
+    assert_eq!(
+        typed.to_string(),
+        "tar entry 1 at byte 1024: the data of \"usr/bin/tool\" breaks off after 50 of 100 bytes (the archive ends); the file is truncated or corrupt"
+    );
+    // Skipping the rest of a truncated entry fails the same way.
+    let mut reader = TarReader::new(Cursor::new(&out));
+    reader.next_header().unwrap();
+    reader.next_header().unwrap();
+    let err = reader.next_header().unwrap_err();
+    assert!(expected(&err), "{err:?}");
+    // Inside a header.
+    assert!(matches!(
+        read_all(&out[..1024 + 300]),
+        Err(TarError::Truncated {
+            at: Position { index: 1, offset: 1024 },
+            ..
+        })
+    ));
 }
 
 #[test]
