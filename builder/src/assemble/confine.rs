@@ -48,10 +48,13 @@ impl<'a> Confined<'a> {
             return Err(refuse(message));
         }
         if header.kind == EntryKind::HardLink {
-            let target = inside_root(&header.link_name)
-                .map_err(|why| refuse(format!("is a hard link whose target {why}")))?;
+            let target =
+                inside_root(&header.link_name).map_err(|why| refuse(format!("is a hard link whose target {why}")))?;
             if let Some(message) = self.below_symlink(&target) {
-                return Err(refuse(format!("is a hard link to {:?}, which {message}", header.link_name)));
+                return Err(refuse(format!(
+                    "is a hard link to {:?}, which {message}",
+                    header.link_name
+                )));
             }
         }
         Ok(())
@@ -160,14 +163,20 @@ mod tests {
             "{err}"
         );
         let err = written(&[entry("x", EntryKind::HardLink, "../x", "b")]).unwrap_err();
-        assert!(err.contains("hard link whose target \"../x\" has a '..' element"), "{err}");
+        assert!(
+            err.contains("hard link whose target \"../x\" has a '..' element"),
+            "{err}"
+        );
     }
 
     #[test]
     fn names_outside_the_root_are_refused() {
         for name in ["/etc/passwd", "../x", "a/../../x", "a/.."] {
             let err = written(&[entry(name, EntryKind::Regular, "", "k")]).unwrap_err();
-            assert!(err.starts_with(&format!("entry {name:?} (from k, init[0]) {name:?} ")), "{err}");
+            assert!(
+                err.starts_with(&format!("entry {name:?} (from k, init[0]) {name:?} ")),
+                "{err}"
+            );
         }
     }
 

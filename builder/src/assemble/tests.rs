@@ -501,3 +501,38 @@ fn a_visitor_error_stops_the_build() {
     let err = assemble(&moby, &images, &mut Broken).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
 }
+
+#[test]
+fn no_part_of_the_image_is_written_below_a_symlink_of_another() {
+    let mut link = Header::new("lib", EntryKind::Symlink, 0o777);
+    link.link_name = "/host/lib".into();
+    let images = FakeImages::default()
+        .with("localhost/a:1", vec![(link, vec![])])
+        .with("localhost/b:1", vec![file("lib/evil.so", b"x")]);
+    let escape = |moby: &Moby| match build(moby, &images) {
+        Err(BuildError::Escape(err)) => err.to_string(),
+        other => panic!("expected an escape, got {other:?}"),
+    };
+    // One init image below another's symlink.
+    let two_inits = Moby {
+        init: vec!["localhost/a:1".into(), "localhost/b:1".into()],
+        ..Moby::default()
+    };
+    let text = escape(&two_inits);
+    assert!(
+        text.contains("\"lib/evil.so\" (from localhost/b:1, init[1]) lies below \"lib\"")
+            && text.contains("(from localhost/a:1, init[0])"),
+        "{text}"
+    );
+    // A files entry below an init image's symlink (the loader cannot see images).
+    let file_below = Moby {
+        init: vec!["localhost/a:1".into()],
+        files: vec![File {
+            path: "lib/x".into(),
+            contents: Some("x".into()),
+            ..File::default()
+        }],
+        ..Moby::default()
+    };
+    assert!(escape(&file_below).contains("\"lib/x\""));
+}
