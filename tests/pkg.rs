@@ -66,20 +66,29 @@ impl Workspace {
         self.dir.path().join(name)
     }
 
-    fn moby(&self, cache: &str, args: &[&str]) -> Output {
-        let out = Command::new(moby_bin())
+    /// Runs moby in the workspace with the image cache `cache`.
+    fn run(&self, cache: &str, args: &[&str]) -> Output {
+        Command::new(moby_bin())
             .current_dir(self.dir.path())
             .env("MOBY_CACHE", self.path(cache))
             .env("MOBY_DEB_CACHE", self.path("debs"))
             .args(args)
             .output()
-            .expect("run moby");
-        assert!(
-            out.status.success(),
-            "moby {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .expect("run moby")
+    }
+
+    /// Runs moby, which must succeed.
+    fn moby(&self, cache: &str, args: &[&str]) -> Output {
+        let out = self.run(cache, args);
+        assert!(out.status.success(), "moby {args:?}: {}", stderr(&out));
         out
+    }
+
+    /// Runs moby, which must fail; its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run("cache", args);
+        assert!(!out.status.success(), "moby {args:?} succeeded");
+        stderr(&out)
     }
 }
 
@@ -188,44 +197,25 @@ fn package_mistakes_are_reported_with_the_file_and_field() {
         "image: bad\nrootfs:\n  - copy: nope\n    to: /x\n",
     )
     .unwrap();
-    let out = Command::new(moby_bin())
-        .current_dir(ws.dir.path())
-        .env("MOBY_CACHE", ws.path("cache"))
-        .args(["pkg", "build", "bad"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let e = stderr(&out);
+    let e = ws.fails(&["pkg", "build", "bad"]);
     assert!(
         e.contains("bad/build.yml:3:5: rootfs[0] (copy): ") && e.contains("nope"),
         "{e}"
     );
     std::fs::write(ws.path("bad/build.yml"), "image: bad\nrootfs:\n  - copy: a\n").unwrap();
-    let out = Command::new(moby_bin())
-        .current_dir(ws.dir.path())
-        .args(["pkg", "show-tag", "bad"])
-        .output()
-        .unwrap();
+    let e = ws.fails(&["pkg", "show-tag", "bad"]);
     assert!(
-        stderr(&out).contains("bad/build.yml:3:5: rootfs[0].to: required field is missing"),
-        "{}",
-        stderr(&out)
+        e.contains("bad/build.yml:3:5: rootfs[0].to: required field is missing"),
+        "{e}"
     );
 
     // A LinuxKit package (built from its Dockerfile) is refused, not built into an empty image.
     std::fs::write(ws.path("bad/Dockerfile"), "FROM alpine\nRUN apk add curl\n").unwrap();
     std::fs::write(ws.path("bad/build.yml"), "image: bad\nnetwork: true\n").unwrap();
-    let out = Command::new(moby_bin())
-        .current_dir(ws.dir.path())
-        .env("MOBY_CACHE", ws.path("cache"))
-        .args(["pkg", "build", "bad"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let e = ws.fails(&["pkg", "build", "bad"]);
     assert!(
-        stderr(&out).contains("bad/build.yml:2:1: network: a LinuxKit Dockerfile package (Dockerfile)"),
-        "{}",
-        stderr(&out)
+        e.contains("bad/build.yml:2:1: network: a LinuxKit Dockerfile package (Dockerfile)"),
+        "{e}"
     );
 }
 
@@ -279,14 +269,7 @@ fn host_files_never_reach_a_package_image_through_links() {
         "image: hostile\nrootfs:\n  - {copy: files/deep/etc/passwd, to: /etc/passwd}\n",
     )
     .unwrap();
-    let out = Command::new(moby_bin())
-        .current_dir(ws.dir.path())
-        .env("MOBY_CACHE", ws.path("cache"))
-        .args(["pkg", "build", "hostile"])
-        .output()
-        .unwrap();
-    let e = stderr(&out);
-    assert!(!out.status.success(), "{e}");
+    let e = ws.fails(&["pkg", "build", "hostile"]);
     assert!(
         e.contains("files/deep/etc/passwd is in ") && e.contains("outside the package and its extra-sources"),
         "{e}"
@@ -320,18 +303,6 @@ fn make_deb(dir: &Path, version: &str) -> (PathBuf, String) {
     (deb, format!("{digest:x}"))
 }
 
-fn fails(ws: &Workspace, args: &[&str]) -> String {
-    let out = Command::new(moby_bin())
-        .current_dir(ws.dir.path())
-        .env("MOBY_CACHE", ws.path("cache"))
-        .env("MOBY_DEB_CACHE", ws.path("debs"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "moby {args:?} succeeded");
-    stderr(&out)
-}
-
 /// `debs:` installs exactly what debs.lock pins, by version and digest: a package apt has never
 /// heard of builds from the deb cache, a cached file with other contents is not used, and a
 /// version apt cannot supply is refused by name and version.
@@ -347,7 +318,7 @@ fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
         "image: locked\nrootfs:\n  - debs: [moby-lock-test]\n",
     )
     .unwrap();
-    let e = fails(&ws, &["pkg", "build", "locked"]);
+    let e = ws.fails(&["pkg", "build", "locked"]);
     assert!(
         e.contains("locked/debs.lock: missing: the debs: steps (rootfs[0])") && e.contains("moby pkg lock locked"),
         "{e}"
@@ -373,7 +344,7 @@ fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
 
     // The cache's file is not the pinned one: it is fetched again, and apt cannot supply it.
     std::fs::write(&deb, "not the pinned file").unwrap();
-    let e = fails(&ws, &["pkg", "build", "--force", "locked"]);
+    let e = ws.fails(&["pkg", "build", "--force", "locked"]);
     assert!(
         e.contains("locked/build.yml:3:5: rootfs[0] (debs): moby-lock-test 1.2-3 (all) is pinned"),
         "{e}"
@@ -391,7 +362,7 @@ fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
         format!("rootfs[0] debs: busybox-static\nrootfs[0] busybox-static 0.0-moby-test amd64 {zeros}\n"),
     )
     .unwrap();
-    let e = fails(&ws, &["pkg", "build", "locked"]);
+    let e = ws.fails(&["pkg", "build", "locked"]);
     assert!(
         e.contains("busybox-static 0.0-moby-test (amd64) is pinned")
             && e.contains("apt-get download busybox-static=0.0-moby-test"),
@@ -440,7 +411,7 @@ fn pkg_lock_writes_a_sorted_lock_that_builds_check() {
         "image: sshd\nrootfs:\n  - debs: [dropbear-bin]\n",
     )
     .unwrap();
-    let e = fails(&ws, &["pkg", "build", "sshd"]);
+    let e = ws.fails(&["pkg", "build", "sshd"]);
     assert!(
         e.contains("sshd/debs.lock: out of date: it pins rootfs[1], which is not a debs: step")
             && e.contains("moby pkg lock sshd"),
