@@ -226,7 +226,16 @@ mod tests {
     const KERNEL: &str = "localhost:5000/conformance/kernel:6.6.0";
 
     /// Builds `spec` from the cache `store` into a tar held in memory.
-    fn build_tar(store: &Store, spec: &str) -> Result<(), BuildError> {
+    fn build_tar(store: &Store, spec: &str) -> Result<Vec<u8>, BuildError> {
+        build_tar_telling(store, spec, None)
+    }
+
+    /// [`build_tar`], telling `progress`.
+    fn build_tar_telling(
+        store: &Store,
+        spec: &str,
+        progress: Option<Arc<dyn crate::progress::Progress>>,
+    ) -> Result<Vec<u8>, BuildError> {
         let source = Source {
             name: "test.yml".into(),
             text: spec.into(),
@@ -238,9 +247,11 @@ mod tests {
             mirrors: Vec::new(),
             platform: Platform::linux("amd64"),
             docker_config: None,
-            progress: None,
+            progress,
         };
-        build(&moby, &options, &mut TarWriter::new(Vec::new()))
+        let mut tar = TarWriter::new(Vec::new());
+        build(&moby, &options, &mut tar)?;
+        Ok(tar.into_inner())
     }
 
     #[test]
@@ -250,25 +261,8 @@ mod tests {
         let spec = format!(
             "kernel:\n  image: {KERNEL}\ninit:\n  - {INIT}\nonboot:\n  - name: one\n    image: {HELLO}\nservices:\n  - name: two\n    image: {INIT}\n"
         );
-        let moby = crate::spec::load(
-            &[Source {
-                name: "test.yml".into(),
-                text: spec,
-            }],
-            None,
-        )
-        .unwrap();
         let recorder = Arc::new(Recorder::default());
-        let options = BuildOptions {
-            cache_dir: store.dir().to_path_buf(),
-            always_pull: false,
-            mirrors: Vec::new(),
-            platform: Platform::linux("amd64"),
-            docker_config: None,
-            progress: Some(recorder.clone()),
-        };
-        let mut tar = TarWriter::new(Vec::new());
-        build(&moby, &options, &mut tar).unwrap();
+        let tar = build_tar_telling(&store, &spec, Some(recorder.clone())).unwrap();
 
         let seen = recorder.seen();
         let mut images: Vec<&str> = seen
@@ -289,7 +283,6 @@ mod tests {
                 _ => 0,
             })
             .sum();
-        let tar = tar.into_inner();
         let mut reader = crate::tar::TarReader::new(tar.as_slice());
         let mut contents = 0;
         while let Some(header) = reader.next_header().unwrap() {
