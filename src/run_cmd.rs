@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use vmm::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
 use vmm::console::RawTerminal;
-use vmm::qemu::launch::{launch, LaunchOptions, StopResult};
+use vmm::qemu::launch::{launch, LaunchError, LaunchOptions, StopResult};
 use vmm::qemu::{self, Arch, BootKind, BootMedia, DiskSpec, Networking, PublishedPort, QemuConfig};
 use vmm::qmp::ShutdownReason;
 use vmm::state::{StateDir, StateRoot};
@@ -177,7 +177,9 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let vm = launch(&state, opts).await?;
+        let vm = launch(&state, opts)
+            .await
+            .map_err(|err| launch_error(err, q.state.is_some()))?;
         if q.detached {
             crate::print_text(format!("{name}\n"))?;
             tracing::info!(
@@ -221,6 +223,17 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
         tracing::info!("VM `{name}` {how}");
         Ok(())
     })
+}
+
+/// A launch error in the CLI's words where the fix is a flag or a variable.
+fn launch_error(err: LaunchError, explicit_state: bool) -> anyhow::Error {
+    match err {
+        LaunchError::SocketPathTooLong { .. } if explicit_state => anyhow::anyhow!("{err}: give --state a shorter one"),
+        LaunchError::SocketPathTooLong { .. } => {
+            anyhow::anyhow!("{err}: set MOBY_STATE_HOME to a shorter directory, or give --state a short one")
+        }
+        other => other.into(),
+    }
 }
 
 #[cfg(test)]
@@ -271,5 +284,18 @@ mod tests {
         assert_eq!(instance_name(&q(None), Path::new("out/web")).unwrap(), "web");
         assert_eq!(instance_name(&q(None), Path::new("out/web.iso")).unwrap(), "web");
         assert_eq!(instance_name(&q(Some("db")), Path::new("out/web")).unwrap(), "db");
+    }
+
+    #[test]
+    fn a_too_deep_state_dir_is_fixed_with_the_setting_that_made_it() {
+        let err = || LaunchError::SocketPathTooLong {
+            dir: "/deep".into(),
+            path: "/deep/qmp.sock".into(),
+            len: 200,
+        };
+        let explicit = launch_error(err(), true).to_string();
+        assert!(explicit.ends_with("give --state a shorter one"), "{explicit}");
+        let home = launch_error(err(), false).to_string();
+        assert!(home.contains("set MOBY_STATE_HOME to a shorter directory"), "{home}");
     }
 }

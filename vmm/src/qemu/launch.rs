@@ -75,7 +75,7 @@ pub enum LaunchError {
     #[error("disk {0} does not exist and qemu-img is not installed to create it: apt-get install qemu-utils")]
     NoQemuImg(PathBuf),
     /// A socket path would be longer than unix sockets allow.
-    #[error("state dir {dir} is too deep for unix sockets ({path} is {len} bytes, at most {MAX_SOCKET_PATH}): use a shorter --state path")]
+    #[error("state dir {dir} is too deep for unix sockets ({path} is {len} bytes, at most {MAX_SOCKET_PATH}): the state dir needs a shorter path")]
     SocketPathTooLong {
         /// The state directory.
         dir: PathBuf,
@@ -531,7 +531,7 @@ mod tests {
         let deep = format!("/tmp/{}", "d".repeat(100));
         let state = StateDir::new(&deep, "x");
         let e = check_socket_paths(&state).unwrap_err().to_string();
-        assert!(e.contains("too deep for unix sockets") && e.contains("--state"), "{e}");
+        assert!(e.contains("too deep for unix sockets") && !e.contains("--"), "{e}");
     }
 
     #[test]
