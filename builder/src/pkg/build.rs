@@ -131,13 +131,15 @@ pub fn build_package(
     let scratch = tempfile::Builder::new()
         .prefix("moby-pkg-")
         .tempdir()
-        .map_err(|source| PkgError::Read {
-            dir: std::env::temp_dir(),
+        .map_err(|source| PkgError::Scratch {
+            doing: "create a scratch directory in",
+            path: std::env::temp_dir(),
             source,
         })?;
     let root = scratch.path().join("rootfs");
-    std::fs::create_dir(&root).map_err(|source| PkgError::Read {
-        dir: root.clone(),
+    std::fs::create_dir(&root).map_err(|source| PkgError::Scratch {
+        doing: "create",
+        path: root.clone(),
         source,
     })?;
     let mut rootfs = Rootfs::new(&root);
@@ -152,11 +154,13 @@ pub fn build_package(
         rust_target: rust_target(&arch).ok_or_else(|| build.error("arches", format!("no Rust target for {arch}")))?,
     };
     run_steps(&build, &env, &mut rootfs)?;
-    let layer =
-        write_layer(&root, rootfs.owners(), &scratch.path().join("layer.tar.gz")).map_err(|source| PkgError::Read {
-            dir: root.clone(),
+    let layer = write_layer(&root, rootfs.owners(), &scratch.path().join("layer.tar.gz")).map_err(|source| {
+        PkgError::Scratch {
+            doing: "write the layer of",
+            path: root.clone(),
             source,
-        })?;
+        }
+    })?;
     let config = image_config(&build, &arch, &layer);
     let manifest = store
         .put_image(&reference, &config, &[layer.file])

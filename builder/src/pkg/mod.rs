@@ -40,6 +40,16 @@ pub enum PkgError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The scratch space where the image is put together cannot be used.
+    #[error("cannot {doing} {}: {source}", path.display())]
+    Scratch {
+        /// What was being done.
+        doing: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
     /// The package's sources cannot be hashed.
     #[error("package {dir}: cannot hash its sources: {source}")]
     Sources {
