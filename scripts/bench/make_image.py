@@ -49,15 +49,17 @@ def add(tar, name, data=None, mode=0o644, kind=tarfile.REGTYPE):
 
 
 def layer(build, path):
-    """Writes a gzip layer with build(tar); returns (digest, size, uncompressed bytes)."""
+    """Writes a gzip layer with build(tar); returns (digest, size, uncompressed bytes, diff_id)."""
     raw = tempfile.TemporaryFile()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         build(tar)
     uncompressed = raw.tell()
     raw.seek(0)
+    diff_id = hashlib.sha256()
     with open(path, "wb") as out:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz:
             while chunk := raw.read(1 << 20):
+                diff_id.update(chunk)
                 gz.write(chunk)
     h = hashlib.sha256()
     size = 0
@@ -65,7 +67,7 @@ def layer(build, path):
         while chunk := f.read(1 << 20):
             h.update(chunk)
             size += len(chunk)
-    return "sha256:" + h.hexdigest(), size, uncompressed
+    return "sha256:" + h.hexdigest(), size, uncompressed, "sha256:" + diff_id.hexdigest()
 
 
 def request(method, url, body=None, headers=None):
@@ -127,13 +129,14 @@ def main():
     def kernel_layer(tar):
         add(tar, "kernel", kernel_data)
         add(tar, "kernel.tar", modules.getvalue())
-    k_digest, k_size, k_raw = layer(kernel_layer, f"{work}/kernel.tar.gz")
+    k_digest, k_size, k_raw, k_diff_id = layer(kernel_layer, f"{work}/kernel.tar.gz")
     uncompressed_total += k_raw
     push_image(registry, "bench/kernel", "v1", [(f"{work}/kernel.tar.gz", k_digest, k_size)],
-               image_config([k_digest]))
+               image_config([k_diff_id]))
 
     # The big image: layers of ~150 MB each, ~150 KB per file on average.
     layers = []
+    diff_ids = []
     per_layer = 150 << 20
     remaining = total_mb << 20
     index = 0
@@ -150,13 +153,14 @@ def main():
                 used += size
                 n += 1
         path = f"{work}/big{index}.tar.gz"
-        digest, size, raw = layer(big_layer, path)
+        digest, size, raw, diff_id = layer(big_layer, path)
         uncompressed_total += raw
         layers.append((path, digest, size))
+        diff_ids.append(diff_id)
         remaining -= budget
         index += 1
     push_image(registry, "bench/big", "v1", layers,
-               image_config([d for _, d, _ in layers], Cmd=["/bin/true"]))
+               image_config(diff_ids, Cmd=["/bin/true"]))
 
     with open(spec_out, "w") as spec:
         spec.write(f"kernel:\n  image: {registry}/bench/kernel:v1\n  cmdline: console=ttyS0\n"
