@@ -459,6 +459,7 @@ impl StateDir {
     /// and removes a stale pid file and QMP socket. Hold the returned lock until qemu has written
     /// its pid file (or for the whole run in the foreground); dropping it releases the lock.
     pub fn lock(&self) -> Result<StateLock, StateError> {
+        remove_dangling_link(&self.dir)?;
         fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
             doing: "create",
             path: self.dir.clone(),
@@ -589,6 +590,25 @@ impl StateLock {
     pub fn state(&self) -> &StateDir {
         &self.state
     }
+}
+
+/// Removes `dir` if it is a symbolic link to nothing: the directory an earlier run was given with
+/// `--state` (and linked here under its name) is gone, and the link would make every later run of
+/// that name fail.
+fn remove_dangling_link(dir: &Path) -> Result<(), StateError> {
+    let is_link = fs::symlink_metadata(dir).is_ok_and(|meta| meta.file_type().is_symlink());
+    if !is_link || dir.exists() {
+        return Ok(());
+    }
+    tracing::warn!(
+        "{} linked to a state dir that no longer exists; the link is removed and a new state dir made in its place",
+        dir.display()
+    );
+    fs::remove_file(dir).map_err(|source| StateError::Io {
+        doing: "remove the dangling link",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -857,5 +877,28 @@ mod tests {
     fn missing_base_lists_nothing() {
         let root = StateRoot::new("/nonexistent/moby-state-base");
         assert!(root.list().expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_link_to_a_state_dir_that_is_gone_is_replaced_by_a_directory() {
+        let base = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(base.path().join("run"));
+        let gone = base.path().join("explicit-state");
+        fs::create_dir_all(root.base()).unwrap();
+        fs::create_dir_all(&gone).unwrap();
+        std::os::unix::fs::symlink(&gone, root.base().join("web")).unwrap();
+        fs::remove_dir(&gone).unwrap();
+        let state = root.instance("web").unwrap();
+        let lock = state.lock().unwrap();
+        let meta = fs::symlink_metadata(state.dir()).unwrap();
+        assert!(meta.is_dir() && !meta.file_type().is_symlink());
+        drop(lock);
+        // A link to a state dir that exists is kept and used.
+        fs::create_dir_all(&gone).unwrap();
+        std::os::unix::fs::symlink(&gone, root.base().join("db")).unwrap();
+        let db = root.instance("db").unwrap();
+        drop(db.lock().unwrap());
+        assert!(fs::symlink_metadata(db.dir()).unwrap().file_type().is_symlink());
+        assert!(gone.join(db.lock_file().file_name().unwrap()).exists());
     }
 }
