@@ -399,6 +399,24 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ImageError::io("open blob", path, e)),
         };
+        // The digest may come from content not checked yet (an index just fetched names a layer
+        // as its manifest): a blob too big to be JSON is the asker's mistake, not damage, and is
+        // never removed. One read whole that does not hash to its own name is damaged.
+        let len = file
+            .metadata()
+            .map_err(|e| ImageError::io("read blob", &path, e))?
+            .len();
+        if len > MAX_JSON_BLOB {
+            return Err(ImageError::InvalidManifest {
+                what: "manifest or config",
+                image: image.to_string(),
+                digest: digest.to_string(),
+                reason: format!(
+                    "the cache's blob is {len} bytes, more than any manifest or config ({MAX_JSON_BLOB}): \
+                     the image names something else (a layer?) where a manifest or config belongs"
+                ),
+            });
+        }
         let mut bytes = Vec::new();
         (&file)
             .take(MAX_JSON_BLOB + 1)
@@ -1404,6 +1422,29 @@ pub(crate) mod tests {
         let path = store.blob_path(&hello.layers[0].digest).unwrap();
         assert_eq!(read_verified(&store, &hello).unwrap(), fs::read(&path).unwrap());
         store.verify_blob(&hello.name, &hello.layers[0]).unwrap();
+    }
+
+    #[test]
+    fn a_large_blob_named_as_a_manifest_is_refused_and_kept() {
+        let (_tmp, store, _) = hello_layer();
+        let big = vec![0u8; usize::try_from(MAX_JSON_BLOB).unwrap() + 1];
+        let digest = sha256_digest(&big);
+        store
+            .write_blob_bytes(
+                &digest,
+                &big,
+                BlobOrigin {
+                    image: "big".into(),
+                    source: "test".into(),
+                },
+            )
+            .unwrap();
+        let err = store.read_small_blob("hostile/index:1", &digest).unwrap_err();
+        assert!(
+            matches!(err, ImageError::InvalidManifest { .. }) && err.to_string().contains("more than any manifest"),
+            "{err}"
+        );
+        assert!(store.blob_path(&digest).unwrap().exists(), "a good blob is never removed");
     }
 
     #[test]
