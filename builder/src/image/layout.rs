@@ -1444,7 +1444,10 @@ pub(crate) mod tests {
             matches!(err, ImageError::InvalidManifest { .. }) && err.to_string().contains("more than any manifest"),
             "{err}"
         );
-        assert!(store.blob_path(&digest).unwrap().exists(), "a good blob is never removed");
+        assert!(
+            store.blob_path(&digest).unwrap().exists(),
+            "a good blob is never removed"
+        );
     }
 
     #[test]

@@ -297,8 +297,15 @@ impl Registry {
             query.push(("service", service));
         }
         let mut request = self.http.get(realm.as_str()).query(&query);
-        if let Some(c) = &credentials {
-            request = request.basic_auth(&c.username, Some(&c.password));
+        match &credentials {
+            Some(_) if !may_send_credentials(realm, target.remote.plain_http) => {
+                tracing::warn!(
+                    "not sending the credentials for {} to its token service {realm}: it is not HTTPS",
+                    target.remote.host
+                );
+            }
+            Some(c) => request = request.basic_auth(&c.username, Some(&c.password)),
+            None => {}
         }
         let mut watchdog = Watchdog::start(self.stall);
         let mut reply = watchdog
@@ -496,6 +503,15 @@ fn parse_challenge(header: &str) -> Option<(String, HashMap<String, String>)> {
     Some((scheme.to_string(), params))
 }
 
+/// Whether credentials may go to the token service `realm`: never in clear text for a registry
+/// reached over HTTPS (without them the service may still hand out an anonymous token).
+fn may_send_credentials(realm: &str, registry_plain_http: bool) -> bool {
+    let clear_text = realm
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    registry_plain_http || !clear_text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,5 +546,13 @@ mod tests {
             describe(StatusCode::BAD_GATEWAY, b"<html>"),
             "HTTP 502 Bad Gateway: <html>"
         );
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_clear_text_token_service_of_an_https_registry() {
+        assert!(super::may_send_credentials("https://auth.example/token", false));
+        assert!(!super::may_send_credentials("http://auth.example/token", false));
+        assert!(!super::may_send_credentials("HTTP://auth.example/token", false));
+        assert!(super::may_send_credentials("http://127.0.0.1:5000/token", true));
     }
 }
