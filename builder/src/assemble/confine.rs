@@ -1,9 +1,11 @@
 //! The check across the whole entry stream: whatever part of the spec an entry comes from (the
 //! kernel image's `kernel.tar`, several init images sharing the root, volumes, `files`), it is a
-//! relative path without `..`, and it is not written below a symbolic link written before it, so
-//! that extracting the output never writes (or hard-links) through a link. Each image is checked on
-//! its own while it is flattened and `files` when the spec is loaded; this catches what one part
-//! does to another.
+//! relative path without `..`, and its directory, with the symbolic links written before it
+//! followed, stays inside the root, so that extracting the output never writes (or hard-links)
+//! outside it. A link to an absolute path counts as leaving the root: an extractor on a host
+//! follows it there. Links that stay inside (a merged-usr `lib -> usr/lib`) are fine. Each image is
+//! checked on its own while it is flattened and `files` when the spec is loaded; this catches what
+//! one part does to another.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,9 +27,18 @@ pub struct EscapeError {
 /// An [`EntrySink`] that refuses escaping entries before passing the rest on.
 pub(crate) struct Confined<'a> {
     sink: &'a mut dyn EntrySink,
-    /// Symbolic links written so far, by cleaned name, with their origin.
-    symlinks: HashMap<String, String>,
+    /// Symbolic links written so far, by cleaned name: their target and their origin.
+    symlinks: HashMap<String, Link>,
 }
+
+/// A symbolic link written to the stream.
+struct Link {
+    target: String,
+    origin: String,
+}
+
+/// Links followed at most while resolving one path, as Linux's `MAXSYMLINKS`.
+const MAX_LINKS_FOLLOWED: usize = 40;
 
 impl<'a> Confined<'a> {
     pub(crate) fn new(sink: &'a mut dyn EntrySink) -> Confined<'a> {
@@ -60,16 +71,49 @@ impl<'a> Confined<'a> {
         Ok(())
     }
 
-    /// Why `name` (cleaned) may not be written: one of its ancestors is a symlink written before.
+    /// Why `name` (cleaned) may not be written: its directory, with the links written so far
+    /// followed, leaves the root or loops.
     fn below_symlink(&self, name: &str) -> Option<String> {
-        gopath::ancestors(name).find_map(|dir| {
-            self.symlinks.get(dir).map(|from| {
-                format!(
-                    "lies below {dir:?}, a symbolic link written before it ({from}): extracting the \
-                     image would write wherever that link points"
-                )
-            })
-        })
+        let link = self.leaving_link(gopath::parent(name))?;
+        let from = &self.symlinks.get(&link).map_or("", |l| l.origin.as_str());
+        Some(format!(
+            "lies below {link:?}, a symbolic link written before it ({from}) that leads outside the \
+             image root: extracting the image would write there"
+        ))
+    }
+
+    /// The link through which `dir` (cleaned, relative) leaves the root when the links written so
+    /// far are followed: to an absolute path, above the root, or round in a loop. `None` when `dir`
+    /// stays inside.
+    fn leaving_link(&self, dir: &str) -> Option<String> {
+        let mut pending: Vec<&str> = dir.rsplit('/').collect();
+        let mut resolved: Vec<&str> = Vec::new();
+        let mut followed = 0;
+        let mut last_link = None;
+        while let Some(element) = pending.pop() {
+            match element {
+                "" | "." => continue,
+                ".." => {
+                    if resolved.pop().is_none() {
+                        return last_link;
+                    }
+                    continue;
+                }
+                _ => resolved.push(element),
+            }
+            let path = resolved.join("/");
+            let Some(link) = self.symlinks.get(&path) else {
+                continue;
+            };
+            followed += 1;
+            if link.target.starts_with('/') || followed > MAX_LINKS_FOLLOWED {
+                return Some(path);
+            }
+            last_link = Some(path);
+            resolved.pop();
+            pending.extend(link.target.rsplit('/'));
+        }
+        None
     }
 }
 
@@ -77,7 +121,11 @@ impl EntrySink for Confined<'_> {
     fn write_header(&mut self, header: &Header) -> io::Result<()> {
         self.check(header).map_err(io::Error::other)?;
         if header.kind == EntryKind::Symlink {
-            self.symlinks.insert(gopath::clean(&header.name), origin(header));
+            let link = Link {
+                target: header.link_name.clone(),
+                origin: origin(header),
+            };
+            self.symlinks.insert(gopath::clean(&header.name), link);
         }
         self.sink.write_header(header)
     }
@@ -139,7 +187,7 @@ mod tests {
         assert_eq!(
             err,
             "entry \"etc/passwd\" (from good/init, init[0]) lies below \"etc\", a symbolic link written before it \
-             (from evil/init, init[0]): extracting the image would write wherever that link points"
+             (from evil/init, init[0]) that leads outside the image root: extracting the image would write there"
         );
         // A link deeper down, reached through a directory and a name that is not clean.
         let err = written(&[
@@ -149,6 +197,33 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("lies below \"usr/lib\""), "{err}");
+    }
+
+    #[test]
+    fn links_are_followed_through_chains_and_loops() {
+        // `a` leads to `b`, which leads to the host's root.
+        let err = written(&[
+            entry("b", EntryKind::Symlink, "/", "a"),
+            entry("a", EntryKind::Symlink, "b", "a"),
+            entry("a/etc/passwd", EntryKind::Regular, "", "b"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("lies below \"b\""), "{err}");
+        // Relative links that climb above the root through another link.
+        let err = written(&[
+            entry("x/", EntryKind::Directory, "", "a"),
+            entry("x/up", EntryKind::Symlink, "../..", "a"),
+            entry("x/up/etc/passwd", EntryKind::Regular, "", "b"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("lies below \"x/up\""), "{err}");
+        let err = written(&[
+            entry("p", EntryKind::Symlink, "q", "a"),
+            entry("q", EntryKind::Symlink, "p", "a"),
+            entry("p/x", EntryKind::Regular, "", "b"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("that leads outside the image root"), "{err}");
     }
 
     #[test]
@@ -186,6 +261,10 @@ mod tests {
             entry("lib", EntryKind::Symlink, "usr/lib", "a"),
             entry("lib", EntryKind::Symlink, "usr/lib64", "b"),
             entry("usr/lib/x", EntryKind::Regular, "", "b"),
+            // A merged-usr link of one image and the firmware of another, below it.
+            entry("lib/firmware/fw.bin", EntryKind::Regular, "", "c"),
+            entry("usr/share", EntryKind::Symlink, "../lib/./share", "c"),
+            entry("usr/share/doc", EntryKind::Regular, "", "c"),
             entry("bin/", EntryKind::Directory, "", "b"),
             entry("bin/sh", EntryKind::Symlink, "busybox", "b"),
             entry("libx", EntryKind::HardLink, "usr/lib/x", "b"),
