@@ -93,18 +93,24 @@ mod tests {
     use super::*;
     use crate::image::Platform;
 
-    #[test]
-    fn a_stored_image_resolves_with_its_config_and_layer() {
+    /// An empty store, and a layer file holding `bytes` that claims the digest of `claimed`.
+    fn store_and_layer(bytes: &[u8], claimed: &[u8]) -> (tempfile::TempDir, Store, LayerFile) {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("cache")).unwrap();
-        let layer_bytes = b"not really a tar, but a blob".to_vec();
-        let layer_path = tmp.path().join("layer.tar.gz");
-        std::fs::write(&layer_path, &layer_bytes).unwrap();
+        let path = tmp.path().join("layer.tar.gz");
+        std::fs::write(&path, bytes).unwrap();
         let layer = LayerFile {
-            path: layer_path,
-            digest: sha256_digest(&layer_bytes),
-            size: layer_bytes.len() as u64,
+            path,
+            digest: sha256_digest(claimed),
+            size: bytes.len() as u64,
         };
+        (tmp, store, layer)
+    }
+
+    #[test]
+    fn a_stored_image_resolves_with_its_config_and_layer() {
+        let blob = b"not really a tar, but a blob";
+        let (_tmp, store, layer) = store_and_layer(blob, blob);
         let config = br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
         let reference = Reference::parse("moby/x:1").unwrap();
         let manifest = store
@@ -125,15 +131,7 @@ mod tests {
 
     #[test]
     fn a_config_without_one_diff_id_per_layer_does_not_resolve() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("cache")).unwrap();
-        let layer_path = tmp.path().join("layer.tar.gz");
-        std::fs::write(&layer_path, b"abc").unwrap();
-        let layer = LayerFile {
-            path: layer_path,
-            digest: sha256_digest(b"abc"),
-            size: 3,
-        };
+        let (_tmp, store, layer) = store_and_layer(b"abc", b"abc");
         let reference = Reference::parse("moby/x:1").unwrap();
         let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
         store.put_image(&reference, config, &[layer]).unwrap();
@@ -151,15 +149,7 @@ mod tests {
 
     #[test]
     fn a_wrong_layer_digest_is_refused_and_nothing_is_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("cache")).unwrap();
-        let layer_path = tmp.path().join("layer.tar.gz");
-        std::fs::write(&layer_path, b"abc").unwrap();
-        let layer = LayerFile {
-            path: layer_path,
-            digest: sha256_digest(b"abd"),
-            size: 3,
-        };
+        let (_tmp, store, layer) = store_and_layer(b"abc", b"abd");
         assert!(store
             .put_image(&Reference::parse("moby/x:1").unwrap(), b"{}", &[layer])
             .is_err());
