@@ -110,6 +110,24 @@ fn file(name: &str, data: &[u8]) -> (Header, Vec<u8>) {
     (h, data.to_vec())
 }
 
+fn symlink(name: &str, target: &str) -> (Header, Vec<u8>) {
+    let mut h = Header::new(name, EntryKind::Symlink, 0o777);
+    h.link_name = target.into();
+    (h, vec![])
+}
+
+/// A spec whose one onboot container `app` runs `localhost/app:1`.
+fn onboot_app() -> Moby {
+    Moby {
+        onboot: vec![Image {
+            name: "app".into(),
+            image: "localhost/app:1".into(),
+            config: ImageConfig::default(),
+        }],
+        ..Moby::default()
+    }
+}
+
 fn build(moby: &Moby, images: &FakeImages) -> Result<Recorder, BuildError> {
     let mut sink = Recorder::default();
     assemble(moby, images, &mut sink)?;
@@ -254,15 +272,7 @@ fn image_tree_filters_replaces_and_touches() {
             (link, vec![]),
         ],
     );
-    let moby = Moby {
-        onboot: vec![Image {
-            name: "app".into(),
-            image: "localhost/app:1".into(),
-            config: ImageConfig::default(),
-        }],
-        ..Moby::default()
-    };
-    let out = build(&moby, &images).unwrap();
+    let out = build(&onboot_app(), &images).unwrap();
     let names = out.names();
     let root = "containers/onboot/000-app/lower";
     assert!(!names
@@ -287,11 +297,6 @@ fn image_tree_filters_replaces_and_touches() {
 
 #[test]
 fn image_tree_refuses_what_its_adjustments_would_break() {
-    let symlink = |name: &str, target: &str| {
-        let mut h = Header::new(name, EntryKind::Symlink, 0o777);
-        h.link_name = target.into();
-        (h, vec![])
-    };
     let mut hard = Header::new("copy", EntryKind::HardLink, 0o644);
     hard.link_name = "etc/hostname".into();
     type Entries = Vec<(Header, Vec<u8>)>;
@@ -310,15 +315,7 @@ fn image_tree_refuses_what_its_adjustments_would_break() {
     ];
     for (entries, expected) in cases {
         let images = FakeImages::default().with("localhost/app:1", entries);
-        let moby = Moby {
-            onboot: vec![Image {
-                name: "app".into(),
-                image: "localhost/app:1".into(),
-                config: ImageConfig::default(),
-            }],
-            ..Moby::default()
-        };
-        let Err(err) = build(&moby, &images) else {
+        let Err(err) = build(&onboot_app(), &images) else {
             panic!("built despite: {expected}");
         };
         assert!(matches!(err, BuildError::ImageTree { .. }), "{err:?}");
@@ -504,10 +501,8 @@ fn a_visitor_error_stops_the_build() {
 
 #[test]
 fn no_part_of_the_image_is_written_below_a_symlink_of_another() {
-    let mut link = Header::new("lib", EntryKind::Symlink, 0o777);
-    link.link_name = "/host/lib".into();
     let images = FakeImages::default()
-        .with("localhost/a:1", vec![(link, vec![])])
+        .with("localhost/a:1", vec![symlink("lib", "/host/lib")])
         .with("localhost/b:1", vec![file("lib/evil.so", b"x")]);
     let escape = |moby: &Moby| match build(moby, &images) {
         Err(BuildError::Escape(err)) => err.to_string(),
