@@ -28,10 +28,10 @@ pub fn run(args: PkgArgs) -> Result<()> {
             for dir in dirs {
                 let lock = dir.join(builder::pkg::lock::LOCK_FILE);
                 match update_lock(&dir, &debs)? {
-                    LockUpdate::Written(n) => eprintln!("{}: {n} packages pinned", lock.display()),
-                    LockUpdate::Unchanged(n) => eprintln!("{}: unchanged ({n} packages)", lock.display()),
-                    LockUpdate::Removed => eprintln!("{}: removed (no debs: steps)", lock.display()),
-                    LockUpdate::NotNeeded => eprintln!("{}: no debs: steps, no lock needed", dir.display()),
+                    LockUpdate::Written(n) => tracing::info!("{}: {n} packages pinned", lock.display()),
+                    LockUpdate::Unchanged(n) => tracing::info!("{}: unchanged ({n} packages)", lock.display()),
+                    LockUpdate::Removed => tracing::info!("{}: removed (no debs: steps)", lock.display()),
+                    LockUpdate::NotNeeded => tracing::info!("{}: no debs: steps, no lock needed", dir.display()),
                 }
             }
             Ok(())
