@@ -309,7 +309,7 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Res
 
 /// A `--disk` value, checked when the flags are read (each backend parses it again).
 fn valid_disk(text: &str) -> Result<String, vmm::qemu::DiskError> {
-    text.parse::<vmm::qemu::DiskSpec>()?;
+    text.parse::<vmm::machine::DiskSpec>()?;
     Ok(text.to_string())
 }
 

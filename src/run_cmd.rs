@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use vmm::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
 use vmm::console::RawTerminal;
+use vmm::machine::{self, Arch, BootKind, BootMedia, DiskSpec, PublishedPort};
 use vmm::qemu::launch::{launch, LaunchError, LaunchOptions, StopResult};
-use vmm::qemu::{self, Arch, BootKind, BootMedia, DiskSpec, Networking, PublishedPort, QemuConfig};
+use vmm::qemu::{self, Networking, QemuConfig};
 use vmm::qmp::ShutdownReason;
 use vmm::state::{StateDir, StateRoot};
 
@@ -134,7 +135,7 @@ fn run_qemu(res: &VmResources, q: &QemuArgs) -> Result<()> {
         None => Arch::host().context("qemu does not run guests of this machine's architecture: give --arch")?,
     };
     let qemu_bin = qemu::find_qemu(arch, q.qemu.as_deref())?;
-    let detected = qemu::detect(image, boot_kind(q), None)?;
+    let detected = machine::detect(image, boot_kind(q), None)?;
     let networking: Networking = q.networking.parse()?;
     let publish = q
         .publish

@@ -14,7 +14,7 @@ use vmm::hyperkit::{
     self, check_publish, find_hyperkit, new_uuid, parse_uuid, parse_vsock_ports, plan_network, resolve_raw_disks, Boot,
     Console, HyperkitConfig, HyperkitNetworking, HyperkitState, RunOutcome, RunPlan, VpnkitLaunch, VpnkitNic,
 };
-use vmm::qemu::{detect, BootKind, DiskSpec, PublishedPort};
+use vmm::machine::{detect, BootKind, DiskSpec, PublishedPort};
 
 /// `moby run hyperkit`: LinuxKit's flags, same names and defaults.
 #[derive(Debug, Clone, clap::Args)]

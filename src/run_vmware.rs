@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vmm::qemu::DiskSpec;
+use vmm::machine::DiskSpec;
 use vmm::vmware::{self, Follow, Network, Product, RunConfig};
 
 /// `moby run vmware`: LinuxKit's `run vmware` (`--state`, and `--cpus`, `--mem`, `--disk` from

@@ -141,7 +141,7 @@ pub struct ProbeConfig {
 pub fn choose(
     explicit: Option<Accel>,
     env_value: Option<&str>,
-    guest_arch: crate::qemu::Arch,
+    guest_arch: crate::machine::Arch,
     probe: &ProbeConfig,
 ) -> Result<AccelChoice, AccelError> {
     if let Some(a) = explicit {
@@ -151,7 +151,7 @@ pub fn choose(
         let a = v.parse().map_err(|_| AccelError::BadEnv(v.to_string()))?;
         return Ok(AccelChoice::Explicit(a));
     }
-    if guest_arch != crate::qemu::Arch::X86_64 || !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+    if guest_arch != crate::machine::Arch::X86_64 || !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Ok(AccelChoice::TcgFallback(format!(
             "KVM is only probed for x86_64 guests on x86_64 Linux (guest is {guest_arch})"
         )));
@@ -449,7 +449,7 @@ impl Drop for KillOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::Arch;
+    use crate::machine::Arch;
 
     fn qemu() -> PathBuf {
         PathBuf::from("qemu-system-x86_64")

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::qemu::Arch;
+use crate::machine::Arch;
 
 /// UEFI firmware found on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

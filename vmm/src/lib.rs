@@ -20,6 +20,7 @@ pub mod console;
 pub mod firmware;
 pub mod hyperkit;
 pub mod instance;
+pub mod machine;
 pub mod qemu;
 pub mod qmp;
 mod random;

@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use super::HyperkitError;
-use crate::qemu::{DiskFormat, DiskSpec};
+use crate::machine::{DiskFormat, DiskSpec};
 
 /// MiB in bytes.
 const MIB: u64 = 1024 * 1024;

@@ -37,7 +37,7 @@ pub use run::{run, RunOutcome, RunPlan, VpnkitLaunch};
 pub use state::{HyperkitLock, HyperkitState, HyperkitStateError};
 pub use uuid::{new_uuid, parse_uuid};
 
-use crate::qemu::BootMedia;
+use crate::machine::BootMedia;
 
 /// Where Docker Desktop keeps the UEFI firmware LinuxKit uses by default (`--fw`).
 pub const DEFAULT_FIRMWARE: &str = "/Applications/Docker.app/Contents/Resources/uefi/UEFI.fd";
@@ -230,7 +230,7 @@ pub enum Boot {
 }
 
 impl Boot {
-    /// How hyperkit boots `media` (from [`crate::qemu::detect`]). `firmware` is the UEFI firmware
+    /// How hyperkit boots `media` (from [`crate::machine::detect`]). `firmware` is the UEFI firmware
     /// when `--uefi` was given; an ISO needs it and it must exist. Disk images are refused.
     pub fn from_media(media: &BootMedia, firmware: Option<&Path>) -> Result<Boot, HyperkitError> {
         match media {

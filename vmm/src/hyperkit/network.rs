@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::{HyperkitError, Socket9p, VPNKIT_VSOCK_PORT};
-use crate::qemu::PublishedPort;
+use crate::machine::PublishedPort;
 
 /// Docker Desktop's data directory, relative to `$HOME`; its vpnkit sockets live there.
 pub const DOCKER_DATA_DIR: &str = "Library/Containers/com.docker.docker/Data";

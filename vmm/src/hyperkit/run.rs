@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::vpnkit::{self, VpnkitError, VpnkitPort};
 use super::{ensure_raw_disk, Console, DiskAction, HyperkitConfig, HyperkitError, HyperkitState};
-use crate::qemu::PublishedPort;
+use crate::machine::PublishedPort;
 
 /// How long vpnkit gets to create its sockets, and to answer.
 const VPNKIT_TIMEOUT: Duration = Duration::from_secs(30);

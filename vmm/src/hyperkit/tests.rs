@@ -1,7 +1,7 @@
 //! Exact argument vectors and `hyperkit.json` content.
 
 use super::*;
-use crate::qemu::{detect, BootKind};
+use crate::machine::{detect, BootKind};
 
 fn strs(args: &[OsString]) -> Vec<String> {
     args.iter().map(|a| a.to_string_lossy().into_owned()).collect()

@@ -21,7 +21,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::qemu::{Protocol, PublishedPort};
+use crate::machine::{Protocol, PublishedPort};
 
 /// Errors talking to vpnkit.
 #[derive(Debug, thiserror::Error)]

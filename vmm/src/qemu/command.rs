@@ -4,11 +4,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::disk::Disk;
-use super::image::BootMedia;
-use super::network::{Networking, PublishedPort};
-use super::Arch;
+use super::network::Networking;
 use crate::accel::Accel;
 use crate::firmware::UefiFirmware;
+use crate::machine::Arch;
+use crate::machine::BootMedia;
+use crate::machine::PublishedPort;
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +226,7 @@ impl QemuConfig {
                 let fwd: String = self
                     .publish
                     .iter()
-                    .map(|p| format!(",hostfwd={}", p.hostfwd()))
+                    .map(|p| format!(",hostfwd={}::{}-:{}", p.protocol.as_str(), p.host, p.guest))
                     .collect();
                 Some(format!("user,id=t0{fwd}"))
             }
@@ -295,7 +296,7 @@ impl QemuConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::{DiskFormat, Protocol};
+    use crate::machine::{DiskFormat, Protocol};
 
     #[track_caller]
     fn check(cfg: &QemuConfig, expect: &str) {

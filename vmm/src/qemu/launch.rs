@@ -16,12 +16,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
 use super::command::{Console, QemuConfig};
-use super::disk::{ensure_disk, resolve_disks, DiskError, DiskSpec};
-use super::network::{Protocol, PublishedPort};
+use super::disk::{ensure_disk, resolve_disks, DiskError};
 use super::spawn::{self, Lifetime};
 use crate::console;
 use crate::firmware::{Firmware, FirmwareError};
 use crate::instance::InstanceRecord;
+use crate::machine::{DiskSpec, Protocol, PublishedPort};
 use crate::qmp::{Qmp, QmpError, Shutdown};
 use crate::state::{StateDir, StateError, StateLock};
 use crate::userdata::{write_userdata_iso, UserdataError};

@@ -12,105 +12,57 @@
 mod command;
 pub mod control;
 mod disk;
-mod image;
 pub mod launch;
 mod network;
 pub mod spawn;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 pub use command::{Console, QemuConfig};
-pub use disk::{
-    ensure_disk, parse_size_mib, qemu_img_create_args, resolve_disks, Disk, DiskError, DiskFormat, DiskSpec,
-};
-pub use image::{detect, BootKind, BootMedia, Detected, ImageError};
-pub use network::{check_publish, NetworkError, Networking, Protocol, PublishedPort};
+pub use disk::{ensure_disk, qemu_img_create_args, resolve_disks, Disk, DiskError};
+pub use network::{check_publish, NetworkError, Networking};
 
-/// Guest architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Arch {
-    /// x86_64 (`qemu-system-x86_64`, machine q35).
-    X86_64,
-    /// aarch64 (`qemu-system-aarch64`, machine virt).
-    Aarch64,
-}
-
-impl Arch {
-    /// The architecture of this host, if qemu supports it here.
-    pub fn host() -> Option<Arch> {
-        match std::env::consts::ARCH {
-            "x86_64" => Some(Arch::X86_64),
-            "aarch64" => Some(Arch::Aarch64),
-            _ => None,
-        }
-    }
-
-    /// The qemu system emulator's name (`qemu-system-x86_64`).
-    pub fn qemu_binary(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "qemu-system-x86_64",
-            Arch::Aarch64 => "qemu-system-aarch64",
-        }
-    }
-
-    /// The Debian package that provides [`Arch::qemu_binary`].
-    pub fn qemu_package(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "qemu-system-x86",
-            Arch::Aarch64 => "qemu-system-arm",
-        }
-    }
-}
-
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        })
-    }
-}
-
-impl FromStr for Arch {
-    type Err = QemuError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "x86_64" | "amd64" => Ok(Arch::X86_64),
-            "aarch64" | "arm64" => Ok(Arch::Aarch64),
-            _ => Err(QemuError::UnknownArch(s.to_string())),
-        }
-    }
-}
+use crate::machine::{Arch, BootError};
 
 /// Errors of the qemu backend's set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
-    /// `--arch` names an architecture we do not run.
-    #[error("unsupported architecture {0:?}: use x86_64 or aarch64")]
-    UnknownArch(String),
     /// The qemu binary is not installed.
-    #[error("{binary} not found in $PATH: install it (apt-get install {package}) or give its path with --qemu")]
+    #[error("{binary} not found in $PATH: install it (Debian package {package}) or give the qemu binary's path")]
     QemuNotFound {
         /// The binary looked for.
         binary: String,
         /// The Debian package that provides it.
         package: &'static str,
     },
-    /// `--qemu` names a file that is not there.
-    #[error("qemu binary {0} does not exist: check the --qemu path")]
+    /// The qemu binary given by path is not there.
+    #[error("qemu binary {0} does not exist: check its path")]
     QemuPathMissing(PathBuf),
     /// What to boot.
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] BootError),
     /// A disk.
     #[error(transparent)]
     Disk(#[from] DiskError),
     /// Networking or publish.
     #[error(transparent)]
     Network(#[from] NetworkError),
+}
+
+/// The qemu system emulator for `arch` (`qemu-system-x86_64`).
+pub fn binary_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
+/// The Debian package that provides [`binary_name`].
+fn package_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86",
+        Arch::Aarch64 => "qemu-system-arm",
+    }
 }
 
 /// Looks `name` up in `path_var` (a `$PATH`-style list).
@@ -144,12 +96,12 @@ pub fn find_qemu_in(
             let name = p.to_string_lossy();
             search_path(&name, path_var).ok_or(QemuError::QemuNotFound {
                 binary: name.into_owned(),
-                package: arch.qemu_package(),
+                package: package_name(arch),
             })
         }
-        None => search_path(arch.qemu_binary(), path_var).ok_or(QemuError::QemuNotFound {
-            binary: arch.qemu_binary().into(),
-            package: arch.qemu_package(),
+        None => search_path(binary_name(arch), path_var).ok_or(QemuError::QemuNotFound {
+            binary: binary_name(arch).into(),
+            package: package_name(arch),
         }),
     }
 }
@@ -162,13 +114,6 @@ pub fn find_qemu_img() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arch_names() {
-        assert_eq!("amd64".parse::<Arch>().unwrap(), Arch::X86_64);
-        assert_eq!("aarch64".parse::<Arch>().unwrap(), Arch::Aarch64);
-        assert!(matches!("s390x".parse::<Arch>(), Err(QemuError::UnknownArch(_))));
-    }
 
     #[test]
     fn finds_installed_qemu() {
@@ -184,12 +129,12 @@ mod tests {
             .to_string();
         assert_eq!(
             e,
-            "qemu-system-x86_64 not found in $PATH: install it (apt-get install qemu-system-x86) or give its path with --qemu"
+            "qemu-system-x86_64 not found in $PATH: install it (Debian package qemu-system-x86) or give the qemu binary's path"
         );
         let e = find_qemu_in(Arch::Aarch64, None, Some(d.path().as_os_str()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("apt-get install qemu-system-arm"), "{e}");
+        assert!(e.contains("Debian package qemu-system-arm"), "{e}");
         let e = find_qemu_in(Arch::X86_64, Some(&d.path().join("q")), None).unwrap_err();
         assert!(matches!(e, QemuError::QemuPathMissing(_)));
     }

@@ -1,12 +1,14 @@
-//! `--networking` and `--publish`, parsed as LinuxKit's `run qemu` does.
+//! qemu's networking modes, parsed as LinuxKit's `run qemu` does, and which of them publish ports.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// How the guest's single NIC is connected (`--networking`).
+use crate::machine::{check_unique, PortError, PublishedPort};
+
+/// How the guest's single NIC is connected.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Networking {
-    /// qemu's user-mode network stack (slirp); the only mode that supports `--publish`.
+    /// qemu's user-mode network stack (slirp); the only mode that publishes ports.
     #[default]
     User,
     /// An existing tap interface, by name.
@@ -17,7 +19,7 @@ pub enum Networking {
     None,
 }
 
-/// Errors from `--networking` and `--publish`.
+/// Errors of qemu's networking.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkError {
     /// Unknown mode.
@@ -26,33 +28,12 @@ pub enum NetworkError {
     /// `tap` or `bridge` without the interface name.
     #[error("networking mode {0:?} needs an interface name, e.g. {0},{1}")]
     MissingName(&'static str, &'static str),
-    /// `--publish` with a mode other than `user`.
+    /// Published ports with a mode other than `user`.
     #[error("port publishing requires \"user\" networking, not {0:?}")]
     PublishNeedsUser(String),
-    /// `--publish` not of the form HOST:GUEST[/tcp|/udp].
-    #[error("cannot parse --publish {0:?}: use HOST:GUEST or HOST:GUEST/tcp or HOST:GUEST/udp")]
-    PublishSyntax(String),
-    /// A port that is not 1-65535.
-    #[error("invalid {which} port {value:?} in --publish {spec:?}: use a number from 1 to 65535")]
-    BadPort {
-        /// `host` or `guest`.
-        which: &'static str,
-        /// The offending text.
-        value: String,
-        /// The whole `--publish` value.
-        spec: String,
-    },
-    /// A protocol other than tcp/udp.
-    #[error("invalid protocol {proto:?} in --publish {spec:?}: use tcp or udp")]
-    BadProtocol {
-        /// The offending protocol.
-        proto: String,
-        /// The whole `--publish` value.
-        spec: String,
-    },
-    /// The same host port and protocol published twice.
-    #[error("host port {0} is published twice")]
-    Duplicate(PublishedPort),
+    /// A published port that cannot be used.
+    #[error(transparent)]
+    Port(#[from] PortError),
 }
 
 impl FromStr for Networking {
@@ -90,103 +71,13 @@ impl fmt::Display for Networking {
     }
 }
 
-/// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Protocol {
-    /// TCP (the default).
-    #[default]
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Protocol {
-    /// `tcp` or `udp`, as qemu's `hostfwd=` wants it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-}
-
-/// A guest port forwarded from a host port (`--publish HOST:GUEST[/tcp|/udp]`). Like LinuxKit,
-/// there is no host IP part; qemu listens on all host addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublishedPort {
-    /// Port on the host.
-    pub host: u16,
-    /// Port in the guest.
-    pub guest: u16,
-    /// Protocol.
-    pub protocol: Protocol,
-}
-
-impl fmt::Display for PublishedPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.host, self.guest, self.protocol.as_str())
-    }
-}
-
-impl PublishedPort {
-    /// The `hostfwd=` option value for qemu's user network (`tcp::8080-:80`).
-    pub fn hostfwd(&self) -> String {
-        format!("{}::{}-:{}", self.protocol.as_str(), self.host, self.guest)
-    }
-}
-
-impl FromStr for PublishedPort {
-    type Err = NetworkError;
-
-    fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let syntax = || NetworkError::PublishSyntax(spec.to_string());
-        let (host, rest) = spec.split_once(':').ok_or_else(syntax)?;
-        if rest.contains(':') {
-            return Err(syntax());
-        }
-        let (guest, proto) = match rest.split_once('/') {
-            Some((g, p)) => (g, Some(p)),
-            None => (rest, None),
-        };
-        let protocol = match proto.map(|p| p.trim().to_ascii_lowercase()) {
-            None => Protocol::Tcp,
-            Some(p) if p == "tcp" => Protocol::Tcp,
-            Some(p) if p == "udp" => Protocol::Udp,
-            Some(p) => {
-                return Err(NetworkError::BadProtocol {
-                    proto: p,
-                    spec: spec.to_string(),
-                })
-            }
-        };
-        let port = |which, v: &str| match v.parse::<u16>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(NetworkError::BadPort {
-                which,
-                value: v.to_string(),
-                spec: spec.to_string(),
-            }),
-        };
-        Ok(PublishedPort {
-            host: port("host", host)?,
-            guest: port("guest", guest)?,
-            protocol,
-        })
-    }
-}
-
 /// Checks a list of published ports against the networking mode: publishing needs `user`
 /// networking, and a host port/protocol pair may appear once.
 pub fn check_publish(networking: &Networking, ports: &[PublishedPort]) -> Result<(), NetworkError> {
     if !ports.is_empty() && *networking != Networking::User {
         return Err(NetworkError::PublishNeedsUser(networking.to_string()));
     }
-    for (i, p) in ports.iter().enumerate() {
-        if ports[..i].iter().any(|q| q.host == p.host && q.protocol == p.protocol) {
-            return Err(NetworkError::Duplicate(*p));
-        }
-    }
-    Ok(())
+    Ok(check_unique(ports)?)
 }
 
 #[cfg(test)]
@@ -221,58 +112,15 @@ mod tests {
     }
 
     #[test]
-    fn publish_forms() {
-        let p: PublishedPort = "8080:80".parse().unwrap();
-        assert_eq!(
-            p,
-            PublishedPort {
-                host: 8080,
-                guest: 80,
-                protocol: Protocol::Tcp
-            }
-        );
-        assert_eq!(p.hostfwd(), "tcp::8080-:80");
-        let p: PublishedPort = "5353:53/UDP".parse().unwrap();
-        assert_eq!(p.hostfwd(), "udp::5353-:53");
-        assert_eq!("22:22/tcp".parse::<PublishedPort>().unwrap().to_string(), "22:22/tcp");
-    }
-
-    #[test]
-    fn publish_errors() {
-        assert_eq!(
-            "80".parse::<PublishedPort>().unwrap_err(),
-            NetworkError::PublishSyntax("80".into())
-        );
-        // LinuxKit has no IP:HOST:GUEST form.
-        assert!(matches!(
-            "127.0.0.1:80:80".parse::<PublishedPort>(),
-            Err(NetworkError::PublishSyntax(_))
-        ));
-        let e = "0:80".parse::<PublishedPort>().unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid host port \"0\" in --publish \"0:80\": use a number from 1 to 65535"
-        );
-        assert!(matches!(
-            "80:70000".parse::<PublishedPort>(),
-            Err(NetworkError::BadPort { which: "guest", .. })
-        ));
-        assert!(matches!(
-            "80:80/sctp".parse::<PublishedPort>(),
-            Err(NetworkError::BadProtocol { .. })
-        ));
-    }
-
-    #[test]
     fn publish_checks() {
         let a: PublishedPort = "80:80".parse().unwrap();
         let b: PublishedPort = "80:81".parse().unwrap();
         let u: PublishedPort = "80:80/udp".parse().unwrap();
         assert!(check_publish(&Networking::User, &[a, u]).is_ok());
-        assert_eq!(
-            check_publish(&Networking::User, &[a, b]).unwrap_err().to_string(),
-            "host port 80:81/tcp is published twice"
-        );
+        assert!(matches!(
+            check_publish(&Networking::User, &[a, b]),
+            Err(NetworkError::Port(_))
+        ));
         assert_eq!(
             check_publish(&Networking::None, &[a]).unwrap_err().to_string(),
             "port publishing requires \"user\" networking, not \"none\""

@@ -70,7 +70,7 @@ fn new_session(cmd: &mut std::process::Command) {
 mod tests {
     use super::*;
     use crate::accel::Accel;
-    use crate::qemu::{Arch, BootMedia};
+    use crate::machine::{Arch, BootMedia};
     use crate::state::process_alive as alive;
     use std::time::{Duration, Instant};
 

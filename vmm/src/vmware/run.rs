@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::vmrun::{exe_name, exec, search_path};
 use super::{detect_image, Network, Product, Vmrun, VmwareError, VmxConfig};
-use crate::qemu::{Disk, DiskFormat, DiskSpec};
+use crate::machine::{DiskFormat, DiskSpec};
+use crate::qemu::Disk;
 
 /// The `.vmx` file in the state dir (LinuxKit's name).
 pub const VMX_FILE: &str = "linuxkit.vmx";

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::disk::DiskFormat;
+use super::DiskFormat;
 
 /// Forces one kind of boot (`--kernel`, `--squashfs`, `--iso`) instead of detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,9 +73,9 @@ impl Detected {
 
 /// Errors from detecting boot media.
 #[derive(Debug, thiserror::Error)]
-pub enum ImageError {
+pub enum BootError {
     /// Nothing bootable for this name.
-    #[error("no {name}-kernel, {name}.iso or disk image found for {name}: build it first (moby build) or give the path of an ISO or disk image")]
+    #[error("no {name}-kernel, {name}.iso or disk image found for {name}: build it first or give the path of an ISO or disk image")]
     NotFound {
         /// The name or path given.
         name: String,
@@ -105,24 +105,24 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn read_cmdline(prefix: &Path) -> Result<String, ImageError> {
+fn read_cmdline(prefix: &Path) -> Result<String, BootError> {
     let path = with_suffix(prefix, "-cmdline");
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(s.trim().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(ImageError::Read { path, source }),
+        Err(source) => Err(BootError::Read { path, source }),
     }
 }
 
-fn require(path: PathBuf, what: &'static str) -> Result<PathBuf, ImageError> {
+fn require(path: PathBuf, what: &'static str) -> Result<PathBuf, BootError> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(ImageError::Missing { path, what })
+        Err(BootError::Missing { path, what })
     }
 }
 
-fn kernel_boot(prefix: &Path) -> Result<BootMedia, ImageError> {
+fn kernel_boot(prefix: &Path) -> Result<BootMedia, BootError> {
     let kernel = require(with_suffix(prefix, "-kernel"), "a kernel+initrd")?;
     let initrd = Some(with_suffix(prefix, "-initrd.img")).filter(|p| p.is_file());
     Ok(BootMedia::Kernel {
@@ -132,7 +132,7 @@ fn kernel_boot(prefix: &Path) -> Result<BootMedia, ImageError> {
     })
 }
 
-fn squashfs_boot(prefix: &Path) -> Result<BootMedia, ImageError> {
+fn squashfs_boot(prefix: &Path) -> Result<BootMedia, BootError> {
     let kernel = require(with_suffix(prefix, "-kernel"), "a kernel+squashfs")?;
     let squashfs = require(with_suffix(prefix, "-squashfs.img"), "a kernel+squashfs")?;
     Ok(BootMedia::Squashfs {
@@ -144,7 +144,7 @@ fn squashfs_boot(prefix: &Path) -> Result<BootMedia, ImageError> {
 
 /// Detects what `path` boots (see the module doc). `kind` forces a kind; `format` is the disk
 /// format when the path is a disk image (else its extension decides).
-pub fn detect(path: &Path, kind: BootKind, format: Option<DiskFormat>) -> Result<Detected, ImageError> {
+pub fn detect(path: &Path, kind: BootKind, format: Option<DiskFormat>) -> Result<Detected, BootError> {
     let iso_prefix = |p: &Path| match p.to_str().and_then(|s| s.strip_suffix(".iso")) {
         Some(s) => PathBuf::from(s),
         None => p.to_path_buf(),
@@ -216,7 +216,7 @@ pub fn detect(path: &Path, kind: BootKind, format: Option<DiskFormat>) -> Result
             });
         }
     }
-    Err(ImageError::NotFound {
+    Err(BootError::NotFound {
         name: path.display().to_string(),
     })
 }
