@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use rustix::termios::{self, LocalModes, OptionalActions, OutputModes, SpecialCodeIndex, Termios};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
@@ -83,22 +83,52 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// Connects to the console socket qemu listens on.
-pub async fn attach(socket: &Path) -> io::Result<UnixStream> {
-    UnixStream::connect(socket).await.map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot attach to the console {}: {e}", socket.display()),
-        )
-    })
+/// A guest's serial console: what it prints and, where the backend allows, a way to type to it.
+pub struct Console {
+    from_guest: Box<dyn AsyncRead + Send + Unpin>,
+    to_guest: Option<Box<dyn AsyncWrite + Send + Unpin>>,
 }
 
-/// Copies guest output from the console (see [`attach`]) to `out` and stdin to the guest until
-/// qemu closes the console or, with `detach` set, the user types it. At the end of stdin, input
-/// stops but output goes on.
-pub async fn relay(stream: UnixStream, detach: Option<u8>, out: &mut (dyn Write + Send)) -> io::Result<RelayEnd> {
-    let (mut from_guest, mut to_guest) = stream.into_split();
-    let mut input = Some(stdin_reader());
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("input", &self.to_guest.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// A console read from `from_guest` and written to `to_guest` (`None`: output only).
+    pub fn new(
+        from_guest: Box<dyn AsyncRead + Send + Unpin>,
+        to_guest: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    ) -> Console {
+        Console { from_guest, to_guest }
+    }
+
+    /// Connects to a console socket the VM program listens on (qemu's `console.sock`).
+    pub async fn attach(socket: &Path) -> io::Result<Console> {
+        let stream = UnixStream::connect(socket).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot attach to the console {}: {e}", socket.display()),
+            )
+        })?;
+        let (from_guest, to_guest) = stream.into_split();
+        Ok(Console::new(Box::new(from_guest), Some(Box::new(to_guest))))
+    }
+}
+
+/// Copies guest output from the console to `out` and stdin to the guest until the console closes
+/// (the VM is gone) or, with `detach` set, the user types it. At the end of stdin, input stops but
+/// output goes on; a console without input never reads stdin.
+pub async fn relay(console: Console, detach: Option<u8>, out: &mut (dyn Write + Send)) -> io::Result<RelayEnd> {
+    let Console {
+        mut from_guest,
+        to_guest,
+    } = console;
+    let mut input = to_guest.is_some().then(stdin_reader);
+    let mut to_guest = to_guest.unwrap_or_else(|| Box::new(tokio::io::sink()));
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         tokio::select! {
@@ -144,8 +174,8 @@ mod tests {
             s.write_all(b"login: ").await.unwrap();
         });
         let mut out = Vec::new();
-        let stream = attach(&sock).await.unwrap();
-        let end = relay(stream, Some(DETACH_BYTE), &mut out).await.unwrap();
+        let console = Console::attach(&sock).await.unwrap();
+        let end = relay(console, Some(DETACH_BYTE), &mut out).await.unwrap();
         server.await.unwrap();
         assert_eq!(end, RelayEnd::Closed);
         assert_eq!(out, b"Linux version 6.1\r\nlogin: ");
@@ -155,7 +185,7 @@ mod tests {
     async fn missing_socket_is_named() {
         let d = tempfile::tempdir().unwrap();
         let sock = d.path().join("console.sock");
-        let e = attach(&sock).await.unwrap_err().to_string();
+        let e = Console::attach(&sock).await.unwrap_err().to_string();
         assert!(
             e.contains("cannot attach to the console") && e.contains("console.sock"),
             "{e}"

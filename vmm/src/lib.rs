@@ -16,7 +16,9 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+mod backend;
 pub mod console;
+mod error;
 pub mod firmware;
 pub mod hyperkit;
 pub mod instance;
@@ -29,3 +31,7 @@ pub mod state;
 mod testing;
 pub mod userdata;
 pub mod vmware;
+
+pub use backend::{AnyBackend, Backend, Ending, RunEnd, Stopped};
+pub use error::VmError;
+pub use instance::{BackendKind, InstanceRecord, InstanceState, Request, Tags};

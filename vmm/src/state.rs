@@ -1,37 +1,41 @@
-//! The state directory of one VM instance.
+//! Instance state directories, one type for every local backend.
 //!
 //! # Layout
 //!
-//! LinuxKit keeps a VM's state in `PREFIX-state/` next to the image (`--state` overrides it); we keep
-//! it per user under a base directory, `~/.moby/run/NAME/` by default ([`StateRoot::default_base`];
-//! `MOBY_STATE_HOME` overrides the base), so `moby ps`, `moby stop NAME` and `moby console NAME`
-//! find instances by name. `moby run --state DIR` uses DIR as is ([`StateDir::new`]). File names
-//! follow LinuxKit where it has them:
+//! Every instance is found by name under a root, `~/.moby/run/NAME/` by default
+//! ([`StateRoot::default_base`]; `MOBY_STATE_HOME` overrides it). An instance whose state lives
+//! elsewhere (an explicit state dir, or LinuxKit's `PREFIX-state` next to the image for hyperkit
+//! and VMware) has a link there under its name ([`StateRoot::prepare`]). File names follow
+//! LinuxKit where it has them:
 //!
 //! | file         | what                                                                 |
 //! |--------------|----------------------------------------------------------------------|
-//! | `qemu.pid`   | qemu's pid, written by qemu itself (`-pidfile`)                       |
-//! | `qmp.sock`   | the QMP socket for other tools (`moby stop`, `moby ps`) ([`crate::qmp`]) |
-//! | `qmp-run.sock` | the QMP socket of the `moby run` that owns the VM                   |
-//! | `console.sock` | the serial console (qemu listens; `moby run`/`moby console` attach) |
-//! | `console.log`| everything the serial console printed in the last run                 |
-//! | `instance.json` | what runs here: image, pid, accel, ports ([`crate::instance`])     |
+//! | `instance.json` | the record: backend, state, tags, what it boots ([`crate::instance`]) |
+//! | `record.lock` | flocked while the record is read, changed and written back           |
+//! | `lock`       | held (flock) by the process starting (or running in its foreground) the VM |
+//! | `qemu.pid`, `hyperkit.pid` | the VM process's pid, written by the program itself      |
+//! | `qmp.sock`   | qemu's QMP socket for other processes ([`crate::qmp`])                  |
+//! | `qmp-run.sock` | qemu's QMP socket of the process that started it                    |
+//! | `console.sock` | qemu's serial console (qemu listens; consoles attach)               |
+//! | `console.log`| everything qemu's serial console printed in the last run              |
 //! | `mac-addr`   | the NIC's MAC address, generated once and kept across runs (LinuxKit) |
-//! | `disk.img`, `disk1.img`, ... | disks created for `--disk size=` (LinuxKit's names)   |
+//! | `disk.img`, `disk1.img`, ... | qemu's disks created from a size (LinuxKit's names)   |
 //! | `data.iso`   | the userdata (cidata) CD (LinuxKit's name)                            |
-//! | `lock`       | held (flock) by the `moby run` that owns the directory                |
+//!
+//! hyperkit's and VMware's own files are listed in their modules.
 //!
 //! # Invariants
 //!
-//! A directory whose `qemu.pid` names a live qemu is never reused: [`StateDir::lock`] refuses with
-//! an error that says to `moby stop NAME` or pick another `--state`. A `qemu.pid` whose process is
-//! gone, or is not qemu (the pid was reused), is stale: `lock` removes it and the old socket.
-//! The MAC address, disks and userdata ISO survive runs.
+//! A directory whose pid file names a live VM process is never reused: [`StateDir::lock`] refuses.
+//! A pid file whose process is gone, or is another program (the pid was reused), is stale: `lock`
+//! removes it and the old sockets. The MAC address, disks and userdata ISO survive runs.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::instance::{BackendKind, InstanceRecord};
 
 /// An error about a state directory; every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +50,10 @@ pub enum StateError {
         /// The underlying error.
         source: io::Error,
     },
-    /// Another `moby run` holds the directory's lock.
+    /// Another process is starting or running the instance from this directory.
     #[error(
-        "state dir {dir} is in use by another `moby run` (lock {lock} is held); wait for it, \
-         run `moby stop {name}`, or use another --state dir"
+        "state dir {dir} of instance `{name}` is in use by another process (lock {lock} is held): wait \
+         for it, stop the instance, or use another state dir"
     )]
     Locked {
         /// The state directory.
@@ -60,15 +64,13 @@ pub enum StateError {
         lock: PathBuf,
     },
     /// A VM still runs from this directory.
-    #[error(
-        "VM `{name}` is still running from {dir} (qemu pid {pid}); run `moby stop {name}` or use another --state dir"
-    )]
+    #[error("instance `{name}` is still running from {dir} (pid {pid}): stop it or use another state dir")]
     Running {
         /// The state directory.
         dir: PathBuf,
         /// The instance name.
         name: String,
-        /// qemu's pid.
+        /// The VM process's pid.
         pid: u32,
     },
     /// The pid file does not hold a pid.
@@ -90,11 +92,41 @@ pub enum StateError {
         content: String,
     },
     /// An instance name that cannot be a directory name.
-    #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_` (moby run --name NAME)")]
+    #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_`")]
     BadName(String),
     /// No home directory to put the default base in.
-    #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME or pass --state DIR")]
+    #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME")]
     NoHome,
+    /// An `instance.json` that does not hold a record.
+    #[error("state dir: {path} is not an instance record ({why}); remove the directory if the instance is gone")]
+    BadRecord {
+        /// The record file.
+        path: PathBuf,
+        /// Why it does not parse.
+        why: String,
+    },
+    /// No instance of that name.
+    #[error("no instance named `{name}` (no {dir})")]
+    Unknown {
+        /// The name.
+        name: String,
+        /// The directory looked for.
+        dir: PathBuf,
+    },
+    /// A directory of that name that is not an instance.
+    #[error("{dir} holds no instance record: it is not an instance's state dir (or its start never got that far)")]
+    NoRecord {
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// The name is used by another instance's real directory.
+    #[error("instance name `{name}` is taken by {dir}: use another name, or the default state dir")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The directory holding it.
+        dir: PathBuf,
+    },
 }
 
 /// Whether a recorded pid (a VM's pid file) names a live process of the program that wrote it.
@@ -180,9 +212,14 @@ fn has_proc() -> bool {
     Path::new("/proc/self").exists()
 }
 
-/// Whether a program name is qemu's (`qemu-system-x86_64`, `qemu-kvm`, ...).
-fn is_qemu(name: &str) -> bool {
-    name.starts_with("qemu")
+/// Whether a program name is `kind`'s VM program: qemu's (`qemu-system-x86_64`, `qemu-kvm`, ...),
+/// hyperkit's (`hyperkit`, Docker Desktop's `com.docker.hyperkit`).
+fn is_program(kind: BackendKind, name: &str) -> bool {
+    match kind {
+        BackendKind::Qemu => name.starts_with("qemu"),
+        BackendKind::Hyperkit => name.contains("hyperkit"),
+        BackendKind::Vmware => false,
+    }
 }
 
 /// The state letter of process `pid` from `/proc/PID/stat` (`R`, `S`, `Z`, ...), or `None` when
@@ -238,17 +275,6 @@ pub struct StateRoot {
     base: PathBuf,
 }
 
-/// One row of [`StateRoot::list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceInfo {
-    /// The instance name (its directory's name).
-    pub name: String,
-    /// Its state directory.
-    pub dir: PathBuf,
-    /// Whether it runs.
-    pub status: ProcessStatus,
-}
-
 impl StateRoot {
     /// A root at `base`.
     pub fn new(base: impl Into<PathBuf>) -> Self {
@@ -271,77 +297,183 @@ impl StateRoot {
         &self.base
     }
 
-    /// The state directory of instance `name` (not created).
-    pub fn instance(&self, name: &str) -> Result<StateDir, StateError> {
-        let usable = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-        if !usable {
-            return Err(StateError::BadName(name.to_string()));
-        }
-        Ok(StateDir {
-            dir: self.base.join(name),
-            name: name.to_string(),
-        })
+    /// The state directory of instance `name` under the root (not created).
+    pub fn instance(&self, name: &str, kind: BackendKind) -> Result<StateDir, StateError> {
+        check_name(name)?;
+        Ok(StateDir::new(self.base.join(name), name, kind))
     }
 
-    /// Every instance under the base that has run at least once (has a directory), sorted by name.
-    /// A missing base lists nothing.
-    pub fn list(&self) -> Result<Vec<InstanceInfo>, StateError> {
+    /// The state directory for a new run of `name`: `ROOT/NAME`, or `explicit` (created,
+    /// canonical) linked from `ROOT/NAME` so that the instance is found by name. A link left by an
+    /// earlier run is pointed at `explicit`; a real directory of that name is
+    /// [`StateError::NameTaken`].
+    pub fn prepare(&self, name: &str, kind: BackendKind, explicit: Option<&Path>) -> Result<StateDir, StateError> {
+        let default = self.instance(name, kind)?;
+        let Some(dir) = explicit else {
+            return Ok(default);
+        };
+        let io = |doing, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { doing, path, source }
+        };
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let dir = fs::canonicalize(dir).map_err(io("resolve", dir))?;
+        let link = default.dir();
+        match fs::read_link(link) {
+            Ok(target) if target == dir => {}
+            Ok(_) => {
+                fs::remove_file(link).map_err(io("replace", link))?;
+                std::os::unix::fs::symlink(&dir, link).map_err(io("link", link))?;
+            }
+            Err(_) if fs::symlink_metadata(link).is_ok() => {
+                return Err(StateError::NameTaken {
+                    name: name.to_string(),
+                    dir: link.to_path_buf(),
+                })
+            }
+            Err(_) => {
+                fs::create_dir_all(&self.base).map_err(io("create", &self.base))?;
+                std::os::unix::fs::symlink(&dir, link).map_err(io("link", link))?;
+            }
+        }
+        Ok(StateDir::new(dir, name, kind))
+    }
+
+    /// The instance `name` and its record: [`StateError::Unknown`] without a directory,
+    /// [`StateError::NoRecord`] without a record.
+    pub fn open(&self, name: &str) -> Result<(StateDir, InstanceRecord), StateError> {
+        check_name(name)?;
+        let dir = self.base.join(name);
+        if !dir.is_dir() {
+            return Err(StateError::Unknown {
+                name: name.to_string(),
+                dir,
+            });
+        }
+        let record = InstanceRecord::read_from(&dir.join(RECORD_FILE))?.ok_or(StateError::NoRecord { dir })?;
+        let state = self.instance(name, record.backend)?;
+        Ok((state, record))
+    }
+
+    /// Every instance under the root that has a record, sorted by name. A missing root lists
+    /// nothing; a directory without a readable record is skipped with a warning.
+    pub fn list(&self) -> Result<Vec<(StateDir, InstanceRecord)>, StateError> {
+        let io = |source| StateError::Io {
+            doing: "list",
+            path: self.base.clone(),
+            source,
+        };
         let entries = match fs::read_dir(&self.base) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "list",
-                    path: self.base.clone(),
-                    source,
-                })
-            }
+            Err(e) => return Err(io(e)),
         };
-        let mut out = Vec::new();
+        let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| StateError::Io {
-                doing: "list",
-                path: self.base.clone(),
-                source,
-            })?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if !entry.path().is_dir() {
-                continue;
+            if let Ok(name) = entry.map_err(io)?.file_name().into_string() {
+                names.push(name);
             }
-            let Ok(state) = self.instance(&name) else { continue };
-            let status = state.status()?;
-            out.push(InstanceInfo {
-                name,
-                dir: state.dir,
-                status,
-            });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            match self.open(&name) {
+                Ok(found) => out.push(found),
+                Err(StateError::Unknown { .. } | StateError::BadName(_)) => {}
+                Err(e) => tracing::warn!("skipping {}: {e}", self.base.join(&name).display()),
+            }
+        }
         Ok(out)
     }
 }
+
+/// Whether `name` can be an instance name (a directory name under the root).
+fn check_name(name: &str) -> Result<(), StateError> {
+    let usable = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if usable {
+        Ok(())
+    } else {
+        Err(StateError::BadName(name.to_string()))
+    }
+}
+
+/// The record's file name in a state directory.
+const RECORD_FILE: &str = "instance.json";
 
 /// The state directory of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     dir: PathBuf,
     name: String,
+    kind: BackendKind,
 }
 
 impl StateDir {
-    /// The state directory `dir` (as given with `--state`), for instance `name` (used in messages).
-    pub fn new(dir: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+    /// The state directory `dir` of instance `name` on backend `kind`.
+    pub fn new(dir: impl Into<PathBuf>, name: impl Into<String>, kind: BackendKind) -> Self {
         StateDir {
             dir: dir.into(),
             name: name.into(),
+            kind,
         }
+    }
+
+    /// The backend whose files these are.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// `instance.json`, the instance's record.
+    pub fn record_file(&self) -> PathBuf {
+        self.dir.join(RECORD_FILE)
+    }
+
+    /// The instance's record, `None` before its first start.
+    pub fn read_record(&self) -> Result<Option<InstanceRecord>, StateError> {
+        InstanceRecord::read_from(&self.record_file())
+    }
+
+    /// Reads the record, lets `change` modify it and writes it back, all under `record.lock` so
+    /// that concurrent updates (a transition and a label) are never lost.
+    pub fn update_record<T>(
+        &self,
+        change: impl FnOnce(&mut InstanceRecord) -> Result<T, StateError>,
+    ) -> Result<(InstanceRecord, T), StateError> {
+        let _guard = self.record_lock()?;
+        let mut record = self
+            .read_record()?
+            .ok_or_else(|| StateError::NoRecord { dir: self.dir.clone() })?;
+        let out = change(&mut record)?;
+        record.write_to(&self.record_file())?;
+        Ok((record, out))
+    }
+
+    /// Writes `record` as the instance's record (under `record.lock`).
+    pub fn write_record(&self, record: &InstanceRecord) -> Result<(), StateError> {
+        let _guard = self.record_lock()?;
+        record.write_to(&self.record_file())
+    }
+
+    fn record_lock(&self) -> Result<File, StateError> {
+        let path = self.dir.join("record.lock");
+        let io = |doing, source| StateError::Io {
+            doing,
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io("open", e))?;
+        file.lock().map_err(|e| io("lock", e))?;
+        Ok(file)
     }
 
     /// The directory.
@@ -354,9 +486,14 @@ impl StateDir {
         &self.name
     }
 
-    /// `qemu.pid`, written by qemu (`-pidfile`).
+    /// The VM process's pid file, written by the VM program itself: `qemu.pid` (`-pidfile`),
+    /// `hyperkit.pid` (`-F`). VMware has none (`vmrun list` tells whether a VM runs).
     pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("qemu.pid")
+        self.dir.join(match self.kind {
+            BackendKind::Qemu => "qemu.pid",
+            BackendKind::Hyperkit => "hyperkit.pid",
+            BackendKind::Vmware => "vmware.pid",
+        })
     }
 
     /// `qmp.sock`, the QMP socket.
@@ -373,11 +510,6 @@ impl StateDir {
     /// `console.sock`, the serial console socket.
     pub fn console_socket(&self) -> PathBuf {
         self.dir.join("console.sock")
-    }
-
-    /// `instance.json`, the record of the current or last run.
-    pub fn instance_file(&self) -> PathBuf {
-        self.dir.join("instance.json")
     }
 
     /// `console.log`, everything the serial console printed in the last run.
@@ -423,10 +555,12 @@ impl StateDir {
 
     /// [`StateDir::status`] with `probe` telling a pid's program name (`None`: no process).
     fn status_with(&self, probe: impl FnOnce(u32) -> io::Result<Option<String>>) -> Result<ProcessStatus, StateError> {
-        ProcessStatus::judge(self.read_pid()?, is_qemu, probe).map_err(|source| StateError::Io {
-            doing: "look up the process of",
-            path: self.pid_file(),
-            source,
+        ProcessStatus::judge(self.read_pid()?, |name| is_program(self.kind, name), probe).map_err(|source| {
+            StateError::Io {
+                doing: "look up the process of",
+                path: self.pid_file(),
+                source,
+            }
         })
     }
 
@@ -450,6 +584,32 @@ impl StateDir {
                 path,
                 dir: self.dir.clone(),
                 content,
+            }),
+        }
+    }
+
+    /// Whether another process holds the directory's lock: it is starting the VM or running it in
+    /// its foreground (so the record is that process's to keep up to date).
+    pub fn is_owned(&self) -> Result<bool, StateError> {
+        let path = self.lock_file();
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "open",
+                    path,
+                    source,
+                })
+            }
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(source)) => Err(StateError::Io {
+                doing: "lock",
+                path,
+                source,
             }),
         }
     }
@@ -510,15 +670,21 @@ impl StateDir {
         })
     }
 
-    /// Removes what a dead qemu leaves behind (pid file, sockets); keeps the MAC, disks, the
-    /// userdata ISO, the console log and `instance.json`. Call it only when qemu has exited.
+    /// Removes what a dead VM process leaves behind (qemu: pid file, sockets; hyperkit: pid file,
+    /// `hyperkit.json`, `tty`); keeps the MAC, disks, the userdata ISO, the console log and the
+    /// record. Call it only when the process has exited.
     pub fn clean_runtime(&self) -> Result<(), StateError> {
-        for path in [
-            self.pid_file(),
-            self.qmp_socket(),
-            self.owner_qmp_socket(),
-            self.console_socket(),
-        ] {
+        let runtime = match self.kind {
+            BackendKind::Qemu => vec![
+                self.pid_file(),
+                self.qmp_socket(),
+                self.owner_qmp_socket(),
+                self.console_socket(),
+            ],
+            BackendKind::Hyperkit => vec![self.pid_file(), self.dir.join("hyperkit.json"), self.dir.join("tty")],
+            BackendKind::Vmware => Vec::new(),
+        };
+        for path in runtime {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -617,7 +783,9 @@ mod tests {
 
     fn state(name: &str) -> (tempfile::TempDir, StateDir) {
         let base = tempfile::tempdir().expect("temp dir");
-        let state = StateRoot::new(base.path()).instance(name).expect("name");
+        let state = StateRoot::new(base.path())
+            .instance(name, BackendKind::Qemu)
+            .expect("name");
         (base, state)
     }
 
@@ -643,9 +811,12 @@ mod tests {
     fn bad_names_are_refused() {
         let root = StateRoot::new("/nonexistent");
         for name in ["", ".", "..", "a/b", "a b", "../x"] {
-            assert!(matches!(root.instance(name), Err(StateError::BadName(_))), "{name:?}");
+            assert!(
+                matches!(root.instance(name, BackendKind::Qemu), Err(StateError::BadName(_))),
+                "{name:?}"
+            );
         }
-        assert!(root.instance("linuxkit-1.2_x").is_ok());
+        assert!(root.instance("linuxkit-1.2_x", BackendKind::Qemu).is_ok());
     }
 
     #[test]
@@ -663,7 +834,7 @@ mod tests {
         let lock = s.lock().expect("first lock");
         let err = s.lock().expect_err("second lock");
         assert!(matches!(err, StateError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("moby stop vm"), "{err}");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
         drop(lock);
         s.lock().expect("lock after release");
     }
@@ -804,7 +975,10 @@ mod tests {
         let err = s.lock().expect_err("a running VM");
         assert!(matches!(err, StateError::Running { .. }), "{err}");
         let text = err.to_string();
-        assert!(text.contains("moby stop web") && text.contains("--state"), "{text}");
+        assert!(
+            text.contains("instance `web` is still running") && !text.contains("--"),
+            "{text}"
+        );
         assert!(s.pid_file().exists(), "a live VM's pid file is kept");
     }
 
@@ -827,7 +1001,9 @@ mod tests {
         assert_eq!(MacAddr::parse(&text), Some(mac));
         assert_eq!(s.mac().expect("mac again"), mac);
         assert_eq!(
-            StateDir::new(s.dir(), "vm").mac().expect("mac from another handle"),
+            StateDir::new(s.dir(), "vm", BackendKind::Qemu)
+                .mac()
+                .expect("mac from another handle"),
             mac
         );
     }
@@ -850,27 +1026,88 @@ mod tests {
     }
 
     #[test]
-    fn list_shows_instances_with_status() {
+    fn list_shows_instances_with_records_only() {
         let base = tempfile::tempdir().expect("temp dir");
         let root = StateRoot::new(base.path());
         assert!(root.list().expect("empty").is_empty());
-        let a = root.instance("a").expect("a");
-        let b = root.instance("b").expect("b");
-        fs::create_dir_all(a.dir()).expect("mkdir");
-        fs::create_dir_all(b.dir()).expect("mkdir");
-        fs::write(b.pid_file(), format!("{}\n", dead_pid())).expect("pid");
+        for name in ["b", "a"] {
+            let state = root.instance(name, BackendKind::Qemu).expect("name");
+            fs::create_dir_all(state.dir()).expect("mkdir");
+            state.write_record(&crate::instance::sample(name)).expect("record");
+        }
+        fs::create_dir_all(base.path().join("no-record")).expect("mkdir");
         fs::write(base.path().join("not-a-dir"), "").expect("file");
+        let damaged = base.path().join("damaged");
+        fs::create_dir_all(&damaged).expect("mkdir");
+        fs::write(damaged.join("instance.json"), "{").expect("record");
         let list = root.list().expect("list");
-        let names: Vec<_> = list.iter().map(|i| i.name.as_str()).collect();
+        let names: Vec<_> = list.iter().map(|(_, r)| r.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(list[0].status, ProcessStatus::Stopped);
-        assert!(matches!(
-            list[1].status,
-            ProcessStatus::Stale {
-                why: StaleReason::Gone,
-                ..
+        assert_eq!(list[0].0.dir(), base.path().join("a"));
+        let e = root.open("damaged").expect_err("damaged").to_string();
+        assert!(e.contains("is not an instance record"), "{e}");
+        let e = root.open("no-record").expect_err("no record").to_string();
+        assert!(e.contains("holds no instance record"), "{e}");
+        let e = root.open("nope").expect_err("unknown").to_string();
+        assert!(e.starts_with("no instance named `nope`"), "{e}");
+    }
+
+    #[test]
+    fn labels_and_transitions_are_never_lost_to_each_other() {
+        let base = tempfile::tempdir().expect("temp dir");
+        let state = StateRoot::new(base.path())
+            .instance("vm", BackendKind::Qemu)
+            .expect("name");
+        fs::create_dir_all(state.dir()).expect("mkdir");
+        state.write_record(&crate::instance::sample("vm")).expect("record");
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let state = &state;
+                scope.spawn(move || {
+                    state
+                        .update_record(|r| {
+                            r.tags.insert(format!("t{i}"), i.to_string());
+                            Ok(())
+                        })
+                        .expect("update");
+                });
             }
-        ));
+        });
+        let record = state.read_record().expect("read").expect("record");
+        assert_eq!(record.tags.len(), 8, "{:?}", record.tags);
+    }
+
+    #[test]
+    fn an_explicit_state_dir_is_linked_under_the_instance_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("root"));
+        let dir = tmp.path().join("elsewhere/web-state");
+        let state = root.prepare("web", BackendKind::Qemu, Some(&dir)).unwrap();
+        assert_eq!(state.dir(), fs::canonicalize(&dir).unwrap());
+        let link = tmp.path().join("root/web");
+        assert_eq!(fs::read_link(&link).unwrap(), fs::canonicalize(&dir).unwrap());
+        // Again with the same dir, then with another one: the link follows.
+        root.prepare("web", BackendKind::Qemu, Some(&dir)).unwrap();
+        let other = tmp.path().join("other");
+        root.prepare("web", BackendKind::Qemu, Some(&other)).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), fs::canonicalize(&other).unwrap());
+        // Without one: the directory under the root.
+        let db = root.prepare("db", BackendKind::Qemu, None).unwrap();
+        assert_eq!(db.dir(), tmp.path().join("root/db"));
+        // A real directory of that name is not taken over.
+        fs::create_dir_all(db.dir()).unwrap();
+        let e = root.prepare("db", BackendKind::Qemu, Some(&dir)).unwrap_err();
+        assert!(matches!(e, StateError::NameTaken { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_lock_holder_owns_the_directory() {
+        let (_base, s) = state("vm");
+        assert!(!s.is_owned().expect("no lock file"));
+        let lock = s.lock().expect("lock");
+        assert!(s.is_owned().expect("held"));
+        drop(lock);
+        assert!(!s.is_owned().expect("released"));
     }
 
     #[test]
@@ -888,7 +1125,7 @@ mod tests {
         fs::create_dir_all(&gone).unwrap();
         std::os::unix::fs::symlink(&gone, root.base().join("web")).unwrap();
         fs::remove_dir(&gone).unwrap();
-        let state = root.instance("web").unwrap();
+        let state = root.instance("web", BackendKind::Qemu).unwrap();
         let lock = state.lock().unwrap();
         let meta = fs::symlink_metadata(state.dir()).unwrap();
         assert!(meta.is_dir() && !meta.file_type().is_symlink());
@@ -896,7 +1133,7 @@ mod tests {
         // A link to a state dir that exists is kept and used.
         fs::create_dir_all(&gone).unwrap();
         std::os::unix::fs::symlink(&gone, root.base().join("db")).unwrap();
-        let db = root.instance("db").unwrap();
+        let db = root.instance("db", BackendKind::Qemu).unwrap();
         drop(db.lock().unwrap());
         assert!(fs::symlink_metadata(db.dir()).unwrap().file_type().is_symlink());
         assert!(gone.join(db.lock_file().file_name().unwrap()).exists());

@@ -1,75 +1,20 @@
-//! Acting on VMs by name from any process: [`stop`] (ACPI power-down through QMP, then quit, then
-//! kill) and [`list`] (every instance with what it runs and its QMP run state).
+//! Stopping a qemu VM from any process ([`stop`]): ACPI power-down through QMP, then quit, then
+//! signals.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
-use crate::instance::InstanceRecord;
-use crate::qmp::{Qmp, QmpError, Shutdown, ShutdownOutcome};
-use crate::state::{process_alive as alive, ProcessStatus, StateDir, StateError, StateRoot};
+use crate::backend::Stopped;
+use crate::error::VmError;
+use crate::qmp::{Qmp, QmpError, ShutdownOutcome, ShutdownReason};
+use crate::state::{process_alive as alive, ProcessStatus, StateDir};
 
 /// How long a QMP greeting may take before the socket counts as busy or hung.
 const QMP_CONNECT: Duration = Duration::from_secs(5);
 
 /// How long qemu may take to exit after `quit` or a signal.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
-
-/// Errors of [`stop`].
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// The state directory.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// No VM runs from the directory.
-    #[error("VM `{name}` is not running ({dir}); `moby ps` lists VMs")]
-    NotRunning {
-        /// Instance name.
-        name: String,
-        /// State directory.
-        dir: PathBuf,
-    },
-    /// No state directory of that name.
-    #[error("no VM named `{name}` (no {dir}); `moby ps` lists VMs")]
-    Unknown {
-        /// Instance name.
-        name: String,
-        /// The directory looked for.
-        dir: PathBuf,
-    },
-    /// qemu survived SIGKILL (it is stuck in the kernel).
-    #[error("qemu (pid {pid}) of VM `{name}` did not exit after SIGKILL")]
-    Unkillable {
-        /// Instance name.
-        name: String,
-        /// qemu's pid.
-        pid: u32,
-    },
-}
-
-/// How [`stop`] ended the VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stopped {
-    /// The guest answered the ACPI power button; the `SHUTDOWN` event's data.
-    PoweredDown(Shutdown),
-    /// The guest did not power off within the timeout; qemu was told to quit.
-    Quit,
-    /// QMP did not answer (the error says why); qemu got SIGTERM, then SIGKILL if needed.
-    Signalled(String),
-}
-
-/// The instance's state dir, checked to exist.
-pub fn existing(root: &StateRoot, name: &str) -> Result<StateDir, ControlError> {
-    let state = root.instance(name)?;
-    if !state.dir().is_dir() {
-        return Err(ControlError::Unknown {
-            name: name.to_string(),
-            dir: state.dir().to_path_buf(),
-        });
-    }
-    Ok(state)
-}
 
 async fn wait_gone(pid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -93,15 +38,12 @@ fn send(pid: u32, signal: Signal) {
 /// `timeout` for the guest to power off, then tells qemu to quit; if QMP does not answer, sends
 /// SIGTERM and, after a while, SIGKILL. Waits until qemu has exited. A foreground `moby run`
 /// owning the VM sees it exit and returns.
-pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, ControlError> {
+pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
     let pid = match state.status()? {
         ProcessStatus::Running { pid } => pid,
         ProcessStatus::Stale { .. } | ProcessStatus::Stopped => {
             state.clean_runtime()?;
-            return Err(ControlError::NotRunning {
-                name: state.name().to_string(),
-                dir: state.dir().to_path_buf(),
-            });
+            return Ok(Stopped::Signalled("it had already exited".into()));
         }
     };
     let attempt = async {
@@ -117,7 +59,8 @@ pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, Contro
         qmp.graceful_shutdown(timeout).await.map_err(|e| e.to_string())
     };
     let stopped = match attempt.await {
-        Ok(ShutdownOutcome::PoweredDown(s)) => Stopped::PoweredDown(s),
+        Ok(ShutdownOutcome::PoweredDown(s)) if s.reason == ShutdownReason::GuestShutdown => Stopped::PoweredDown,
+        Ok(ShutdownOutcome::PoweredDown(s)) => Stopped::ShutDown(s.reason.to_string()),
         Ok(ShutdownOutcome::Quit) => Stopped::Quit,
         Err(why) => {
             send(pid, Signal::TERM);
@@ -127,13 +70,14 @@ pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, Contro
     if !wait_gone(pid, EXIT_WAIT).await {
         send(pid, Signal::KILL);
         if !wait_gone(pid, EXIT_WAIT).await {
-            return Err(ControlError::Unkillable {
+            return Err(VmError::Unkillable {
                 name: state.name().to_string(),
                 pid,
             });
         }
     }
-    let owned_elsewhere = InstanceRecord::read(state)?
+    let owned_elsewhere = state
+        .read_record()?
         .and_then(|r| r.owner_pid)
         .is_some_and(|owner| owner != std::process::id() && alive(owner));
     if !owned_elsewhere {
@@ -142,70 +86,20 @@ pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, Contro
     Ok(stopped)
 }
 
-/// One row of [`list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listing {
-    /// Instance name.
-    pub name: String,
-    /// State directory.
-    pub dir: PathBuf,
-    /// From the pid file.
-    pub status: ProcessStatus,
-    /// The record of the current or last run.
-    pub record: Option<InstanceRecord>,
-    /// qemu's run state (`running`, `paused`, ...) for a running VM whose QMP socket answered.
-    pub run_state: Option<String>,
-}
-
-/// Every instance under `root`, with its QMP run state when it runs.
-pub async fn list(root: &StateRoot) -> Result<Vec<Listing>, ControlError> {
-    let mut out = Vec::new();
-    for info in root.list()? {
-        let state = root.instance(&info.name)?;
-        let record = InstanceRecord::read(&state)?;
-        let run_state = match info.status {
-            ProcessStatus::Running { .. } => query_run_state(&state).await,
-            _ => None,
-        };
-        out.push(Listing {
-            name: info.name,
-            dir: info.dir,
-            status: info.status,
-            record,
-            run_state,
-        });
-    }
-    Ok(out)
-}
-
-async fn query_run_state(state: &StateDir) -> Option<String> {
-    let query = async {
-        let mut qmp = Qmp::connect(state.qmp_socket()).await.ok()?;
-        qmp.query_status().await.ok().map(|s| s.status.as_str().to_string())
-    };
-    tokio::time::timeout(QMP_CONNECT, query).await.ok().flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instance::BackendKind;
 
     #[tokio::test]
-    async fn stopping_what_does_not_run_says_so() {
+    async fn stopping_a_vm_whose_qemu_is_gone_cleans_up() {
         let base = tempfile::tempdir().unwrap();
-        let root = StateRoot::new(base.path());
-        let e = existing(&root, "nope").unwrap_err().to_string();
-        assert!(e.starts_with("no VM named `nope`"), "{e}");
-        let state = root.instance("old").unwrap();
+        let state = StateDir::new(base.path().join("old"), "old", BackendKind::Qemu);
         std::fs::create_dir_all(state.dir()).unwrap();
         // A pid file left by a run that was killed: the pid is gone.
         std::fs::write(state.pid_file(), "999999999").unwrap();
-        let e = stop(&state, Duration::from_secs(1)).await.unwrap_err().to_string();
-        assert!(e.starts_with("VM `old` is not running"), "{e}");
+        let stopped = stop(&state, Duration::from_secs(1)).await.unwrap();
+        assert!(matches!(stopped, Stopped::Signalled(_)), "{stopped:?}");
         assert!(!state.pid_file().exists(), "stale pid file is cleaned");
-        let rows = list(&root).await.unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].status, ProcessStatus::Stopped);
-        assert_eq!(rows[0].run_state, None);
     }
 }

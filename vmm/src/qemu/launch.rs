@@ -20,10 +20,9 @@ use super::disk::{ensure_disk, resolve_disks, DiskError};
 use super::spawn::{self, Lifetime};
 use crate::console;
 use crate::firmware::{Firmware, FirmwareError};
-use crate::instance::InstanceRecord;
 use crate::machine::{DiskSpec, Protocol, PublishedPort};
 use crate::qmp::{Qmp, QmpError, Shutdown};
-use crate::state::{StateDir, StateError, StateLock};
+use crate::state::{ProcessStatus, StateDir, StateError, StateLock, StateRoot};
 use crate::userdata::{write_userdata_iso, UserdataError};
 
 /// How long qemu may take to open its QMP socket.
@@ -72,7 +71,7 @@ pub enum LaunchError {
     #[error(transparent)]
     Qmp(#[from] QmpError),
     /// A disk needs creating and qemu-img is not installed.
-    #[error("disk {0} does not exist and qemu-img is not installed to create it: apt-get install qemu-utils")]
+    #[error("disk {0} does not exist and qemu-img is not installed to create it (Debian package qemu-utils)")]
     NoQemuImg(PathBuf),
     /// A socket path would be longer than unix sockets allow.
     #[error("state dir {dir} is too deep for unix sockets ({path} is {len} bytes, at most {MAX_SOCKET_PATH}): the state dir needs a shorter path")]
@@ -190,23 +189,22 @@ fn check_ports_free(ports: &[PublishedPort], siblings: Option<&Path>) -> Result<
 fn publisher_of(base: &Path, port: &str) -> Option<String> {
     let host = port.split(':').next()?;
     let proto = port.rsplit('/').next()?;
-    let root = crate::state::StateRoot::new(base);
-    root.list().ok()?.into_iter().find_map(|info| {
-        let state = root.instance(&info.name).ok()?;
-        let record = InstanceRecord::read(&state).ok()??;
+    let instances = StateRoot::new(base).list().ok()?;
+    instances.into_iter().find_map(|(state, record)| {
         let publishes = record
             .publish
             .iter()
             .any(|p| p.split(':').next() == Some(host) && p.rsplit('/').next() == Some(proto));
-        (matches!(info.status, crate::state::ProcessStatus::Running { .. }) && publishes).then_some(info.name)
+        let running = matches!(state.status(), Ok(ProcessStatus::Running { .. }));
+        (running && publishes).then_some(record.name)
     })
 }
 
-/// Starts a VM from `state` (see the module doc). Must be called from the thread that lives as
-/// long as the run (the main thread): a foreground qemu dies with that thread.
-pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, LaunchError> {
+/// Starts a VM from the locked state dir (see the module doc). Must be called from the thread
+/// that lives as long as the run (the main thread): a foreground qemu dies with that thread.
+pub async fn launch(lock: StateLock, mut opts: LaunchOptions) -> Result<Vm, LaunchError> {
+    let state = &lock.state().clone();
     check_socket_paths(state)?;
-    let lock = state.lock()?;
     let cfg = &mut opts.config;
     check_ports_free(&cfg.publish, state.dir().parent())?;
 
@@ -289,19 +287,6 @@ pub async fn launch(state: &StateDir, mut opts: LaunchOptions) -> Result<Vm, Lau
             return Err(e.into());
         }
     };
-    let record = InstanceRecord {
-        name: state.name().to_string(),
-        backend: "qemu".into(),
-        image: opts.image.clone(),
-        pid,
-        owner_pid: (!opts.detach).then(std::process::id),
-        accel: cfg.accel.to_string(),
-        cpus: cfg.cpus,
-        memory_mib: cfg.memory_mib,
-        publish: cfg.publish.iter().map(ToString::to_string).collect(),
-        started: InstanceRecord::now(),
-    };
-    record.write(state)?;
     Ok(Vm {
         child,
         pid,
@@ -384,7 +369,7 @@ impl Vm {
         let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
 
         // The guest starts once its console is attached, so not a byte of it is lost.
-        let console = console::attach(&self.state.console_socket())
+        let console = console::Console::attach(&self.state.console_socket())
             .await
             .map_err(|e| process_error("attach to the console of", e))?;
         self.qmp.cont().await?;
@@ -492,7 +477,7 @@ mod tests {
     fn taken_port_names_our_vm_holding_it() {
         let base = tempfile::tempdir().unwrap();
         let root = crate::state::StateRoot::new(base.path());
-        let state = root.instance("web").unwrap();
+        let state = root.instance("web", crate::instance::BackendKind::Qemu).unwrap();
         std::fs::create_dir_all(state.dir()).unwrap();
         // A "running" VM: our own pid is not qemu, so pretend with a sleep named qemu-system-x86_64.
         let bin = base.path().join("qemu-system-x86_64");
@@ -505,19 +490,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         std::fs::write(state.pid_file(), child.id().to_string()).unwrap();
-        let record = InstanceRecord {
-            name: "web".into(),
-            backend: "qemu".into(),
-            image: "out/web".into(),
-            pid: child.id(),
-            owner_pid: None,
-            accel: "tcg".into(),
-            cpus: 1,
-            memory_mib: 512,
-            publish: vec!["8080:80/tcp".into()],
-            started: 0,
-        };
-        record.write(&state).unwrap();
+        let mut record = crate::instance::sample("web");
+        record.publish = vec!["8080:80/tcp".into()];
+        state.write_record(&record).unwrap();
         let by = publisher_of(base.path(), "8080:8080/tcp");
         let udp = publisher_of(base.path(), "8080:80/udp");
         child.kill().unwrap();
@@ -529,7 +504,7 @@ mod tests {
     #[test]
     fn deep_state_dirs_are_refused() {
         let deep = format!("/tmp/{}", "d".repeat(100));
-        let state = StateDir::new(&deep, "x");
+        let state = StateDir::new(&deep, "x", crate::instance::BackendKind::Qemu);
         let e = check_socket_paths(&state).unwrap_err().to_string();
         assert!(e.contains("too deep for unix sockets") && !e.contains("--"), "{e}");
     }

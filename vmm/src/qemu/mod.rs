@@ -9,8 +9,9 @@
 //! - user networking forwards each `--publish` with `hostfwd=`; the NIC is virtio-net.
 //! - LinuxKit does not pass `-no-reboot`; [`QemuConfig::no_reboot`] makes it a choice.
 
+mod backend;
 mod command;
-pub mod control;
+mod control;
 mod disk;
 pub mod launch;
 mod network;
@@ -18,6 +19,7 @@ pub mod spawn;
 
 use std::path::{Path, PathBuf};
 
+pub use backend::{Qemu, LINUXKIT_ACCEL_ENV};
 pub use command::{Console, QemuConfig};
 pub use disk::{ensure_disk, qemu_img_create_args, resolve_disks, Disk, DiskError};
 pub use network::{check_publish, NetworkError, Networking};

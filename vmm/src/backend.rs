@@ -1,0 +1,349 @@
+//! The instance lifecycle every backend offers ([`Backend`]) and the enum over the backends
+//! ([`AnyBackend`]).
+//!
+//! A backend implements what differs: starting a VM (detached, or in the caller's foreground),
+//! telling whether its process runs, halting it, attaching to its console. What is the same for
+//! every backend is implemented once here, on top of those and the records in the
+//! [`StateRoot`]: describe and list (the recorded state reconciled with the process), label,
+//! stop (with the state transitions around the halt) and destroy.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::console::Console;
+use crate::error::VmError;
+use crate::instance::{matches, Action, BackendKind, InstanceRecord, InstanceState, Request, Tags};
+use crate::state::{StateDir, StateRoot};
+
+/// How a stop ended the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The guest powered off after the ACPI power button.
+    PoweredDown,
+    /// The VM shut down after the ACPI power button for another reason (qemu's name for it).
+    ShutDown(String),
+    /// The guest did not power off within the timeout; the VM program was told to quit.
+    Quit,
+    /// The VM program did not answer (why); it was terminated by signal.
+    Signalled(String),
+}
+
+/// How a foreground run ([`Backend::run`]) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// What ended it.
+    pub ending: Ending,
+    /// The end of the VM program's own messages, when it failed.
+    pub failure: Option<String>,
+}
+
+/// What ended a foreground run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The caller stopped it (a signal) and the guest powered off after the ACPI power button.
+    PoweredDown,
+    /// The caller stopped it and the guest did not power off in time: the VM program was told to quit.
+    Quit {
+        /// How long the guest was given.
+        after: Duration,
+    },
+    /// A second signal killed it.
+    Killed,
+    /// The guest powered off; `power_button` when the ACPI power button was pressed from outside
+    /// (another process stopping it).
+    GuestPoweredOff {
+        /// Whether the power button had been pressed.
+        power_button: bool,
+    },
+    /// The guest shut down for another reason (reboot with no-reboot, panic, ...).
+    GuestShutdown(String),
+    /// The host side stopped it (the reason).
+    HostStopped(String),
+    /// The VM program exited (its exit status).
+    Exited(String),
+}
+
+/// The lifecycle of instances on one backend. Records live under [`Backend::root`], so any
+/// process using the same root (the CLI, a plugin daemon, a restarted daemon) sees the same
+/// instances.
+pub trait Backend: Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Where the instances' records are.
+    fn root(&self) -> &StateRoot;
+
+    /// Starts an instance that outlives the caller and returns its record once the guest runs.
+    fn start(&self, request: &Request) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send;
+
+    /// Starts an instance in the caller's foreground: its console goes to `console` (and the
+    /// caller's stdin to it) until it exits; SIGINT, SIGTERM or SIGHUP stop it gracefully within
+    /// `stop_timeout`. It dies with the caller.
+    fn run(
+        &self,
+        request: &Request,
+        console: &mut (dyn Write + Send),
+        stop_timeout: Duration,
+    ) -> impl Future<Output = Result<RunEnd, VmError>> + Send;
+
+    /// The pid of the instance's VM process, `None` when none runs.
+    fn probe(&self, state: &StateDir) -> impl Future<Output = Result<Option<u32>, VmError>> + Send;
+
+    /// Stops the instance's VM process: gracefully (ACPI) within `timeout`, then by force. Returns
+    /// once it has exited.
+    fn halt(&self, state: &StateDir, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send;
+
+    /// Attaches to the running instance's serial console.
+    fn console(&self, name: &str) -> impl Future<Output = Result<Console, VmError>> + Send;
+
+    /// The instance `name`, its recorded state reconciled with its process.
+    fn describe(&self, name: &str) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
+        async move {
+            let (state, record) = self.root().open(name)?;
+            check_kind(self.kind(), &record)?;
+            self.reconcile(&state, record).await
+        }
+    }
+
+    /// Every instance of this backend that carries all the tags of `filter`, sorted by name.
+    fn list(&self, filter: &Tags) -> impl Future<Output = Result<Vec<InstanceRecord>, VmError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for (state, record) in self.root().list()? {
+                if record.backend == self.kind() && matches(&record.tags, filter) {
+                    out.push(self.reconcile(&state, record).await?);
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// Merges `tags` into the instance's tags (a tag given again takes the new value), persisted
+    /// atomically.
+    fn label(&self, name: &str, tags: &Tags) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
+        async move {
+            let (state, record) = self.root().open(name)?;
+            check_kind(self.kind(), &record)?;
+            let (record, ()) = state.update_record(|r| {
+                r.tags.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Ok(())
+            })?;
+            Ok(record)
+        }
+    }
+
+    /// Stops the instance (see [`Backend::halt`]); it must be starting or running.
+    fn stop(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send {
+        async move {
+            let (state, record) = self.root().open(name)?;
+            check_kind(self.kind(), &record)?;
+            self.reconcile(&state, record).await?;
+            transition(&state, Action::Stop)?;
+            let stopped = self.halt(&state, timeout).await;
+            finish(&state, &stopped);
+            stopped
+        }
+    }
+
+    /// Stops the instance if it runs, then removes it: its record, its state directory (and the
+    /// link to it under the root) and the disks created for it, unless the request said to keep
+    /// them. Disks it was given by path are never removed.
+    fn destroy(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), VmError>> + Send {
+        async move {
+            let record = self.describe(name).await?;
+            if record.state.is_active() {
+                self.stop(name, timeout).await?;
+            }
+            let (state, record) = self.root().open(name)?;
+            let mut check = record.clone();
+            check.apply(Action::Destroy).map_err(|source| VmError::Transition {
+                name: name.to_string(),
+                source,
+            })?;
+            let keep: &[_] = if record.keep_disks { &record.created_disks } else { &[] };
+            remove_state(self.root(), &state, keep)?;
+            Ok(())
+        }
+    }
+
+    /// `record` with its state brought up to date: an active record whose process is gone (and
+    /// that no process is starting or running in its foreground) has exited.
+    fn reconcile(
+        &self,
+        state: &StateDir,
+        record: InstanceRecord,
+    ) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
+        async move {
+            if !record.state.is_active() || state.is_owned()? {
+                return Ok(record);
+            }
+            if self.probe(state).await?.is_some() {
+                return Ok(record);
+            }
+            let (record, ()) = state.update_record(|r| {
+                if r.state.is_active() {
+                    let starting = r.state == InstanceState::Starting;
+                    // Allowed from every active state.
+                    let _ = r.apply(Action::Exited);
+                    if starting {
+                        r.failure = Some("the VM process exited while starting".into());
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(record)
+        }
+    }
+}
+
+fn check_kind(asked: BackendKind, record: &InstanceRecord) -> Result<(), VmError> {
+    if record.backend == asked {
+        Ok(())
+    } else {
+        Err(VmError::WrongBackend {
+            name: record.name.clone(),
+            actual: record.backend,
+            asked,
+        })
+    }
+}
+
+/// Applies `action` to the instance's persisted record.
+pub(crate) fn transition(state: &StateDir, action: Action) -> Result<InstanceRecord, VmError> {
+    let (record, outcome) = state.update_record(|r| Ok(r.apply(action)))?;
+    outcome.map_err(|source| VmError::Transition {
+        name: state.name().to_string(),
+        source,
+    })?;
+    Ok(record)
+}
+
+/// Records how a halt ended: exited, or failed with the error.
+fn finish<T>(state: &StateDir, result: &Result<T, VmError>) {
+    let outcome = state.update_record(|r| {
+        if r.state.is_active() {
+            match result {
+                Ok(_) => {
+                    let _ = r.apply(Action::Exited);
+                }
+                Err(e) => {
+                    let _ = r.apply(Action::Fail);
+                    r.failure = Some(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = outcome {
+        tracing::warn!("instance `{}`: cannot record the end of its VM: {e}", state.name());
+    }
+}
+
+/// Removes an instance's state: its directory (everything but `keep`), and its link under `root`.
+fn remove_state(root: &StateRoot, state: &StateDir, keep: &[std::path::PathBuf]) -> Result<(), VmError> {
+    let io = |doing, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| VmError::Io { doing, path, source }
+    };
+    let entries = std::fs::read_dir(state.dir()).map_err(io("read", state.dir()))?;
+    for entry in entries {
+        let path = entry.map_err(io("read", state.dir()))?.path();
+        if keep.contains(&path) {
+            continue;
+        }
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io("remove", &path))?;
+    }
+    if keep.is_empty() {
+        std::fs::remove_dir(state.dir()).map_err(io("remove", state.dir()))?;
+    }
+    let link = root.base().join(state.name());
+    if link.is_symlink() {
+        std::fs::remove_file(&link).map_err(io("remove", &link))?;
+    }
+    Ok(())
+}
+
+/// One of the backends, chosen at run time (by the CLI's subcommand, or by the backend a record
+/// names). Open for more (GCP).
+#[derive(Debug)]
+pub enum AnyBackend {
+    /// qemu.
+    Qemu(crate::qemu::Qemu),
+}
+
+impl AnyBackend {
+    /// The backend `kind` with its default settings, keeping records under `root`: what acting on
+    /// an existing instance needs.
+    pub fn of_kind(kind: BackendKind, root: StateRoot) -> AnyBackend {
+        match kind {
+            BackendKind::Qemu => AnyBackend::Qemu(crate::qemu::Qemu::new(root)),
+            BackendKind::Hyperkit | BackendKind::Vmware => AnyBackend::Qemu(crate::qemu::Qemu::new(root)),
+        }
+    }
+
+    /// The backend of the instance `name` under `root`, with its default settings.
+    pub fn for_instance(root: &StateRoot, name: &str) -> Result<AnyBackend, VmError> {
+        let (_, record) = root.open(name)?;
+        Ok(AnyBackend::of_kind(record.backend, root.clone()))
+    }
+
+    /// Every instance under `root`, whatever its backend, that carries the tags of `filter`.
+    pub async fn list_all(root: &StateRoot, filter: &Tags) -> Result<Vec<InstanceRecord>, VmError> {
+        let mut out = Vec::new();
+        for kind in BackendKind::ALL {
+            out.extend(AnyBackend::of_kind(kind, root.clone()).list(filter).await?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            AnyBackend::Qemu($b) => $e,
+        }
+    };
+}
+
+impl Backend for AnyBackend {
+    fn kind(&self) -> BackendKind {
+        each!(self, b => b.kind())
+    }
+
+    fn root(&self) -> &StateRoot {
+        each!(self, b => b.root())
+    }
+
+    async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
+        each!(self, b => b.start(request).await)
+    }
+
+    async fn run(
+        &self,
+        request: &Request,
+        console: &mut (dyn Write + Send),
+        stop_timeout: Duration,
+    ) -> Result<RunEnd, VmError> {
+        each!(self, b => b.run(request, console, stop_timeout).await)
+    }
+
+    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
+        each!(self, b => b.probe(state).await)
+    }
+
+    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
+        each!(self, b => b.halt(state, timeout).await)
+    }
+
+    async fn console(&self, name: &str) -> Result<Console, VmError> {
+        each!(self, b => b.console(name).await)
+    }
+}

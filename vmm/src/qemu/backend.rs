@@ -1,0 +1,327 @@
+//! [`Qemu`]: the qemu backend of [`Backend`], and its default recipe: what a [`Request`] becomes
+//! on qemu's command line (the binary for the guest's architecture, boot media, networking and
+//! published ports, firmware, the accelerator with its environment overrides, disks, userdata).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::control;
+use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
+use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
+use crate::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
+use crate::backend::{transition, Backend, Ending, RunEnd, Stopped};
+use crate::console::Console;
+use crate::error::VmError;
+use crate::instance::{Action, BackendKind, InstanceRecord, InstanceState, Request};
+use crate::machine::{detect, Arch, BootMedia};
+use crate::qmp::ShutdownReason;
+use crate::state::{process_alive, ProcessStatus, StateDir, StateLock, StateRoot};
+
+/// LinuxKit's name for [`ACCEL_ENV`], honoured too.
+pub const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
+
+/// How long each stage of the KVM probe may take before KVM counts as hanging.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The qemu backend: how this host runs qemu. What differs per instance is in the [`Request`].
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    root: StateRoot,
+    /// The qemu binary: a path, or a name looked up in `$PATH`; `None` is `qemu-system-ARCH`.
+    pub binary: Option<PathBuf>,
+    /// Extra `-device` values.
+    pub devices: Vec<String>,
+    /// Show the guest's display instead of running headless.
+    pub gui: bool,
+}
+
+impl Qemu {
+    /// qemu from `$PATH`, headless, keeping records under `root`.
+    pub fn new(root: StateRoot) -> Qemu {
+        Qemu {
+            root,
+            binary: None,
+            devices: Vec::new(),
+            gui: false,
+        }
+    }
+
+    /// Checks the request, takes its state dir and records the start; the returned lock is held
+    /// until qemu has its pid file written (or for a foreground run, throughout).
+    fn prepare(&self, request: &Request, foreground: bool) -> Result<(StateLock, LaunchOptions), VmError> {
+        let arch = match request.arch {
+            Some(arch) => arch,
+            None => Arch::host().ok_or(VmError::Unsupported {
+                backend: BackendKind::Qemu,
+                what: "run guests of this host's architecture without an explicit guest architecture",
+            })?,
+        };
+        let qemu = find_qemu(arch, self.binary.as_deref())?;
+        let detected = detect(&request.image, request.boot, None)?;
+        let networking: Networking = request.networking.as_deref().unwrap_or("user").parse()?;
+        check_publish(&networking, &request.publish)?;
+        let uefi = match request.uefi {
+            true => Some(crate::firmware::find(arch, request.firmware.as_deref())?),
+            false => None,
+        };
+        let state = self
+            .root
+            .prepare(&request.name, BackendKind::Qemu, request.state_dir.as_deref())?;
+        let accel = self.accelerator(request, arch, &qemu, &detected.media)?;
+
+        let mut config = QemuConfig::new(qemu, arch, accel, detected.media);
+        config.cpus = request.cpus;
+        config.memory_mib = request.memory_mib;
+        config.networking = networking;
+        config.publish = request.publish.clone();
+        config.devices = self.devices.clone();
+        config.gui = self.gui;
+        let options = LaunchOptions {
+            image: request.image.clone(),
+            config,
+            disks: request.disks.clone(),
+            userdata: request.userdata.clone(),
+            uefi,
+            qemu_img: find_qemu_img(),
+            detach: !foreground,
+        };
+        let lock = state.lock()?;
+        record_start(&state, request, &options)?;
+        Ok((lock, options))
+    }
+
+    /// The accelerator: the request's, else [`ACCEL_ENV`] (or LinuxKit's [`LINUXKIT_ACCEL_ENV`]),
+    /// else KVM where a probe shows it works, else TCG (saying why once).
+    fn accelerator(
+        &self,
+        request: &Request,
+        arch: Arch,
+        qemu: &std::path::Path,
+        media: &BootMedia,
+    ) -> Result<accel::Accel, VmError> {
+        let explicit = request.accel.as_deref().map(str::parse).transpose()?;
+        let env = std::env::var(ACCEL_ENV)
+            .ok()
+            .or_else(|| std::env::var(LINUXKIT_ACCEL_ENV).ok());
+        let kernel = match media {
+            BootMedia::Kernel { kernel, .. } | BootMedia::Squashfs { kernel, .. } => Some(kernel.clone()),
+            BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
+        };
+        let probe = ProbeConfig {
+            qemu: qemu.to_path_buf(),
+            timeout: KVM_PROBE_TIMEOUT,
+            kernel,
+            cache: Some(self.root.base().join("accel-probe.json")),
+        };
+        let choice = accel::choose(explicit, env.as_deref(), arch, &probe)?;
+        if let AccelChoice::TcgFallback(why) = &choice {
+            tracing::warn!(
+                "not using KVM: {why}; running under TCG (slow); choose the accelerator explicitly or with {ACCEL_ENV}"
+            );
+        }
+        Ok(choice.accel())
+    }
+
+    /// Launches and records the outcome: `Running` with qemu's pid, or `Failed` with the error.
+    async fn launch(&self, lock: StateLock, options: LaunchOptions) -> Result<Vm, VmError> {
+        let state = lock.state().clone();
+        match launch(lock, options).await {
+            Ok(vm) => {
+                state.update_record(|r| {
+                    r.pid = Some(vm.pid());
+                    Ok(())
+                })?;
+                transition(&state, Action::Booted)?;
+                Ok(vm)
+            }
+            Err(e) => {
+                record_failure(&state, &e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Writes the record of a start: a new one, or the last run's moved to `Starting` with what this
+/// run asks for (tags merge).
+fn record_start(state: &StateDir, request: &Request, options: &LaunchOptions) -> Result<(), VmError> {
+    let mut record = match state.read_record()? {
+        Some(old) => old,
+        None => InstanceRecord {
+            name: request.name.clone(),
+            backend: BackendKind::Qemu,
+            state: InstanceState::Stopped,
+            failure: None,
+            logical_id: None,
+            tags: Default::default(),
+            spec_digest: None,
+            image: PathBuf::new(),
+            state_dir: PathBuf::new(),
+            pid: None,
+            owner_pid: None,
+            accel: None,
+            cpus: 0,
+            memory_mib: 0,
+            publish: Vec::new(),
+            created_disks: Vec::new(),
+            keep_disks: false,
+            started: 0,
+        },
+    };
+    if record.backend != BackendKind::Qemu {
+        return Err(VmError::WrongBackend {
+            name: request.name.clone(),
+            actual: record.backend,
+            asked: BackendKind::Qemu,
+        });
+    }
+    // The lock is ours, so nothing runs from here: a record still active is left from a crash.
+    if record.state.is_active() {
+        let _ = record.apply(Action::Exited);
+    }
+    record.apply(Action::Start).map_err(|source| VmError::Transition {
+        name: request.name.clone(),
+        source,
+    })?;
+    let config = &options.config;
+    record.tags.extend(request.tags.clone());
+    record.logical_id = request.logical_id.clone().or(record.logical_id);
+    record.spec_digest = request.spec_digest.clone();
+    record.image = request.image.clone();
+    record.state_dir = state.dir().to_path_buf();
+    record.owner_pid = (!options.detach).then(std::process::id);
+    record.accel = Some(config.accel.to_string());
+    record.cpus = config.cpus;
+    record.memory_mib = config.memory_mib;
+    record.publish = config.publish.iter().map(ToString::to_string).collect();
+    record.created_disks = super::resolve_disks(&options.disks, state.dir())?
+        .into_iter()
+        .filter(|d| d.size_mib.is_some() && !d.path.exists())
+        .map(|d| d.path)
+        .collect();
+    record.keep_disks = request.keep_disks;
+    record.started = InstanceRecord::now();
+    state.write_record(&record)?;
+    Ok(())
+}
+
+/// Marks the instance failed with `why` (a failure to record is only logged: the original error
+/// is what the caller needs).
+fn record_failure(state: &StateDir, why: &str) {
+    let recorded = state.update_record(|r| {
+        if r.state.is_active() {
+            let _ = r.apply(Action::Fail);
+            r.failure = Some(why.to_string());
+        }
+        Ok(())
+    });
+    if let Err(e) = recorded {
+        tracing::warn!("instance `{}`: cannot record its failure: {e}", state.name());
+    }
+}
+
+/// The neutral account of a foreground run's end.
+fn ending(end: &QemuRunEnd, stop_timeout: Duration) -> Ending {
+    match (&end.stopped, &end.shutdown) {
+        (Some(StopResult::PoweredDown), _) => Ending::PoweredDown,
+        (Some(StopResult::Quit), _) => Ending::Quit { after: stop_timeout },
+        (Some(StopResult::Killed), _) => Ending::Killed,
+        (None, Some(s)) if s.reason == ShutdownReason::GuestShutdown => Ending::GuestPoweredOff {
+            power_button: end.power_button,
+        },
+        (None, Some(s)) if s.guest => Ending::GuestShutdown(s.reason.to_string()),
+        (None, Some(s)) => Ending::HostStopped(s.reason.to_string()),
+        (None, None) => Ending::Exited(end.status.to_string()),
+    }
+}
+
+impl Backend for Qemu {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Qemu
+    }
+
+    fn root(&self) -> &StateRoot {
+        &self.root
+    }
+
+    async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
+        let (lock, options) = self.prepare(request, false)?;
+        let state = lock.state().clone();
+        let vm = self.launch(lock, options).await?;
+        vm.detach().await?;
+        Ok(state.read_record()?.ok_or_else(|| crate::state::StateError::NoRecord {
+            dir: state.dir().to_path_buf(),
+        })?)
+    }
+
+    async fn run(
+        &self,
+        request: &Request,
+        console: &mut (dyn Write + Send),
+        stop_timeout: Duration,
+    ) -> Result<RunEnd, VmError> {
+        let (lock, options) = self.prepare(request, true)?;
+        let state = lock.state().clone();
+        let vm = self.launch(lock, options).await?;
+        let end = match vm.run_foreground(console, stop_timeout).await {
+            Ok(end) => end,
+            Err(e) => {
+                record_failure(&state, &e.to_string());
+                return Err(e.into());
+            }
+        };
+        let failure = end.messages.clone().filter(|_| end.stopped != Some(StopResult::Killed));
+        match &failure {
+            Some(messages) => record_failure(&state, messages),
+            None => {
+                state.update_record(|r| {
+                    if r.state.is_active() {
+                        let _ = r.apply(Action::Exited);
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(RunEnd {
+            ending: ending(&end, stop_timeout),
+            failure,
+        })
+    }
+
+    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
+        Ok(match state.status()? {
+            ProcessStatus::Running { pid } => Some(pid),
+            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => None,
+        })
+    }
+
+    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
+        control::stop(state, timeout).await
+    }
+
+    async fn console(&self, name: &str) -> Result<Console, VmError> {
+        let record = self.describe(name).await?;
+        let (state, _) = self.root.open(name)?;
+        let unavailable = |why: String| VmError::ConsoleUnavailable {
+            name: name.to_string(),
+            why,
+            log: state.console_log(),
+        };
+        if record.state != InstanceState::Running {
+            return Err(unavailable(format!("it is {}", record.state)));
+        }
+        if let Some(owner) = record.owner_pid.filter(|&pid| process_alive(pid)) {
+            return Err(unavailable(format!(
+                "it runs in the foreground of process {owner}, which holds its console"
+            )));
+        }
+        Console::attach(&state.console_socket())
+            .await
+            .map_err(|source| VmError::Io {
+                doing: "attach to the console",
+                path: state.console_socket(),
+                source,
+            })
+    }
+}
