@@ -37,6 +37,8 @@ pub enum Command {
     Stop(StopArgs),
     /// Attach to a running VM's serial console (Ctrl-] detaches).
     Console(ConsoleArgs),
+    /// Remove VMs (stopping those that run) with their state and the disks made for them.
+    Rm(RmArgs),
     /// Print the version.
     Version,
 }
@@ -272,6 +274,9 @@ pub struct QemuArgs {
     /// Run in the background; see `moby ps`, `moby console NAME`, `moby stop NAME`.
     #[arg(short = 'd', long = "detached", visible_alias = "detach")]
     pub detached: bool,
+    /// Label the instance: KEY=VALUE (repeatable; `moby ps --filter KEY=VALUE` selects by it).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = tag)]
+    pub tags: Vec<(String, String)>,
     /// Seconds the guest gets to power off after Ctrl-C before qemu is told to quit.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub stop_timeout: u64,
@@ -307,8 +312,16 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Res
     }
 }
 
+/// A `KEY=VALUE` label.
+fn tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err("expected KEY=VALUE".into()),
+    }
+}
+
 /// A `--disk` value, checked when the flags are read (each backend parses it again).
-fn valid_disk(text: &str) -> Result<String, vmm::qemu::DiskError> {
+fn valid_disk(text: &str) -> Result<String, vmm::machine::DiskSpecError> {
     text.parse::<vmm::machine::DiskSpec>()?;
     Ok(text.to_string())
 }
@@ -319,6 +332,20 @@ pub struct PsArgs {
     /// Also list VMs that are not running.
     #[arg(short, long)]
     pub all: bool,
+    /// Only instances labelled KEY=VALUE (repeatable: all must match).
+    #[arg(long = "filter", value_name = "KEY=VALUE", value_parser = tag)]
+    pub filter: Vec<(String, String)>,
+}
+
+/// `moby rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Seconds a running guest gets to power off before it is stopped by force.
+    #[arg(short, long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Instance names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
 }
 
 /// `moby stop`.

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => vm_cmd::ps(args),
         Command::Stop(args) => vm_cmd::stop(args),
         Command::Console(args) => vm_cmd::console(args),
+        Command::Rm(args) => vm_cmd::rm(args),
         Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
     if let Some(bars) = &bars {

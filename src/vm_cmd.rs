@@ -1,67 +1,42 @@
-//! `moby ps`, `moby stop NAME`, `moby console NAME`: VMs started by `moby run`, found by name.
+//! `moby ps`, `moby stop NAME`, `moby console NAME`, `moby rm NAME`: instances found by name under
+//! the state root, whatever their backend.
 
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use vmm::console::{self, RawTerminal, RelayEnd, DETACH_BYTE};
-use vmm::instance::InstanceRecord;
-use vmm::qemu::control::{self, Listing, Stopped};
-use vmm::qmp::ShutdownReason;
-use vmm::state::{process_alive, ProcessStatus};
+use vmm::instance::{Action, TransitionError};
+use vmm::{AnyBackend, Backend, Stopped, Tags, VmError};
 
-use crate::cli::{ConsoleArgs, PsArgs, StopArgs};
-use crate::run_cmd::state_root;
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn status_text(row: &Listing) -> String {
-    match (&row.status, &row.run_state) {
-        (ProcessStatus::Running { .. }, Some(state)) => state.clone(),
-        (ProcessStatus::Running { .. }, None) => "running (QMP busy)".into(),
-        (ProcessStatus::Stale { .. }, _) => "exited".into(),
-        (ProcessStatus::Stopped, _) => "stopped".into(),
-    }
-}
+use crate::cli::{ConsoleArgs, PsArgs, RmArgs, StopArgs};
+use crate::run_cmd::{runtime, state_root};
 
 pub fn ps(args: PsArgs) -> Result<()> {
     let root = state_root()?;
-    let rows = runtime()?.block_on(control::list(&root))?;
-    let mut table = vec![["NAME", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "IMAGE"].map(String::from)];
-    for row in rows {
-        let running = matches!(row.status, ProcessStatus::Running { .. });
-        if !running && !args.all {
-            continue;
-        }
-        let pid = match row.status {
-            ProcessStatus::Running { pid } => pid.to_string(),
-            _ => "-".into(),
-        };
-        let r = row.record.as_ref();
-        let field = |f: &dyn Fn(&InstanceRecord) -> String| r.map(f).unwrap_or_else(|| "-".into());
+    let filter: Tags = args.filter.into_iter().collect();
+    let rows = runtime()?.block_on(AnyBackend::list_all(&root, &filter))?;
+    let header = [
+        "NAME", "BACKEND", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "TAGS", "IMAGE",
+    ];
+    let mut table = vec![header.map(String::from)];
+    for r in rows.iter().filter(|r| args.all || r.state.is_active()) {
+        let or_dash = |text: String| if text.is_empty() { "-".to_string() } else { text };
+        let tags: Vec<String> = r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         table.push([
-            row.name.clone(),
-            status_text(&row),
-            pid,
-            field(&|r| r.accel.clone()),
-            field(&|r| r.cpus.to_string()),
-            field(&|r| format!("{}M", r.memory_mib)),
-            field(&|r| {
-                if r.publish.is_empty() {
-                    "-".into()
-                } else {
-                    r.publish.join(",")
-                }
-            }),
-            field(&|r| r.image.display().to_string()),
+            r.name.clone(),
+            r.backend.to_string(),
+            r.state.to_string(),
+            or_dash(r.pid.map(|p| p.to_string()).unwrap_or_default()),
+            or_dash(r.accel.clone().unwrap_or_default()),
+            r.cpus.to_string(),
+            format!("{}M", r.memory_mib),
+            or_dash(r.publish.join(",")),
+            or_dash(tags.join(",")),
+            r.image.display().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..header.len())
         .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
         .collect();
     let mut text = String::new();
@@ -73,82 +48,100 @@ pub fn ps(args: PsArgs) -> Result<()> {
     crate::print_text(text)
 }
 
-pub fn stop(args: StopArgs) -> Result<()> {
-    let root = state_root()?;
-    let rt = runtime()?;
-    let timeout = Duration::from_secs(args.timeout);
-    let mut failed = 0;
-    if let [name] = args.names.as_slice() {
-        let state = control::existing(&root, name)?;
-        report_stop(name, rt.block_on(control::stop(&state, timeout))?, args.timeout);
-        return Ok(());
+/// Runs `act` on each named instance: one name fails the command with its error; with several,
+/// each failure is printed and the command fails at the end.
+fn each_instance(names: &[String], what: &str, mut act: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    if let [name] = names {
+        return act(name);
     }
-    for name in &args.names {
-        let result = control::existing(&root, name).and_then(|state| rt.block_on(control::stop(&state, timeout)));
-        match result {
-            Ok(stopped) => report_stop(name, stopped, args.timeout),
-            Err(e) => {
-                crate::print_error(&e.to_string());
-                failed += 1;
-            }
+    let mut failed = 0;
+    for name in names {
+        if let Err(e) = act(name) {
+            crate::print_error(&format!("{e:#}"));
+            failed += 1;
         }
     }
     if failed > 0 {
-        bail!("{failed} of {} VMs could not be stopped", args.names.len());
+        bail!("{failed} of {} VMs could not be {what}", names.len());
     }
     Ok(())
 }
 
+/// A lifecycle error in the CLI's words.
+fn vm_error(err: VmError) -> anyhow::Error {
+    match &err {
+        VmError::Transition {
+            name,
+            source: TransitionError {
+                action: Action::Stop, ..
+            },
+        } => anyhow::anyhow!("VM `{name}` is not running; `moby ps -a` lists VMs"),
+        VmError::State(vmm::state::StateError::Unknown { .. }) => anyhow::anyhow!("{err}; `moby ps -a` lists VMs"),
+        _ => err.into(),
+    }
+}
+
+pub fn stop(args: StopArgs) -> Result<()> {
+    let root = state_root()?;
+    let rt = runtime()?;
+    let timeout = Duration::from_secs(args.timeout);
+    each_instance(&args.names, "stopped", |name| {
+        let stopped = rt.block_on(async {
+            let backend = AnyBackend::for_instance(&root, name)?;
+            backend.stop(name, timeout).await
+        });
+        report_stop(name, stopped.map_err(vm_error)?, args.timeout);
+        Ok(())
+    })
+}
+
 fn report_stop(name: &str, stopped: Stopped, timeout_secs: u64) {
     match stopped {
-        Stopped::PoweredDown(s) if s.reason == ShutdownReason::GuestShutdown => {
-            tracing::info!("VM `{name}` powered off after the ACPI power button")
-        }
-        Stopped::PoweredDown(s) => tracing::info!("VM `{name}` stopped ({})", s.reason),
+        Stopped::PoweredDown => tracing::info!("VM `{name}` powered off after the ACPI power button"),
+        Stopped::ShutDown(reason) => tracing::info!("VM `{name}` stopped ({reason})"),
         Stopped::Quit => tracing::warn!(
-            "VM `{name}` did not power off within {timeout_secs}s of the ACPI power button; qemu was told to quit"
+            "VM `{name}` did not power off within {timeout_secs}s of the ACPI power button; it was told to quit"
         ),
         Stopped::Signalled(why) => {
-            tracing::warn!("VM `{name}`: QMP did not answer ({why}); qemu was terminated by signal")
+            tracing::warn!("VM `{name}`: the VM program did not answer ({why}); it was terminated by signal")
         }
     }
 }
 
+pub fn rm(args: RmArgs) -> Result<()> {
+    let root = state_root()?;
+    let rt = runtime()?;
+    let timeout = Duration::from_secs(args.timeout);
+    each_instance(&args.names, "removed", |name| {
+        rt.block_on(async {
+            let backend = AnyBackend::for_instance(&root, name)?;
+            backend.destroy(name, timeout).await
+        })
+        .map_err(vm_error)?;
+        tracing::info!("VM `{name}` removed");
+        Ok(())
+    })
+}
+
 pub fn console(args: ConsoleArgs) -> Result<()> {
     let root = state_root()?;
-    let state = control::existing(&root, &args.name)?;
-    let ProcessStatus::Running { .. } = state.status()? else {
-        bail!(
-            "VM `{}` is not running; its last console output is in {}",
-            args.name,
-            state.console_log().display()
-        );
-    };
-    if let Some(owner) = InstanceRecord::read(&state)?.and_then(|r| r.owner_pid) {
-        if process_alive(owner) {
-            bail!(
-                "VM `{}` runs in the foreground of `moby run` (pid {owner}), which holds its console; \
-                 its output is also in {}",
-                args.name,
-                state.console_log().display()
-            );
-        }
-    }
-    if !args.no_replay {
-        crate::print_text(std::fs::read(state.console_log()).unwrap_or_default())?;
+    let rt = runtime()?;
+    let name = &args.name;
+    let console = rt
+        .block_on(async { AnyBackend::for_instance(&root, name)?.console(name).await })
+        .map_err(vm_error)?;
+    if let (false, Some(log)) = (args.no_replay, console.history()) {
+        crate::print_text(std::fs::read(log).unwrap_or_default())?;
     }
     let mut stdout = std::io::stdout();
-    tracing::info!("attached to `{}`; Ctrl-] detaches", args.name);
+    tracing::info!("attached to `{name}`; Ctrl-] detaches");
     let raw = RawTerminal::enter(false).context("cannot put the terminal in raw mode")?;
-    let end = runtime()?.block_on(async {
-        let stream = console::attach(&state.console_socket()).await?;
-        console::relay(stream, Some(DETACH_BYTE), &mut stdout).await
-    });
+    let end = rt.block_on(console::relay(console, Some(DETACH_BYTE), &mut stdout));
     let _ = stdout.flush();
     drop(raw);
     match end? {
-        RelayEnd::Detached => tracing::info!("detached from `{}`; it keeps running", args.name),
-        RelayEnd::Closed => tracing::info!("VM `{}` exited", args.name),
+        RelayEnd::Detached => tracing::info!("detached from `{name}`; it keeps running"),
+        RelayEnd::Closed => tracing::info!("VM `{name}` exited"),
     }
     Ok(())
 }

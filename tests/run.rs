@@ -159,7 +159,8 @@ fn foreground_vm_publishes_reads_userdata_sees_disk_and_powers_down_on_ctrl_c() 
             "instance.json",
             "lock",
             "mac-addr",
-            "qemu.log"
+            "qemu.log",
+            "record.lock"
         ]
     );
     let log = std::fs::read_to_string(state.join("console.log")).unwrap();
@@ -192,7 +193,7 @@ fn detached_vm_is_listed_attached_to_and_stopped() {
     let again = host.output(&["run", "--accel", "tcg", "-d", prefix_arg]);
     assert!(!again.status.success());
     assert!(
-        stderr(&again).contains(&format!("VM `bg` is still running from {}", state.display())),
+        stderr(&again).contains(&format!("instance `bg` is still running from {}", state.display())),
         "{}",
         stderr(&again)
     );
@@ -446,7 +447,7 @@ fn a_guest_ignoring_the_power_button_is_quit_or_killed() {
         let expected = if second_ctrl_c {
             "VM `deaf` killed"
         } else {
-            "VM `deaf` did not power off within 3s of the ACPI power button; qemu was told to quit"
+            "VM `deaf` did not power off within 3s of the ACPI power button; it was told to quit"
         };
         assert!(err.contains(expected), "{err}");
         assert!(!alive(qemu));

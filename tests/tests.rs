@@ -7,6 +7,7 @@ mod conformance;
 mod examples;
 mod guest;
 mod init;
+mod lifecycle;
 mod output;
 mod pkg;
 mod progress;

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::termios::{self, LocalModes, OptionalActions, OutputModes, SpecialCodeIndex, Termios};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -87,6 +87,7 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
 pub struct Console {
     from_guest: Box<dyn AsyncRead + Send + Unpin>,
     to_guest: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    history: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Console {
@@ -103,7 +104,23 @@ impl Console {
         from_guest: Box<dyn AsyncRead + Send + Unpin>,
         to_guest: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     ) -> Console {
-        Console { from_guest, to_guest }
+        Console {
+            from_guest,
+            to_guest,
+            history: None,
+        }
+    }
+
+    /// The same console, whose output so far is kept in `log`.
+    pub fn with_history(mut self, log: PathBuf) -> Console {
+        self.history = Some(log);
+        self
+    }
+
+    /// The file holding what the console printed before it was attached to, if the backend
+    /// keeps one.
+    pub fn history(&self) -> Option<&Path> {
+        self.history.as_deref()
     }
 
     /// Connects to a console socket the VM program listens on (qemu's `console.sock`).
@@ -126,6 +143,7 @@ pub async fn relay(console: Console, detach: Option<u8>, out: &mut (dyn Write + 
     let Console {
         mut from_guest,
         to_guest,
+        ..
     } = console;
     let mut input = to_guest.is_some().then(stdin_reader);
     let mut to_guest = to_guest.unwrap_or_else(|| Box::new(tokio::io::sink()));
@@ -141,7 +159,12 @@ pub async fn relay(console: Console, detach: Option<u8>, out: &mut (dyn Write + 
                 out.write_all(&buf[..n])?;
                 out.flush()?;
             }
-            bytes = async { input.as_mut().expect("guarded").recv().await }, if input.is_some() => {
+            bytes = async {
+                match input.as_mut() {
+                    Some(input) => input.recv().await,
+                    None => std::future::pending().await,
+                }
+            }, if input.is_some() => {
                 let Some(bytes) = bytes else {
                     input = None;
                     continue;

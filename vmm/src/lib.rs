@@ -35,3 +35,4 @@ pub mod vmware;
 pub use backend::{AnyBackend, Backend, Ending, RunEnd, Stopped};
 pub use error::VmError;
 pub use instance::{BackendKind, InstanceRecord, InstanceState, Request, Tags};
+pub use state::StateRoot;

@@ -106,14 +106,14 @@ pub enum StateError {
         why: String,
     },
     /// No instance of that name.
-    #[error("no instance named `{name}` (no {dir})")]
+    #[error("no instance named `{name}` (no record in {dir})")]
     Unknown {
         /// The name.
         name: String,
         /// The directory looked for.
         dir: PathBuf,
     },
-    /// A directory of that name that is not an instance.
+    /// A state directory without a record where one is needed.
     #[error("{dir} holds no instance record: it is not an instance's state dir (or its start never got that far)")]
     NoRecord {
         /// The state directory.
@@ -339,18 +339,20 @@ impl StateRoot {
         Ok(StateDir::new(dir, name, kind))
     }
 
-    /// The instance `name` and its record: [`StateError::Unknown`] without a directory,
-    /// [`StateError::NoRecord`] without a record.
+    /// The instance `name` and its record; [`StateError::Unknown`] without a record (no
+    /// directory, or one that only keeps the disks of a destroyed instance for the next of that
+    /// name).
     pub fn open(&self, name: &str) -> Result<(StateDir, InstanceRecord), StateError> {
         check_name(name)?;
         let dir = self.base.join(name);
+        let unknown = || StateError::Unknown {
+            name: name.to_string(),
+            dir: dir.clone(),
+        };
         if !dir.is_dir() {
-            return Err(StateError::Unknown {
-                name: name.to_string(),
-                dir,
-            });
+            return Err(unknown());
         }
-        let record = InstanceRecord::read_from(&dir.join(RECORD_FILE))?.ok_or(StateError::NoRecord { dir })?;
+        let record = InstanceRecord::read_from(&dir.join(RECORD_FILE))?.ok_or_else(unknown)?;
         let state = self.instance(name, record.backend)?;
         Ok((state, record))
     }
@@ -1046,8 +1048,8 @@ mod tests {
         assert_eq!(list[0].0.dir(), base.path().join("a"));
         let e = root.open("damaged").expect_err("damaged").to_string();
         assert!(e.contains("is not an instance record"), "{e}");
-        let e = root.open("no-record").expect_err("no record").to_string();
-        assert!(e.contains("holds no instance record"), "{e}");
+        let e = root.open("no-record").expect_err("no record");
+        assert!(matches!(e, StateError::Unknown { .. }), "{e}");
         let e = root.open("nope").expect_err("unknown").to_string();
         assert!(e.starts_with("no instance named `nope`"), "{e}");
     }

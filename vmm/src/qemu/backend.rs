@@ -316,12 +316,13 @@ impl Backend for Qemu {
                 "it runs in the foreground of process {owner}, which holds its console"
             )));
         }
-        Console::attach(&state.console_socket())
+        let console = Console::attach(&state.console_socket())
             .await
             .map_err(|source| VmError::Io {
                 doing: "attach to the console",
                 path: state.console_socket(),
                 source,
-            })
+            })?;
+        Ok(console.with_history(state.console_log()))
     }
 }
