@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use vmm::console::RawTerminal;
 use vmm::machine::{BootError, BootKind, DiskSpec, PublishedPort};
 use vmm::qemu::launch::LaunchError;
-use vmm::qemu::Qemu;
+use vmm::qemu::{Qemu, QemuError};
 use vmm::{AnyBackend, Backend, Ending, Request, StateRoot, VmError};
 
 use crate::cli::{QemuArgs, RunArgs, RunBackend, VmResources};
@@ -183,6 +183,10 @@ pub fn run_error(err: VmError, explicit_state: bool) -> anyhow::Error {
             anyhow::anyhow!("{err}: set MOBY_STATE_HOME to a shorter directory, or give --state a short one")
         }
         VmError::Boot(BootError::NotFound { .. }) => anyhow::anyhow!("{err} (moby build makes one)"),
+        VmError::Firmware(_) => anyhow::anyhow!("{err} (--fw PATH)"),
+        VmError::Qemu(QemuError::QemuNotFound { .. } | QemuError::QemuPathMissing(_)) => {
+            anyhow::anyhow!("{err} (--qemu PATH)")
+        }
         VmError::State(vmm::state::StateError::Running { name, .. })
         | VmError::State(vmm::state::StateError::Locked { name, .. }) => {
             anyhow::anyhow!("{err} (moby stop {name}, or --state DIR)")

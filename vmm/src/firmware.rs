@@ -27,7 +27,7 @@ pub struct UefiFirmware {
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
     /// No firmware in any known place.
-    #[error("no UEFI firmware found for {arch} (looked in {looked}): install it (apt-get install {package}) or give its path with --fw")]
+    #[error("no UEFI firmware found for {arch} (looked in {looked}): install it (Debian package {package}) or give its path")]
     NotFound {
         /// Guest architecture.
         arch: Arch,
@@ -37,9 +37,7 @@ pub enum FirmwareError {
         package: &'static str,
     },
     /// `--fw` names a file that does not exist.
-    #[error(
-        "firmware {0} does not exist: check the --fw path, or install ovmf (apt-get install ovmf) and leave --fw out"
-    )]
+    #[error("firmware {0} does not exist: check its path, or install OVMF (Debian package ovmf) and let it be found")]
     FwMissing(PathBuf),
     /// Copying the VARS template into the state dir failed.
     #[error("cannot copy UEFI variable store {from} to {to}: {source}")]
@@ -195,9 +193,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cands = vec![(d.path().join("OVMF_CODE.fd"), Some(d.path().join("OVMF_VARS.fd")))];
         let e = find_in(Arch::X86_64, None, &cands).unwrap_err().to_string();
-        assert!(e.contains("apt-get install ovmf") && e.contains("--fw"), "{e}");
+        assert!(e.contains("Debian package ovmf") && !e.contains("--"), "{e}");
         let e = find_in(Arch::Aarch64, None, &[]).unwrap_err().to_string();
-        assert!(e.contains("apt-get install qemu-efi-aarch64"), "{e}");
+        assert!(e.contains("Debian package qemu-efi-aarch64"), "{e}");
         let e = find(Arch::X86_64, Some(&d.path().join("nope.fd"))).unwrap_err();
         assert!(matches!(e, FirmwareError::FwMissing(_)));
     }
