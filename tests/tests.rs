@@ -1,6 +1,9 @@
 //! Integration tests: one binary (see `[[test]]` in Cargo.toml), each module starting the real
 //! processes it needs.
 
+// Test helpers outside #[test] functions fail loudly too (clippy.toml covers only the tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cache;
 mod cli;
 mod conformance;

@@ -1,5 +1,8 @@
 //! The QMP client against a real qemu (no guest needed: `-machine none` or `-S`).
 
+// Test helpers outside #[test] functions fail loudly too (clippy.toml covers only the tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
