@@ -4,15 +4,15 @@
 //!
 //! A build is three calls, each returning the crate's one [`Error`]:
 //!
-//! 1. [`load`] reads spec files ([`Source`]) into a checked [`Spec`]; relative host paths lead
+//! 1. [`load()`] reads spec files ([`Source`]) into a checked [`Spec`]; relative host paths lead
 //!    under the directory the caller names in [`HostPaths`], `@pkg:` templates resolve through
 //!    [`Packages`].
-//! 2. [`resolve`] makes every image the spec names available in the cache (pulling what is
+//! 2. [`resolve()`] makes every image the spec names available in the cache (pulling what is
 //!    missing) and pins it for the target platform: a [`ResolvedSpec`], whose
 //!    [`digest`](ResolvedSpec::digest) tells whether an image was already built from the same
 //!    inputs.
 //! 3. [`build_outputs`] writes the image in several [`Format`]s at once into a directory under
-//!    LinuxKit's names, or one format into a stream ([`Outputs`]); [`build`] writes it into any
+//!    LinuxKit's names, or one format into a stream ([`Outputs`]); [`build()`] writes it into any
 //!    [`EntrySink`].
 //!
 //! [`Cache`] lists, removes, imports and exports cached images and builds and pushes packages.

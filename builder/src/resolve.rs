@@ -39,7 +39,7 @@ impl BuildOptions {
 }
 
 /// A spec with every image it names in the cache, pinned to its digest for the build's platform:
-/// what [`crate::build`] and [`crate::build_outputs`] take, so that building never looks an
+/// what [`crate::build()`] and [`crate::build_outputs`] take, so that building never looks an
 /// image up again. Made only by [`resolve`].
 #[derive(Debug, Clone)]
 pub struct ResolvedSpec {

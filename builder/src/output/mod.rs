@@ -1,16 +1,17 @@
 //! Output formats: sinks that consume the assembled entry stream.
 //!
 //! Each format is an [`EntrySink`]; [`Outputs`] says which formats a build writes and where, and
-//! builds their sinks, fed from one build through a [`Tee`] when there are several. File outputs are written under temporary names and renamed into
-//! place in [`EntrySink::finish`], so a build that fails (or a sink dropped without `finish`)
-//! leaves no partial files and keeps the previous build's outputs.
+//! builds their sinks, fed from one build through a `Tee` when there are several. File outputs
+//! are written under temporary names and renamed into place in [`EntrySink::finish`], so a build
+//! that fails (or a sink dropped without `finish`) leaves no partial files and keeps the previous
+//! build's outputs.
 //!
 //! | format | files |
 //! |---|---|
 //! | `tar` | `NAME.tar` or the given output file / standard output |
 //! | `docker` | like `tar`, plus a `Dockerfile` entry at the end (`NAME.docker` by default) |
-//! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` ([`kernel_initrd`]) |
-//! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces ([`tar_kernel_initrd`]) |
+//! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` (`kernel_initrd.rs`) |
+//! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces (`tar_kernel_initrd.rs`) |
 
 pub mod cpio;
 mod destination;
@@ -318,8 +319,8 @@ impl FromStr for Format {
     }
 }
 
-/// Where a streamable format (`tar`, `docker`) goes instead of its default file; see
-/// [`OutputWriter`] for what happens to what is already there.
+/// Where a single-stream format (`tar`, `docker`) or a cache export goes. A regular file is
+/// replaced only once the output is complete; a FIFO or character device is written in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputFile {
     /// Standard output (`-o -`).

@@ -31,7 +31,7 @@ impl HostPaths {
     }
 }
 
-/// A spec read from its files and checked by [`super::load`], the only way to make one: what
+/// A spec read from its files and checked by [`super::load()`], the only way to make one: what
 /// reaches a build has passed every check of the loader. It reads as the merged [`Moby`]
 /// model it holds (through `Deref`).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,9 @@
 //! The YAML spec: parsing, validation, merging and metadata serialisation.
 //!
-//! [`load`] reads one or more spec files into a [`Spec`], the merged [`Moby`](model::Moby) model
+//! [`load()`] reads one or more spec files into a [`Spec`], the merged [`Moby`](model::Moby) model
 //! with the [`HostPaths`] its relative paths lead to, reporting every problem with its file, line,
 //! column and path; [`parse_label`] reads an image's `org.mobyproject.config` label;
-//! [`metadata`] writes the merged spec the way LinuxKit's `files[].metadata` does.
+//! [`Spec::metadata`] writes the merged spec the way LinuxKit's `files[].metadata` does.
 
 mod error;
 pub(crate) mod fields;

@@ -180,7 +180,7 @@ struct Pending {
 }
 
 impl<R: Read> TarReader<R> {
-    /// A reader over `inner` with a [`DEFAULT_BUFFER`]-byte buffer.
+    /// A reader over `inner` with a 256 KiB buffer.
     pub fn new(inner: R) -> TarReader<R> {
         TarReader::with_capacity(DEFAULT_BUFFER, inner)
     }
