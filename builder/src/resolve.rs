@@ -45,7 +45,6 @@ impl BuildOptions {
 pub struct ResolvedSpec {
     spec: Spec,
     store: Store,
-    platform: Platform,
     /// The images unpacked as filesystems, by reference.
     images: HashMap<Reference, ResolvedImage>,
     digest: String,
@@ -56,11 +55,6 @@ impl ResolvedSpec {
     /// The spec.
     pub fn spec(&self) -> &Spec {
         &self.spec
-    }
-
-    /// The platform the images were resolved for.
-    pub fn platform(&self) -> &Platform {
-        &self.platform
     }
 
     /// `sha256:<hex>` over a canonical form of what the build reads: the spec's meaning (not its
@@ -126,7 +120,6 @@ pub fn resolve(spec: &Spec, options: &BuildOptions) -> Result<ResolvedSpec, Erro
     Ok(ResolvedSpec {
         spec: spec.clone(),
         store,
-        platform: options.platform.clone(),
         images: references.into_iter().zip(resolved).collect(),
         digest,
         progress: options.progress.clone(),
