@@ -4,13 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use builder::build::{build, BuildOptions};
-use builder::image::{parse_mirror, Platform, Store};
-use builder::output::{self, Format, OutputFile, SinkOptions, Tee};
-use builder::pkg::Packages;
-use builder::progress::Progress;
-use builder::spec::{self, MetadataFormat, Source};
-use builder::tar::EntrySink;
+use builder::{
+    build_outputs, resolve, BuildOptions, Cache, Format, HostPaths, MetadataFormat, OutputFile, Outputs, Packages,
+    Platform, Progress, Source,
+};
 
 use crate::cli::BuildArgs;
 
@@ -19,12 +16,11 @@ const STDIN_NAME: &str = "moby";
 
 pub fn run(args: BuildArgs, progress: Option<Arc<dyn Progress>>) -> Result<()> {
     // Flags first: a mistake in them is reported before any spec is read.
-    let formats = formats(&args)?;
-    let destination = destination(&args, &formats)?;
-    let options = BuildOptions {
-        cache_dir: args.cache.clone().unwrap_or_else(Store::default_dir),
+    let outputs = outputs(&args)?;
+    let mut options = BuildOptions {
+        cache_dir: args.cache.clone().unwrap_or_else(Cache::default_dir),
         always_pull: args.pull,
-        mirrors: args.mirrors.iter().map(|m| parse_mirror(m)).collect::<Result<_, _>>()?,
+        mirrors: Vec::new(),
         platform: match &args.arch {
             Some(arch) => target_platform(arch)?,
             None => Platform::host(),
@@ -32,36 +28,28 @@ pub fn run(args: BuildArgs, progress: Option<Arc<dyn Progress>>) -> Result<()> {
         docker_config: args.docker_config.clone(),
         progress,
     };
+    for mirror in &args.mirrors {
+        options.add_mirror(mirror)?;
+    }
 
     crate::remove_partial_outputs_on_signals()?;
     let sources = read_sources(&args.files)?;
-    let moby = spec::load(&sources, Some(&Packages)).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
+    let spec = builder::load(&sources, host_paths()?, Some(&Packages))?;
     if args.dry_run {
-        return crate::print_text(spec::metadata(&moby, MetadataFormat::Yaml));
+        return crate::print_text(spec.metadata(MetadataFormat::Yaml));
     }
-    std::fs::create_dir_all(&destination.dir)
-        .with_context(|| format!("cannot create output directory {}", destination.dir.display()))?;
-
-    let mut sink_options = SinkOptions {
-        output_file: destination.output_file.clone(),
-        ..SinkOptions::default()
-    };
-    if let Some(level) = args.compression_level {
-        sink_options.gzip.level = level;
-    }
-    let mut sinks = Vec::new();
-    for format in &formats {
-        let sink = output::sink_for(*format, &destination.dir, &destination.name, &sink_options)
-            .with_context(|| format!("preparing the {format} output"))?;
-        sinks.push(sink);
-    }
-    let mut sink: Box<dyn EntrySink + Send> = if sinks.len() == 1 {
-        sinks.remove(0)
-    } else {
-        Box::new(Tee::new(sinks))
-    };
-    build(&moby, &options, sink.as_mut())?;
+    let resolved = resolve(&spec, &options)?;
+    build_outputs(&resolved, &outputs)?;
     Ok(())
+}
+
+/// LinuxKit's paths: relative spec paths are relative to where moby runs, `~/` is `$HOME`.
+fn host_paths() -> Result<HostPaths> {
+    let base_dir = std::env::current_dir().context("cannot find the current directory")?;
+    let home_dir = std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from);
+    Ok(HostPaths { base_dir, home_dir })
 }
 
 /// The architectures LinuxKit builds images for, by their OCI names.
@@ -79,7 +67,7 @@ fn target_platform(arch: &str) -> Result<Platform> {
     Ok(platform)
 }
 
-/// Reads every spec file (or stdin for `-`), each at most `spec::MAX_SPEC_BYTES`.
+/// Reads every spec file (or stdin for `-`), each at most `builder::spec::MAX_SPEC_BYTES`.
 fn read_sources(files: &[String]) -> Result<Vec<Source>> {
     files
         .iter()
@@ -110,47 +98,34 @@ fn formats(args: &BuildArgs) -> Result<Vec<Format>> {
     Ok(formats)
 }
 
-/// Where the outputs go.
-struct Destination {
-    dir: PathBuf,
-    name: String,
-    output_file: Option<OutputFile>,
-}
-
 /// LinuxKit's naming: `-o` for one streamable format, else `DIR/NAME.tar`, `DIR/NAME-kernel`, ...
-fn destination(args: &BuildArgs, formats: &[Format]) -> Result<Destination> {
-    if let Some(output) = &args.output {
-        if formats.len() > 1 {
+fn outputs(args: &BuildArgs) -> Result<Outputs> {
+    let formats = formats(args)?;
+    let outputs = if let Some(output) = &args.output {
+        let [format] = formats.as_slice() else {
             bail!(
                 "-o writes a single output, but {} formats were asked for",
                 formats.len()
             );
-        }
+        };
         if args.name.is_some() || args.dir.is_some() {
             bail!("-o cannot be combined with --name or --dir");
         }
-        if !formats[0].is_streamable() {
-            bail!(
-                "-o cannot be used with format {}: it writes several files; use --dir and --name",
-                formats[0]
-            );
+        if !format.is_streamable() {
+            bail!("-o cannot be used with format {format}: it writes several files; use --dir and --name");
         }
-        return Ok(Destination {
-            dir: PathBuf::from("."),
-            name: STDIN_NAME.into(),
-            output_file: Some(output_file(output)),
-        });
-    }
-    let name = args.name.clone().unwrap_or_else(|| default_name(&args.files));
-    output::check_name(&name).with_context(|| match (&args.name, args.files.last()) {
-        (None, Some(file)) => format!("{file}: the outputs are named after it; give them a name with --name"),
-        _ => "--name".to_string(),
-    })?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    Ok(Destination {
-        dir,
-        name,
-        output_file: None,
+        Outputs::stream(*format, output_file(output))?
+    } else {
+        let name = args.name.clone().unwrap_or_else(|| default_name(&args.files));
+        let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        Outputs::in_dir(dir, &name, &formats).with_context(|| match (&args.name, args.files.last()) {
+            (None, Some(file)) => format!("{file}: the outputs are named after it; give them a name with --name"),
+            _ => "--name".to_string(),
+        })?
+    };
+    Ok(match args.compression_level {
+        Some(level) => outputs.with_compression_level(level),
+        None => outputs,
     })
 }
 

@@ -4,18 +4,17 @@ use std::fs::File;
 use std::io::{self, BufReader};
 
 use anyhow::{bail, Context, Result};
-use builder::image::Store;
-use builder::output::OutputWriter;
+use builder::Cache;
 
 use crate::build_cmd::output_file;
 use crate::cli::{CacheArgs, CacheCommand};
 
 pub fn run(args: CacheArgs) -> Result<()> {
-    let dir = args.cache.unwrap_or_else(Store::default_dir);
-    let store = Store::open(&dir).with_context(|| format!("opening the image cache {}", dir.display()))?;
+    let dir = args.cache.unwrap_or_else(Cache::default_dir);
+    let cache = Cache::open(&dir).with_context(|| format!("opening the image cache {}", dir.display()))?;
     match args.command {
         CacheCommand::Ls => {
-            let listing: String = store
+            let listing: String = cache
                 .list()?
                 .iter()
                 .map(|(name, digest)| format!("{name}\t{digest}\n"))
@@ -25,7 +24,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
         CacheCommand::Rm { images } => {
             let mut missing = Vec::new();
             for image in images {
-                if store.remove(&image)? {
+                if cache.remove(&image)? {
                     tracing::info!("removed {image}");
                 } else {
                     missing.push(image);
@@ -39,12 +38,12 @@ pub fn run(args: CacheArgs) -> Result<()> {
                 );
             }
         }
-        CacheCommand::Clean => store.clean()?,
+        CacheCommand::Clean => cache.clean()?,
         CacheCommand::Import { file } => {
             let imported = if file == "-" {
-                store.import(io::stdin().lock())?
+                cache.import(io::stdin().lock())?
             } else {
-                store.import(BufReader::new(
+                cache.import(BufReader::new(
                     File::open(&file).with_context(|| format!("cannot open {file}"))?,
                 ))?
             };
@@ -54,9 +53,7 @@ pub fn run(args: CacheArgs) -> Result<()> {
         }
         CacheCommand::Export { image, output } => {
             crate::remove_partial_outputs_on_signals()?;
-            let mut out = OutputWriter::open(&output_file(&output))?;
-            store.export(&image, &mut out)?;
-            out.commit()?;
+            cache.export(&image, &output_file(&output))?;
         }
     }
     Ok(())

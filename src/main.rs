@@ -16,9 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::task::Poll;
 
-use builder::assemble::BuildError;
-use builder::image::DamagedBlob;
-use builder::progress::Progress;
+use builder::Progress;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -94,7 +92,7 @@ pub fn remove_partial_outputs_on_signals() -> anyhow::Result<()> {
                 Poll::Pending
             }
         }));
-        builder::output::remove_partial_outputs();
+        builder::remove_partial_outputs();
         // The build may be blocked anywhere (a pull, a FIFO without a reader): only ending the
         // process stops it.
         #[allow(clippy::exit)]
@@ -152,10 +150,9 @@ fn report(err: &anyhow::Error) -> String {
 
 /// What to do, in the CLI's words, about an error whose library text cannot name commands.
 fn hint(err: &anyhow::Error) -> Option<String> {
-    let damage = err.chain().find_map(|cause| match cause.downcast_ref::<BuildError>() {
-        Some(BuildError::Image(image)) => DamagedBlob::find(&**image),
-        _ => DamagedBlob::find(cause),
-    })?;
+    let damage = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<builder::Error>()?.damaged_blob())?;
     Some(format!(
         "run `moby cache rm {}`, or build again with --pull, to fetch a good copy of the image",
         damage.image

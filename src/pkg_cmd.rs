@@ -3,15 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use builder::image::{push_image, PushOptions, Store};
-use builder::pkg::debs::DebCache;
-use builder::pkg::{build_package, update_lock, BuildOutcome, LockUpdate, Package, PkgBuildOptions, PkgError};
-use builder::Reference;
+use builder::{update_lock, BuildOutcome, Cache, LockUpdate, Package, PkgBuildOptions, PushOptions, LOCK_FILE};
 
 use crate::cli::{PkgArgs, PkgCommand};
 
 pub fn run(args: PkgArgs) -> Result<()> {
-    let cache = args.cache.unwrap_or_else(Store::default_dir);
+    let cache_dir = args.cache.unwrap_or_else(Cache::default_dir);
     let mut options = PkgBuildOptions::new();
     if let Some(dir) = args.deb_cache {
         options.deb_cache = dir;
@@ -24,10 +21,9 @@ pub fn run(args: PkgArgs) -> Result<()> {
             Ok(())
         }
         PkgCommand::Lock { dirs } => {
-            let debs = DebCache::new(&options.deb_cache);
             for dir in dirs {
-                let lock = dir.join(builder::pkg::lock::LOCK_FILE);
-                match update_lock(&dir, &debs)? {
+                let lock = dir.join(LOCK_FILE);
+                match update_lock(&dir, &options)? {
                     LockUpdate::Written(n) => tracing::info!("{}: {n} packages pinned", lock.display()),
                     LockUpdate::Unchanged(n) => tracing::info!("{}: unchanged ({n} packages)", lock.display()),
                     LockUpdate::Removed => tracing::info!("{}: removed (no debs: steps)", lock.display()),
@@ -38,9 +34,9 @@ pub fn run(args: PkgArgs) -> Result<()> {
         }
         PkgCommand::Build { force, dirs } => {
             options.force = force;
-            let store = Store::open(&cache)?;
+            let cache = Cache::open(&cache_dir)?;
             for dir in dirs {
-                build(&dir, &store, &options)?;
+                build(&dir, &cache, &options)?;
             }
             Ok(())
         }
@@ -51,19 +47,18 @@ pub fn run(args: PkgArgs) -> Result<()> {
             dirs,
         } => {
             options.force = force;
-            let store = Store::open(&cache)?;
+            let cache = Cache::open(&cache_dir)?;
             for dir in dirs {
-                let package = build(&dir, &store, &options)?;
-                let local = Reference::parse(&package.full_tag())?;
+                let package = build(&dir, &cache, &options)?;
                 let remote_name = match &registry {
                     Some(host) => format!("{}/{}", host.trim_end_matches('/'), package.full_tag()),
                     None => package.full_tag(),
                 };
-                let remote = Reference::parse(&remote_name)?;
                 let options = PushOptions {
                     docker_config: docker_config.clone(),
                 };
-                let digest = push_image(&store, &local, &remote, &options)
+                let digest = cache
+                    .push(&package.full_tag(), &remote_name, &options)
                     .with_context(|| format!("pushing package {}", dir.display()))?;
                 crate::print_text(format!("{remote_name}@{digest}\n"))?;
             }
@@ -73,13 +68,16 @@ pub fn run(args: PkgArgs) -> Result<()> {
 }
 
 /// Builds one package, saying what happened; returns its identity.
-fn build(dir: &Path, store: &Store, options: &PkgBuildOptions) -> Result<Package> {
-    let (package, outcome) = build_package(dir, store, options).map_err(|e| match e {
-        PkgError::Lock { .. } => anyhow::anyhow!(
-            "{e}\n(`moby pkg lock {}` pins what apt offers now; review and commit the lock with the package)",
-            dir.display()
-        ),
-        e => e.into(),
+fn build(dir: &Path, cache: &Cache, options: &PkgBuildOptions) -> Result<Package> {
+    let (package, outcome) = cache.build_package(dir, options).map_err(|e| {
+        if e.is_package_lock() {
+            anyhow::anyhow!(
+                "{e}\n(`moby pkg lock {}` pins what apt offers now; review and commit the lock with the package)",
+                dir.display()
+            )
+        } else {
+            e.into()
+        }
     })?;
     match outcome {
         BuildOutcome::Built(manifest) => tracing::info!("built {} ({})", package.full_tag(), manifest.digest),

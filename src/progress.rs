@@ -10,7 +10,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use builder::progress::Progress;
+use builder::Progress;
 
 /// Events come with every network read and every write of the build: redraw at most this often.
 const REDRAW: Duration = Duration::from_millis(100);

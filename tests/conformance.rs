@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use builder::tar::{EntryKind, TarReader};
+use builder::{EntryKind, TarReader};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -113,7 +113,7 @@ impl<W: Write> Initrd<W> {
             "a writable test bundle shares another's tree as its overlay's lower layer"
         );
         let rootfs_mounts = oci_config::rootfs_mounts(&bundle, &lower, generated.readonly);
-        let runtime = oci_config::runtime_json(&generated.runtime, rootfs_mounts);
+        let runtime = oci_config::runtime_json(&generated.runtime, rootfs_mounts).unwrap();
         self.file(&format!("{bundle}/config.json"), 0o644, &generated.config_json);
         self.file(&format!("{bundle}/runtime.json"), 0o644, &runtime);
         self.dir(&format!("{bundle}/rootfs"));

@@ -132,7 +132,7 @@ fn a_package_builds_once_reproducibly_and_feeds_a_spec() {
     .unwrap();
     ws.moby("cache", &["build", "--format", "tar", "--name", "out", "spec.yml"]);
     let tar = std::fs::read(ws.path("out.tar")).unwrap();
-    let mut reader = builder::tar::TarReader::new(&tar[..]);
+    let mut reader = builder::TarReader::new(&tar[..]);
     let mut names = Vec::new();
     let mut config = String::new();
     while let Some(h) = reader.next_header().unwrap() {
@@ -251,11 +251,11 @@ fn host_files_never_reach_a_package_image_through_links() {
         !String::from_utf8_lossy(&tar).contains("SECRET"),
         "a host file is in the image"
     );
-    let mut reader = builder::tar::TarReader::new(&tar[..]);
+    let mut reader = builder::TarReader::new(&tar[..]);
     let mut links = Vec::new();
     while let Some(h) = reader.next_header().unwrap() {
         if let Some(name) = h.name.strip_prefix("containers/onboot/000-h/lower/") {
-            if h.kind == builder::tar::EntryKind::Symlink {
+            if h.kind == builder::EntryKind::Symlink {
                 links.push((name.to_string(), h.link_name.clone()));
             }
         }
@@ -333,7 +333,7 @@ fn debs_steps_install_what_the_lock_pins_and_nothing_else() {
         .unwrap()
         .unwrap();
     let layer = store.open_verified(&tag, &image.layers[0]).unwrap();
-    let mut tar = builder::tar::TarReader::new(flate2::read::GzDecoder::new(layer));
+    let mut tar = builder::TarReader::new(flate2::read::GzDecoder::new(layer));
     let mut found = String::new();
     while let Some(h) = tar.next_header().unwrap() {
         if h.name == "usr/share/moby-lock-test/version" {

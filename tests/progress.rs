@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use builder::tar::{EntryKind, EntrySink, Header, TarWriter};
+use builder::{EntryKind, EntrySink, Header, TarWriter};
 
 use crate::support::moby_bin;
 use crate::support::registry::{pseudo_random, Registry};

@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Cursor, Read, Write};
 use std::time::Instant;
 
 use builder::layer::{flatten, open_layer, LayerSource};
-use builder::tar::{EntryKind, EntrySink, Header, TarReader, TarWriter};
+use builder::{EntryKind, EntrySink, Header, TarReader, TarWriter};
 
 /// A small xorshift generator, so the layer is the same on every run.
 struct Rng(u64);

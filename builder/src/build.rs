@@ -1,103 +1,40 @@
-//! The whole build as one call: resolve (and pull) every image a spec names, then assemble the image
-//! into a sink. This is what the `moby` CLI and the plugin use.
+//! The build: the image of a resolved spec assembled into a sink, or into the files of several
+//! formats at once. This is what the `moby` CLI and the plugin use.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::assemble::{self, BuildError, EntryVisitor, Images};
 use crate::image::{
-    self, DamagedBlob, Descriptor, ImageConfigFile, ImageError, LayoutEntry, Platform, PullOptions, ResolvedImage,
-    Store,
+    self, DamagedBlob, Descriptor, ImageConfigFile, ImageError, LayoutEntry, Platform, ResolvedImage, Store,
 };
 use crate::layer::{self, LayerError, LayerSource};
+use crate::output::Outputs;
 use crate::progress::{self, Progress};
-use crate::spec::model::Moby;
+use crate::resolve::ResolvedSpec;
 use crate::tar::{EntrySink, Header};
-use crate::Reference;
+use crate::{Error, Reference};
 
-/// How to find images.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// The OCI-layout cache directory.
-    pub cache_dir: PathBuf,
-    /// Look in the registry before the cache.
-    pub always_pull: bool,
-    /// Registry mirrors: (registry host, mirror URL).
-    pub mirrors: Vec<(String, String)>,
-    /// The platform to build for.
-    pub platform: Platform,
-    /// Docker `config.json` with registry credentials, if not the default one.
-    pub docker_config: Option<PathBuf>,
-    /// Told how the pulls and the writing of the outputs go.
-    pub progress: Option<Arc<dyn Progress>>,
-}
-
-/// Every image a spec unpacks as a filesystem (all but `format: oci` volumes), each once, in spec
-/// order.
-pub fn filesystem_references(moby: &Moby) -> Vec<Reference> {
-    let containers = moby
-        .onboot
-        .iter()
-        .chain(&moby.onshutdown)
-        .chain(&moby.services)
-        .map(|c| c.image.as_str());
-    let volumes = moby
-        .volumes
-        .iter()
-        .filter(|v| v.format != "oci")
-        .map(|v| v.image.as_str());
-    let names = std::iter::once(moby.kernel.image.as_str())
-        .chain(moby.init.iter().map(String::as_str))
-        .chain(volumes)
-        .chain(containers);
-    let mut seen = std::collections::HashSet::new();
-    names
-        .filter(|name| !name.is_empty())
-        .filter_map(|name| Reference::parse(name).ok())
-        .filter(|r| seen.insert(r.clone()))
-        .collect()
-}
-
-/// The images of `format: oci` volumes, with the platforms each keeps (all when empty).
-fn oci_volume_references(moby: &Moby) -> Result<Vec<(Reference, Vec<Platform>)>, BuildError> {
-    let mut volumes = Vec::new();
-    for volume in moby.volumes.iter().filter(|v| v.format == "oci" && !v.image.is_empty()) {
-        let Ok(reference) = Reference::parse(&volume.image) else {
-            continue;
-        };
-        let platforms = volume
-            .platforms
-            .iter()
-            .map(|p| Platform::parse(p))
-            .collect::<Result<_, _>>()?;
-        volumes.push((reference, platforms));
-    }
-    Ok(volumes)
-}
-
-/// Resolves every image of `moby` (pulling what the cache lacks) and writes the image into `sink`.
-pub fn build(moby: &Moby, options: &BuildOptions, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
-    let store = Store::open(&options.cache_dir)?;
-    let pull = PullOptions {
-        always_pull: options.always_pull,
-        mirrors: options.mirrors.clone(),
-        platform: options.platform.clone(),
-        docker_config: options.docker_config.clone(),
-        stall_timeout: None,
-        progress: options.progress.clone(),
-    };
-    let references = filesystem_references(moby);
-    let resolved = image::ensure_images(&store, &references, &pull)?;
-    image::ensure_layouts(&store, &oci_volume_references(moby)?, &pull)?;
-    let progress = progress::or_silent(&options.progress);
+/// Writes the image of `resolved` into `sink`, then finishes the sink.
+pub fn build(resolved: &ResolvedSpec, sink: &mut dyn EntrySink) -> Result<(), Error> {
+    let progress = progress::or_silent(resolved.progress());
     let images = StoreImages {
-        store: &store,
-        resolved: references.into_iter().zip(resolved).collect(),
+        store: resolved.store(),
+        resolved: resolved.images(),
         progress,
     };
-    assemble::assemble(moby, &images, &mut CountingSink { sink, progress })
+    assemble::assemble(resolved.spec(), &images, &mut CountingSink { sink, progress })?;
+    Ok(())
+}
+
+/// Writes the image of `resolved` in every format of `outputs`, from one pass over the images;
+/// returns the files written. Each file appears under its final name only once the whole build
+/// succeeded, replacing those of an earlier build.
+pub fn build_outputs(resolved: &ResolvedSpec, outputs: &Outputs) -> Result<Vec<PathBuf>, Error> {
+    let mut sink = outputs.open()?;
+    build(resolved, sink.as_mut())?;
+    Ok(outputs.written())
 }
 
 /// Tells `progress` how many bytes of file contents pass on to `sink`.
@@ -125,7 +62,7 @@ impl EntrySink for CountingSink<'_> {
 /// [`Images`] backed by the local store, with layers flattened on the fly.
 struct StoreImages<'a> {
     store: &'a Store,
-    resolved: HashMap<Reference, ResolvedImage>,
+    resolved: &'a HashMap<Reference, ResolvedImage>,
     progress: &'a dyn Progress,
 }
 
@@ -218,39 +155,51 @@ impl Images for StoreImages<'_> {
 mod tests {
     use super::*;
     use crate::image::{corpus_copy, LayerFile};
-    use crate::spec::Source;
+    use crate::resolve::{resolve, BuildOptions};
+    use crate::spec::{HostPaths, Source};
     use crate::tar::TarWriter;
+    use std::sync::Arc;
 
     const HELLO: &str = "localhost:5000/conformance/hello:v1";
     const INIT: &str = "localhost:5000/conformance/init:v1";
     const KERNEL: &str = "localhost:5000/conformance/kernel:6.6.0";
 
     /// Builds `spec` from the cache `store` into a tar held in memory.
-    fn build_tar(store: &Store, spec: &str) -> Result<Vec<u8>, BuildError> {
+    fn build_tar(store: &Store, spec: &str) -> Result<Vec<u8>, Error> {
         build_tar_telling(store, spec, None)
     }
 
-    /// [`build_tar`], telling `progress`.
-    fn build_tar_telling(
-        store: &Store,
-        spec: &str,
-        progress: Option<Arc<dyn crate::progress::Progress>>,
-    ) -> Result<Vec<u8>, BuildError> {
-        let source = Source {
-            name: "test.yml".into(),
-            text: spec.into(),
-        };
-        let moby = crate::spec::load(&[source], None).unwrap();
-        let options = BuildOptions {
+    /// The options of a build for linux/amd64 from the cache `store`.
+    pub(crate) fn options(store: &Store, progress: Option<Arc<dyn Progress>>) -> BuildOptions {
+        BuildOptions {
             cache_dir: store.dir().to_path_buf(),
             always_pull: false,
             mirrors: Vec::new(),
             platform: Platform::linux("amd64"),
             docker_config: None,
             progress,
+        }
+    }
+
+    /// `text` loaded as the spec `test.yml`, its host paths under `base_dir`.
+    pub(crate) fn load(text: &str, base_dir: &std::path::Path) -> crate::spec::Spec {
+        let source = Source {
+            name: "test.yml".into(),
+            text: text.into(),
         };
+        let paths = HostPaths {
+            base_dir: base_dir.to_path_buf(),
+            home_dir: None,
+        };
+        crate::spec::load(&[source], paths, None).unwrap()
+    }
+
+    /// [`build_tar`], telling `progress`.
+    fn build_tar_telling(store: &Store, spec: &str, progress: Option<Arc<dyn Progress>>) -> Result<Vec<u8>, Error> {
+        let spec = load(spec, std::path::Path::new("/nonexistent"));
+        let resolved = resolve(&spec, &options(store, progress))?;
         let mut tar = TarWriter::new(Vec::new());
-        build(&moby, &options, &mut tar)?;
+        build(&resolved, &mut tar)?;
         Ok(tar.into_inner())
     }
 
@@ -295,6 +244,108 @@ mod tests {
         format!("onboot:\n  - name: one\n    image: {image}\n")
     }
 
+    /// The digest of the resolution of `text` (host paths under `base_dir`) from `store`.
+    fn digest_of(store: &Store, text: &str, base_dir: &std::path::Path) -> String {
+        let resolved = resolve(&load(text, base_dir), &options(store, None)).unwrap();
+        resolved.digest().to_string()
+    }
+
+    #[test]
+    fn the_digest_follows_the_meaning_of_the_spec_not_its_writing() {
+        let (_tmp, store) = corpus_copy();
+        let base = std::path::Path::new("/nonexistent");
+        let first = digest_of(&store, &onboot(HELLO), base);
+        assert!(first.starts_with("sha256:") && first.len() == 71, "{first}");
+        assert_eq!(digest_of(&store, &onboot(HELLO), base), first);
+        let rewritten = format!("# the same spec\nonboot: [{{name: one, image: \"{HELLO}\"}}]  # one container\n");
+        assert_eq!(digest_of(&store, &rewritten, base), first);
+        let renamed = format!("onboot:\n  - name: two\n    image: {HELLO}\n");
+        assert_ne!(digest_of(&store, &renamed, base), first);
+        let mut other = options(&store, None);
+        other.platform = Platform::linux("arm64");
+        let arm = resolve(&load(&onboot(HELLO), base), &other).unwrap();
+        assert_ne!(arm.digest(), first);
+    }
+
+    #[test]
+    fn the_digest_follows_the_image_a_reference_names() {
+        let (_tmp, store) = corpus_copy();
+        let base = std::path::Path::new("/nonexistent");
+        let first = digest_of(&store, &onboot(HELLO), base);
+        // The tag now names another image: same layers, another config.
+        let hello = resolved(&store, HELLO);
+        let config_path = store.blob_path(&hello.config_descriptor.digest).unwrap();
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(config_path).unwrap()).unwrap();
+        config["author"] = "someone else".into();
+        let layers: Vec<LayerFile> = hello
+            .layers
+            .iter()
+            .map(|layer| LayerFile {
+                path: store.blob_path(&layer.digest).unwrap(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+            })
+            .collect();
+        let config = serde_json::to_vec(&config).unwrap();
+        store
+            .put_image(&Reference::parse(HELLO).unwrap(), &config, &layers)
+            .unwrap();
+        assert_ne!(resolved(&store, HELLO).manifest_digest, hello.manifest_digest);
+        assert_ne!(digest_of(&store, &onboot(HELLO), base), first);
+    }
+
+    /// A relative `source:` is read under the base directory given when loading, whatever the
+    /// process's working directory; the digest covers the file's contents.
+    #[test]
+    fn relative_sources_are_read_under_the_base_directory() {
+        let (_tmp, store) = corpus_copy();
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("moby-base-dir-test");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("motd"), b"from the base directory\n").unwrap();
+        assert!(!std::path::Path::new("moby-base-dir-test/motd").exists());
+        let text = "files:\n  - path: etc/motd\n    source: moby-base-dir-test/motd\n";
+        let resolved = resolve(&load(text, base.path()), &options(&store, None)).unwrap();
+        let mut tar = TarWriter::new(Vec::new());
+        build(&resolved, &mut tar).unwrap();
+        let tar = tar.into_inner();
+        let mut reader = crate::tar::TarReader::new(tar.as_slice());
+        let mut motd = String::new();
+        while let Some(header) = reader.next_header().unwrap() {
+            if header.name == "etc/motd" {
+                reader.read_to_string(&mut motd).unwrap();
+            }
+        }
+        assert_eq!(motd, "from the base directory\n");
+
+        std::fs::write(dir.join("motd"), b"changed\n").unwrap();
+        assert_ne!(digest_of(&store, text, base.path()), resolved.digest());
+        std::fs::remove_file(dir.join("motd")).unwrap();
+        let err = resolve(&load(text, base.path()), &options(&store, None)).unwrap_err();
+        let expected = format!("files[0] (etc/motd): cannot read source {}", dir.join("motd").display());
+        assert!(err.to_string().starts_with(&expected), "{err}");
+    }
+
+    #[test]
+    fn several_formats_are_built_into_a_directory_in_one_call() {
+        let (_tmp, store) = corpus_copy();
+        let out = tempfile::tempdir().unwrap();
+        let text = format!("kernel:\n  image: {KERNEL}\n  cmdline: console=ttyS0\ninit:\n  - {INIT}\n");
+        let resolved = resolve(&load(&text, out.path()), &options(&store, None)).unwrap();
+        let dir = out.path().join("images");
+        let outputs = Outputs::in_dir(&dir, "img", &[crate::Format::Tar, crate::Format::KernelInitrd]).unwrap();
+        let written = build_outputs(&resolved, &outputs).unwrap();
+        let expected = ["img.tar", "img-kernel", "img-initrd.img", "img-cmdline"].map(|name| dir.join(name));
+        assert_eq!(written, expected);
+        let mut tar = TarWriter::new(Vec::new());
+        build(&resolved, &mut tar).unwrap();
+        assert_eq!(std::fs::read(dir.join("img.tar")).unwrap(), tar.into_inner());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("img-cmdline")).unwrap(),
+            "console=ttyS0"
+        );
+    }
+
     fn resolved(store: &Store, image: &str) -> ResolvedImage {
         let reference = Reference::parse(image).unwrap();
         store.resolve(&reference, &Platform::linux("amd64")).unwrap().unwrap()
@@ -308,13 +359,10 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
     }
 
-    fn damage_of(err: BuildError) -> image::DamagedBlob {
-        match err {
-            BuildError::Image(image) => match *image {
-                ImageError::CorruptBlob(damage) => damage,
-                other => panic!("expected a damaged blob, got {other}"),
-            },
-            other => panic!("expected a damaged blob, got {other}"),
+    fn damage_of(err: Error) -> image::DamagedBlob {
+        match err.damaged_blob() {
+            Some(damage) => damage.clone(),
+            None => panic!("expected a damaged blob, got {err}"),
         }
     }
 
@@ -386,7 +434,7 @@ mod tests {
             .unwrap();
         let err = build_tar(&store, &onboot(truncated)).unwrap_err();
         let text = err.to_string();
-        assert!(matches!(&err, BuildError::Layer(_)), "{text}");
+        assert!(matches!(err.build_error(), Some(BuildError::Layer(_))), "{text}");
         assert!(text.contains(truncated) && text.contains(&layer.digest), "{text}");
     }
 
@@ -408,7 +456,7 @@ mod tests {
             .put_image(&Reference::parse(tampered).unwrap(), config.as_bytes(), &[layer])
             .unwrap();
         let err = build_tar(&store, &onboot(tampered)).unwrap_err();
-        let BuildError::Layer(layer_error) = &err else {
+        let Some(BuildError::Layer(layer_error)) = err.build_error() else {
             panic!("expected a layer error, got {err}");
         };
         let LayerError::DiffIdMismatch {

@@ -12,16 +12,14 @@ use std::io;
 use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
 
-/// Serialises `value` as Go's `json.MarshalIndent` with a four-space indent would.
-pub(crate) fn to_go_json<T: Serialize>(value: &T) -> Vec<u8> {
+/// Serialises `value` as Go's `json.MarshalIndent` with a four-space indent would. serde_json fails
+/// only on maps whose keys are not strings (the runtime-spec structs have none) and on I/O errors
+/// (writing into memory has none).
+pub(crate) fn to_go_json<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter::new());
-    // The values are plain structs of strings, numbers and string-keyed maps written into memory:
-    // serde_json can only fail here on non-string map keys or I/O errors, neither of which exists.
-    value
-        .serialize(&mut serializer)
-        .expect("serialising plain runtime-spec structs into memory cannot fail");
-    out
+    value.serialize(&mut serializer)?;
+    Ok(out)
 }
 
 /// Appends `s` as a JSON string literal escaped as Go's encoder escapes it: HTML-safe (`<`, `>`,
@@ -131,7 +129,7 @@ mod tests {
     #[test]
     fn escapes_like_go() {
         let value = vec!["a<b>&c", "line\u{2028}para\u{2029}", "\u{1}\u{8}\u{c}\n\r\t\"\\", "é€"];
-        let out = String::from_utf8(to_go_json(&value)).unwrap();
+        let out = String::from_utf8(to_go_json(&value).unwrap()).unwrap();
         assert_eq!(
             out,
             "[\n    \"a\\u003cb\\u003e\\u0026c\",\n    \"line\\u2028para\\u2029\",\n    \
@@ -154,7 +152,7 @@ mod tests {
         let text = "x<\u{7}\u{c}\u{2029}\"";
         let mut quoted = String::new();
         quote(text, &mut quoted);
-        assert_eq!(quoted.into_bytes(), to_go_json(&text));
+        assert_eq!(quoted.into_bytes(), to_go_json(&text).unwrap());
     }
 
     #[test]
@@ -163,7 +161,7 @@ mod tests {
         map.insert("k<", vec![0u64; 0]);
         map.insert("b", vec![u64::MAX]);
         let empty: BTreeMap<String, String> = BTreeMap::new();
-        let out = String::from_utf8(to_go_json(&(map, empty))).unwrap();
+        let out = String::from_utf8(to_go_json(&(map, empty)).unwrap()).unwrap();
         assert_eq!(
             out,
             "[\n    {\n        \"b\": [\n            18446744073709551615\n        ],\n        \

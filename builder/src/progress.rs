@@ -2,7 +2,7 @@
 //!
 //! The library only reports; deciding whether and how to show progress (a terminal, a log, a
 //! plugin's status) is the caller's, which passes a [`Progress`] in
-//! [`crate::image::PullOptions::progress`] or [`crate::build::BuildOptions::progress`].
+//! [`crate::image::PullOptions::progress`] or [`crate::BuildOptions::progress`].
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -20,7 +20,7 @@ pub fn moby_bin() -> PathBuf {
 pub fn pkg_cargo(name: &str, subcommand: &str) -> (Command, PathBuf) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let krate = fs::canonicalize(repo.join("pkg").join(name)).expect("the package folder");
-    let target_dir = builder::pkg::PkgBuildOptions::new().cargo_target.join(name);
+    let target_dir = builder::PkgBuildOptions::new().cargo_target.join(name);
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .args([
@@ -33,7 +33,7 @@ pub fn pkg_cargo(name: &str, subcommand: &str) -> (Command, PathBuf) {
         ])
         .arg(krate.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", builder::pkg::steps::static_rustflags(&krate, name))
+        .env("RUSTFLAGS", builder::static_rustflags(&krate, name))
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
     (cargo, target_dir)

@@ -90,7 +90,8 @@ impl<'a> Bundles<'a> {
             sink.write_header(&dir_entry("rootfs"))?;
         }
         let mounts = oci_config::rootfs_mounts(&dir, &root, bundle.readonly);
-        let runtime_json = oci_config::runtime_json(&bundle.runtime, mounts);
+        let runtime_json = oci_config::runtime_json(&bundle.runtime, mounts)
+            .map_err(|source| oci_config_error(&location, entry, source))?;
         write_bytes(sink, &file("runtime.json", &runtime_json), &runtime_json)?;
         Ok(())
     }
@@ -117,12 +118,16 @@ impl<'a> Bundles<'a> {
             env: Some(&config.env),
             working_dir: &config.working_dir,
         };
-        oci_config::generate(entry, label.as_ref(), &defaults, self.ids, self.volumes).map_err(|source| {
-            BuildError::OciConfig {
-                location: location.to_string(),
-                image: entry.image.clone(),
-                source: Box::new(source),
-            }
-        })
+        oci_config::generate(entry, label.as_ref(), &defaults, self.ids, self.volumes)
+            .map_err(|source| oci_config_error(location, entry, source))
+    }
+}
+
+/// `source`, about the container `entry` at `location` (e.g. `onboot[2]`).
+fn oci_config_error(location: &str, entry: &Image, source: oci_config::OciConfigError) -> BuildError {
+    BuildError::OciConfig {
+        location: location.to_string(),
+        image: entry.image.clone(),
+        source: Box::new(source),
     }
 }

@@ -2,12 +2,11 @@
 //! missing parent directories.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 use crate::oci_config::IdMap;
 use crate::spec::fields::{self, FileTree};
-use crate::spec::model::{File, IdRef, Moby};
-use crate::spec::{metadata, MetadataFormat};
+use crate::spec::model::{File, IdRef};
+use crate::spec::{HostPaths, MetadataFormat, Spec};
 use crate::tar::{gopath, EntryKind, EntrySink, Header};
 
 use super::{copy_entry, write_bytes, BuildError};
@@ -25,8 +24,9 @@ pub struct FilesError {
 }
 
 /// Writes every `files` entry, in order. The spec's validation already refused unsafe paths; they
-/// are checked again here because a `Moby` need not come from `spec::load`.
-pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+/// are checked again here, as the last line of defence of the host.
+pub(super) fn write_files(spec: &Spec, ids: &IdMap, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    let moby = &**spec;
     if !moby.files.is_empty() {
         tracing::info!("Add files:");
     }
@@ -42,7 +42,7 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
         let path = fields::file_entry_name(&file.path).map_err(fail)?.to_string();
         tree.add(index, &path, file)
             .map_err(|blocked| fail(blocked.message(&file.path, &format!("files[{}]", blocked.index))))?;
-        let Some(contents) = contents(moby, file).map_err(fail)? else {
+        let Some(contents) = contents(spec, file).map_err(fail)? else {
             tracing::debug!(
                 "skipping optional file {} whose source {} is missing",
                 file.path,
@@ -107,6 +107,29 @@ pub(super) fn write_files(moby: &Moby, ids: &IdMap, sink: &mut dyn EntrySink) ->
     Ok(())
 }
 
+/// The digest of the host file each entry copies, for the entries whose contents come from their
+/// `source` (`None` for the others, and for an optional source that does not exist): the files
+/// as a build would read them now.
+pub(crate) fn source_digests(spec: &Spec) -> Result<Vec<Option<String>>, FilesError> {
+    let mut digests = Vec::with_capacity(spec.files.len());
+    for (index, file) in spec.files.iter().enumerate() {
+        let fail = |problem: String| FilesError {
+            index,
+            path: file.path.clone(),
+            problem,
+        };
+        let digest = match contents(spec, file).map_err(fail)? {
+            Some(Contents::Host { file: host, .. }) => Some(crate::image::sha256_read(host).map_err(|err| {
+                let source = spec.paths().source_path(&file.source);
+                fail(format!("cannot read source {}: {err}", source.display()))
+            })?),
+            _ => None,
+        };
+        digests.push(digest);
+    }
+    Ok(digests)
+}
+
 /// What a `files` entry creates.
 enum Contents {
     Directory,
@@ -120,7 +143,7 @@ enum Contents {
 }
 
 /// Resolves an entry's contents; `None` for an optional source that does not exist.
-fn contents(moby: &Moby, file: &File) -> Result<Option<Contents>, String> {
+fn contents(spec: &Spec, file: &File) -> Result<Option<Contents>, String> {
     if file.directory {
         return Ok(Some(Contents::Directory));
     }
@@ -131,38 +154,33 @@ fn contents(moby: &Moby, file: &File) -> Result<Option<Contents>, String> {
         return Ok(Some(Contents::Data(text.as_bytes().to_vec())));
     }
     if !file.source.is_empty() {
-        let source = expand_home(&file.source);
-        let opened = match std::fs::File::open(&source) {
-            Ok(opened) => opened,
-            Err(_) if file.optional && !source.exists() => return Ok(None),
-            Err(err) => return Err(format!("cannot read source {}: {err}", source.display())),
-        };
-        let meta = opened
-            .metadata()
-            .map_err(|err| format!("cannot read source {}: {err}", source.display()))?;
-        // A device or FIFO (`/dev/zero`) has no size to announce and may never end.
-        if !meta.is_file() {
-            return Err(format!("source {} is not a regular file", source.display()));
-        }
-        return Ok(Some(Contents::Host {
-            file: opened,
-            size: meta.len(),
-        }));
+        return Ok(open_source(spec.paths(), file)?.map(|(file, size)| Contents::Host { file, size }));
     }
     match file.metadata.as_str() {
-        "yaml" => Ok(Some(Contents::Data(metadata(moby, MetadataFormat::Yaml)))),
-        "json" => Ok(Some(Contents::Data(metadata(moby, MetadataFormat::Json)))),
+        "yaml" => Ok(Some(Contents::Data(spec.metadata(MetadataFormat::Yaml)))),
+        "json" => Ok(Some(Contents::Data(spec.metadata(MetadataFormat::Json)))),
         "" => Err("no contents: set one of contents, source, metadata, directory or symlink".into()),
         other => Err(format!("unknown metadata format {other:?}: use \"yaml\" or \"json\"")),
     }
 }
 
-/// `~/x` is relative to the home directory, as LinuxKit reads it.
-fn expand_home(source: &str) -> PathBuf {
-    match (source.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(source),
+/// Opens the host file of an entry's `source` (under `paths`), with the size it has now; `None`
+/// for an optional source that does not exist. The error says why the file cannot be used.
+fn open_source(paths: &HostPaths, file: &File) -> Result<Option<(std::fs::File, u64)>, String> {
+    let source = paths.source_path(&file.source);
+    let opened = match std::fs::File::open(&source) {
+        Ok(opened) => opened,
+        Err(_) if file.optional && !source.exists() => return Ok(None),
+        Err(err) => return Err(format!("cannot read source {}: {err}", source.display())),
+    };
+    let meta = opened
+        .metadata()
+        .map_err(|err| format!("cannot read source {}: {err}", source.display()))?;
+    // A device or FIFO (`/dev/zero`) has no size to announce and may never end.
+    if !meta.is_file() {
+        return Err(format!("source {} is not a regular file", source.display()));
     }
+    Ok(Some((opened, meta.len())))
 }
 
 /// A parent directory's mode: the entry's mode with `x` added to every user/group/other triple that

@@ -19,11 +19,12 @@ use std::io::{self, Read};
 
 use crate::image::{Descriptor, ImageConfigFile, LayoutEntry};
 use crate::oci_config::{IdMap, Volumes};
-use crate::spec::model::Moby;
+use crate::spec::Spec;
 use crate::tar::{copy_data, EntrySink, Header};
 use crate::Reference;
 
 pub use self::confine::EscapeError;
+pub(crate) use self::files::source_digests;
 pub use self::files::FilesError;
 pub use self::image_tree::ImageTreeError;
 pub use self::kernel::KernelError;
@@ -124,8 +125,9 @@ impl From<io::Error> for BuildError {
     }
 }
 
-/// Writes the whole image described by `moby` into `sink`, then finishes the sink.
-pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+/// Writes the whole image described by `spec` into `sink`, then finishes the sink.
+pub fn assemble(spec: &Spec, images: &dyn Images, sink: &mut dyn EntrySink) -> Result<(), BuildError> {
+    let moby = &**spec;
     let sink = &mut confine::Confined::new(sink);
     let ids = IdMap::from_moby(moby);
     let volume_table = Volumes::from_moby(moby);
@@ -173,7 +175,7 @@ pub fn assemble(moby: &Moby, images: &dyn Images, sink: &mut dyn EntrySink) -> R
         }
     }
 
-    files::write_files(moby, &ids, sink)?;
+    files::write_files(spec, &ids, sink)?;
     sink.finish()?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::io;
 use super::*;
 use crate::image::{ImageConfigFile, LayoutEntry};
 use crate::spec::model::{File, Image, ImageConfig, Kernel, Moby};
+use crate::spec::{HostPaths, Spec};
 use crate::tar::{EntryKind, EntrySink, Header};
 
 /// A flattened image held in memory: its config and its entries with their data.
@@ -128,9 +129,18 @@ fn onboot_app() -> Moby {
     }
 }
 
+/// `moby` as a spec whose relative host paths lead under `/nonexistent/base`.
+fn spec(moby: &Moby) -> Spec {
+    let paths = HostPaths {
+        base_dir: "/nonexistent/base".into(),
+        home_dir: None,
+    };
+    Spec::unchecked_for_tests(moby.clone(), paths)
+}
+
 fn build(moby: &Moby, images: &FakeImages) -> Result<Recorder, BuildError> {
     let mut sink = Recorder::default();
-    assemble(moby, images, &mut sink)?;
+    assemble(&spec(moby), images, &mut sink)?;
     Ok(sink)
 }
 
@@ -397,7 +407,7 @@ fn spec_file(path: &str, contents: &str) -> File {
     }
 }
 
-/// A `Moby` built without `spec::load` gets the same path rules: nothing outside the root or below
+/// A `Spec` made without `spec::load` gets the same path rules: nothing outside the root or below
 /// an earlier symlink, and nothing is written before the refusal.
 #[test]
 fn files_outside_the_root_are_refused_even_without_validation() {
@@ -425,7 +435,7 @@ fn files_outside_the_root_are_refused_even_without_validation() {
             ..Moby::default()
         };
         let mut sink = Recorder::default();
-        let err = assemble(&moby, &FakeImages::default(), &mut sink)
+        let err = assemble(&spec(&moby), &FakeImages::default(), &mut sink)
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{err}");
@@ -495,7 +505,7 @@ fn a_visitor_error_stops_the_build() {
         init: vec!["localhost/a:1".into()],
         ..Moby::default()
     };
-    let err = assemble(&moby, &images, &mut Broken).unwrap_err();
+    let err = assemble(&spec(&moby), &images, &mut Broken).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
 }
 

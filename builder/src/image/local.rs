@@ -35,7 +35,7 @@ pub fn manifest_json(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
         "config": descriptor(config),
         "layers": layers.iter().map(descriptor).collect::<Vec<_>>(),
     });
-    serde_json::to_vec(&manifest).expect("a JSON value always serializes")
+    manifest.to_string().into_bytes()
 }
 
 impl Store {

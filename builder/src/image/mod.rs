@@ -41,9 +41,12 @@ mod registry;
 
 use std::path::PathBuf;
 
+pub(crate) use descriptor::sha256_read;
 pub use descriptor::{media_type, sha256_digest, Descriptor, ImageConfigFile};
 pub use layout::{ResolvedImage, Store, VerifiedBlob};
-pub use local::{manifest_json, LayerFile, OCI_LAYER_GZIP};
+#[cfg(test)]
+pub(crate) use local::manifest_json;
+pub use local::LayerFile;
 pub use oci_volume::{oci_layout_entries, LayoutContent, LayoutEntry, LayoutEntryKind};
 pub use platform::{oci_architecture, Platform};
 pub use pull::{ensure_images, ensure_layouts, parse_mirror, PullOptions};

@@ -6,8 +6,6 @@
 //! layer and the manifest, then the index blob itself, then an `index.json` naming the index.
 //! Blobs shared by several platforms are written once per platform, as LinuxKit does.
 
-use std::io::{self, Read};
-
 use super::descriptor::{media_type, Descriptor, Manifest, WireDescriptor};
 use super::layout::{parse_child, parse_root, Store};
 use super::platform::Platform;
@@ -92,10 +90,11 @@ impl LayoutEntry {
     }
 
     /// A reader over the entry's content (empty for directories).
-    pub fn open(&self, store: &Store) -> Result<Box<dyn Read + Send>, ImageError> {
+    #[cfg(test)]
+    pub(crate) fn open(&self, store: &Store) -> Result<Box<dyn std::io::Read + Send>, ImageError> {
         Ok(match &self.content {
-            LayoutContent::Empty => Box::new(io::empty()),
-            LayoutContent::Bytes(bytes) => Box::new(io::Cursor::new(bytes.clone())),
+            LayoutContent::Empty => Box::new(std::io::empty()),
+            LayoutContent::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
             LayoutContent::Blob { image, blob } => Box::new(store.open_verified(image, blob)?),
         })
     }

@@ -24,7 +24,7 @@ use super::pull::Remote;
 use super::{CacheGap, ImageError};
 use crate::progress::Progress;
 
-/// How long a transfer may go without [`PROGRESS_BYTES`] arriving, unless
+/// How long a transfer may go without 16 KiB arriving, unless
 /// `MOBY_PULL_STALL_TIMEOUT` (seconds) or [`super::PullOptions::stall_timeout`] say otherwise.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The environment variable that overrides [`DEFAULT_STALL_TIMEOUT`].

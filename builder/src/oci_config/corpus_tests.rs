@@ -404,7 +404,7 @@ fn generate_case(corpus: &Path, case: &str) -> Vec<(String, Vec<u8>)> {
                 .entry(entry.image.clone())
                 .or_insert_with(|| format!("{dir}/{tree}"))
                 .clone();
-            let runtime = runtime_json(&bundle.runtime, rootfs_mounts(&dir, &lower, bundle.readonly));
+            let runtime = runtime_json(&bundle.runtime, rootfs_mounts(&dir, &lower, bundle.readonly)).unwrap();
             out.push((format!("{dir}/config.json"), bundle.config_json));
             out.push((format!("{dir}/runtime.json"), runtime));
         }

@@ -35,7 +35,10 @@ pub fn generate(
     };
     let spec = build_spec(&layers, defaults, ids, volumes)?;
     Ok(Bundle {
-        config_json: to_go_json(&spec),
+        config_json: to_go_json(&spec).map_err(|e| OciConfigError::Encode {
+            file: "config.json",
+            reason: e.to_string(),
+        })?,
         runtime: runtime_config(layers.label.runtime.as_ref(), layers.yaml.runtime.as_ref()),
         readonly: spec.root.readonly,
     })

@@ -111,14 +111,25 @@ pub enum OciConfigError {
         /// The volume name.
         name: String,
     },
+    /// The JSON could not be written (a bug: the runtime-spec structs always serialise).
+    #[error("cannot write {file}: {reason}")]
+    Encode {
+        /// `config.json` or `runtime.json`.
+        file: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl OciConfigError {
     /// Whether the bad value came from the YAML or from the image label.
-    pub fn origin(&self) -> Origin {
+    #[cfg(test)]
+    pub(crate) fn origin(&self) -> Origin {
         match self {
             OciConfigError::Invalid { origin, .. } => *origin,
-            OciConfigError::VolumeNotFound { .. } | OciConfigError::ReadonlyVolume { .. } => Origin::Yaml,
+            OciConfigError::VolumeNotFound { .. }
+            | OciConfigError::ReadonlyVolume { .. }
+            | OciConfigError::Encode { .. } => Origin::Yaml,
         }
     }
 }
@@ -169,11 +180,14 @@ pub fn rootfs_mounts(bundle_dir: &str, lower: &str, readonly: bool) -> Vec<Runti
 }
 
 /// The bytes of `runtime.json`: `rootfs_mounts` first, then the configured runtime mounts.
-pub fn runtime_json(runtime: &RuntimeConfig, rootfs_mounts: Vec<RuntimeMount>) -> Vec<u8> {
+pub fn runtime_json(runtime: &RuntimeConfig, rootfs_mounts: Vec<RuntimeMount>) -> Result<Vec<u8>, OciConfigError> {
     let mut full = runtime.clone();
     full.mounts = rootfs_mounts;
     full.mounts.extend(runtime.mounts.iter().cloned());
-    crate::gojson::to_go_json(&full)
+    crate::gojson::to_go_json(&full).map_err(|e| OciConfigError::Encode {
+        file: "runtime.json",
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -183,7 +197,7 @@ mod tests {
     #[test]
     fn overlay_rootfs_mounts() {
         let mounts = rootfs_mounts("containers/onboot/001-b", "containers/onboot/000-a/lower", false);
-        let json = String::from_utf8(crate::gojson::to_go_json(&mounts)).unwrap();
+        let json = String::from_utf8(crate::gojson::to_go_json(&mounts).unwrap()).unwrap();
         assert!(json.contains("\"lowerdir=/containers/onboot/000-a/lower\""));
         assert!(json.contains("\"upperdir=/containers/onboot/001-b/tmp/upper\""));
         assert!(json.contains("\"workdir=/containers/onboot/001-b/tmp/work\""));
@@ -216,7 +230,7 @@ mod tests {
             }],
             ..RuntimeConfig::default()
         };
-        let out = String::from_utf8(runtime_json(&runtime, rootfs_mounts("c/x", "c/x/rootfs", true))).unwrap();
+        let out = String::from_utf8(runtime_json(&runtime, rootfs_mounts("c/x", "c/x/rootfs", true)).unwrap()).unwrap();
         let rootfs = out.find("\"/c/x/rootfs\"").unwrap();
         let user = out.find("\"/user\"").unwrap();
         assert!(rootfs < user);

@@ -229,11 +229,6 @@ impl<W: Write> NewcWriter<W> {
         Ok(self.inner)
     }
 
-    /// Number of bytes written so far.
-    pub fn bytes_written(&self) -> u64 {
-        self.offset
-    }
-
     /// Checks that the open entry is complete and pads its data to 4 bytes.
     fn close_entry(&mut self) -> Result<(), CpioError> {
         if let Some(open) = self.open.take() {

@@ -1,26 +1,28 @@
 //! Output formats: sinks that consume the assembled entry stream.
 //!
-//! Each format is an [`EntrySink`]; [`sink_for`] builds the one for a [`Format`], and [`Tee`]
-//! feeds one build into several. File outputs are written under temporary names and renamed into
-//! place in [`EntrySink::finish`], so a build that fails (or a sink dropped without `finish`)
-//! leaves no partial files and keeps the previous build's outputs.
+//! Each format is an [`EntrySink`]; [`Outputs`] says which formats a build writes and where, and
+//! builds their sinks, fed from one build through a `Tee` when there are several. File outputs
+//! are written under temporary names and renamed into place in [`EntrySink::finish`], so a build
+//! that fails (or a sink dropped without `finish`) leaves no partial files and keeps the previous
+//! build's outputs.
 //!
 //! | format | files |
 //! |---|---|
 //! | `tar` | `NAME.tar` or the given output file / standard output |
 //! | `docker` | like `tar`, plus a `Dockerfile` entry at the end (`NAME.docker` by default) |
-//! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` ([`kernel_initrd`]) |
-//! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces ([`tar_kernel_initrd`]) |
+//! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` (`kernel_initrd.rs`) |
+//! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces (`tar_kernel_initrd.rs`) |
 
 pub mod cpio;
-pub mod docker;
-pub mod initrd;
-pub mod kernel_initrd;
-pub mod pgzip;
+mod destination;
+mod docker;
+mod initrd;
+mod kernel_initrd;
+mod pgzip;
 mod staged;
-pub mod tar_kernel_initrd;
+mod tar_kernel_initrd;
 mod tar_output;
-pub mod tee;
+mod tee;
 mod writer;
 
 #[cfg(test)]
@@ -31,12 +33,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use docker::Docker;
-pub use kernel_initrd::KernelInitrd;
+pub use destination::Outputs;
+use docker::Docker;
+use kernel_initrd::KernelInitrd;
 pub use pgzip::{PgzipOptions, PgzipWriter};
-pub use tar_kernel_initrd::TarKernelInitrd;
-pub use tee::Tee;
-pub use writer::OutputWriter;
+use tar_kernel_initrd::TarKernelInitrd;
+use tee::Tee;
+pub(crate) use writer::OutputWriter;
 
 use crate::EntrySink;
 pub use staged::remove_partial_outputs;
@@ -65,6 +68,12 @@ pub enum OutputError {
         /// Comma-separated list of the formats we support.
         supported: String,
     },
+    /// No output format was asked for.
+    #[error("no output format given; supported formats: {supported}")]
+    NoFormat {
+        /// Comma-separated list of the formats we support.
+        supported: String,
+    },
     /// An output file (or standard output) was given for a format that writes several files.
     #[error(
         "output format {format} writes its files into the output directory and cannot be \
@@ -81,6 +90,22 @@ pub enum OutputError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The output directory could not be created.
+    #[error("cannot create output directory {}: {source}", dir.display())]
+    CreateDir {
+        /// The output directory.
+        dir: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The sink of one format could not be made.
+    #[error("preparing the {format} output: {source}")]
+    Prepare {
+        /// The format.
+        format: Format,
+        /// Why.
+        source: Box<OutputError>,
     },
     /// A temporary output file could not be created.
     #[error("cannot create a temporary file in {}: {source}; check that the directory exists and is writable", dir.display())]
@@ -172,6 +197,7 @@ impl From<OutputError> for io::Error {
     fn from(err: OutputError) -> io::Error {
         let kind = match &err {
             OutputError::CreateTemp { source, .. }
+            | OutputError::CreateDir { source, .. }
             | OutputError::Write { source, .. }
             | OutputError::Persist { source, .. }
             | OutputError::Inspect { source, .. }
@@ -179,6 +205,7 @@ impl From<OutputError> for io::Error {
             OutputError::ReaderGone { .. } => io::ErrorKind::BrokenPipe,
             OutputError::UnknownFormat { .. }
             | OutputError::UnsupportedFormat { .. }
+            | OutputError::NoFormat { .. }
             | OutputError::InvalidName { .. }
             | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::InvalidData,
@@ -224,9 +251,9 @@ impl Format {
         matches!(self, Format::Tar | Format::Docker)
     }
 
-    /// The files the format writes into `dir` for `name` (for a streamable format: its default
-    /// file when no output file is given). `NAME-cmdline` is only written for a non-empty cmdline.
-    pub fn default_files(self, dir: &Path, name: &str) -> Vec<PathBuf> {
+    /// The files the format writes into `dir` for `name`. `NAME-kernel` and `NAME-cmdline` are
+    /// only written when the image has a kernel and a command line.
+    pub(crate) fn default_files(self, dir: &Path, name: &str) -> Vec<PathBuf> {
         match self {
             Format::Tar | Format::Docker => vec![dir.join(format!("{name}.{}", self.name()))],
             Format::KernelInitrd => ["kernel", "initrd.img", "cmdline"]
@@ -269,29 +296,31 @@ const NOT_YET_SUPPORTED: [&str; 16] = [
 ];
 
 impl FromStr for Format {
-    type Err = OutputError;
+    type Err = crate::Error;
 
-    fn from_str(name: &str) -> Result<Format, OutputError> {
+    /// The format LinuxKit names `name`; the error lists the supported ones.
+    fn from_str(name: &str) -> Result<Format, crate::Error> {
         if let Some(format) = Format::SUPPORTED.into_iter().find(|f| f.name() == name) {
             return Ok(format);
         }
         let supported = Format::supported_list();
-        if NOT_YET_SUPPORTED.contains(&name) {
-            Err(OutputError::UnsupportedFormat {
+        let error = if NOT_YET_SUPPORTED.contains(&name) {
+            OutputError::UnsupportedFormat {
                 name: name.to_string(),
                 supported,
-            })
+            }
         } else {
-            Err(OutputError::UnknownFormat {
+            OutputError::UnknownFormat {
                 name: name.to_string(),
                 supported,
-            })
-        }
+            }
+        };
+        Err(error.into())
     }
 }
 
-/// Where a streamable format (`tar`, `docker`) goes instead of its default file; see
-/// [`OutputWriter`] for what happens to what is already there.
+/// Where a single-stream format (`tar`, `docker`) or a cache export goes. A regular file is
+/// replaced only once the output is complete; a FIFO or character device is written in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputFile {
     /// Standard output (`-o -`).
@@ -300,34 +329,25 @@ pub enum OutputFile {
     Path(PathBuf),
 }
 
-/// Settings shared by the sinks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SinkOptions {
-    /// For `tar` and `docker` only: write here instead of `DIR/NAME.<format>`.
-    pub output_file: Option<OutputFile>,
-    /// Compression of initrds.
-    pub gzip: PgzipOptions,
-}
-
-/// The sink writing `format` for the image `name` into `dir` (which must exist); `name` must pass
-/// [`check_name`].
-pub fn sink_for(
+/// The sink writing `format` for the image `name` into `dir` (which must exist) under LinuxKit's
+/// names; `name` must pass [`check_name`].
+fn sink_for(
     format: Format,
     dir: &Path,
     name: &str,
-    options: &SinkOptions,
+    gzip: PgzipOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
     check_name(name)?;
-    if options.output_file.is_some() && !format.is_streamable() {
-        return Err(OutputError::NotStreamable { format });
-    }
     let sink: Box<dyn EntrySink + Send> = match format {
-        Format::Tar | Format::Docker => stream_sink(format, dir, name, options)?,
-        Format::KernelInitrd => Box::new(KernelInitrd::new(dir, name, options.gzip)?),
+        Format::Tar | Format::Docker => {
+            let default = OutputFile::Path(dir.join(format!("{name}.{}", format.name())));
+            stream_sink(format, &default)?
+        }
+        Format::KernelInitrd => Box::new(KernelInitrd::new(dir, name, gzip)?),
         Format::TarKernelInitrd => {
             let path = dir.join(format!("{name}-initrd.tar"));
             let tar = TarOutput::new(StagedFile::create_for(&path)?);
-            Box::new(TarKernelInitrd::new(dir, name, options.gzip, tar)?)
+            Box::new(TarKernelInitrd::new(dir, name, gzip, tar)?)
         }
     };
     Ok(sink)
@@ -335,7 +355,7 @@ pub fn sink_for(
 
 /// Checks that `name` names outputs inside their directory, visibly: one file name, not empty,
 /// not starting with `.` (the outputs would be hidden, beside their own temporary files).
-pub fn check_name(name: &str) -> Result<(), OutputError> {
+fn check_name(name: &str) -> Result<(), OutputError> {
     let reason = if name.is_empty() {
         "it is empty"
     } else if name.contains('/') {
@@ -351,16 +371,12 @@ pub fn check_name(name: &str) -> Result<(), OutputError> {
     })
 }
 
-/// A tar stream to the output file, standard output, or `DIR/NAME.<format>`.
-fn stream_sink(
-    format: Format,
-    dir: &Path,
-    name: &str,
-    options: &SinkOptions,
-) -> Result<Box<dyn EntrySink + Send>, OutputError> {
-    let default = || OutputFile::Path(dir.join(format!("{name}.{}", format.name())));
-    let output = options.output_file.clone().unwrap_or_else(default);
-    Ok(stream_format(format, OutputWriter::open(&output)?))
+/// The sink of a single-stream format into `output`.
+fn stream_sink(format: Format, output: &OutputFile) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    if !format.is_streamable() {
+        return Err(OutputError::NotStreamable { format });
+    }
+    Ok(stream_format(format, OutputWriter::open(output)?))
 }
 
 /// The tar-based sink for a streamable format over `destination`.
@@ -388,8 +404,8 @@ mod tests {
         ]
     }
 
-    fn build(format: Format, dir: &Path, options: &SinkOptions) {
-        let mut sink = sink_for(format, dir, "img", options).unwrap();
+    fn build(format: Format, dir: &Path) {
+        let mut sink = sink_for(format, dir, "img", PgzipOptions::default()).unwrap();
         feed(sink.as_mut(), &entries()).unwrap();
         assert!(
             dir_names(dir).iter().all(|name| name.starts_with('.')),
@@ -416,12 +432,9 @@ mod tests {
             "output format iso-bios is not supported yet; supported formats: tar, kernel+initrd, \
              tar-kernel-initrd, docker"
         );
-        assert!(matches!(
-            "kernel+squashfs".parse::<Format>(),
-            Err(OutputError::UnsupportedFormat { .. })
-        ));
+        let err = "kernel+squashfs".parse::<Format>().unwrap_err();
+        assert!(err.to_string().contains("is not supported yet"), "{err}");
         let err = "zip".parse::<Format>().unwrap_err();
-        assert!(matches!(err, OutputError::UnknownFormat { .. }));
         assert!(err
             .to_string()
             .starts_with("unknown output format \"zip\"; supported formats: tar"));
@@ -446,7 +459,7 @@ mod tests {
     fn each_format_writes_its_default_files() {
         for format in Format::SUPPORTED {
             let dir = TempDir::new().unwrap();
-            build(format, dir.path(), &SinkOptions::default());
+            build(format, dir.path());
             let expected: Vec<String> = format
                 .default_files(dir.path(), "img")
                 .iter()
@@ -461,33 +474,22 @@ mod tests {
     #[test]
     fn tar_and_docker_carry_the_entries() {
         let dir = TempDir::new().unwrap();
-        build(Format::Docker, dir.path(), &SinkOptions::default());
+        build(Format::Docker, dir.path());
         let docker = std::fs::read(dir.path().join("img.docker")).unwrap();
         let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
         assert!(contains(&docker, b"KERNEL-BYTES"));
         assert!(contains(&docker, docker::DOCKERFILE.as_bytes()));
 
         let tar_dir = TempDir::new().unwrap();
-        build(Format::TarKernelInitrd, tar_dir.path(), &SinkOptions::default());
+        build(Format::TarKernelInitrd, tar_dir.path());
         let tarball = std::fs::read(tar_dir.path().join("img-initrd.tar")).unwrap();
         assert!(contains(&tarball, b"initrd.img"));
         assert!(contains(&tarball, b"console=ttyS0"));
     }
 
     #[test]
-    fn output_file_replaces_the_default_for_streams_only() {
-        let dir = TempDir::new().unwrap();
-        let target = dir.path().join("custom.tar");
-        let options = SinkOptions {
-            output_file: Some(OutputFile::Path(target.clone())),
-            ..SinkOptions::default()
-        };
-        build(Format::Tar, dir.path(), &options);
-        assert_eq!(dir_names(dir.path()), ["custom.tar"]);
-
-        let err = sink_for(Format::KernelInitrd, dir.path(), "img", &options)
-            .err()
-            .unwrap();
+    fn only_single_stream_formats_stream() {
+        let err = stream_sink(Format::KernelInitrd, &OutputFile::Stdout).err().unwrap();
         assert!(matches!(
             err,
             OutputError::NotStreamable {
@@ -503,7 +505,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         for name in ["../../escape", "a/b", "", ".", "..", ".hidden"] {
             for format in Format::SUPPORTED {
-                let err = sink_for(format, &dir, name, &SinkOptions::default()).err().unwrap();
+                let err = sink_for(format, &dir, name, PgzipOptions::default()).err().unwrap();
                 assert!(
                     matches!(err, OutputError::InvalidName { .. }),
                     "{name:?} {format}: {err}"
@@ -518,7 +520,7 @@ mod tests {
     fn dropped_sinks_leave_nothing_behind() {
         for format in Format::SUPPORTED {
             let dir = TempDir::new().unwrap();
-            let mut sink = sink_for(format, dir.path(), "img", &SinkOptions::default()).unwrap();
+            let mut sink = sink_for(format, dir.path(), "img", PgzipOptions::default()).unwrap();
             feed(sink.as_mut(), &entries()).unwrap();
             drop(sink);
             assert!(dir_names(dir.path()).is_empty(), "{format}");

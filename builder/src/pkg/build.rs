@@ -45,7 +45,7 @@ impl Default for PkgBuildOptions {
     }
 }
 
-/// What [`build_package`] did.
+/// What building a package did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildOutcome {
     /// The image was built and stored; its manifest.
@@ -81,7 +81,7 @@ pub fn image_config(build: &BuildYml, arch: &str, layer: &Layer) -> Vec<u8> {
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
     });
-    serde_json::to_vec(&image).expect("a JSON value always serializes")
+    image.to_string().into_bytes()
 }
 
 /// The Rust target triple for an OCI architecture.

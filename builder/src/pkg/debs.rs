@@ -467,7 +467,12 @@ pub fn unpack(deb: &Path, rootfs: &Rootfs) -> Result<(), DebError> {
             tool: "dpkg-deb",
             source,
         })?;
-    let stdout = child.stdout.take().expect("piped stdout");
+    let Some(stdout) = child.stdout.take() else {
+        // Not possible: stdout was asked for as a pipe.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(unpack_err("dpkg-deb started without an output pipe".into()));
+    };
     let result = unpack_tar(stdout, rootfs);
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {

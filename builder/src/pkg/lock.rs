@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::build_yml::{BuildYml, Step};
 use super::debs::{DebCache, DebPackage};
-use super::PkgError;
+use super::{PkgBuildOptions, PkgError};
 
 /// The lock's file name in the package folder.
 pub const LOCK_FILE: &str = "debs.lock";
@@ -224,8 +224,14 @@ pub fn pinned(dir: &Path, build: &BuildYml) -> Result<BTreeMap<usize, Vec<DebPac
 }
 
 /// Pins what apt offers now for the `debs:` steps of the package in `dir`: writes `DIR/debs.lock`
-/// (atomically), or removes it when there are no `debs:` steps.
-pub fn update_lock(dir: &Path, debs: &DebCache) -> Result<LockUpdate, PkgError> {
+/// (atomically), or removes it when there are no `debs:` steps. The `.deb` files are kept in
+/// `options.deb_cache`.
+pub fn update_lock(dir: &Path, options: &PkgBuildOptions) -> Result<LockUpdate, crate::Error> {
+    Ok(write_lock(dir, &DebCache::new(&options.deb_cache))?)
+}
+
+/// [`update_lock`] with the deb cache `debs`.
+fn write_lock(dir: &Path, debs: &DebCache) -> Result<LockUpdate, PkgError> {
     let build = BuildYml::load(dir)?;
     let file = dir.join(LOCK_FILE);
     let requests = DebLock::requests(&build);

@@ -9,13 +9,13 @@
 //! - [`steps`] runs the steps; [`layer`] writes the staged tree as one reproducible layer;
 //!   [`build`] puts it all into the image store.
 
-pub mod build;
-pub mod build_yml;
-pub mod debs;
-pub mod layer;
-pub mod lock;
-pub mod rootfs;
-pub mod steps;
+mod build;
+mod build_yml;
+mod debs;
+mod layer;
+mod lock;
+mod rootfs;
+mod steps;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use build::{build_package, BuildOutcome, PkgBuildOptions};
-pub use build_yml::{BuildYml, Step};
-pub use lock::{update_lock, LockUpdate};
+use build_yml::BuildYml;
+pub use lock::{update_lock, LockUpdate, LOCK_FILE};
+pub use steps::static_rustflags;
 
 /// Length of the hash in a tag, as long as a git tree hash.
 const HASH_LEN: usize = 40;
@@ -134,7 +135,12 @@ pub struct Package {
 
 impl Package {
     /// Reads `DIR/build.yml` and hashes the package's sources.
-    pub fn load(dir: &Path) -> Result<Package, PkgError> {
+    pub fn load(dir: &Path) -> Result<Package, crate::Error> {
+        Ok(Package::read(dir)?)
+    }
+
+    /// [`Package::load`], with the package's own error.
+    fn read(dir: &Path) -> Result<Package, PkgError> {
         Package::of(dir, &BuildYml::load(dir)?)
     }
 
@@ -277,10 +283,8 @@ fn collect(root: &Path, relative: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> s
 pub struct Packages;
 
 impl crate::spec::PkgResolver for Packages {
-    fn resolve(&self, dir: &str) -> Result<String, String> {
-        Package::load(Path::new(dir))
-            .map(|p| p.full_tag())
-            .map_err(|e| e.to_string())
+    fn resolve(&self, dir: &Path) -> Result<String, String> {
+        Package::read(dir).map(|p| p.full_tag()).map_err(|e| e.to_string())
     }
 }
 

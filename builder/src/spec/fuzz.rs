@@ -15,6 +15,11 @@ use super::yaml::{Size, MAX_NODES, MAX_SCALAR_BYTES};
 use super::*;
 use crate::tar::gopath;
 
+/// The loader's model, with `@pkg:` directories under `/specs`.
+fn load(sources: &[Source], pkgs: Option<&dyn PkgResolver>) -> Result<model::Moby, SpecErrors> {
+    load_moby(sources, std::path::Path::new("/specs"), pkgs)
+}
+
 const CORPUS_CASES: &str = "/work/shared/conformance/cases";
 
 /// The texts of every corpus spec, as seeds for mutation.

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
 
 use super::error::{ErrorKind, ReadError, SpecError, SpecErrors};
+use super::loaded::{HostPaths, Spec};
 use super::model::{ImageConfig, Moby};
 use super::schema::{render_path, Checked, Positions, Problem, Seg, Walker, IMAGE, MOBY};
 use super::validate::{check_files, FileSpec};
@@ -27,7 +29,11 @@ pub const MAX_SPEC_BYTES: u64 = 8 * 1024 * 1024;
 impl Source {
     /// Reads one spec file (or stdin) named `name`, at most [`MAX_SPEC_BYTES`] of it: a larger one, or
     /// an endless one (`/dev/zero`), is an error rather than a growing buffer.
-    pub fn read(name: &str, reader: impl Read) -> Result<Source, ReadError> {
+    pub fn read(name: &str, reader: impl Read) -> Result<Source, crate::Error> {
+        Ok(Source::read_text(name, reader)?)
+    }
+
+    fn read_text(name: &str, reader: impl Read) -> Result<Source, ReadError> {
         let mut bytes = Vec::new();
         reader
             .take(MAX_SPEC_BYTES + 1)
@@ -55,22 +61,33 @@ impl Source {
 
 /// Turns `@pkg:DIR` templates into image tags (by building or hashing the package at `DIR`).
 pub trait PkgResolver {
-    /// Resolves one package directory. `dir` is already joined to the directory of the spec file
-    /// that names it and cleaned, as LinuxKit's `path.Join(filepath.Dir(file), DIR)`; the error is a
-    /// sentence saying why the package cannot be used.
-    fn resolve(&self, dir: &str) -> Result<String, String>;
+    /// Resolves one package directory. `dir` is the template's directory joined to the directory
+    /// of the spec file that names it, as LinuxKit's `path.Join(filepath.Dir(file), DIR)`, then to
+    /// [`HostPaths::base_dir`]; the error is a sentence saying why the package cannot be used.
+    fn resolve(&self, dir: &Path) -> Result<String, String>;
 }
 
 /// The prefix of a package template.
 const PKG_TEMPLATE: &str = "@pkg:";
 
-/// Reads, checks and merges spec files in order. Every problem of every file is reported, sorted by
-/// file and position.
-pub fn load(sources: &[Source], pkgs: Option<&dyn PkgResolver>) -> Result<Moby, SpecErrors> {
+/// Reads, checks and merges spec files in order, into the only kind of spec a build takes. Every
+/// problem of every file is reported, sorted by file and position. `@pkg:` templates are resolved
+/// by `pkgs` (none: they are errors); the host paths the spec names lead where `paths` says.
+pub fn load(sources: &[Source], paths: HostPaths, pkgs: Option<&dyn PkgResolver>) -> Result<Spec, crate::Error> {
+    let moby = load_moby(sources, &paths.base_dir, pkgs)?;
+    Ok(Spec::checked(moby, paths))
+}
+
+/// [`load`]'s model, with `@pkg:` directories under `base_dir`.
+pub(crate) fn load_moby(
+    sources: &[Source],
+    base_dir: &Path,
+    pkgs: Option<&dyn PkgResolver>,
+) -> Result<Moby, SpecErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::with_capacity(sources.len());
     for (index, source) in sources.iter().enumerate() {
-        let (file, problems) = read_source(source, pkgs);
+        let (file, problems) = read_source(source, base_dir, pkgs);
         errors.extend(problems.into_iter().map(|p| (index, p)));
         files.push(file);
     }
@@ -169,7 +186,7 @@ fn forbidden_label_keys(node: &Node) -> Vec<Problem> {
 }
 
 /// Parses, templates, schema-checks and decodes one file.
-fn read_source(source: &Source, pkgs: Option<&dyn PkgResolver>) -> (FileSpec, Vec<Problem>) {
+fn read_source(source: &Source, base_dir: &Path, pkgs: Option<&dyn PkgResolver>) -> (FileSpec, Vec<Problem>) {
     let mut file = FileSpec {
         name: source.name.clone(),
         moby: Moby::default(),
@@ -194,7 +211,8 @@ fn read_source(source: &Source, pkgs: Option<&dyn PkgResolver>) -> (FileSpec, Ve
     let mut problems = Vec::new();
     let mut templates = Templates {
         resolver: pkgs,
-        base: parent_dir(&source.name),
+        base_dir,
+        spec_dir: parent_dir(&source.name),
         cache: HashMap::new(),
         problems: &mut problems,
     };
@@ -248,7 +266,10 @@ fn decode<T: serde::de::DeserializeOwned>(checked: &mut Checked) -> Option<T> {
 /// The `@pkg:` pass over a document.
 struct Templates<'a, 'p> {
     resolver: Option<&'a dyn PkgResolver>,
-    base: String,
+    /// [`HostPaths::base_dir`].
+    base_dir: &'a Path,
+    /// The directory of the spec file, as its name gives it.
+    spec_dir: String,
     cache: HashMap<String, Result<String, String>>,
     problems: &'p mut Vec<Problem>,
 }
@@ -301,11 +322,12 @@ impl Templates<'_, '_> {
         let joined = if dir.starts_with('/') {
             clean_path(dir)
         } else {
-            clean_path(&format!("{}/{dir}", self.base))
+            clean_path(&format!("{}/{dir}", self.spec_dir))
         };
+        let base_dir = self.base_dir;
         self.cache
             .entry(joined.clone())
-            .or_insert_with(|| resolver.resolve(&joined))
+            .or_insert_with(|| resolver.resolve(&base_dir.join(&joined)))
             .clone()
     }
 }
@@ -423,7 +445,7 @@ mod tests {
     #[test]
     fn spec_reads_are_bounded() {
         let endless = std::io::repeat(b'#');
-        let err = Source::read("/dev/zero", endless).unwrap_err();
+        let err = Source::read_text("/dev/zero", endless).unwrap_err();
         assert!(
             matches!(
                 err,

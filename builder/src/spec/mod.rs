@@ -1,23 +1,31 @@
 //! The YAML spec: parsing, validation, merging and metadata serialisation.
 //!
-//! [`load`] reads one or more spec files into a [`Moby`](model::Moby), reporting every problem with
-//! its file, line, column and path; [`parse_label`] reads an image's `org.mobyproject.config` label;
-//! [`metadata`] writes the merged spec the way LinuxKit's `files[].metadata` does.
+//! [`load()`] reads one or more spec files into a [`Spec`], the merged [`Moby`](model::Moby) model
+//! with the [`HostPaths`] its relative paths lead to, reporting every problem with its file, line,
+//! column and path; [`parse_label`] reads an image's `org.mobyproject.config` label;
+//! [`Spec::metadata`] writes the merged spec the way LinuxKit's `files[].metadata` does.
 
-pub mod error;
-pub mod fields;
+mod error;
+pub(crate) mod fields;
 mod goscalar;
 mod goyaml;
 mod load;
+mod loaded;
 mod metadata;
 pub mod model;
 mod schema;
 mod validate;
 pub(crate) mod yaml;
 
-pub use error::{ErrorKind, ReadError, SpecError, SpecErrors};
+pub(crate) use error::ReadError;
+pub use error::{ErrorKind, SpecError, SpecErrors};
+#[cfg(test)]
+pub(crate) use load::load_moby;
 pub use load::{load, parse_label, PkgResolver, Source, MAX_SPEC_BYTES};
-pub use metadata::{metadata, MetadataFormat};
+pub use loaded::{HostPaths, Spec};
+#[cfg(test)]
+pub(crate) use metadata::metadata;
+pub use metadata::MetadataFormat;
 
 #[cfg(test)]
 mod fuzz;

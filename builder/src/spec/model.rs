@@ -85,7 +85,8 @@ pub struct File {
     /// Literal file contents.
     #[serde(default)]
     pub contents: Option<String>,
-    /// Host file to copy, relative to the working directory (`~/` expands to the home directory).
+    /// Host file to copy, relative to [`HostPaths::base_dir`](super::HostPaths::base_dir) (`~/`
+    /// stands for [`HostPaths::home_dir`](super::HostPaths::home_dir)).
     #[serde(default)]
     pub source: String,
     /// `yaml` or `json`: write the merged spec itself.

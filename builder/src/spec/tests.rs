@@ -1,10 +1,15 @@
 //! Tests of the whole front end: the conformance corpus (valid cases load, invalid cases report what
 //! LinuxKit reports, metadata files are byte-identical) and a table of error cases with positions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::spec::model::Moby;
+
+/// The loader's model, with `@pkg:` directories under `/specs`.
+fn load(sources: &[Source], pkgs: Option<&dyn PkgResolver>) -> Result<Moby, SpecErrors> {
+    load_moby(sources, Path::new("/specs"), pkgs)
+}
 
 const CORPUS: &str = "/work/shared/conformance";
 
@@ -622,21 +627,28 @@ fn several_files_merge_and_name_their_errors() {
 struct Pkgs;
 
 impl PkgResolver for Pkgs {
-    fn resolve(&self, dir: &str) -> Result<String, String> {
-        match dir {
-            "sub/pkg/init" => Ok("linuxkit/init:abc123".into()),
-            _ => Err(format!("no build.yml in {dir}")),
+    fn resolve(&self, dir: &Path) -> Result<String, String> {
+        match dir.to_str() {
+            Some("/specs/sub/pkg/init") => Ok("linuxkit/init:abc123".into()),
+            _ => Err(format!("no build.yml in {}", dir.display())),
         }
     }
 }
 
 #[test]
-fn package_templates_resolve_relative_to_their_file() {
+fn package_templates_resolve_relative_to_their_file_under_the_base_directory() {
     let text = "init: [\"@pkg:./pkg/init\"]\nonboot:\n  - name: x\n    image: \"@pkg:../missing\"\n";
     let errors = load(&[source("sub/linuxkit.yml", text)], Some(&Pkgs)).expect_err("missing");
     assert_eq!(
         errors.to_string(),
-        "sub/linuxkit.yml:4:12: onboot[0].image: cannot resolve \"@pkg:../missing\": no build.yml in missing"
+        "sub/linuxkit.yml:4:12: onboot[0].image: cannot resolve \"@pkg:../missing\": no build.yml in /specs/missing"
+    );
+    let moby = load(&[source("/elsewhere/sub/linuxkit.yml", text)], Some(&Pkgs));
+    assert!(
+        moby.expect_err("outside the base")
+            .to_string()
+            .contains("no build.yml in /elsewhere/missing"),
+        "an absolute spec path is not under the base directory"
     );
     let text = "init: [\"@pkg:./pkg/init\"]\n";
     let moby = load(&[source("sub/linuxkit.yml", text)], Some(&Pkgs)).unwrap();

@@ -14,7 +14,7 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{Position, TarError, TarReader};
-pub use writer::{HeaderEncodeError, TarWriter};
+pub use writer::TarWriter;
 
 /// A consumer of tar entries: a header, then exactly `header.size` bytes of data through
 /// [`EntrySink::write_data`] (possibly in several calls), then the next header.

@@ -142,7 +142,7 @@ pub enum TarError {
 /// ```no_run
 /// # use std::io::Read;
 /// # fn demo(file: std::fs::File) -> Result<(), Box<dyn std::error::Error>> {
-/// let mut tar = builder::tar::TarReader::new(file);
+/// let mut tar = builder::TarReader::new(file);
 /// while let Some(header) = tar.next_header()? {
 ///     let mut data = Vec::new();
 ///     tar.read_to_end(&mut data)?; // optional: unread data is skipped by next_header
@@ -180,7 +180,7 @@ struct Pending {
 }
 
 impl<R: Read> TarReader<R> {
-    /// A reader over `inner` with a [`DEFAULT_BUFFER`]-byte buffer.
+    /// A reader over `inner` with a 256 KiB buffer.
     pub fn new(inner: R) -> TarReader<R> {
         TarReader::with_capacity(DEFAULT_BUFFER, inner)
     }
