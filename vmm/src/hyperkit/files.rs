@@ -34,32 +34,32 @@ fn io_err<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> 
 }
 
 /// `hyperkit.json`.
-pub fn json_file(state: &StateDir) -> PathBuf {
+pub(crate) fn json_file(state: &StateDir) -> PathBuf {
     state.dir().join("hyperkit.json")
 }
 
 /// `console-ring`, the console log.
-pub fn console_ring(state: &StateDir) -> PathBuf {
+pub(crate) fn console_ring(state: &StateDir) -> PathBuf {
     state.dir().join("console-ring")
 }
 
 /// `tty`, the link to the console pty.
-pub fn tty(state: &StateDir) -> PathBuf {
+pub(crate) fn tty(state: &StateDir) -> PathBuf {
     state.dir().join("tty")
 }
 
 /// `vpnkit.uuid`.
-pub fn vpnkit_uuid_file(state: &StateDir) -> PathBuf {
+pub(crate) fn vpnkit_uuid_file(state: &StateDir) -> PathBuf {
     state.dir().join("vpnkit.uuid")
 }
 
 /// `hyperkit.log`: hyperkit's own output when detached.
-pub fn hyperkit_log(state: &StateDir) -> PathBuf {
+pub(crate) fn hyperkit_log(state: &StateDir) -> PathBuf {
     state.dir().join("hyperkit.log")
 }
 
 /// `hyperkit.json`, or `None` without one.
-pub fn read_json(state: &StateDir) -> Result<Option<HyperkitJson>, HyperkitError> {
+pub(crate) fn read_json(state: &StateDir) -> Result<Option<HyperkitJson>, HyperkitError> {
     let path = json_file(state);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
@@ -72,7 +72,7 @@ pub fn read_json(state: &StateDir) -> Result<Option<HyperkitJson>, HyperkitError
 }
 
 /// Writes `hyperkit.json` (a temporary file renamed into place).
-pub fn write_json(state: &StateDir, json: &HyperkitJson) -> Result<(), HyperkitError> {
+pub(crate) fn write_json(state: &StateDir, json: &HyperkitJson) -> Result<(), HyperkitError> {
     let path = json_file(state);
     let tmp = state.dir().join("hyperkit.json.tmp");
     let text = serde_json::to_vec(json).map_err(|source| HyperkitError::BadJson {
@@ -87,7 +87,7 @@ pub fn write_json(state: &StateDir, json: &HyperkitJson) -> Result<(), HyperkitE
 
 /// The vpnkit UUID, as LinuxKit decides it: `explicit` if given, else the one in `vpnkit.uuid`,
 /// else a new one written there (so vpnkit gives the VM the same address next time).
-pub fn vpnkit_uuid(state: &StateDir, explicit: Option<&str>) -> Result<String, HyperkitError> {
+pub(crate) fn vpnkit_uuid(state: &StateDir, explicit: Option<&str>) -> Result<String, HyperkitError> {
     if let Some(text) = explicit {
         return parse_uuid(text).ok_or_else(|| HyperkitError::BadUuid {
             value: text.to_string(),

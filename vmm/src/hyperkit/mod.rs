@@ -3,7 +3,7 @@
 //! hyperkit only exists on macOS, so everything here that does not spawn it is pure and unit tested
 //! (the lifecycle against a stand-in script): [`HyperkitConfig::args`] builds the argument vector
 //! the way the hyperkit Go library LinuxKit vendors does, [`HyperkitJson`] is the `hyperkit.json`
-//! it writes, [`files`] names hyperkit's own files in the instance's state dir (a
+//! it writes, `files.rs` names hyperkit's own files in the instance's state dir (a
 //! [`crate::state::StateDir`], LinuxKit's `PREFIX-state` by default), [`Hyperkit`]'s recipe turns
 //! a [`crate::Request`] into a command line, a vpnkit and published ports.
 //!
@@ -25,7 +25,7 @@
 
 mod backend;
 mod disk;
-pub mod files;
+mod files;
 mod launch;
 mod network;
 mod uuid;

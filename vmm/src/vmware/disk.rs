@@ -14,7 +14,7 @@ pub const DEFAULT_DISK_FILE: &str = "disk.vmdk";
 
 /// The extra disk of a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmdkDisk {
+pub(crate) struct VmdkDisk {
     /// The VMDK file (absolute).
     pub path: PathBuf,
     /// The size to create it with, in MiB, when it does not exist.
@@ -23,7 +23,7 @@ pub struct VmdkDisk {
 
 /// The extra disk for `specs` (at most one): without a path it is `STATE/disk.vmdk`; it must be
 /// VMDK (`format=vmdk` or a `.vmdk` name). Paths are made absolute.
-pub fn resolve_disk(specs: &[DiskSpec], state_dir: &Path) -> Result<Option<VmdkDisk>, VmwareError> {
+pub(crate) fn resolve_disk(specs: &[DiskSpec], state_dir: &Path) -> Result<Option<VmdkDisk>, VmwareError> {
     let spec = match specs {
         [] => return Ok(None),
         [spec] => spec,
@@ -56,7 +56,7 @@ pub fn resolve_disk(specs: &[DiskSpec], state_dir: &Path) -> Result<Option<VmdkD
 
 /// The arguments of `vmware-vdiskmanager` that create a growable (`-t 0`) LSI Logic VMDK of
 /// `size_mib` MiB at `path`, as LinuxKit does.
-pub fn vdiskmanager_args(path: &Path, size_mib: u64) -> Vec<OsString> {
+pub(crate) fn vdiskmanager_args(path: &Path, size_mib: u64) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-c", "-s", &format!("{size_mib}MB"), "-a", "lsilogic", "-t", "0"]
         .iter()
         .map(OsString::from)

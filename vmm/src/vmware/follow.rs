@@ -11,7 +11,7 @@ use super::{Vmrun, VmwareError};
 
 /// How [`follow`] polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Follow {
+pub(crate) struct Follow {
     /// How often the console file is read.
     pub poll: Duration,
     /// How often `vmrun list` is asked whether the VM still runs.
@@ -53,7 +53,13 @@ pub(crate) fn copy_new(file: &mut Option<File>, path: &Path, out: &mut dyn Write
 
 /// Copies the console file of the VM at `vmx` to `out` until `vmrun list` no longer lists it (or
 /// `out` fails).
-pub fn follow(vmrun: &Vmrun, vmx: &Path, console: &Path, out: &mut dyn Write, how: &Follow) -> Result<(), VmwareError> {
+pub(crate) fn follow(
+    vmrun: &Vmrun,
+    vmx: &Path,
+    console: &Path,
+    out: &mut dyn Write,
+    how: &Follow,
+) -> Result<(), VmwareError> {
     let mut file = None;
     let mut listed = Instant::now();
     loop {

@@ -21,7 +21,7 @@
 //!   `linuxkit.vmx` (LinuxKit's name), `console.log` and `disk.vmdk` (an extra disk created with
 //!   `vmware-vdiskmanager -c -s SIZEMB -a lsilogic -t 0`, as LinuxKit does), next to the
 //!   instance's record. Whether it runs is whether `vmrun list` shows its `.vmx`; it is stopped
-//!   with `vmrun stop VMX soft`, then `hard`; its console is the file, followed ([`follow`]).
+//!   with `vmrun stop VMX soft`, then `hard`; its console is the file, followed as it grows.
 //!
 //! # Differences from LinuxKit
 //!
@@ -37,8 +37,7 @@ mod vmrun;
 mod vmx;
 
 pub use backend::{Vmware, CONSOLE_FILE, VMX_FILE};
-pub use disk::{resolve_disk, vdiskmanager_args, VmdkDisk, DEFAULT_DISK_FILE};
-pub use follow::{follow, Follow};
+pub use disk::DEFAULT_DISK_FILE;
 pub use image::{detect_image, VmwareImage};
 pub use vmrun::{parse_list, vmrun_locations, Product, Vmrun};
 pub use vmx::{vmx_quote, Network, VmxBoot, VmxConfig};
