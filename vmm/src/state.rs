@@ -405,6 +405,9 @@ fn check_name(name: &str) -> Result<(), StateError> {
 /// The record's file name in a state directory.
 const RECORD_FILE: &str = "instance.json";
 
+/// How long [`StateDir::lock`] waits for a lock held elsewhere before refusing.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// hyperkit's state file (see [`crate::hyperkit`]), which holds its pid too.
 const HYPERKIT_JSON: &str = "hyperkit.json";
 
@@ -676,21 +679,29 @@ impl StateDir {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StateError::Locked {
-                    dir: self.dir.clone(),
-                    name: self.name.clone(),
-                    lock: path,
-                })
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(StateError::Io {
-                    doing: "lock",
-                    path,
-                    source,
-                })
+        // A child forked by another thread of this process while it had the lock file open holds
+        // the lock until it execs (a moment): give such a holder that moment before refusing.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StateError::Locked {
+                        dir: self.dir.clone(),
+                        name: self.name.clone(),
+                        lock: path,
+                    })
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(StateError::Io {
+                        doing: "lock",
+                        path,
+                        source,
+                    })
+                }
             }
         }
         match self.status()? {
