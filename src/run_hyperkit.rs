@@ -1,20 +1,21 @@
-//! `moby run hyperkit`: LinuxKit's hyperkit runner (macOS), on top of [`vmm::hyperkit`].
-//!
-//! The state dir is LinuxKit's `PREFIX-state` unless `--state` says otherwise. Boot: PREFIX-kernel
-//! with PREFIX-initrd.img (default) or PREFIX-squashfs.img (`--squashfs`, also detected), or an ISO
-//! with `--iso --uefi`.
+//! `moby run hyperkit`: LinuxKit's flags mapped to a [`Request`] and the [`Hyperkit`] backend's
+//! settings; the recipe (boot media, LinuxKit's `PREFIX-state` state dir unless `--state`,
+//! networking, disks, vpnkit) is the backend's. Flag hints are added to the backend's errors here.
 
 use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use vmm::hyperkit::vpnkit::find_vpnkit;
-use vmm::hyperkit::{
-    self, check_publish, find_hyperkit, new_uuid, parse_uuid, parse_vsock_ports, plan_network, resolve_raw_disks, Boot,
-    Console, HyperkitConfig, HyperkitNetworking, HyperkitState, RunOutcome, RunPlan, VpnkitLaunch, VpnkitNic,
-};
-use vmm::machine::{detect, BootKind, DiskSpec, PublishedPort};
+use anyhow::{anyhow, bail, Context, Result};
+use vmm::hyperkit::vpnkit::VpnkitError;
+use vmm::hyperkit::{self, parse_vsock_ports, ForegroundConsole, Hyperkit, HyperkitError, UuidOrigin};
+use vmm::machine::{BootKind, DiskSpec, PublishedPort};
+use vmm::state::{StateError, StateRoot};
+use vmm::{Backend, Request, VmError};
+
+/// How long the guest gets to power off after Ctrl-C (or SIGTERM) before hyperkit is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `moby run hyperkit`: LinuxKit's flags, same names and defaults.
 #[derive(Debug, Clone, clap::Args)]
@@ -83,155 +84,154 @@ pub struct HyperkitArgs {
 /// Runs `moby run hyperkit` with `--cpus/--mem/--disk` (the flags all backends share; raw disks
 /// only here: a size without a path is STATE/disk.raw, STATE/disk1.raw, ..., created sparse).
 pub fn run(args: &HyperkitArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<()> {
-    let binary = find_hyperkit(args.hyperkit.as_deref())?;
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let stdout_is_terminal = std::io::stdout().is_terminal();
-    let plan = plan(args, cpus, mem, disks, binary, home.as_deref(), stdout_is_terminal)?;
-    match hyperkit::run(&plan)? {
-        RunOutcome::Exited(status) if status.success() => Ok(()),
-        RunOutcome::Exited(status) => bail!("hyperkit exited with {status}"),
-        RunOutcome::Detached { pid } => {
-            let state = plan.state.dir().display();
-            crate::print_text(format!(
-                "VM {} runs in the background (hyperkit pid {pid}); console: {state}/tty, log: {state}/console-ring\n",
-                plan.state.name()
-            ))
+    let root = StateRoot::new(StateRoot::default_base()?);
+    let (backend, request) = setup(args, cpus, mem, disks, root, std::io::stdout().is_terminal())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        if args.detach {
+            let record = backend.start(&request).await.map_err(with_flags)?;
+            let state = record.state_dir.display();
+            return crate::print_text(format!(
+                "VM {} runs in the background (hyperkit pid {}); console: {state}/tty, log: {state}/console-ring\n",
+                record.name,
+                record.pid.unwrap_or_default()
+            ));
         }
-    }
+        let mut stdout = std::io::stdout();
+        let end = backend
+            .run(&request, &mut stdout, STOP_TIMEOUT)
+            .await
+            .map_err(with_flags)?;
+        match end.failure {
+            Some(failure) => bail!("{failure}"),
+            None => Ok(()),
+        }
+    })
 }
 
-/// What to boot, following LinuxKit's flags (an ISO gets `.iso` appended when missing).
-fn boot(args: &HyperkitArgs) -> Result<(Boot, PathBuf)> {
+/// The image path: PREFIX, or with `--iso` PREFIX.iso (`.iso` appended when missing).
+fn image(args: &HyperkitArgs) -> PathBuf {
     let path = &args.prefix;
-    let detected = if args.iso {
+    if args.iso && !path.to_string_lossy().ends_with(".iso") {
         let mut iso = path.clone().into_os_string();
-        if !path.to_string_lossy().ends_with(".iso") {
-            iso.push(".iso");
-        }
-        detect(Path::new(&iso), BootKind::Iso, None)?
-    } else if args.squashfs {
-        detect(path, BootKind::Squashfs, None)?
-    } else if args.kernel {
-        detect(path, BootKind::Kernel, None)?
-    } else {
-        detect(path, BootKind::Detect, None)?
-    };
-    let firmware = args.uefi.then_some(args.fw.as_path());
-    let boot = Boot::from_media(&detected.media, firmware)?;
-    Ok((boot, detected.prefix))
+        iso.push(".iso");
+        return iso.into();
+    }
+    path.clone()
 }
 
-/// Everything `hyperkit::run` needs, decided from the flags (pure but for reading `--data-file`,
-/// creating `vpnkit.uuid`, and finding vpnkit).
-fn plan(
+/// LinuxKit's instance name: the prefix's file name (an ISO's without `.iso`).
+fn instance_name(image: &Path) -> Result<String> {
+    let file = image
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .with_context(|| format!("cannot name a VM after {}", image.display()))?;
+    Ok(file.strip_suffix(".iso").unwrap_or(&file).to_string())
+}
+
+/// The backend's settings and the request for the flags. `stdout_is_terminal` decides where the
+/// console of a foreground run goes (hyperkit's stdio, else its pty copied to stdout), as LinuxKit.
+fn setup(
     args: &HyperkitArgs,
     cpus: u32,
     mem: u64,
     disks: &[String],
-    binary: PathBuf,
-    home: Option<&Path>,
+    root: StateRoot,
     stdout_is_terminal: bool,
-) -> Result<RunPlan> {
-    let (boot, prefix) = boot(args)?;
-    let state_dir = match &args.state {
-        Some(dir) => dir.clone(),
-        None => {
-            let mut dir = prefix.clone().into_os_string();
-            dir.push("-state");
-            PathBuf::from(dir)
-        }
+) -> Result<(Hyperkit, Request)> {
+    let image = image(args);
+    let mut request = Request::new(instance_name(&image)?, image);
+    request.boot = match (args.iso, args.squashfs, args.kernel) {
+        (true, _, _) => BootKind::Iso,
+        (_, true, _) => BootKind::Squashfs,
+        (_, _, true) => BootKind::Kernel,
+        _ => BootKind::Detect,
     };
-    let name = prefix
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "moby".into());
-    let state = HyperkitState::new(&state_dir, name);
-
-    let networking: HyperkitNetworking = args.networking.parse()?;
-    let net = plan_network(&networking, &state_dir, home)?;
-    let publish = args
-        .publish
-        .iter()
-        .map(|p| p.parse::<PublishedPort>())
-        .collect::<Result<Vec<_>, _>>()?;
-    check_publish(&networking, &net, &publish)?;
-
-    let specs = disks
+    request.cpus = cpus;
+    request.memory_mib = mem;
+    request.disks = disks
         .iter()
         .map(|d| d.parse::<DiskSpec>())
         .collect::<Result<Vec<_>, _>>()?;
-    let disks = resolve_raw_disks(&specs, &state_dir)?;
-    let mut vsock_ports = parse_vsock_ports(&args.vsock_ports)?;
-    vsock_ports.extend(&net.vsock_ports);
-
-    let vpnkit_uuid = match &net.vpnkit_socket {
-        Some(_) => Some(state.vpnkit_uuid(args.vpnkit_uuid.as_deref())?),
-        None => None,
-    };
-    let uuid = match &args.uuid {
-        Some(text) => parse_uuid(text).ok_or_else(|| hyperkit::HyperkitError::BadUuid {
-            value: text.clone(),
-            source_desc: "given with --uuid".into(),
-        })?,
-        None => new_uuid().context("cannot make a UUID for the VM from /dev/urandom")?,
-    };
-    let userdata = match (&args.data, &args.data_file) {
+    request.userdata = match (&args.data, &args.data_file) {
         (Some(data), _) => Some(data.clone().into_bytes()),
         (None, Some(file)) => {
             Some(std::fs::read(file).with_context(|| format!("cannot read userdata from {}", file.display()))?)
         }
         (None, None) => None,
     };
-    let (console, copy_tty_to_stdout) = if args.console_file || args.detach {
-        (Console::Tty, false)
+    request.publish = args
+        .publish
+        .iter()
+        .map(|p| p.parse::<PublishedPort>())
+        .collect::<Result<Vec<_>, _>>()?;
+    request.networking = Some(args.networking.clone());
+    request.uefi = args.uefi;
+    request.firmware = Some(args.fw.clone());
+    request.state_dir = args.state.clone();
+
+    let mut backend = Hyperkit::new(root);
+    backend.binary = args.hyperkit.clone();
+    backend.vpnkit = args.vpnkit.clone();
+    backend.preferred_ipv4 = args.ip;
+    backend.vsock_ports = parse_vsock_ports(&args.vsock_ports).with_context(|| "check --vsock-ports")?;
+    backend.vpnkit_uuid = args.vpnkit_uuid.clone();
+    backend.uuid = args.uuid.clone();
+    backend.console = if args.console_file || args.detach {
+        ForegroundConsole::File
     } else if stdout_is_terminal {
-        (Console::Stdio, false)
+        ForegroundConsole::Stdio
     } else {
-        (Console::Tty, true)
+        ForegroundConsole::Relay
     };
+    Ok((backend, request))
+}
 
-    let mut config = HyperkitConfig::new(binary, state_dir.clone(), boot);
-    config.cpus = cpus;
-    config.memory_mib = mem;
-    config.uuid = Some(uuid);
-    config.vpnkit = net.vpnkit_socket.clone().map(|socket| VpnkitNic {
-        socket,
-        uuid: vpnkit_uuid.clone(),
-        preferred_ipv4: args.ip,
-    });
-    config.vmnet = net.vmnet;
-    config.disks = disks;
-    if userdata.is_some() {
-        config.cdroms.push(state.userdata_iso());
-    }
-    config.vsock_ports = vsock_ports;
-    config.sockets_9p = net.sockets_9p.clone();
-    config.console = console;
-
-    let vpnkit_launch = match (net.launch_vpnkit, &net.vpnkit_socket, &net.port_socket) {
-        (true, Some(ethernet), Some(port)) => Some(VpnkitLaunch {
-            binary: find_vpnkit(args.vpnkit.as_deref(), std::env::var_os("PATH").as_deref())?,
-            ethernet: ethernet.clone(),
-            port: port.clone(),
-            vsock: state_dir.join("connect"),
-        }),
-        _ => None,
-    };
-    let publish_via = match (&net.vpnkit_socket, &net.port_socket, vpnkit_uuid) {
-        (Some(eth), Some(port), Some(uuid)) => Some((eth.clone(), port.clone(), uuid)),
-        _ => None,
-    };
-    Ok(RunPlan {
-        config,
-        state,
-        userdata,
-        vpnkit_launch,
-        publish_via,
-        preferred_ipv4: args.ip,
-        publish,
-        copy_tty_to_stdout,
-        detach: args.detach,
+/// The flags that fix `err`, when some do.
+fn flag_hint(err: &VmError) -> Option<&'static str> {
+    use HyperkitError as H;
+    Some(match err {
+        VmError::Hyperkit(H::NotFound) => "give its path with --hyperkit; on Linux use `moby run qemu`",
+        VmError::Hyperkit(H::PathMissing(_)) => "check --hyperkit",
+        VmError::Hyperkit(H::DiskFormat { .. }) => "or use `moby run qemu`",
+        VmError::Hyperkit(H::DiskEmpty | H::DiskMissingNoSize(_)) => "e.g. --disk file=PATH,size=1G",
+        VmError::Hyperkit(H::Unbootable(_) | H::IsoNeedsUefi(_)) => "an ISO needs --iso --uefi (and --fw PATH)",
+        VmError::Hyperkit(H::FirmwareMissing(_)) => "give its path with --fw",
+        VmError::Hyperkit(H::NoDockerForMac(_)) => "or use --networking vpnkit, vmnet or none",
+        VmError::Hyperkit(H::PublishNeedsVpnkit(_)) => "drop --publish or change --networking",
+        VmError::Hyperkit(H::PublishNeedsPortSocket) => {
+            "use --networking vpnkit,ETH-SOCKET,PORT-SOCKET or plain --networking vpnkit"
+        }
+        VmError::Hyperkit(H::BadUuid {
+            origin: UuidOrigin::Vm, ..
+        }) => "check --uuid",
+        VmError::Hyperkit(H::BadUuid {
+            origin: UuidOrigin::Vpnkit,
+            ..
+        }) => "check --vpnkit-uuid",
+        VmError::Hyperkit(H::DetachUnsupported) => {
+            "drop --detach, or drop --publish and use --networking docker-for-mac, vpnkit,ETH-SOCKET, vmnet or none"
+        }
+        VmError::Hyperkit(H::Vpnkit(VpnkitError::NotFound)) => {
+            "give its path with --vpnkit, or use --networking docker-for-mac"
+        }
+        VmError::Hyperkit(H::Vpnkit(VpnkitError::Io { .. })) => "check --networking",
+        VmError::Hyperkit(H::Vpnkit(VpnkitError::Refused { .. })) => "pick another --ip or --vpnkit-uuid",
+        VmError::Hyperkit(H::Vpnkit(VpnkitError::NoDhcpOffer { .. })) => "give the VM an address with --ip",
+        VmError::State(StateError::Running { .. } | StateError::Locked { .. }) => "the state dir is --state DIR",
+        _ => return None,
     })
+}
+
+/// `err` with the flags that fix it, in the CLI's words.
+fn with_flags(err: VmError) -> anyhow::Error {
+    match flag_hint(&err) {
+        Some(hint) => anyhow!("{err}; {hint}"),
+        None => err.into(),
+    }
 }
 
 #[cfg(test)]
@@ -251,35 +251,15 @@ mod tests {
         Cli::try_parse_from(std::iter::once("hyperkit").chain(argv.iter().copied())).unwrap()
     }
 
-    fn image(dir: &Path) -> PathBuf {
-        for (name, content) in [
-            ("lk-kernel", "k"),
-            ("lk-initrd.img", "i"),
-            ("lk-cmdline", "console=ttyS0\n"),
-        ] {
-            std::fs::write(dir.join(name), content).unwrap();
-        }
-        dir.join("lk")
-    }
-
-    fn plan_for(cli: &Cli, home: Option<&Path>, terminal: bool) -> Result<RunPlan> {
-        plan(
+    fn setup_for(cli: &Cli, terminal: bool) -> Result<(Hyperkit, Request)> {
+        setup(
             &cli.args,
             cli.res.cpus,
             cli.res.mem,
             &cli.res.disks,
-            "/usr/local/bin/hyperkit".into(),
-            home,
+            StateRoot::new("/nonexistent/root"),
             terminal,
         )
-    }
-
-    fn strs(plan: &RunPlan) -> Vec<String> {
-        plan.config
-            .args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
     }
 
     #[test]
@@ -318,168 +298,145 @@ mod tests {
     }
 
     #[test]
-    fn own_vpnkit_with_publish_userdata_and_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = image(dir.path());
-        let p = prefix.to_str().unwrap();
-        let a = parse(&[
+    fn defaults_map_to_linuxkits_request() {
+        let (backend, request) = setup_for(&parse(&["out/lk"]), true).unwrap();
+        let mut expected = Request::new("lk", "out/lk");
+        expected.networking = Some("docker-for-mac".into());
+        expected.firmware = Some(hyperkit::DEFAULT_FIRMWARE.into());
+        assert_eq!(request, expected);
+        assert_eq!(backend.binary, None);
+        assert_eq!(backend.vpnkit, None);
+        assert_eq!(backend.preferred_ipv4, None);
+        assert!(backend.vsock_ports.is_empty());
+        assert_eq!((&backend.uuid, &backend.vpnkit_uuid), (&None, &None));
+        assert_eq!(backend.console, ForegroundConsole::Stdio);
+        assert_eq!(backend.root().base(), Path::new("/nonexistent/root"));
+    }
+
+    #[test]
+    fn every_flag_maps_to_the_request_or_the_backend() {
+        let cli = parse(&[
+            "--cpus",
+            "2",
+            "--mem",
+            "2048",
+            "--disk",
+            "size=1G",
+            "--hyperkit",
+            "/opt/hyperkit",
+            "--data",
+            "{}",
+            "--ip",
+            "192.168.65.10",
+            "--state",
+            "/s",
+            "--vsock-ports",
+            "2374,2375",
             "--networking",
             "vpnkit",
+            "--vpnkit-uuid",
+            "0123abcd-89ab-cdef-0123-456789abcdef",
             "--vpnkit",
             "/opt/vpnkit",
             "--publish",
             "2222:22",
-            "--data",
-            "{}",
-            "--disk",
-            "size=1G",
             "--uuid",
             "11111111-2222-4333-8444-555555555555",
-            p,
-        ]);
-        let plan = plan_for(&a, None, true).unwrap();
-        let st = format!("{p}-state");
-        let uuid = std::fs::read_to_string(format!("{st}/vpnkit.uuid")).unwrap();
-        let expected: Vec<String> = [
-            "-A".to_string(),
-            "-u".into(),
-            "-F".into(),
-            format!("{st}/hyperkit.pid"),
-            "-c".into(),
-            "1".into(),
-            "-m".into(),
-            "1024M".into(),
-            "-s".into(),
-            "0:0,hostbridge".into(),
-            "-s".into(),
-            "31,lpc".into(),
-            "-s".into(),
-            format!("1:0,virtio-vpnkit,path={st}/vpnkit_eth.sock,uuid={uuid}"),
-            "-U".into(),
-            "11111111-2222-4333-8444-555555555555".into(),
-            "-s".into(),
-            format!("2:0,ahci-hd,{st}/disk.raw"),
-            "-s".into(),
-            format!("3,virtio-sock,guest_cid=3,path={st},guest_forwards=62373"),
-            "-s".into(),
-            format!("4,ahci-cd,{st}/data.iso"),
-            "-s".into(),
-            "5,virtio-rnd".into(),
-            "-s".into(),
-            format!("6,virtio-9p,path={st}/vpnkit_port.sock,tag=port"),
-            "-l".into(),
-            format!("com1,stdio,log={st}/console-ring"),
-            "-f".into(),
-            format!("kexec,{p}-kernel,{p}-initrd.img,earlyprintk=serial console=ttyS0"),
-        ]
-        .to_vec();
-        assert_eq!(strs(&plan), expected);
-        assert_eq!(
-            plan.vpnkit_launch,
-            Some(VpnkitLaunch {
-                binary: "/opt/vpnkit".into(),
-                ethernet: format!("{st}/vpnkit_eth.sock").into(),
-                port: format!("{st}/vpnkit_port.sock").into(),
-                vsock: format!("{st}/connect").into(),
-            })
-        );
-        assert_eq!(
-            plan.publish_via,
-            Some((
-                format!("{st}/vpnkit_eth.sock").into(),
-                format!("{st}/vpnkit_port.sock").into(),
-                uuid.clone()
-            ))
-        );
-        assert_eq!(plan.userdata.as_deref(), Some(&b"{}"[..]));
-        assert_eq!(plan.state.name(), "lk");
-        // The vpnkit UUID is kept for the next run, so the VM keeps its address.
-        let again = plan_for(&a, None, true).unwrap();
-        assert_eq!(again.publish_via.unwrap().2, uuid);
-    }
-
-    #[test]
-    fn no_network_console_to_tty_when_stdout_is_not_a_terminal() {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = image(dir.path());
-        let state = dir.path().join("elsewhere");
-        let a = parse(&[
-            "--networking",
-            "none",
-            "--state",
-            state.to_str().unwrap(),
-            prefix.to_str().unwrap(),
-        ]);
-        let plan = plan_for(&a, None, false).unwrap();
-        assert_eq!(plan.config.console, Console::Tty);
-        assert!(plan.copy_tty_to_stdout);
-        assert_eq!(plan.config.vpnkit, None);
-        assert!(plan.config.vsock_ports.is_empty() && plan.config.cdroms.is_empty());
-        assert!(!state.join("vpnkit.uuid").exists(), "no vpnkit, no UUID file");
-        let args = strs(&plan);
-        assert_eq!(args[12..14], ["-U".to_string(), plan.config.uuid.clone().unwrap()]);
-        assert!(args.contains(&format!("com1,autopty={0}/tty,log={0}/console-ring", state.display())));
-    }
-
-    #[test]
-    fn iso_needs_uefi_and_gets_iso_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("lk-efi.iso"), "iso").unwrap();
-        let fw = dir.path().join("UEFI.fd");
-        std::fs::write(&fw, "fw").unwrap();
-        let prefix = dir.path().join("lk-efi");
-        let p = prefix.to_str().unwrap();
-        let e = plan_for(&parse(&["--networking", "none", "--iso", p]), None, true).unwrap_err();
-        assert!(e.to_string().contains("only through UEFI firmware: add --uefi"), "{e}");
-        let a = parse(&[
-            "--networking",
-            "none",
-            "--iso",
             "--uefi",
             "--fw",
-            fw.to_str().unwrap(),
-            p,
+            "/fw.fd",
+            "--iso",
+            "out/lk-efi",
         ]);
-        let plan = plan_for(&a, None, true).unwrap();
-        let args = strs(&plan);
-        assert!(args.contains(&format!("2,ahci-cd,{p}.iso")), "{args:?}");
-        assert_eq!(args.last().unwrap(), &format!("bootrom,{},,", fw.display()));
-        assert_eq!(plan.state.dir(), Path::new(&format!("{p}-state")));
+        let (backend, request) = setup_for(&cli, false).unwrap();
+        assert_eq!(request.name, "lk-efi");
+        assert_eq!(request.image, Path::new("out/lk-efi.iso"));
+        assert_eq!(request.boot, BootKind::Iso);
+        assert_eq!((request.cpus, request.memory_mib), (2, 2048));
+        assert_eq!(request.disks, ["size=1G".parse::<DiskSpec>().unwrap()]);
+        assert_eq!(request.userdata.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(request.publish, ["2222:22".parse::<PublishedPort>().unwrap()]);
+        assert_eq!(request.networking.as_deref(), Some("vpnkit"));
+        assert!(request.uefi);
+        assert_eq!(request.firmware.as_deref(), Some(Path::new("/fw.fd")));
+        assert_eq!(request.state_dir.as_deref(), Some(Path::new("/s")));
+        assert_eq!(backend.binary.as_deref(), Some(Path::new("/opt/hyperkit")));
+        assert_eq!(backend.vpnkit.as_deref(), Some(Path::new("/opt/vpnkit")));
+        assert_eq!(backend.preferred_ipv4, Some(Ipv4Addr::new(192, 168, 65, 10)));
+        assert_eq!(backend.vsock_ports, [2374, 2375]);
+        assert_eq!(
+            backend.vpnkit_uuid.as_deref(),
+            Some("0123abcd-89ab-cdef-0123-456789abcdef")
+        );
+        assert_eq!(backend.uuid.as_deref(), Some("11111111-2222-4333-8444-555555555555"));
+        assert_eq!(backend.console, ForegroundConsole::Relay, "stdout is not a terminal");
+        let (backend, _) = setup_for(&parse(&["--console-file", "lk"]), true).unwrap();
+        assert_eq!(backend.console, ForegroundConsole::File);
+        let (_, request) = setup_for(&parse(&["--squashfs", "lk.iso"]), true).unwrap();
+        assert_eq!((request.boot, request.name.as_str()), (BootKind::Squashfs, "lk"));
     }
 
     #[test]
-    fn clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = image(dir.path());
-        let p = prefix.to_str().unwrap();
-        let e = plan_for(&parse(&["--networking", "none", "--publish", "80:80", p]), None, true).unwrap_err();
+    fn bad_values_name_their_flag() {
+        let e = setup_for(&parse(&["--vsock-ports", "2374,x", "lk"]), true).unwrap_err();
         assert_eq!(
-            e.to_string(),
-            "port publishing requires \"docker-for-mac\" or \"vpnkit\" networking, not \"none\""
+            format!("{e:#}"),
+            "check --vsock-ports: invalid vsock port list \"2374,x\": use comma separated port numbers, e.g. 2374,2375"
         );
-        let e = plan_for(&parse(&["--networking", "none", "--disk", "d.qcow2", p]), None, true).unwrap_err();
+        let e = setup_for(&parse(&["--data-file", "/nonexistent/data", "lk"]), true).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("disk d.qcow2: hyperkit runs raw disk images only, not qcow2"),
+            format!("{e:#}").starts_with("cannot read userdata from /nonexistent/data: "),
+            "{e:#}"
+        );
+    }
+
+    /// The error of starting `cli` through the backend, with its flags.
+    fn start_error(cli: &Cli, root: &Path) -> String {
+        let (backend, request) = setup(&cli.args, 1, 1024, &[], StateRoot::new(root), true).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = runtime.block_on(backend.start(&request)).unwrap_err();
+        with_flags(e).to_string()
+    }
+
+    #[test]
+    fn backend_errors_get_their_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lk.iso"), "iso").unwrap();
+        std::fs::write(dir.path().join("lk-kernel"), "k").unwrap();
+        let binary = dir.path().join("hyperkit");
+        std::fs::write(&binary, "").unwrap();
+        let root = dir.path().join("root");
+        let prefix = dir.path().join("lk");
+        let hk = binary.to_str().unwrap();
+        let p = prefix.to_str().unwrap();
+        let e = start_error(&parse(&["--hyperkit", hk, "--networking", "none", "--iso", p]), &root);
+        assert!(
+            e.starts_with("hyperkit boots an ISO (") && e.ends_with("; an ISO needs --iso --uefi (and --fw PATH)"),
             "{e}"
         );
-        let home = tempfile::tempdir().unwrap();
-        let e = plan_for(&parse(&[p]), Some(home.path()), true).unwrap_err();
+        let cli = parse(&["--hyperkit", hk, "--networking", "none", "--kernel", "--uuid", "x", p]);
+        let e = start_error(&cli, &root);
         assert!(
-            e.to_string().starts_with("cannot find Docker Desktop's vpnkit sockets"),
+            e.starts_with("invalid UUID \"x\" given for the VM") && e.ends_with("; check --uuid"),
             "{e}"
         );
-        let e = plan_for(&parse(&["--networking", "slirp", p]), None, true).unwrap_err();
-        assert!(e.to_string().starts_with("invalid networking mode \"slirp\""), "{e}");
-        let e = plan_for(&parse(&["--networking", "none", "--uuid", "x", p]), None, true).unwrap_err();
-        assert!(e.to_string().starts_with("invalid UUID \"x\" given with --uuid"), "{e}");
-        let e = plan_for(&parse(&["--networking", "none", "--squashfs", p]), None, true).unwrap_err();
-        assert!(
-            e.to_string()
-                .ends_with("lk-squashfs.img not found (needed to boot a kernel+squashfs)"),
-            "{e}"
+        let missing = dir.path().join("none/hyperkit");
+        let e = start_error(&parse(&["--hyperkit", missing.to_str().unwrap(), p]), &root);
+        assert_eq!(
+            e,
+            format!(
+                "hyperkit binary {} does not exist: check its path; check --hyperkit",
+                missing.display()
+            )
         );
-        let e = plan_for(&parse(&["--networking", "none", &format!("{p}-nothing")]), None, true).unwrap_err();
-        assert!(e.to_string().starts_with("no "), "{e}");
+        // Errors without a flag to fix them are passed on as they are.
+        let e = VmError::Hyperkit(HyperkitError::BadVsockPorts("x".into()));
+        assert_eq!(
+            with_flags(e).to_string(),
+            "invalid vsock port list \"x\": use comma separated port numbers, e.g. 2374,2375"
+        );
     }
 }

@@ -1,11 +1,19 @@
-//! `moby run vmware [FLAGS] IMAGE`: boot an ISO or VMDK image under VMware Workstation or Fusion,
-//! through `vmrun` (see `vmm::vmware`).
+//! `moby run vmware [FLAGS] IMAGE`: LinuxKit's flags mapped to a [`Request`] and the [`Vmware`]
+//! backend's settings; the recipe (the image, LinuxKit's `PREFIX-state` state dir unless
+//! `--state`, the `.vmx`, the extra disk) is the backend's. Flag hints are added to the backend's
+//! errors here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use vmm::machine::DiskSpec;
-use vmm::vmware::{self, Follow, Network, Product, RunConfig};
+use vmm::state::{StateError, StateRoot};
+use vmm::vmware::{Network, Product, Vmware, VmwareError};
+use vmm::{Backend, Request, VmError};
+
+/// How long the guest gets to shut down after Ctrl-C (or SIGTERM) before it is powered off.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `moby run vmware`: LinuxKit's `run vmware` (`--state`, and `--cpus`, `--mem`, `--disk` from
 /// `run`), plus the choices LinuxKit hard-codes.
@@ -34,57 +42,102 @@ pub struct VmwareArgs {
     pub image: PathBuf,
 }
 
-/// The runner's configuration for `args` and the common `run` resources (`--cpus`, `--mem` in
-/// MiB, `--disk` values).
-pub fn config(args: &VmwareArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<RunConfig> {
-    let disks = disks
+/// The backend's settings and the request for `args` and the common `run` resources (`--cpus`,
+/// `--mem` in MiB, `--disk` values).
+fn setup(args: &VmwareArgs, cpus: u32, mem: u64, disks: &[String], root: StateRoot) -> Result<(Vmware, Request)> {
+    let mut request = Request::new(instance_name(&args.image)?, args.image.clone());
+    request.cpus = cpus;
+    request.memory_mib = mem;
+    request.disks = disks
         .iter()
         .map(|d| d.parse::<DiskSpec>().with_context(|| format!("invalid --disk {d:?}")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(RunConfig {
-        image: args.image.clone(),
-        state_dir: args.state.clone(),
-        cpus,
-        memory_mib: mem,
-        disks,
-        network: args.networking,
-        gui: args.gui,
-        detach: args.detached,
-        vmrun: args.vmrun.clone(),
-        product: args.product,
-    })
+    request.networking = Some(args.networking.connection_type().unwrap_or("none").to_string());
+    request.state_dir = args.state.clone();
+    let mut backend = Vmware::new(root);
+    backend.vmrun = args.vmrun.clone();
+    backend.product = args.product;
+    backend.gui = args.gui;
+    Ok((backend, request))
+}
+
+/// LinuxKit's instance name: the image's file name without `.vmdk` or `.iso`.
+fn instance_name(image: &Path) -> Result<String> {
+    let file = image
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .with_context(|| format!("cannot name a VM after {}", image.display()))?;
+    let lower = file.to_ascii_lowercase();
+    let stem = [".vmdk", ".iso"]
+        .iter()
+        .find(|ext| lower.ends_with(*ext))
+        .map_or(file.as_str(), |ext| &file[..file.len() - ext.len()]);
+    Ok(stem.to_string())
 }
 
 /// Starts the VM and, unless `--detached`, copies its serial console to stdout until it stops.
 pub fn run(args: &VmwareArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<()> {
-    let cfg = config(args, cpus, mem, disks)?;
-    let started = vmware::start(&cfg)?;
-    let stop = started
-        .vmrun
-        .command_line(&started.vmrun.stop_args(&started.vmx, false));
-    if let Some(disk) = &started.created_disk {
-        tracing::info!("created disk {}", disk.display());
+    let root = StateRoot::new(StateRoot::default_base()?);
+    let (backend, request) = setup(args, cpus, mem, disks, root)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        if args.detached {
+            let record = backend.start(&request).await.map_err(with_flags)?;
+            tracing::info!(
+                "VM `{}` runs in the background (state in {}); console: {}/console.log; to stop it: moby stop {}",
+                record.name,
+                record.state_dir.display(),
+                record.state_dir.display(),
+                record.name
+            );
+            return Ok(());
+        }
+        tracing::info!(
+            "following the serial console of VM `{}` until it stops; Ctrl-C stops it",
+            request.name
+        );
+        let mut stdout = std::io::stdout();
+        let end = backend
+            .run(&request, &mut stdout, STOP_TIMEOUT)
+            .await
+            .map_err(with_flags)?;
+        tracing::info!("the VM has stopped ({:?})", end.ending);
+        Ok(())
+    })
+}
+
+/// The flags that fix `err`, when some do.
+fn flag_hint(err: &VmError) -> Option<&'static str> {
+    use VmwareError as W;
+    Some(match err {
+        VmError::Vmware(W::VmrunNotFound { .. }) => "give vmrun's path with --vmrun",
+        VmError::Vmware(W::VmrunPathMissing(_)) => "check --vmrun",
+        VmError::Vmware(W::VdiskmanagerNotFound { .. }) => "or give an existing .vmdk with --disk",
+        VmError::Vmware(W::KernelBoot(_) | W::UnsupportedImage(_) | W::ImageNotFound { .. }) => {
+            "build one with `moby build --format iso-bios` or `--format vmdk`"
+        }
+        VmError::Vmware(W::BadCpus) => "check --cpus",
+        VmError::Vmware(W::BadMemory(_)) => "check --mem",
+        VmError::Vmware(W::TooManyDisks(_)) => "give one --disk",
+        VmError::Vmware(W::DiskNotVmdk { .. }) => "e.g. --disk file=PATH.vmdk, or format=vmdk",
+        VmError::Vmware(W::DiskMissingNoSize(_)) => "e.g. --disk file=PATH,size=1G",
+        VmError::Vmware(W::AlreadyRunning { .. }) | VmError::State(StateError::Locked { .. }) => {
+            "the state dir is --state DIR"
+        }
+        VmError::Unsupported { .. } => "VMware runs ISO and VMDK images without published ports or userdata",
+        _ => return None,
+    })
+}
+
+/// `err` with the flags that fix it, in the CLI's words.
+fn with_flags(err: VmError) -> anyhow::Error {
+    match flag_hint(&err) {
+        Some(hint) => anyhow!("{err}; {hint}"),
+        None => err.into(),
     }
-    tracing::info!(
-        "started {} (state in {})",
-        started.vmx.display(),
-        started.state_dir.display()
-    );
-    if cfg.detach {
-        tracing::info!("console: {}; to stop the VM: {stop}", started.console.display());
-        return Ok(());
-    }
-    tracing::info!("following the serial console until the VM stops; to stop the VM: {stop}");
-    let mut out = std::io::stdout().lock();
-    vmware::follow(
-        &started.vmrun,
-        &started.vmx,
-        &started.console,
-        &mut out,
-        &Follow::default(),
-    )?;
-    tracing::info!("the VM has stopped");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -102,25 +155,19 @@ mod tests {
         Cmd::try_parse_from(std::iter::once("vmware").chain(argv.iter().copied())).map(|c| c.args)
     }
 
+    fn root() -> StateRoot {
+        StateRoot::new("/nonexistent/root")
+    }
+
     #[test]
     fn defaults() {
-        let args = parse(&["lk"]).unwrap();
-        let cfg = config(&args, 1, 1024, &[]).unwrap();
-        assert_eq!(
-            cfg,
-            RunConfig {
-                image: "lk".into(),
-                state_dir: None,
-                cpus: 1,
-                memory_mib: 1024,
-                disks: Vec::new(),
-                network: Network::Nat,
-                gui: false,
-                detach: false,
-                vmrun: None,
-                product: None,
-            }
-        );
+        let args = parse(&["out/lk"]).unwrap();
+        let (backend, request) = setup(&args, 1, 1024, &[], root()).unwrap();
+        let mut expected = Request::new("lk", "out/lk");
+        expected.networking = Some("nat".into());
+        assert_eq!(request, expected);
+        assert_eq!((backend.vmrun, backend.product, backend.gui), (None, None, false));
+        assert!(!args.detached);
     }
 
     #[test]
@@ -136,18 +183,22 @@ mod tests {
             "bridged",
             "--gui",
             "-d",
-            "lk.iso",
+            "out/lk.iso",
         ])
         .unwrap();
-        let cfg = config(&args, 2, 4096, &["size=2G".into()]).unwrap();
-        assert_eq!(cfg.state_dir.as_deref(), Some(std::path::Path::new("/s")));
-        assert_eq!(cfg.vmrun.as_deref(), Some(std::path::Path::new("/opt/vmrun")));
-        assert_eq!(cfg.product, Some(Product::Fusion));
-        assert_eq!(cfg.network, Network::Bridged);
-        assert!(cfg.gui && cfg.detach);
-        assert_eq!((cfg.cpus, cfg.memory_mib), (2, 4096));
-        assert_eq!(cfg.disks, ["size=2G".parse::<DiskSpec>().unwrap()]);
+        let (backend, request) = setup(&args, 2, 4096, &["size=2G".into()], root()).unwrap();
+        assert_eq!(request.name, "lk");
+        assert_eq!(request.image, Path::new("out/lk.iso"));
+        assert_eq!(request.state_dir.as_deref(), Some(Path::new("/s")));
+        assert_eq!(request.networking.as_deref(), Some("bridged"));
+        assert_eq!((request.cpus, request.memory_mib), (2, 4096));
+        assert_eq!(request.disks, ["size=2G".parse::<DiskSpec>().unwrap()]);
+        assert_eq!(backend.vmrun.as_deref(), Some(Path::new("/opt/vmrun")));
+        assert_eq!(backend.product, Some(Product::Fusion));
+        assert!(backend.gui && args.detached);
         assert!(parse(&["--detach", "lk"]).unwrap().detached);
+        assert_eq!(instance_name(Path::new("VM.VMDK")).unwrap(), "VM");
+        assert_eq!(instance_name(Path::new("lk-1.2")).unwrap(), "lk-1.2");
     }
 
     #[test]
@@ -158,10 +209,23 @@ mod tests {
         assert!(e.contains("use ws (Workstation), fusion or player"), "{e}");
         assert!(parse(&[]).is_err(), "IMAGE is required");
         let args = parse(&["lk"]).unwrap();
-        let e = config(&args, 1, 1024, &["size=x".into()]).unwrap_err();
+        let e = setup(&args, 1, 1024, &["size=x".into()], root()).unwrap_err();
         assert_eq!(
             format!("{e:#}"),
             "invalid --disk \"size=x\": invalid disk size \"x\": use a number of GiB, or N G / N M (e.g. size=4G, size=512M)"
         );
+    }
+
+    #[test]
+    fn backend_errors_get_their_flags() {
+        let e = with_flags(VmError::Vmware(VmwareError::VmrunPathMissing("/opt/vmrun".into())));
+        assert_eq!(
+            e.to_string(),
+            "vmrun /opt/vmrun does not exist: check its path; check --vmrun"
+        );
+        let e = with_flags(VmError::Vmware(VmwareError::BadMemory(1001)));
+        assert!(e.to_string().ends_with("at least 4; check --mem"), "{e}");
+        let e = with_flags(VmError::Vmware(VmwareError::BadList("x".into())));
+        assert!(!e.to_string().contains("--"), "{e}");
     }
 }

@@ -242,14 +242,18 @@ fn finish<T>(state: &StateDir, result: &Result<T, VmError>) {
 }
 
 /// Removes an instance's state: its directory (everything but `keep`), and its link under `root`.
+/// The directory is the one the link leads to when the state lives elsewhere (an explicit state
+/// dir, LinuxKit's `PREFIX-state`).
 fn remove_state(root: &StateRoot, state: &StateDir, keep: &[std::path::PathBuf]) -> Result<(), VmError> {
     let io = |doing, path: &Path| {
         let path = path.to_path_buf();
         move |source| VmError::Io { doing, path, source }
     };
-    let entries = std::fs::read_dir(state.dir()).map_err(io("read", state.dir()))?;
+    let dir = std::fs::canonicalize(state.dir()).map_err(io("resolve", state.dir()))?;
+    let keep: Vec<_> = keep.iter().filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let entries = std::fs::read_dir(&dir).map_err(io("read", &dir))?;
     for entry in entries {
-        let path = entry.map_err(io("read", state.dir()))?.path();
+        let path = entry.map_err(io("read", &dir))?.path();
         if keep.contains(&path) {
             continue;
         }
@@ -261,7 +265,7 @@ fn remove_state(root: &StateRoot, state: &StateDir, keep: &[std::path::PathBuf])
         removed.map_err(io("remove", &path))?;
     }
     if keep.is_empty() {
-        std::fs::remove_dir(state.dir()).map_err(io("remove", state.dir()))?;
+        std::fs::remove_dir(&dir).map_err(io("remove", &dir))?;
     }
     let link = root.base().join(state.name());
     if link.is_symlink() {
@@ -276,6 +280,10 @@ fn remove_state(root: &StateRoot, state: &StateDir, keep: &[std::path::PathBuf])
 pub enum AnyBackend {
     /// qemu.
     Qemu(crate::qemu::Qemu),
+    /// hyperkit.
+    Hyperkit(crate::hyperkit::Hyperkit),
+    /// VMware.
+    Vmware(crate::vmware::Vmware),
 }
 
 impl AnyBackend {
@@ -284,7 +292,8 @@ impl AnyBackend {
     pub fn of_kind(kind: BackendKind, root: StateRoot) -> AnyBackend {
         match kind {
             BackendKind::Qemu => AnyBackend::Qemu(crate::qemu::Qemu::new(root)),
-            BackendKind::Hyperkit | BackendKind::Vmware => AnyBackend::Qemu(crate::qemu::Qemu::new(root)),
+            BackendKind::Hyperkit => AnyBackend::Hyperkit(crate::hyperkit::Hyperkit::new(root)),
+            BackendKind::Vmware => AnyBackend::Vmware(crate::vmware::Vmware::new(root)),
         }
     }
 
@@ -309,6 +318,8 @@ macro_rules! each {
     ($self:ident, $b:ident => $e:expr) => {
         match $self {
             AnyBackend::Qemu($b) => $e,
+            AnyBackend::Hyperkit($b) => $e,
+            AnyBackend::Vmware($b) => $e,
         }
     };
 }

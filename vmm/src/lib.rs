@@ -9,10 +9,12 @@
 //! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address);
 //!   [`instance`] records what runs there.
 //! - [`console`] puts the terminal in raw mode and relays the guest's serial console.
-//! - [`hyperkit`] is the macOS backend: hyperkit's command line, its state dir, vpnkit port
-//!   publishing, and a runner.
+//! - [`hyperkit`] is the macOS backend: hyperkit's command line, its own files in the state dir,
+//!   vpnkit port publishing.
 //! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
 //! - [`vmware`] writes a `.vmx` for an ISO or VMDK image and drives `vmrun` (Workstation, Fusion).
+//! - [`Backend`] is the lifecycle every backend offers; [`qemu::Qemu`], [`hyperkit::Hyperkit`] and
+//!   [`vmware::Vmware`] implement it, [`AnyBackend`] is the enum over them.
 #![deny(missing_docs)]
 
 pub mod accel;
@@ -26,6 +28,7 @@ pub mod machine;
 pub mod qemu;
 pub mod qmp;
 mod random;
+mod records;
 pub mod state;
 #[cfg(test)]
 mod testing;

@@ -407,6 +407,12 @@ fn check_name(name: &str) -> Result<(), StateError> {
 /// The record's file name in a state directory.
 const RECORD_FILE: &str = "instance.json";
 
+/// How long [`StateDir::lock`] waits for a lock held elsewhere before refusing.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// hyperkit's state file (see [`crate::hyperkit`]), which holds its pid too.
+const HYPERKIT_JSON: &str = "hyperkit.json";
+
 /// The state directory of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
@@ -542,12 +548,14 @@ impl StateDir {
         self.dir.join("lock")
     }
 
-    /// Whether a VM runs from here: whether `qemu.pid` names a live qemu ([`process_name`]).
+    /// Whether a VM runs from here: whether the recorded pid ([`StateDir::read_pid`]) names a
+    /// live process of the backend's program ([`process_name`]).
     ///
-    /// Where there is no `/proc` (macOS), a pid file is taken to mean a running VM: refusing is
-    /// safer than reusing a live VM's disks.
+    /// Where there is no `/proc` (macOS), a qemu pid file is taken to mean a running VM: refusing
+    /// is safer than reusing a live VM's disks. hyperkit, which runs only there, is judged by
+    /// `ps` as everywhere else.
     pub fn status(&self) -> Result<ProcessStatus, StateError> {
-        if !has_proc() {
+        if !has_proc() && self.kind != BackendKind::Hyperkit {
             return Ok(self
                 .read_pid()?
                 .map_or(ProcessStatus::Stopped, |pid| ProcessStatus::Running { pid }));
@@ -566,11 +574,16 @@ impl StateDir {
         })
     }
 
-    /// The pid in `qemu.pid`, or `None` without one.
+    /// The pid in the pid file ([`StateDir::pid_file`]), or `None` without one. hyperkit writes
+    /// its pid file a moment after it starts, so for hyperkit the `pid` of `hyperkit.json`
+    /// (written by whoever started it) counts when there is no pid file yet.
     pub fn read_pid(&self) -> Result<Option<u32>, StateError> {
         let path = self.pid_file();
         let content = match fs::read_to_string(&path) {
             Ok(content) => content,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.kind == BackendKind::Hyperkit => {
+                return self.hyperkit_json_pid()
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(StateError::Io {
@@ -586,6 +599,36 @@ impl StateDir {
                 path,
                 dir: self.dir.clone(),
                 content,
+            }),
+        }
+    }
+
+    /// The `pid` field of hyperkit's `hyperkit.json` (the hyperkit Go library's state file), or
+    /// `None` without the file or a pid in it.
+    fn hyperkit_json_pid(&self) -> Result<Option<u32>, StateError> {
+        #[derive(serde::Deserialize)]
+        struct Pid {
+            #[serde(default)]
+            pid: u32,
+        }
+        let path = self.dir.join(HYPERKIT_JSON);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    doing: "read",
+                    path,
+                    source,
+                })
+            }
+        };
+        match serde_json::from_str::<Pid>(&text) {
+            Ok(Pid { pid }) => Ok(Some(pid).filter(|&pid| pid > 0)),
+            Err(_) => Err(StateError::BadPidFile {
+                path,
+                dir: self.dir.clone(),
+                content: text.chars().take(80).collect(),
             }),
         }
     }
@@ -638,21 +681,29 @@ impl StateDir {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(StateError::Locked {
-                    dir: self.dir.clone(),
-                    name: self.name.clone(),
-                    lock: path,
-                })
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(StateError::Io {
-                    doing: "lock",
-                    path,
-                    source,
-                })
+        // A child forked by another thread of this process while it had the lock file open holds
+        // the lock until it execs (a moment): give such a holder that moment before refusing.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StateError::Locked {
+                        dir: self.dir.clone(),
+                        name: self.name.clone(),
+                        lock: path,
+                    })
+                }
+                Err(TryLockError::Error(source)) => {
+                    return Err(StateError::Io {
+                        doing: "lock",
+                        path,
+                        source,
+                    })
+                }
             }
         }
         match self.status()? {
@@ -683,7 +734,7 @@ impl StateDir {
                 self.owner_qmp_socket(),
                 self.console_socket(),
             ],
-            BackendKind::Hyperkit => vec![self.pid_file(), self.dir.join("hyperkit.json"), self.dir.join("tty")],
+            BackendKind::Hyperkit => vec![self.pid_file(), self.dir.join(HYPERKIT_JSON), self.dir.join("tty")],
             BackendKind::Vmware => Vec::new(),
         };
         for path in runtime {
@@ -982,6 +1033,77 @@ mod tests {
             "{text}"
         );
         assert!(s.pid_file().exists(), "a live VM's pid file is kept");
+    }
+
+    #[test]
+    fn hyperkit_is_judged_by_its_name_and_its_json_pid_counts() {
+        let base = tempfile::tempdir().expect("temp dir");
+        let s = StateDir::new(base.path().join("vm-state"), "vm", BackendKind::Hyperkit);
+        let gone = |_| Ok(None);
+        assert_eq!(s.status_with(gone).expect("status"), ProcessStatus::Stopped);
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        // Until hyperkit writes hyperkit.pid, the pid in hyperkit.json is the one.
+        fs::write(s.dir().join("hyperkit.json"), r#"{"hyperkit":"/h","pid":4242}"#).expect("json");
+        assert_eq!(s.read_pid().expect("pid"), Some(4242));
+        let docker = |pid: u32| {
+            assert_eq!(pid, 4242);
+            Ok(Some("com.docker.hyperkit".to_string()))
+        };
+        assert_eq!(
+            s.status_with(docker).expect("status"),
+            ProcessStatus::Running { pid: 4242 }
+        );
+        fs::write(s.pid_file(), "77\n").expect("pid");
+        assert_eq!(s.read_pid().expect("pid"), Some(77), "the pid file wins");
+        assert_eq!(
+            s.status_with(|_| Ok(Some("bash".into()))).expect("status"),
+            ProcessStatus::Stale {
+                pid: 77,
+                why: StaleReason::OtherProgram("bash".into())
+            }
+        );
+        fs::remove_file(s.pid_file()).expect("rm");
+        fs::write(s.dir().join("hyperkit.json"), "not json").expect("json");
+        let e = s.read_pid().expect_err("damaged").to_string();
+        assert!(e.contains("hyperkit.json does not hold a process id"), "{e}");
+    }
+
+    #[test]
+    fn a_running_hyperkit_is_never_reused_and_a_dead_ones_files_are_cleaned() {
+        let base = tempfile::tempdir().expect("temp dir");
+        let s = StateDir::new(base.path().join("vm-state"), "vm", BackendKind::Hyperkit);
+        fs::create_dir_all(s.dir()).expect("mkdir");
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", "exec -a hyperkit sleep 600"])
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        fs::write(s.pid_file(), pid.to_string()).expect("pid");
+        let mut status = s.status().expect("status");
+        for _ in 0..500 {
+            if status == (ProcessStatus::Running { pid }) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            status = s.status().expect("status");
+        }
+        let refused = s.lock().map(drop);
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        assert_eq!(status, ProcessStatus::Running { pid });
+        let e = refused.expect_err("a running hyperkit");
+        assert!(matches!(e, StateError::Running { .. }), "{e}");
+        // It is gone now: its runtime files go, the rest stays.
+        for file in ["hyperkit.json", "tty", "console-ring", "vpnkit.uuid"] {
+            fs::write(s.dir().join(file), "x").expect("file");
+        }
+        let _lock = s.lock().expect("lock cleans a dead hyperkit's files");
+        for file in ["hyperkit.pid", "hyperkit.json", "tty"] {
+            assert!(!s.dir().join(file).exists(), "{file}");
+        }
+        for file in ["console-ring", "vpnkit.uuid"] {
+            assert!(s.dir().join(file).exists(), "{file}");
+        }
     }
 
     #[test]

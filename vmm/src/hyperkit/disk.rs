@@ -1,4 +1,4 @@
-//! Raw disks for hyperkit: `--disk` resolved with LinuxKit's hyperkit rules, and created sparse or
+//! Raw disks for hyperkit: disk specs resolved with LinuxKit's hyperkit rules, and created sparse or
 //! grown with `File::set_len` as the hyperkit library does (no qemu-img needed).
 //!
 //! Rules: a disk with a size and no path is `STATE/disk.raw`, `STATE/disk1.raw`, ... (LinuxKit's
@@ -48,7 +48,7 @@ pub struct RawDisk {
     pub driver: DiskDriver,
 }
 
-/// Applies LinuxKit's hyperkit rules to the `--disk` values (see the module doc).
+/// Applies LinuxKit's hyperkit rules to the disk specs (see the module doc).
 pub fn resolve_raw_disks(specs: &[DiskSpec], state_dir: &Path) -> Result<Vec<RawDisk>, HyperkitError> {
     specs
         .iter()
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "disk d.qcow2: hyperkit runs raw disk images only, not qcow2: convert it \
-             (qemu-img convert -O raw d.qcow2 DISK.raw) or use `moby run qemu`"
+             (qemu-img convert -O raw d.qcow2 DISK.raw) or run the image under qemu"
         );
         let e = resolve_raw_disks(&specs(&["size=1G,format=vmdk"]), Path::new("/st")).unwrap_err();
         assert!(
@@ -235,10 +235,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "disk {0} does not exist: give it a size (--disk file={0},size=1G) to create it",
-                path.display()
-            )
+            format!("disk {0} does not exist: give it a size to create it", path.display())
         );
     }
 }

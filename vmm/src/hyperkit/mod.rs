@@ -1,9 +1,11 @@
-//! The hyperkit backend (macOS): LinuxKit's `run hyperkit`.
+//! The hyperkit backend (macOS): LinuxKit's `run hyperkit`, as [`Hyperkit`], a [`crate::Backend`].
 //!
-//! hyperkit only exists on macOS, so everything here that does not spawn it is pure and unit tested:
-//! [`HyperkitConfig::args`] builds the argument vector the way the hyperkit Go library LinuxKit
-//! vendors does, [`HyperkitJson`] is the `hyperkit.json` it writes, and [`HyperkitState`] reads the
-//! state dir (`hyperkit.pid`, `hyperkit.json`, `tty`, `console-ring`, `vpnkit.uuid`).
+//! hyperkit only exists on macOS, so everything here that does not spawn it is pure and unit tested
+//! (the lifecycle against a stand-in script): [`HyperkitConfig::args`] builds the argument vector
+//! the way the hyperkit Go library LinuxKit vendors does, [`HyperkitJson`] is the `hyperkit.json`
+//! it writes, `files.rs` names hyperkit's own files in the instance's state dir (a
+//! [`crate::state::StateDir`], LinuxKit's `PREFIX-state` by default), [`Hyperkit`]'s recipe turns
+//! a [`crate::Request`] into a command line, a vpnkit and published ports.
 //!
 //! Facts the command line relies on (from LinuxKit's `run_hyperkit.go` and `moby/hyperkit/go`):
 //! - `-A -u -F STATE/hyperkit.pid -c CPUS -m MEMM -s 0:0,hostbridge -s 31,lpc`, then PCI slots
@@ -12,34 +14,36 @@
 //!   root is `virtio-blk` so it is `/dev/vda`), the vsock device (`N,virtio-sock,guest_cid=3,path=STATE`
 //!   with `guest_forwards=P1;P2`), CDs (`N,ahci-cd,PATH`), `N,virtio-rnd`, 9P shares
 //!   (`N,virtio-9p,path=SOCK,tag=TAG`).
-//! - The serial console: `-l com1,stdio,log=STATE/console-ring` when stdout is a terminal, else
-//!   `-l com1,autopty=STATE/tty,log=STATE/console-ring` (hyperkit makes `STATE/tty` a link to a pty).
+//! - The serial console: `-l com1,stdio,log=STATE/console-ring` when it goes to the terminal
+//!   ([`ForegroundConsole::Stdio`]), else `-l com1,autopty=STATE/tty,log=STATE/console-ring`
+//!   (hyperkit makes `STATE/tty` a link to a pty).
 //! - Boot: `-f kexec,KERNEL,INITRD,earlyprintk=serial CMDLINE`, or for an ISO `-f bootrom,FIRMWARE,,`
-//!   (hyperkit boots an ISO only through UEFI firmware, LinuxKit's `--uefi`).
+//!   (hyperkit boots an ISO only through UEFI firmware).
 //! - Disks are raw files only: hyperkit's qcow2 support needs `qcow-tool`, which we do not drive.
 //! - hyperkit splits option values at commas, so paths containing a comma are refused
 //!   ([`HyperkitConfig::check_paths`]).
 
+mod backend;
 mod disk;
+mod files;
+mod launch;
 mod network;
-mod run;
-mod state;
 mod uuid;
 pub mod vpnkit;
 
 use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub use backend::{ForegroundConsole, Hyperkit};
 pub use disk::{ensure_raw_disk, resolve_raw_disks, DiskAction, DiskDriver, RawDisk};
 pub use network::{check_publish, plan_network, HyperkitNetworking, NetworkPlan, DOCKER_DATA_DIR};
-pub use run::{run, RunOutcome, RunPlan, VpnkitLaunch};
-pub use state::{HyperkitLock, HyperkitState, HyperkitStateError};
 pub use uuid::{new_uuid, parse_uuid};
 
 use crate::machine::BootMedia;
 
-/// Where Docker Desktop keeps the UEFI firmware LinuxKit uses by default (`--fw`).
+/// Where Docker Desktop keeps the UEFI firmware LinuxKit uses by default.
 pub const DEFAULT_FIRMWARE: &str = "/Applications/Docker.app/Contents/Resources/uefi/UEFI.fd";
 
 /// The guest CID of the virtio-sock device (the hyperkit library's default).
@@ -48,7 +52,7 @@ pub const VSOCK_GUEST_CID: u32 = 3;
 /// The vsock port vpnkit uses to forward connections from the host into the guest.
 pub const VPNKIT_VSOCK_PORT: u32 = 62373;
 
-/// Where hyperkit is looked for when `--hyperkit` is not given, after `$PATH` (the hyperkit Go
+/// Where hyperkit is looked for when no binary is given, after `$PATH` (the hyperkit Go
 /// library's list).
 pub const DEFAULT_HYPERKIT_PATHS: [&str; 3] = [
     "/usr/local/bin/hyperkit",
@@ -56,8 +60,29 @@ pub const DEFAULT_HYPERKIT_PATHS: [&str; 3] = [
     "/Applications/Docker.app/Contents/MacOS/com.docker.hyperkit",
 ];
 
-/// Names looked up in `$PATH` when `--hyperkit` is not given.
+/// Names looked up in `$PATH` when no binary is given.
 pub const HYPERKIT_NAMES: [&str; 2] = ["hyperkit", "com.docker.hyperkit"];
+
+/// Where a UUID that does not parse came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UuidOrigin {
+    /// The VM's DMI UUID ([`Hyperkit::uuid`]).
+    Vm,
+    /// The UUID vpnkit knows the VM by ([`Hyperkit::vpnkit_uuid`]).
+    Vpnkit,
+    /// The `vpnkit.uuid` file of the state dir.
+    File(PathBuf),
+}
+
+impl fmt::Display for UuidOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UuidOrigin::Vm => f.write_str("given for the VM"),
+            UuidOrigin::Vpnkit => f.write_str("given for vpnkit"),
+            UuidOrigin::File(path) => write!(f, "in {} (remove the file to get a new one)", path.display()),
+        }
+    }
+}
 
 /// Errors of the hyperkit backend.
 #[derive(Debug, thiserror::Error)]
@@ -65,18 +90,18 @@ pub enum HyperkitError {
     /// No hyperkit binary.
     #[error(
         "hyperkit not found (looked for hyperkit and com.docker.hyperkit in $PATH, {}): hyperkit runs \
-         only on macOS; install it with `brew install hyperkit` or Docker Desktop, or give its path with \
-         --hyperkit (on Linux use `moby run qemu`)",
+         only on macOS; install it with `brew install hyperkit` or Docker Desktop, or give its path \
+         (elsewhere, run the image under qemu)",
         DEFAULT_HYPERKIT_PATHS.join(", ")
     )]
     NotFound,
-    /// `--hyperkit` names a file that is not there.
-    #[error("hyperkit binary {0} does not exist: check the --hyperkit path")]
+    /// The hyperkit binary given is not there.
+    #[error("hyperkit binary {0} does not exist: check its path")]
     PathMissing(PathBuf),
     /// A disk in a format other than raw.
     #[error(
         "disk {path}: hyperkit runs raw disk images only, not {format}: convert it \
-         (qemu-img convert -O raw {path} DISK.raw) or use `moby run qemu`"
+         (qemu-img convert -O raw {path} DISK.raw) or run the image under qemu"
     )]
     DiskFormat {
         /// The disk.
@@ -84,11 +109,11 @@ pub enum HyperkitError {
         /// Its format.
         format: String,
     },
-    /// A `--disk` with neither a file nor a size.
-    #[error("--disk needs a file or a size: use --disk file=PATH, --disk size=1G or both")]
+    /// A disk with neither a file nor a size.
+    #[error("a disk needs a file, a size or both")]
     DiskEmpty,
     /// A disk that does not exist and has no size.
-    #[error("disk {0} does not exist: give it a size (--disk file={0},size=1G) to create it")]
+    #[error("disk {0} does not exist: give it a size to create it")]
     DiskMissingNoSize(PathBuf),
     /// A disk could not be created or resized.
     #[error("cannot {doing} disk {path}: {source}")]
@@ -102,13 +127,19 @@ pub enum HyperkitError {
         source: std::io::Error,
     },
     /// Something hyperkit cannot boot.
-    #[error("hyperkit cannot boot {0}: it boots PREFIX-kernel with PREFIX-initrd.img or PREFIX-squashfs.img, or an ISO with --uefi")]
+    #[error(
+        "hyperkit cannot boot {0}: it boots PREFIX-kernel with PREFIX-initrd.img or PREFIX-squashfs.img, \
+         or an ISO through UEFI firmware"
+    )]
     Unbootable(PathBuf),
-    /// An ISO without `--uefi`.
-    #[error("hyperkit boots an ISO ({0}) only through UEFI firmware: add --uefi (and --fw PATH)")]
+    /// An ISO to boot without UEFI.
+    #[error(
+        "hyperkit boots an ISO ({0}) only through UEFI firmware: boot it with UEFI (and the firmware's \
+         path unless it is Docker Desktop's)"
+    )]
     IsoNeedsUefi(PathBuf),
     /// The UEFI firmware is not there.
-    #[error("UEFI firmware {0} not found: install Docker Desktop (which ships it) or give its path with --fw")]
+    #[error("UEFI firmware {0} not found: install Docker Desktop (which ships it) or give the firmware's path")]
     FirmwareMissing(PathBuf),
     /// A path hyperkit cannot take because it splits its options at commas.
     #[error("{what} path {path} contains a comma, which hyperkit's option syntax cannot carry: rename or move it")]
@@ -118,7 +149,7 @@ pub enum HyperkitError {
         /// The path.
         path: PathBuf,
     },
-    /// `--networking` is not one of the modes.
+    /// A networking mode that is not one of hyperkit's.
     #[error(
         "invalid networking mode {0:?}: use default, docker-for-mac, vpnkit[,ETH-SOCKET[,PORT-SOCKET]], vmnet or none"
     )]
@@ -126,49 +157,55 @@ pub enum HyperkitError {
     /// Docker Desktop's vpnkit sockets are not there.
     #[error(
         "cannot find Docker Desktop's vpnkit sockets ({0}/vpnkit.eth.sock or s50): start Docker Desktop, \
-         or use --networking vpnkit, vmnet or none"
+         or use vpnkit, vmnet or none networking"
     )]
     NoDockerForMac(PathBuf),
-    /// `--publish` with a mode that cannot publish.
+    /// Published ports with a mode that cannot publish.
     #[error("port publishing requires \"docker-for-mac\" or \"vpnkit\" networking, not {0:?}")]
     PublishNeedsVpnkit(String),
-    /// `--publish` with a vpnkit whose port socket we do not know.
+    /// Published ports with a vpnkit whose port socket we do not know.
     #[error(
-        "publishing ports needs vpnkit's port socket: use --networking vpnkit,ETH-SOCKET,PORT-SOCKET \
-         or plain --networking vpnkit"
+        "publishing ports needs vpnkit's port socket: give vpnkit networking both its sockets \
+         (vpnkit,ETH-SOCKET,PORT-SOCKET), or none to start a vpnkit for the VM"
     )]
     PublishNeedsPortSocket,
     /// The same host port published twice.
     #[error("host port {0} is published twice")]
     DuplicatePublish(String),
-    /// `--vsock-ports` is not a comma separated list of ports.
-    #[error("invalid --vsock-ports {0:?}: use comma separated port numbers, e.g. 2374,2375")]
+    /// A vsock port list that is not comma separated port numbers.
+    #[error("invalid vsock port list {0:?}: use comma separated port numbers, e.g. 2374,2375")]
     BadVsockPorts(String),
     /// A UUID that does not parse.
-    #[error("invalid UUID {value:?} {source_desc}: use the form 01234567-89ab-cdef-0123-456789abcdef")]
+    #[error("invalid UUID {value:?} {origin}: use the form 01234567-89ab-cdef-0123-456789abcdef")]
     BadUuid {
         /// The text.
         value: String,
-        /// Where it came from, e.g. `in STATE/vpnkit.uuid`.
-        source_desc: String,
+        /// Where it came from.
+        origin: UuidOrigin,
     },
-    /// A state dir error.
-    #[error(transparent)]
-    State(#[from] HyperkitStateError),
+    /// `hyperkit.json` does not parse.
+    #[error("{path} is not a hyperkit state file ({source}); remove it if no VM runs from this dir")]
+    BadJson {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// vpnkit failed.
     #[error(transparent)]
     Vpnkit(#[from] vpnkit::VpnkitError),
     /// Writing the userdata ISO failed.
     #[error(transparent)]
     Userdata(#[from] crate::userdata::UserdataError),
-    /// `--detach` with something that ends when `moby run` ends.
+    /// A start in the background with something that ends with the process starting it.
     #[error(
-        "--detach cannot be combined with --publish or with a vpnkit started for the VM (both end when \
-         `moby run` ends): drop --detach, or use --networking docker-for-mac, vpnkit,ETH-SOCKET, vmnet or none \
-         without --publish"
+        "a VM started in the background cannot publish ports or use a vpnkit started for it (both end \
+         with the process that starts the VM): run it in the foreground, or use docker-for-mac, vmnet or \
+         none networking, or vpnkit with its sockets, without published ports"
     )]
     DetachUnsupported,
-    /// A file in the state dir could not be written.
+    /// A file in the state dir could not be read or written.
     #[error("cannot {doing} {path}: {source}")]
     Io {
         /// What we tried.
@@ -179,18 +216,28 @@ pub enum HyperkitError {
         #[source]
         source: std::io::Error,
     },
-    /// Starting hyperkit failed.
+    /// Starting hyperkit (or vpnkit) failed.
     #[error("cannot start {binary}: {source}")]
     Spawn {
-        /// The hyperkit binary.
+        /// The binary.
         binary: PathBuf,
         /// Underlying error.
         #[source]
         source: std::io::Error,
     },
-    /// Waiting for hyperkit failed.
-    #[error("waiting for hyperkit (pid {pid}) failed: {source}")]
-    Wait {
+    /// hyperkit exited before it had written its pid file.
+    #[error("hyperkit exited while starting ({status}); {messages}")]
+    EarlyExit {
+        /// Its exit status.
+        status: String,
+        /// Where its messages are, or their end.
+        messages: String,
+    },
+    /// Waiting for, signalling or watching hyperkit failed.
+    #[error("cannot {doing} hyperkit (pid {pid}): {source}")]
+    Process {
+        /// What we tried.
+        doing: &'static str,
         /// Its pid.
         pid: u32,
         /// Underlying error.
@@ -231,7 +278,7 @@ pub enum Boot {
 
 impl Boot {
     /// How hyperkit boots `media` (from [`crate::machine::detect`]). `firmware` is the UEFI firmware
-    /// when `--uefi` was given; an ISO needs it and it must exist. Disk images are refused.
+    /// when booting through UEFI; an ISO needs it and it must exist. Disk images are refused.
     pub fn from_media(media: &BootMedia, firmware: Option<&Path>) -> Result<Boot, HyperkitError> {
         match media {
             BootMedia::Kernel {
@@ -273,8 +320,8 @@ pub enum Console {
     /// The terminal (`com1,stdio`); only when stdout is a terminal.
     #[default]
     Stdio,
-    /// A pty linked at `STATE/tty` (`com1,autopty=STATE/tty`): LinuxKit's `--console-file`, a
-    /// detached VM, or a foreground VM whose stdout is not a terminal (the runner copies the tty).
+    /// A pty linked at `STATE/tty` (`com1,autopty=STATE/tty`): LinuxKit's console file, a
+    /// detached VM, or a foreground VM whose console is relayed from the pty.
     Tty,
 }
 
@@ -295,7 +342,7 @@ pub struct VpnkitNic {
     pub socket: PathBuf,
     /// The UUID vpnkit gives a stable IP address to (kept in `STATE/vpnkit.uuid`).
     pub uuid: Option<String>,
-    /// The IPv4 address to ask vpnkit for (`--ip`).
+    /// The IPv4 address to ask vpnkit for.
     pub preferred_ipv4: Option<Ipv4Addr>,
 }
 
@@ -327,12 +374,12 @@ pub struct HyperkitConfig {
     pub vpnkit: Option<VpnkitNic>,
     /// A vmnet NIC (`virtio-net`; needs root).
     pub vmnet: bool,
-    /// Disks (`--disk`), after the squashfs root if any.
+    /// Disks, after the squashfs root if any.
     pub disks: Vec<RawDisk>,
     /// CDs (the userdata ISO), after the boot ISO if any.
     pub cdroms: Vec<PathBuf>,
-    /// Guest vsock ports forwarded to unix sockets `STATE/guest.PORT` (`--vsock-ports`, plus
-    /// [`VPNKIT_VSOCK_PORT`] with vpnkit networking).
+    /// Guest vsock ports forwarded to unix sockets `STATE/guest.PORT` (plus [`VPNKIT_VSOCK_PORT`]
+    /// with vpnkit networking).
     pub vsock_ports: Vec<u32>,
     /// 9P shares.
     pub sockets_9p: Vec<Socket9p>,
@@ -370,10 +417,10 @@ impl HyperkitConfig {
 
     /// `STATE/hyperkit.pid`, written by hyperkit (`-F`).
     pub fn pid_file(&self) -> PathBuf {
-        self.state_dir.join(state::PID_FILE)
+        self.state_dir.join(files::PID_FILE)
     }
 
-    /// All disks in slot order: the squashfs root (virtio-blk) first, then `--disk`s.
+    /// All disks in slot order: the squashfs root (virtio-blk) first, then [`HyperkitConfig::disks`].
     pub fn all_disks(&self) -> Vec<RawDisk> {
         let mut disks = Vec::with_capacity(self.disks.len() + 1);
         if let Boot::Squashfs { squashfs, .. } = &self.boot {
@@ -657,7 +704,7 @@ fn search_path(name: &OsStr, path_var: Option<&OsStr>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The hyperkit binary: `explicit` (`--hyperkit`) if given (a bare name is looked up in `$PATH`),
+/// The hyperkit binary: `explicit` if given (a bare name is looked up in `$PATH`),
 /// else `hyperkit` or `com.docker.hyperkit` from `$PATH`, else [`DEFAULT_HYPERKIT_PATHS`].
 pub fn find_hyperkit(explicit: Option<&Path>) -> Result<PathBuf, HyperkitError> {
     find_hyperkit_in(explicit, std::env::var_os("PATH").as_deref(), &DEFAULT_HYPERKIT_PATHS)
@@ -683,7 +730,7 @@ pub fn find_hyperkit_in(
     }
 }
 
-/// Parses `--vsock-ports` (`2374,2375`; empty means none).
+/// Parses a comma separated list of vsock ports (`2374,2375`; empty means none).
 pub fn parse_vsock_ports(text: &str) -> Result<Vec<u32>, HyperkitError> {
     if text.is_empty() {
         return Ok(Vec::new());

@@ -1,4 +1,4 @@
-//! `--networking` for hyperkit, as LinuxKit's `run hyperkit`: Docker Desktop's vpnkit (the
+//! Networking for hyperkit, as LinuxKit's `run hyperkit`: Docker Desktop's vpnkit (the
 //! default), a vpnkit of our own or given by its sockets, macOS vmnet, or none.
 
 use std::fmt;
@@ -11,7 +11,7 @@ use crate::machine::PublishedPort;
 /// Docker Desktop's data directory, relative to `$HOME`; its vpnkit sockets live there.
 pub const DOCKER_DATA_DIR: &str = "Library/Containers/com.docker.docker/Data";
 
-/// The networking mode (`--networking`).
+/// The networking mode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum HyperkitNetworking {
     /// Share Docker Desktop's vpnkit (`default`, `docker-for-mac`).
@@ -79,7 +79,7 @@ impl fmt::Display for HyperkitNetworking {
 pub struct NetworkPlan {
     /// vpnkit's ethernet socket, for the `virtio-vpnkit` NIC.
     pub vpnkit_socket: Option<PathBuf>,
-    /// vpnkit's port control socket, for `--publish`.
+    /// vpnkit's port control socket, for published ports.
     pub port_socket: Option<PathBuf>,
     /// Start a vpnkit that listens on [`NetworkPlan::vpnkit_socket`] and [`NetworkPlan::port_socket`].
     pub launch_vpnkit: bool,
@@ -87,7 +87,7 @@ pub struct NetworkPlan {
     pub vmnet: bool,
     /// 9P shares (vpnkit's port socket, tag `port`, for the guest's `vpnkit-forwarder`).
     pub sockets_9p: Vec<Socket9p>,
-    /// vsock ports to forward in addition to `--vsock-ports` ([`VPNKIT_VSOCK_PORT`] with vpnkit).
+    /// vsock ports to forward in addition to the ones asked for ([`VPNKIT_VSOCK_PORT`] with vpnkit).
     pub vsock_ports: Vec<u32>,
 }
 
@@ -151,7 +151,7 @@ pub fn plan_network(
     }
 }
 
-/// Checks `--publish` against the mode: only vpnkit modes publish, they need the port socket, and
+/// Checks published ports against the mode: only vpnkit modes publish, they need the port socket, and
 /// a host port/protocol pair may appear once.
 pub fn check_publish(
     networking: &HyperkitNetworking,

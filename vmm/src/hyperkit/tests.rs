@@ -160,7 +160,8 @@ fn iso_boots_through_firmware() {
     assert_eq!(
         e.to_string(),
         format!(
-            "hyperkit boots an ISO ({}) only through UEFI firmware: add --uefi (and --fw PATH)",
+            "hyperkit boots an ISO ({}) only through UEFI firmware: boot it with UEFI (and the firmware's \
+             path unless it is Docker Desktop's)",
             iso.display()
         )
     );
@@ -202,7 +203,8 @@ fn disk_images_are_not_bootable() {
     };
     assert_eq!(
         Boot::from_media(&media, None).unwrap_err().to_string(),
-        "hyperkit cannot boot /i/lk.qcow2: it boots PREFIX-kernel with PREFIX-initrd.img or PREFIX-squashfs.img, or an ISO with --uefi"
+        "hyperkit cannot boot /i/lk.qcow2: it boots PREFIX-kernel with PREFIX-initrd.img or PREFIX-squashfs.img, \
+         or an ISO through UEFI firmware"
     );
 }
 
@@ -273,9 +275,9 @@ fn hyperkit_json_matches_the_go_library() {
     );
     // And it round-trips through the state dir.
     let dir = tempfile::tempdir().unwrap();
-    let state = HyperkitState::new(dir.path(), "lk");
-    state.write_json(&c.state_json(4321)).unwrap();
-    assert_eq!(state.read_json().unwrap(), Some(c.state_json(4321)));
+    let state = crate::state::StateDir::new(dir.path(), "lk", crate::instance::BackendKind::Hyperkit);
+    files::write_json(&state, &c.state_json(4321)).unwrap();
+    assert_eq!(files::read_json(&state).unwrap(), Some(c.state_json(4321)));
     assert_eq!(
         state.read_pid().unwrap(),
         Some(4321),
@@ -292,7 +294,7 @@ fn finding_hyperkit() {
         "hyperkit not found (looked for hyperkit and com.docker.hyperkit in $PATH, /usr/local/bin/hyperkit, \
          /Applications/Docker.app/Contents/Resources/bin/hyperkit, \
          /Applications/Docker.app/Contents/MacOS/com.docker.hyperkit): hyperkit runs only on macOS; install it \
-         with `brew install hyperkit` or Docker Desktop, or give its path with --hyperkit (on Linux use `moby run qemu`)"
+         with `brew install hyperkit` or Docker Desktop, or give its path (elsewhere, run the image under qemu)"
     );
     let docker = dir.path().join("com.docker.hyperkit");
     std::fs::write(&docker, "").unwrap();
@@ -316,10 +318,7 @@ fn finding_hyperkit() {
     let missing = dir.path().join("nope/hyperkit");
     assert_eq!(
         find_hyperkit_in(Some(&missing), None, &[]).unwrap_err().to_string(),
-        format!(
-            "hyperkit binary {} does not exist: check the --hyperkit path",
-            missing.display()
-        )
+        format!("hyperkit binary {} does not exist: check its path", missing.display())
     );
 }
 
@@ -329,6 +328,6 @@ fn vsock_ports_parse() {
     assert_eq!(parse_vsock_ports("2374,2375").unwrap(), [2374, 2375]);
     assert_eq!(
         parse_vsock_ports("2374,x").unwrap_err().to_string(),
-        "invalid --vsock-ports \"2374,x\": use comma separated port numbers, e.g. 2374,2375"
+        "invalid vsock port list \"2374,x\": use comma separated port numbers, e.g. 2374,2375"
     );
 }

@@ -1,4 +1,4 @@
-//! The two vpnkit protocols LinuxKit's `run hyperkit --publish` speaks, and vpnkit's command line.
+//! The two vpnkit protocols LinuxKit's `run hyperkit` speaks to publish ports, and vpnkit's command line.
 //!
 //! Publishing a port takes the guest's IP address, which vpnkit assigns per UUID:
 //! 1. On the ethernet socket, the "vmnet" protocol: both sides send `VMN3T`, a little-endian
@@ -27,7 +27,7 @@ use crate::machine::{Protocol, PublishedPort};
 #[derive(Debug, thiserror::Error)]
 pub enum VpnkitError {
     /// A socket could not be reached or used.
-    #[error("vpnkit socket {path}: {source} (is vpnkit running? check --networking)")]
+    #[error("vpnkit socket {path}: {source} (is vpnkit running? check the networking's sockets)")]
     Io {
         /// The socket.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum VpnkitError {
         what: String,
     },
     /// vpnkit refused the interface (e.g. the preferred IP is taken).
-    #[error("vpnkit refused an interface for UUID {uuid}: {message} (pick another --ip or --vpnkit-uuid)")]
+    #[error("vpnkit refused an interface for UUID {uuid}: {message} (ask for another IP address or vpnkit UUID)")]
     Refused {
         /// The UUID.
         uuid: String,
@@ -52,7 +52,7 @@ pub enum VpnkitError {
         message: String,
     },
     /// No DHCP offer in time.
-    #[error("vpnkit at {path} sent no DHCP offer for UUID {uuid} within {secs}s: give the VM an address with --ip")]
+    #[error("vpnkit at {path} sent no DHCP offer for UUID {uuid} within {secs}s: give the VM a preferred IP address")]
     NoDhcpOffer {
         /// The ethernet socket.
         path: PathBuf,
@@ -70,7 +70,9 @@ pub enum VpnkitError {
         message: String,
     },
     /// The vpnkit binary is not there.
-    #[error("vpnkit not found in $PATH: install it (brew install vpnkit) or give its path with --vpnkit, or use --networking docker-for-mac")]
+    #[error(
+        "vpnkit not found in $PATH: install it (brew install vpnkit) or give its path, or use docker-for-mac networking"
+    )]
     NotFound,
     /// vpnkit did not create its socket.
     #[error("vpnkit did not create {path} within {secs}s{exited}: see its output above")]
@@ -295,7 +297,7 @@ pub struct VpnkitPort {
 }
 
 impl VpnkitPort {
-    /// `--publish HOST:GUEST/PROTO` to the guest at `guest_ip`, listening on 127.0.0.1 as LinuxKit.
+    /// A published port `HOST:GUEST/PROTO` to the guest at `guest_ip`, listening on 127.0.0.1 as LinuxKit.
     pub fn new(publish: &PublishedPort, guest_ip: Ipv4Addr) -> VpnkitPort {
         VpnkitPort {
             proto: match publish.protocol {
@@ -400,7 +402,7 @@ pub fn vpnkit_args(ethernet: &Path, vsock: &Path, port: &Path) -> Vec<OsString> 
     ]
 }
 
-/// The vpnkit binary: `explicit` (`--vpnkit`) if given, else `vpnkit` from `$PATH`.
+/// The vpnkit binary: `explicit` if given, else `vpnkit` from `$PATH`.
 pub fn find_vpnkit(explicit: Option<&Path>, path_var: Option<&std::ffi::OsStr>) -> Result<PathBuf, VpnkitError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -554,11 +556,15 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!("vpnkit refused an interface for UUID {UUID}: IP address 192.168.65.10 already in use (pick another --ip or --vpnkit-uuid)")
+            format!("vpnkit refused an interface for UUID {UUID}: IP address 192.168.65.10 already in use (ask for another IP address or vpnkit UUID)")
         );
         server.join().unwrap();
         let e = connect_vif(&dir.path().join("none"), UUID, None, Duration::from_secs(1)).unwrap_err();
-        assert!(e.to_string().contains("(is vpnkit running? check --networking)"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("(is vpnkit running? check the networking's sockets)"),
+            "{e}"
+        );
     }
 
     /// Serves one HTTP exchange; returns the request it got.

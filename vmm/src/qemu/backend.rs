@@ -10,12 +10,13 @@ use super::control;
 use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
 use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
 use crate::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
-use crate::backend::{transition, Backend, Ending, RunEnd, Stopped};
+use crate::backend::{Backend, Ending, RunEnd, Stopped};
 use crate::console::Console;
 use crate::error::VmError;
-use crate::instance::{Action, BackendKind, InstanceRecord, InstanceState, Request};
+use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
 use crate::machine::{detect, Arch, BootMedia};
 use crate::qmp::ShutdownReason;
+use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{process_alive, ProcessStatus, StateDir, StateLock, StateRoot};
 
 /// LinuxKit's name for [`ACCEL_ENV`], honoured too.
@@ -128,11 +129,7 @@ impl Qemu {
         let state = lock.state().clone();
         match launch(lock, options).await {
             Ok(vm) => {
-                state.update_record(|r| {
-                    r.pid = Some(vm.pid());
-                    Ok(())
-                })?;
-                transition(&state, Action::Booted)?;
+                records::record_booted(&state, Some(vm.pid()))?;
                 Ok(vm)
             }
             Err(e) => {
@@ -143,82 +140,20 @@ impl Qemu {
     }
 }
 
-/// Writes the record of a start: a new one, or the last run's moved to `Starting` with what this
-/// run asks for (tags merge).
+/// The record of this run's start.
 fn record_start(state: &StateDir, request: &Request, options: &LaunchOptions) -> Result<(), VmError> {
-    let mut record = match state.read_record()? {
-        Some(old) => old,
-        None => InstanceRecord {
-            name: request.name.clone(),
-            backend: BackendKind::Qemu,
-            state: InstanceState::Stopped,
-            failure: None,
-            logical_id: None,
-            tags: Default::default(),
-            spec_digest: None,
-            image: PathBuf::new(),
-            state_dir: PathBuf::new(),
-            pid: None,
-            owner_pid: None,
-            accel: None,
-            cpus: 0,
-            memory_mib: 0,
-            publish: Vec::new(),
-            created_disks: Vec::new(),
-            keep_disks: false,
-            started: 0,
-        },
-    };
-    if record.backend != BackendKind::Qemu {
-        return Err(VmError::WrongBackend {
-            name: request.name.clone(),
-            actual: record.backend,
-            asked: BackendKind::Qemu,
-        });
-    }
-    // The lock is ours, so nothing runs from here: a record still active is left from a crash.
-    if record.state.is_active() {
-        let _ = record.apply(Action::Exited);
-    }
-    record.apply(Action::Start).map_err(|source| VmError::Transition {
-        name: request.name.clone(),
-        source,
-    })?;
-    let config = &options.config;
-    record.tags.extend(request.tags.clone());
-    record.logical_id = request.logical_id.clone().or(record.logical_id);
-    record.spec_digest = request.spec_digest.clone();
-    record.image = request.image.clone();
-    record.state_dir = state.dir().to_path_buf();
-    record.owner_pid = (!options.detach).then(std::process::id);
-    record.accel = Some(config.accel.to_string());
-    record.cpus = config.cpus;
-    record.memory_mib = config.memory_mib;
-    record.publish = config.publish.iter().map(ToString::to_string).collect();
-    record.created_disks = super::resolve_disks(&options.disks, state.dir())?
+    let created_disks = super::resolve_disks(&options.disks, state.dir())?
         .into_iter()
         .filter(|d| d.size_mib.is_some() && !d.path.exists())
         .map(|d| d.path)
         .collect();
-    record.keep_disks = request.keep_disks;
-    record.started = InstanceRecord::now();
-    state.write_record(&record)?;
-    Ok(())
-}
-
-/// Marks the instance failed with `why` (a failure to record is only logged: the original error
-/// is what the caller needs).
-fn record_failure(state: &StateDir, why: &str) {
-    let recorded = state.update_record(|r| {
-        if r.state.is_active() {
-            let _ = r.apply(Action::Fail);
-            r.failure = Some(why.to_string());
-        }
-        Ok(())
-    });
-    if let Err(e) = recorded {
-        tracing::warn!("instance `{}`: cannot record its failure: {e}", state.name());
-    }
+    let facts = RunFacts {
+        kind: BackendKind::Qemu,
+        holds_console: !options.detach,
+        accel: Some(options.config.accel.to_string()),
+        created_disks,
+    };
+    records::record_start(state, request, facts)
 }
 
 /// The neutral account of a foreground run's end.
@@ -250,9 +185,7 @@ impl Backend for Qemu {
         let state = lock.state().clone();
         let vm = self.launch(lock, options).await?;
         vm.detach().await?;
-        Ok(state.read_record()?.ok_or_else(|| crate::state::StateError::NoRecord {
-            dir: state.dir().to_path_buf(),
-        })?)
+        records::current(&state)
     }
 
     async fn run(
@@ -272,17 +205,7 @@ impl Backend for Qemu {
             }
         };
         let failure = end.messages.clone().filter(|_| end.stopped != Some(StopResult::Killed));
-        match &failure {
-            Some(messages) => record_failure(&state, messages),
-            None => {
-                state.update_record(|r| {
-                    if r.state.is_active() {
-                        let _ = r.apply(Action::Exited);
-                    }
-                    Ok(())
-                })?;
-            }
-        }
+        record_end(&state, failure.as_deref())?;
         Ok(RunEnd {
             ending: ending(&end, stop_timeout),
             failure,

@@ -129,7 +129,7 @@ mod tests {
             e.to_string(),
             format!(
                 "VMware cannot boot a kernel+initrd directly ({}): build a bootable image instead \
-                 (--format iso-bios or --format vmdk) and run that",
+                 (the iso-bios or vmdk output format) and run that",
                 k.display()
             )
         );
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(
             detect_image(&name).unwrap_err().to_string(),
             format!(
-                "no {n}.vmdk or {n}.iso found: build one first (--format vmdk or --format iso-bios) or give its path"
+                "no {n}.vmdk or {n}.iso found: build one first (the vmdk or iso-bios output format) or give its path"
             )
         );
     }

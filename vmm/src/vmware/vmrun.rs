@@ -139,7 +139,7 @@ pub struct Vmrun {
 }
 
 impl Vmrun {
-    /// vmrun for this host: `explicit` (`--vmrun`) if given, else `vmrun` from `$PATH`, else
+    /// vmrun for this host: `explicit` if given, else `vmrun` from `$PATH`, else
     /// VMware's install path ([`vmrun_locations`]). `product` defaults to [`Product::for_os`].
     pub fn find(explicit: Option<&Path>, product: Option<Product>) -> Result<Vmrun, VmwareError> {
         let path_var = std::env::var_os("PATH");
@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "vmrun not found (looked in $PATH for vmrun, /usr/bin/vmrun): install VMware Workstation \
-             (Linux, Windows) or Fusion (macOS), or give vmrun's path with --vmrun"
+             (Linux, Windows) or Fusion (macOS), or give vmrun's path"
         );
         let e = Vmrun::find_in(None, None, "macos", None).unwrap_err().to_string();
         assert!(
@@ -385,7 +385,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            format!("vmrun {} does not exist: check the --vmrun path", missing.display())
+            format!("vmrun {} does not exist: check its path", missing.display())
         );
     }
 

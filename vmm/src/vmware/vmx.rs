@@ -9,9 +9,9 @@ use super::VmwareError;
 /// What the VM boots from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmxBoot {
-    /// A bootable ISO (`--format iso-bios`), attached as the IDE CD-ROM `ide1:0`.
+    /// A bootable ISO (the `iso-bios` output format), attached as the IDE CD-ROM `ide1:0`.
     Iso(PathBuf),
-    /// A bootable VMDK (`--format vmdk`), attached as the SCSI disk `scsi0:0`.
+    /// A bootable VMDK (the `vmdk` output format), attached as the SCSI disk `scsi0:0`.
     Vmdk(PathBuf),
 }
 
@@ -67,7 +67,7 @@ pub struct VmxConfig {
     pub memory_mib: u64,
     /// The boot image.
     pub boot: VmxBoot,
-    /// An extra VMDK disk (LinuxKit's `--disk`), on the SCSI bus after the boot disk.
+    /// An extra VMDK disk (LinuxKit's), on the SCSI bus after the boot disk.
     pub data_disk: Option<PathBuf>,
     /// The file the serial port (`ttyS0`) writes to; `None` leaves out the serial port.
     pub console: Option<PathBuf>,
@@ -339,7 +339,7 @@ scsi0:0.deviceType = "scsi-hardDisk"
         c.memory_mib = 1022;
         assert_eq!(
             c.vmx().unwrap_err().to_string(),
-            "--mem 1022: VMware needs a memory size in MiB that is a multiple of 4 and at least 4"
+            "memory size 1022 MiB: VMware needs a memory size in MiB that is a multiple of 4 and at least 4"
         );
         c.memory_mib = 0;
         assert!(matches!(c.vmx(), Err(VmwareError::BadMemory(0))));
