@@ -8,9 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use vmm::console::RawTerminal;
 use vmm::machine::{BootError, BootKind, DiskSpec, PublishedPort};
-use vmm::qemu::launch::LaunchError;
-use vmm::qemu::{Qemu, QemuError};
-use vmm::{AnyBackend, Backend, Ending, Request, StateRoot, VmError};
+use vmm::qemu::{LaunchError, Qemu, QemuError};
+use vmm::{AnyBackend, Backend, Ending, Request, StateError, StateRoot, VmError};
 
 use crate::cli::{QemuArgs, RunArgs, RunBackend, VmResources};
 
@@ -187,11 +186,10 @@ pub fn run_error(err: VmError, explicit_state: bool) -> anyhow::Error {
         VmError::Qemu(QemuError::QemuNotFound { .. } | QemuError::QemuPathMissing(_)) => {
             anyhow::anyhow!("{err} (--qemu PATH)")
         }
-        VmError::State(vmm::state::StateError::Running { name, .. })
-        | VmError::State(vmm::state::StateError::Locked { name, .. }) => {
+        VmError::State(StateError::Running { name, .. }) | VmError::State(StateError::Locked { name, .. }) => {
             anyhow::anyhow!("{err} (moby stop {name}, or --state DIR)")
         }
-        VmError::State(vmm::state::StateError::NameTaken { .. }) => {
+        VmError::State(StateError::NameTaken { .. }) => {
             anyhow::anyhow!("{err} (give another --name, or drop --state)")
         }
         _ => err.into(),

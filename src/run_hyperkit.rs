@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use vmm::hyperkit::vpnkit::VpnkitError;
+use vmm::hyperkit::VpnkitError;
 use vmm::hyperkit::{self, parse_vsock_ports, ForegroundConsole, Hyperkit, HyperkitError, UuidOrigin};
 use vmm::machine::{BootKind, DiskSpec, PublishedPort};
-use vmm::state::{StateError, StateRoot};
 use vmm::{Backend, Request, VmError};
+use vmm::{StateError, StateRoot};
 
 /// How long the guest gets to power off after Ctrl-C (or SIGTERM) before hyperkit is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);

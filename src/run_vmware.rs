@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use vmm::machine::DiskSpec;
-use vmm::state::{StateError, StateRoot};
 use vmm::vmware::{Network, Product, Vmware, VmwareError};
 use vmm::{Backend, Request, VmError};
+use vmm::{StateError, StateRoot};
 
 /// How long the guest gets to shut down after Ctrl-C (or SIGTERM) before it is powered off.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use vmm::console::{self, RawTerminal, RelayEnd, DETACH_BYTE};
-use vmm::instance::{Action, TransitionError};
-use vmm::{AnyBackend, Backend, Stopped, Tags, VmError};
+use vmm::{Action, AnyBackend, Backend, StateError, Stopped, Tags, TransitionError, VmError};
 
 use crate::cli::{ConsoleArgs, PsArgs, RmArgs, StopArgs};
 use crate::run_cmd::{runtime, state_root};
@@ -76,7 +75,7 @@ fn vm_error(err: VmError) -> anyhow::Error {
                 action: Action::Stop, ..
             },
         } => anyhow::anyhow!("VM `{name}` is not running; `moby ps -a` lists VMs"),
-        VmError::State(vmm::state::StateError::Unknown { .. }) => anyhow::anyhow!("{err}; `moby ps -a` lists VMs"),
+        VmError::State(StateError::Unknown { .. }) => anyhow::anyhow!("{err}; `moby ps -a` lists VMs"),
         _ => err.into(),
     }
 }

@@ -255,7 +255,7 @@ impl Drop for KillOnDrop {
             return;
         };
         if let Some(pid) = record["pid"].as_u64() {
-            if vmm::state::process_alive(pid as u32) {
+            if crate::support::alive(pid as u32) {
                 let _ = Command::new("kill").arg(pid.to_string()).status();
             }
         }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use vmm::machine::DiskSpec;
 use vmm::qemu::Qemu;
-use vmm::state::process_alive as alive;
 use vmm::{AnyBackend, Backend, InstanceState, Request, StateRoot, Tags, VmError};
 
+use crate::support::alive;
 use crate::support::guest::{self, marker};
 
 /// Upper bound for a guest to reach a marker; only guards against hangs (TCG on a busy machine).

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::alive;
 use crate::support::guest::{self, marker, Console};
 use crate::support::moby_bin;
-use vmm::state::process_alive as alive;
 
 /// Upper bound for a guest to reach a marker; only guards against hangs (TCG on a busy machine).
 const BOOT_BOUND: Duration = Duration::from_secs(180);

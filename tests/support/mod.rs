@@ -117,3 +117,15 @@ pub fn cpio_listing(archive: &[u8]) -> Vec<String> {
     }
     lines
 }
+
+/// Whether process `pid` exists and is not a zombie (its state in `/proc/PID/stat`).
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state.is_some_and(|s| s != "Z")
+}

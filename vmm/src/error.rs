@@ -7,7 +7,7 @@ use crate::firmware::FirmwareError;
 use crate::hyperkit::HyperkitError;
 use crate::instance::{BackendKind, TransitionError};
 use crate::machine::{BootError, DiskSpecError, PortError, UnknownArch};
-use crate::qemu::launch::LaunchError;
+use crate::qemu::LaunchError;
 use crate::qemu::{DiskError, NetworkError, QemuError};
 use crate::state::StateError;
 use crate::vmware::VmwareError;

@@ -2,40 +2,41 @@
 //!
 //! # Brief overview
 //!
-//! - [`qemu`] turns what the user asked for (an image to boot, CPUs, memory, disks, networking,
-//!   published ports) into a qemu command line; [`accel`] decides between KVM and TCG by probing,
-//!   never by the mere presence of `/dev/kvm`; [`firmware`] finds UEFI firmware.
-//! - [`qmp`] is a typed client for the QEMU Machine Protocol on a VM's unix socket.
-//! - [`state`] owns an instance's state directory (pid, QMP socket, console log, MAC address);
-//!   [`instance`] records what runs there.
-//! - [`console`] puts the terminal in raw mode and relays the guest's serial console.
-//! - [`hyperkit`] is the macOS backend: hyperkit's command line, its own files in the state dir,
-//!   vpnkit port publishing.
-//! - [`userdata`] writes the `cidata` CD that carries `--data` into the guest.
-//! - [`vmware`] writes a `.vmx` for an ISO or VMDK image and drives `vmrun` (Workstation, Fusion).
-//! - [`Backend`] is the lifecycle every backend offers; [`qemu::Qemu`], [`hyperkit::Hyperkit`] and
-//!   [`vmware::Vmware`] implement it, [`AnyBackend`] is the enum over them.
+//! The API: a [`Request`] says what to start; the [`Backend`] trait is the lifecycle every backend
+//! offers (start, run in the foreground, stop, destroy, describe, list by tag, label, console);
+//! [`qemu::Qemu`], [`hyperkit::Hyperkit`] and [`vmware::Vmware`] implement it and [`AnyBackend`]
+//! is the enum over them. An [`InstanceRecord`] (with its [`InstanceState`]) is what a backend
+//! knows of an instance, kept under a [`StateRoot`]; [`VmError`] is the one error.
+//!
+//! The vocabulary every backend shares is in [`machine`] (architecture, boot media, disks,
+//! published ports); [`console`] relays a guest's serial console; [`qmp`] is a typed client for
+//! the QEMU Machine Protocol. Inside: the accelerator probe (KVM only where a guest really runs,
+//! never by the mere presence of `/dev/kvm`), UEFI firmware, the `cidata` userdata CD and the
+//! state directories are shared by the backends and depend on none.
 #![deny(missing_docs)]
 
-pub mod accel;
+mod accel;
 mod backend;
 pub mod console;
 mod error;
-pub mod firmware;
+mod firmware;
 pub mod hyperkit;
-pub mod instance;
+mod instance;
 pub mod machine;
 pub mod qemu;
 pub mod qmp;
 mod random;
 mod records;
-pub mod state;
+mod state;
 #[cfg(test)]
 mod testing;
-pub mod userdata;
+mod userdata;
 pub mod vmware;
 
+pub use accel::{Accel, AccelError, ACCEL_ENV};
 pub use backend::{AnyBackend, Backend, Ending, RunEnd, Stopped};
 pub use error::VmError;
-pub use instance::{BackendKind, InstanceRecord, InstanceState, Request, Tags};
-pub use state::StateRoot;
+pub use firmware::FirmwareError;
+pub use instance::{Action, BackendKind, InstanceRecord, InstanceState, Request, Tags, TransitionError};
+pub use state::{StateError, StateRoot};
+pub use userdata::UserdataError;

@@ -29,7 +29,7 @@ mod files;
 mod launch;
 mod network;
 mod uuid;
-pub mod vpnkit;
+mod vpnkit;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -37,9 +37,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub use backend::{ForegroundConsole, Hyperkit};
-pub use disk::{ensure_raw_disk, resolve_raw_disks, DiskAction, DiskDriver, RawDisk};
-pub use network::{check_publish, plan_network, HyperkitNetworking, NetworkPlan, DOCKER_DATA_DIR};
-pub use uuid::{new_uuid, parse_uuid};
+pub(crate) use disk::{ensure_raw_disk, resolve_raw_disks, DiskAction, DiskDriver, RawDisk};
+pub(crate) use network::{check_publish, plan_network, HyperkitNetworking};
+pub(crate) use uuid::{new_uuid, parse_uuid};
+pub use vpnkit::VpnkitError;
 
 use crate::machine::BootMedia;
 

@@ -79,7 +79,6 @@ impl Qemu {
         config.devices = self.devices.clone();
         config.gui = self.gui;
         let options = LaunchOptions {
-            image: request.image.clone(),
             config,
             disks: request.disks.clone(),
             userdata: request.userdata.clone(),

@@ -16,8 +16,6 @@ use crate::machine::PublishedPort;
 pub enum Console {
     /// The terminal: `-nographic` (serial and qemu's monitor multiplexed on stdio, as LinuxKit).
     Stdio,
-    /// A log file only (`-serial file:PATH`), for detached VMs that nobody types into.
-    LogFile(PathBuf),
     /// A unix socket to attach to later (`moby console`), everything also logged to `log`.
     Socket {
         /// The console socket (qemu listens).
@@ -249,9 +247,6 @@ impl QemuConfig {
         match &self.console {
             Console::Stdio if !self.gui => push(&mut a, &["-nographic"]),
             Console::Stdio => push(&mut a, &["-serial", "stdio"]),
-            Console::LogFile(log) => {
-                a.extend(["-serial".into(), format!("file:{}", log.to_string_lossy())]);
-            }
             Console::Socket { socket, log } => {
                 a.extend([
                     "-chardev".into(),
@@ -459,14 +454,14 @@ mod tests {
     }
 
     #[test]
-    fn disk_and_squashfs_boots_tap_bridge_logfile() {
+    fn disk_and_squashfs_boots_tap_bridge_stdio() {
         let boot = BootMedia::Disk {
             path: "/out/lk.qcow2".into(),
             format: Some(DiskFormat::Qcow2),
         };
         let mut c = QemuConfig::new("q".into(), Arch::X86_64, Accel::Tcg, boot);
         c.networking = Networking::Tap("tap0".into());
-        c.console = Console::LogFile("/st/console.log".into());
+        c.console = Console::Stdio;
         c.firmware = Some(UefiFirmware {
             code: "/usr/share/ovmf/OVMF.fd".into(),
             vars: None,
@@ -494,12 +489,7 @@ mod tests {
             virtio-net-pci,netdev=t0
             -netdev
             tap,id=t0,ifname=tap0,script=no,downscript=no
-            -serial
-            file:/st/console.log
-            -display
-            none
-            -monitor
-            none
+            -nographic
             ",
         );
 

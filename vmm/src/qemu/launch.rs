@@ -34,8 +34,6 @@ const MAX_SOCKET_PATH: usize = 107;
 /// What to launch, beyond what the state directory provides.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
-    /// What to boot as the user named it (for `moby ps`).
-    pub image: PathBuf,
     /// The command line so far: binary, arch, accel, boot media, CPUs, memory, networking,
     /// published ports, devices, GUI. [`launch`] fills in MAC, UUID, disks, CDs, firmware, pid file,
     /// QMP and console.

@@ -13,16 +13,19 @@ mod backend;
 mod command;
 mod control;
 mod disk;
-pub mod launch;
+mod launch;
 mod network;
-pub mod spawn;
+mod spawn;
 
 use std::path::{Path, PathBuf};
 
 pub use backend::{Qemu, LINUXKIT_ACCEL_ENV};
-pub use command::{Console, QemuConfig};
-pub use disk::{ensure_disk, qemu_img_create_args, resolve_disks, Disk, DiskError};
-pub use network::{check_publish, NetworkError, Networking};
+pub(crate) use command::QemuConfig;
+pub(crate) use disk::resolve_disks;
+pub use disk::DiskError;
+pub use launch::LaunchError;
+pub(crate) use network::check_publish;
+pub use network::{NetworkError, Networking};
 
 use crate::machine::{Arch, BootError};
 

@@ -36,11 +36,12 @@ mod image;
 mod vmrun;
 mod vmx;
 
-pub use backend::{Vmware, CONSOLE_FILE, VMX_FILE};
-pub use disk::DEFAULT_DISK_FILE;
-pub use image::{detect_image, VmwareImage};
-pub use vmrun::{parse_list, vmrun_locations, Product, Vmrun};
-pub use vmx::{vmx_quote, Network, VmxBoot, VmxConfig};
+pub use backend::Vmware;
+pub(crate) use image::detect_image;
+pub use vmrun::Product;
+pub(crate) use vmrun::Vmrun;
+pub use vmx::Network;
+pub(crate) use vmx::{VmxBoot, VmxConfig};
 
 use std::path::PathBuf;
 
