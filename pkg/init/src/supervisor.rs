@@ -137,11 +137,16 @@ pub fn record_t0() {
 
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
+/// The signal handler: writes the signal number into [`SIGNAL_PIPE`] for the main loop.
+#[allow(unsafe_code)]
 extern "C" fn on_signal(sig: libc::c_int) {
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     let byte = sig as u8;
-    // SAFETY: write(2) and errno access are async-signal-safe; the buffer is a live local byte;
-    // errno is restored so the interrupted code does not see ours.
+    // SAFETY: `__errno_location` returns this thread's errno slot, valid for the thread's life;
+    // write(2) gets a pointer to a live local byte and the length 1. Both are async-signal-safe and
+    // nothing is allocated. `fd` is the signal pipe's write end, never closed (its `OwnedFd` is
+    // forgotten) and non-blocking, so a full pipe cannot hang the handler. errno is restored so the
+    // interrupted code does not see ours.
     unsafe {
         let errno = *libc::__errno_location();
         libc::write(fd, (&byte as *const u8).cast(), 1);
@@ -152,6 +157,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Self-pipe for signals. A blocked mask (signalfd) would be inherited by the containers, which
 /// libcontainer does not reset, so handlers write the signal number into a pipe instead; handlers
 /// are reset to the default by exec.
+#[allow(unsafe_code)]
 fn install_signals() -> Result<File> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).context("create the signal pipe")?;
     SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
@@ -168,13 +174,14 @@ fn install_signals() -> Result<File> {
         Signal::SIGUSR2,
         Signal::SIGINT,
     ] {
-        // SAFETY: on_signal only calls async-signal-safe functions (see above).
+        // SAFETY: on_signal only makes async-signal-safe calls and touches no state but an atomic
+        // (see its SAFETY comment), and SIGNAL_PIPE is set above, before any handler can run.
         unsafe { signal::sigaction(sig, &action) }.with_context(|| format!("install the {sig} handler"))?;
     }
     // Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across exec: the
     // containers (forked by libcontainer, which does not reset it) would inherit that. PID 1 itself
     // is not killed by a default-action SIGPIPE (the kernel protects init); writes get EPIPE.
-    // SAFETY: SIG_DFL installs no handler code.
+    // SAFETY: SIG_DFL installs no handler code, so nothing can run in signal context.
     unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.context("reset SIGPIPE")?;
     // ctrl-alt-del sends SIGINT to init instead of rebooting at once.
     let _ = nix::sys::reboot::set_cad_enabled(false);

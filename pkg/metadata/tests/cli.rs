@@ -1,6 +1,11 @@
 //! The `metadata` binary end to end, writing into a temporary config directory
 //! (`METADATA_CONFIG_PATH`). No test leaves a `hostname` file, so the host's name is never set.
 
+// The whole file is test code: with `cfg(test)` on the crate, clippy.toml's allow-unwrap-in-tests
+// and allow-expect-in-tests cover its helper functions too (clippy 1.95 counts test functions and
+// `cfg(test)` items as tests, not integration test crates).
+#![cfg(test)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
