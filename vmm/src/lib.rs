@@ -30,7 +30,9 @@ mod records;
 mod state;
 #[cfg(test)]
 mod testing;
-mod userdata;
+// Public: the `cidata` CD's format is a contract with the in-guest reader (`pkg/metadata`, tested
+// in `pkg/metadata/vmm-cd`).
+pub mod userdata;
 pub mod vmware;
 
 pub use accel::{Accel, AccelError, ACCEL_ENV};
@@ -39,4 +41,3 @@ pub use error::VmError;
 pub use firmware::FirmwareError;
 pub use instance::{Action, BackendKind, InstanceRecord, InstanceState, Request, Tags, TransitionError};
 pub use state::{StateError, StateRoot};
-pub use userdata::UserdataError;
