@@ -23,11 +23,13 @@ mod firmware;
 pub mod hyperkit;
 mod instance;
 pub mod machine;
+mod process;
 pub mod qemu;
 pub mod qmp;
 mod random;
 mod records;
 mod state;
+mod stop_signals;
 #[cfg(test)]
 mod testing;
 mod userdata;

@@ -15,9 +15,10 @@ use crate::console::Console;
 use crate::error::VmError;
 use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
 use crate::machine::{detect, Arch, BootMedia};
+use crate::process::alive;
 use crate::qmp::ShutdownReason;
 use crate::records::{self, record_end, record_failure, RunFacts};
-use crate::state::{process_alive, ProcessStatus, StateDir, StateLock, StateRoot};
+use crate::state::{StateDir, StateLock, StateRoot};
 
 /// LinuxKit's name for [`ACCEL_ENV`], honoured too.
 pub const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
@@ -212,10 +213,7 @@ impl Backend for Qemu {
     }
 
     async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        Ok(match state.status()? {
-            ProcessStatus::Running { pid } => Some(pid),
-            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => None,
-        })
+        Ok(state.running_pid()?)
     }
 
     async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
@@ -233,7 +231,7 @@ impl Backend for Qemu {
         if record.state != InstanceState::Running {
             return Err(unavailable(format!("it is {}", record.state)));
         }
-        if let Some(owner) = record.owner_pid.filter(|&pid| process_alive(pid)) {
+        if let Some(owner) = record.owner_pid.filter(|&pid| alive(pid)) {
             return Err(unavailable(format!(
                 "it runs in the foreground of process {owner}, which holds its console"
             )));
