@@ -817,35 +817,45 @@ mod tests {
         assert!(err.to_string().contains("qemu.pid"), "{err}");
     }
 
+    /// A `sleep` that calls itself `program` (its argv\[0\], through `exec -a`), recorded in the
+    /// pid file of `s` and seen running there; killed when dropped.
+    struct VmStandIn(std::process::Child);
+
+    impl VmStandIn {
+        fn start(program: &str, s: &StateDir) -> VmStandIn {
+            let child = std::process::Command::new("bash")
+                .args(["-c", &format!("exec -a {program} sleep 600")])
+                .spawn()
+                .expect("spawn sleep");
+            let pid = child.id();
+            let stand_in = VmStandIn(child);
+            fs::create_dir_all(s.dir()).expect("mkdir");
+            fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
+            // bash may not have exec'd yet; wait until the cmdline shows the new name.
+            let mut status = s.status().expect("status");
+            for _ in 0..500 {
+                if status == (ProcessStatus::Running { pid }) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                status = s.status().expect("status");
+            }
+            assert_eq!(status, ProcessStatus::Running { pid });
+            stand_in
+        }
+    }
+
+    impl Drop for VmStandIn {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[test]
     fn running_qemu_is_never_reused() {
-        // A process whose argv[0] is qemu-ish: `exec -a` gives sleep that name.
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", "exec -a qemu-system-x86_64 sleep 600"])
-            .spawn()
-            .expect("spawn sleep");
-        struct Kill<'a>(&'a mut std::process::Child);
-        impl Drop for Kill<'_> {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let pid = child.id();
-        let _guard = Kill(&mut child);
         let (_base, s) = state("web");
-        fs::create_dir_all(s.dir()).expect("mkdir");
-        fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
-        // bash may not have exec'd yet; wait until the cmdline shows the new name.
-        let mut status = s.status().expect("status");
-        for _ in 0..500 {
-            if status == (ProcessStatus::Running { pid }) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            status = s.status().expect("status");
-        }
-        assert_eq!(status, ProcessStatus::Running { pid });
+        let _qemu = VmStandIn::start("qemu-system-x86_64", &s);
         let err = s.lock().expect_err("a running VM");
         assert!(matches!(err, StateError::Running { .. }), "{err}");
         let text = err.to_string();
@@ -893,25 +903,9 @@ mod tests {
     fn a_running_hyperkit_is_never_reused_and_a_dead_ones_files_are_cleaned() {
         let base = tempfile::tempdir().expect("temp dir");
         let s = StateDir::new(base.path().join("vm-state"), "vm", BackendKind::Hyperkit);
-        fs::create_dir_all(s.dir()).expect("mkdir");
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", "exec -a hyperkit sleep 600"])
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id();
-        fs::write(s.pid_file(), pid.to_string()).expect("pid");
-        let mut status = s.status().expect("status");
-        for _ in 0..500 {
-            if status == (ProcessStatus::Running { pid }) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            status = s.status().expect("status");
-        }
+        let hyperkit = VmStandIn::start("hyperkit", &s);
         let refused = s.lock().map(drop);
-        child.kill().expect("kill");
-        child.wait().expect("reap");
-        assert_eq!(status, ProcessStatus::Running { pid });
+        drop(hyperkit);
         let e = refused.expect_err("a running hyperkit");
         assert!(matches!(e, StateError::Running { .. }), "{e}");
         // It is gone now: its runtime files go, the rest stays.

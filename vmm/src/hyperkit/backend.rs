@@ -16,12 +16,12 @@ use super::{
     check_publish, files, find_hyperkit, new_uuid, parse_uuid, plan_network, resolve_raw_disks, Console,
     HyperkitConfig, HyperkitError, HyperkitNetworking, UuidOrigin, VpnkitNic, DEFAULT_FIRMWARE,
 };
-use crate::backend::{Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
 use crate::console::Console as GuestConsole;
 use crate::error::VmError;
-use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
+use crate::instance::{BackendKind, InstanceRecord, Request};
 use crate::machine::{detect, Arch};
-use crate::process::{alive, send, wait_or_kill, Exit};
+use crate::process::{send, wait_or_kill, Exit};
 use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{StateDir, StateLock, StateRoot};
 
@@ -317,23 +317,13 @@ impl Backend for Hyperkit {
 
     /// hyperkit's console pty, when the console is not on a terminal.
     async fn console(&self, name: &str) -> Result<GuestConsole, VmError> {
-        let record = self.describe(name).await?;
-        let (state, _) = self.root.open(name)?;
-        let unavailable = |why: String| VmError::ConsoleUnavailable {
-            name: name.to_string(),
-            why,
-            log: files::console_ring(&state),
-        };
-        if record.state != InstanceState::Running {
-            return Err(unavailable(format!("it is {}", record.state)));
-        }
-        if let Some(owner) = record.owner_pid.filter(|&pid| alive(pid)) {
-            return Err(unavailable(format!(
-                "it runs in the foreground of process {owner}, which holds its console"
-            )));
-        }
+        let state = attachable(self, name, files::console_ring).await?;
         if files::read_json(&state)?.is_some_and(|json| json.console == Console::Stdio.json_code()) {
-            return Err(unavailable("its console is on the terminal it was started from".into()));
+            return Err(VmError::ConsoleUnavailable {
+                name: name.to_string(),
+                why: "its console is on the terminal it was started from".into(),
+                log: files::console_ring(&state),
+            });
         }
         let tty = files::tty(&state);
         launch::open_tty(&tty).await.map_err(|source| VmError::Io {

@@ -10,12 +10,11 @@ use super::control;
 use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
 use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
 use crate::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
-use crate::backend::{Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
 use crate::console::Console;
 use crate::error::VmError;
-use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
+use crate::instance::{BackendKind, InstanceRecord, Request};
 use crate::machine::{detect, Arch, BootMedia};
-use crate::process::alive;
 use crate::qmp::ShutdownReason;
 use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{StateDir, StateLock, StateRoot};
@@ -221,21 +220,7 @@ impl Backend for Qemu {
     }
 
     async fn console(&self, name: &str) -> Result<Console, VmError> {
-        let record = self.describe(name).await?;
-        let (state, _) = self.root.open(name)?;
-        let unavailable = |why: String| VmError::ConsoleUnavailable {
-            name: name.to_string(),
-            why,
-            log: state.console_log(),
-        };
-        if record.state != InstanceState::Running {
-            return Err(unavailable(format!("it is {}", record.state)));
-        }
-        if let Some(owner) = record.owner_pid.filter(|&pid| alive(pid)) {
-            return Err(unavailable(format!(
-                "it runs in the foreground of process {owner}, which holds its console"
-            )));
-        }
+        let state = attachable(self, name, StateDir::console_log).await?;
         let console = Console::attach(&state.console_socket())
             .await
             .map_err(|source| VmError::Io {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::instance::Tags;
+use crate::instance::{InstanceState, Tags};
 use crate::machine::BootKind;
 use crate::process::{process_name, ProcessStatus};
 use crate::AnyBackend;
