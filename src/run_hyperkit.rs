@@ -14,6 +14,8 @@ use vmm::machine::{BootKind, DiskSpec, PublishedPort};
 use vmm::{Backend, Request, VmError};
 use vmm::{StateError, StateRoot};
 
+use crate::run_cmd::{runtime, state_root};
+
 /// How long the guest gets to power off after Ctrl-C (or SIGTERM) before hyperkit is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,13 +86,8 @@ pub struct HyperkitArgs {
 /// Runs `moby run hyperkit` with `--cpus/--mem/--disk` (the flags all backends share; raw disks
 /// only here: a size without a path is STATE/disk.raw, STATE/disk1.raw, ..., created sparse).
 pub fn run(args: &HyperkitArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<()> {
-    let root = StateRoot::new(StateRoot::default_base()?);
-    let (backend, request) = setup(args, cpus, mem, disks, root, std::io::stdout().is_terminal())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let (backend, request) = setup(args, cpus, mem, disks, state_root()?, std::io::stdout().is_terminal())?;
+    runtime()?.block_on(async {
         if args.detach {
             let record = backend.start(&request).await.map_err(with_flags)?;
             let state = record.state_dir.display();
@@ -375,11 +372,7 @@ mod tests {
     /// The error of starting `cli` through the backend, with its flags.
     fn start_error(cli: &Cli, root: &Path) -> String {
         let (backend, request) = setup(&cli.args, 1, 1024, &[], StateRoot::new(root), true).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let e = runtime.block_on(backend.start(&request)).unwrap_err();
+        let e = runtime().unwrap().block_on(backend.start(&request)).unwrap_err();
         with_flags(e).to_string()
     }
 
