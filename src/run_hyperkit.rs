@@ -14,6 +14,8 @@ use vmm::machine::{BootKind, DiskSpec, PublishedPort};
 use vmm::{Backend, Request, VmError};
 use vmm::{StateError, StateRoot};
 
+use crate::run_cmd::{runtime, state_root};
+
 /// How long the guest gets to power off after Ctrl-C (or SIGTERM) before hyperkit is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,13 +86,8 @@ pub struct HyperkitArgs {
 /// Runs `moby run hyperkit` with `--cpus/--mem/--disk` (the flags all backends share; raw disks
 /// only here: a size without a path is STATE/disk.raw, STATE/disk1.raw, ..., created sparse).
 pub fn run(args: &HyperkitArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<()> {
-    let root = StateRoot::new(StateRoot::default_base()?);
-    let (backend, request) = setup(args, cpus, mem, disks, root, std::io::stdout().is_terminal())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let (backend, request) = setup(args, cpus, mem, disks, state_root()?, std::io::stdout().is_terminal())?;
+    runtime()?.block_on(async {
         if args.detach {
             let record = backend.start(&request).await.map_err(with_flags)?;
             let state = record.state_dir.display();
@@ -271,27 +268,6 @@ mod tests {
             a.args.fw,
             Path::new("/Applications/Docker.app/Contents/Resources/uefi/UEFI.fd")
         );
-        let a = parse(&[
-            "--cpus",
-            "2",
-            "--mem",
-            "2048",
-            "--disk",
-            "size=1G",
-            "--disk",
-            "file=x.raw",
-            "--publish",
-            "2222:22",
-            "--vsock-ports",
-            "2374",
-            "--ip",
-            "192.168.65.10",
-            "--console-file",
-            "lk",
-        ]);
-        assert_eq!(a.res.disks, ["size=1G", "file=x.raw"]);
-        assert_eq!(a.args.ip, Some(Ipv4Addr::new(192, 168, 65, 10)));
-        assert!(a.args.console_file);
         assert!(Cli::try_parse_from(["hyperkit", "--data", "x", "--data-file", "f", "lk"]).is_err());
         assert!(Cli::try_parse_from(["hyperkit", "--iso", "--kernel", "lk"]).is_err());
         assert!(Cli::try_parse_from(["hyperkit"]).is_err(), "PREFIX is required");
@@ -322,6 +298,8 @@ mod tests {
             "2048",
             "--disk",
             "size=1G",
+            "--disk",
+            "file=x.raw",
             "--hyperkit",
             "/opt/hyperkit",
             "--data",
@@ -353,7 +331,8 @@ mod tests {
         assert_eq!(request.image, Path::new("out/lk-efi.iso"));
         assert_eq!(request.boot, BootKind::Iso);
         assert_eq!((request.cpus, request.memory_mib), (2, 2048));
-        assert_eq!(request.disks, ["size=1G".parse::<DiskSpec>().unwrap()]);
+        let disks: Vec<DiskSpec> = ["size=1G", "file=x.raw"].map(|d| d.parse().unwrap()).into();
+        assert_eq!(request.disks, disks);
         assert_eq!(request.userdata.as_deref(), Some(&b"{}"[..]));
         assert_eq!(request.publish, ["2222:22".parse::<PublishedPort>().unwrap()]);
         assert_eq!(request.networking.as_deref(), Some("vpnkit"));
@@ -393,11 +372,7 @@ mod tests {
     /// The error of starting `cli` through the backend, with its flags.
     fn start_error(cli: &Cli, root: &Path) -> String {
         let (backend, request) = setup(&cli.args, 1, 1024, &[], StateRoot::new(root), true).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let e = runtime.block_on(backend.start(&request)).unwrap_err();
+        let e = runtime().unwrap().block_on(backend.start(&request)).unwrap_err();
         with_flags(e).to_string()
     }
 

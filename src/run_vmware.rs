@@ -12,6 +12,8 @@ use vmm::vmware::{Network, Product, Vmware, VmwareError};
 use vmm::{Backend, Request, VmError};
 use vmm::{StateError, StateRoot};
 
+use crate::run_cmd::{runtime, state_root};
+
 /// How long the guest gets to shut down after Ctrl-C (or SIGTERM) before it is powered off.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -77,13 +79,8 @@ fn instance_name(image: &Path) -> Result<String> {
 
 /// Starts the VM and, unless `--detached`, copies its serial console to stdout until it stops.
 pub fn run(args: &VmwareArgs, cpus: u32, mem: u64, disks: &[String]) -> Result<()> {
-    let root = StateRoot::new(StateRoot::default_base()?);
-    let (backend, request) = setup(args, cpus, mem, disks, root)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let (backend, request) = setup(args, cpus, mem, disks, state_root()?)?;
+    runtime()?.block_on(async {
         if args.detached {
             let record = backend.start(&request).await.map_err(with_flags)?;
             tracing::info!(

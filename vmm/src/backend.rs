@@ -9,12 +9,13 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::console::Console;
 use crate::error::VmError;
 use crate::instance::{matches, Action, BackendKind, InstanceRecord, InstanceState, Request, Tags};
+use crate::process::alive;
 use crate::state::{StateDir, StateRoot};
 
 /// How a stop ended the VM.
@@ -210,6 +211,30 @@ fn check_kind(asked: BackendKind, record: &InstanceRecord) -> Result<(), VmError
     }
 }
 
+/// The state dir of instance `name` when a console can attach to it: it runs, and not in the
+/// foreground of a live process (which holds its console). Else [`VmError::ConsoleUnavailable`],
+/// naming where its console's output is kept (`log`).
+pub(crate) async fn attachable<B: Backend + ?Sized>(
+    backend: &B,
+    name: &str,
+    log: impl Fn(&StateDir) -> PathBuf,
+) -> Result<StateDir, VmError> {
+    let record = backend.describe(name).await?;
+    let (state, _) = backend.root().open(name)?;
+    let why = if record.state != InstanceState::Running {
+        format!("it is {}", record.state)
+    } else if let Some(owner) = record.owner_pid.filter(|&pid| alive(pid)) {
+        format!("it runs in the foreground of process {owner}, which holds its console")
+    } else {
+        return Ok(state);
+    };
+    Err(VmError::ConsoleUnavailable {
+        name: name.to_string(),
+        why,
+        log: log(&state),
+    })
+}
+
 /// Applies `action` to the instance's persisted record.
 pub(crate) fn transition(state: &StateDir, action: Action) -> Result<InstanceRecord, VmError> {
     let (record, outcome) = state.update_record(|r| Ok(r.apply(action)))?;
@@ -356,5 +381,48 @@ impl Backend for AnyBackend {
 
     async fn console(&self, name: &str) -> Result<Console, VmError> {
         each!(self, b => b.console(name).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::dead_pid;
+
+    #[tokio::test]
+    async fn a_console_attaches_to_a_running_instance_no_foreground_run_holds() {
+        let base = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(base.path());
+        let qemu = crate::qemu::Qemu::new(root.clone());
+        let state = root.instance("vm", BackendKind::Qemu).unwrap();
+        let mut record = crate::instance::sample("vm");
+        record.state = InstanceState::Running;
+        record.owner_pid = Some(std::process::id());
+        std::fs::create_dir_all(state.dir()).unwrap();
+        state.write_record(&record).unwrap();
+        // Held as a foreground run holds it, so the record is left as it is.
+        let lock = state.lock().unwrap();
+        let e = attachable(&qemu, "vm", StateDir::console_log).await.unwrap_err();
+        let pid = std::process::id();
+        assert_eq!(
+            e.to_string(),
+            VmError::ConsoleUnavailable {
+                name: "vm".into(),
+                why: format!("it runs in the foreground of process {pid}, which holds its console"),
+                log: state.console_log(),
+            }
+            .to_string()
+        );
+        // Its owner is gone: attachable.
+        record.owner_pid = Some(dead_pid());
+        state.write_record(&record).unwrap();
+        assert_eq!(attachable(&qemu, "vm", StateDir::console_log).await.unwrap(), state);
+        // No process holds it and no qemu runs: it has exited.
+        drop(lock);
+        let e = attachable(&qemu, "vm", StateDir::console_log).await.unwrap_err();
+        assert!(
+            matches!(&e, VmError::ConsoleUnavailable { why, .. } if why == "it is stopped"),
+            "{e}"
+        );
     }
 }

@@ -23,11 +23,13 @@ mod firmware;
 pub mod hyperkit;
 mod instance;
 pub mod machine;
+mod process;
 pub mod qemu;
 pub mod qmp;
 mod random;
 mod records;
 mod state;
+mod stop_signals;
 #[cfg(test)]
 mod testing;
 // Public: the `cidata` CD's format is a contract with the in-guest reader (`pkg/metadata`, tested

@@ -33,9 +33,9 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::instance::{BackendKind, InstanceRecord};
+use crate::process::{has_proc, process_name, ProcessStatus};
 
 /// An error about a state directory; every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -129,87 +129,12 @@ pub enum StateError {
     },
 }
 
-/// Whether a recorded pid (a VM's pid file) names a live process of the program that wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProcessStatus {
-    /// No pid recorded.
-    Stopped,
-    /// The pid names a live process of the program (qemu, hyperkit).
-    Running {
-        /// Its pid.
-        pid: u32,
-    },
-    /// The pid is left over from a run that ended without cleaning up.
-    Stale {
-        /// The recorded pid.
-        pid: u32,
-        /// Why it is stale.
-        why: StaleReason,
-    },
-}
-
-/// Why a recorded pid is stale.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StaleReason {
-    /// No process has that pid (or only a zombie does).
-    Gone,
-    /// The process with that pid runs another program (the pid was reused); holds its name.
-    OtherProgram(String),
-}
-
-impl ProcessStatus {
-    /// Judges a recorded `pid`: [`ProcessStatus::Stopped`] without one, else
-    /// [`ProcessStatus::Running`] when `probe` (e.g. [`process_name`]) names a process that
-    /// `is_program` accepts, else [`ProcessStatus::Stale`]. `probe` returns `None` when no process
-    /// has the pid.
-    pub fn judge(
-        pid: Option<u32>,
-        is_program: impl Fn(&str) -> bool,
-        probe: impl FnOnce(u32) -> io::Result<Option<String>>,
-    ) -> io::Result<ProcessStatus> {
-        let Some(pid) = pid else {
-            return Ok(ProcessStatus::Stopped);
-        };
-        Ok(match probe(pid)? {
-            None => ProcessStatus::Stale {
-                pid,
-                why: StaleReason::Gone,
-            },
-            Some(name) if is_program(&name) => ProcessStatus::Running { pid },
-            Some(name) => ProcessStatus::Stale {
-                pid,
-                why: StaleReason::OtherProgram(name),
-            },
-        })
+impl StateError {
+    /// [`StateError::Io`] for doing `doing` to `path`, to map an [`io::Error`] with.
+    pub(crate) fn io(doing: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StateError {
+        let path = path.into();
+        move |source| StateError::Io { doing, path, source }
     }
-}
-
-/// The program name of process `pid` (the base name of its argv\[0\]), or `None` when no process
-/// has that pid or it is a zombie (whose cmdline is empty): from `/proc/PID/cmdline` where there
-/// is a `/proc`, else from `ps -o comm=` (macOS).
-pub fn process_name(pid: u32) -> io::Result<Option<String>> {
-    let name = if has_proc() {
-        match fs::read(format!("/proc/{pid}/cmdline")) {
-            Ok(cmdline) => String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default()).into_owned(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    } else {
-        let out = Command::new("ps")
-            .args(["-o", "comm=", "-p", &pid.to_string()])
-            .output()?;
-        if !out.status.success() {
-            return Ok(None);
-        }
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let base = name.rsplit('/').next().unwrap_or_default().to_string();
-    Ok(Some(base).filter(|b| !b.is_empty()))
-}
-
-/// Whether this system has a `/proc` (Linux does, macOS does not).
-fn has_proc() -> bool {
-    Path::new("/proc/self").exists()
 }
 
 /// Whether a program name is `kind`'s VM program: qemu's (`qemu-system-x86_64`, `qemu-kvm`, ...),
@@ -220,19 +145,6 @@ fn is_program(kind: BackendKind, name: &str) -> bool {
         BackendKind::Hyperkit => name.contains("hyperkit"),
         BackendKind::Vmware => false,
     }
-}
-
-/// The state letter of process `pid` from `/proc/PID/stat` (`R`, `S`, `Z`, ...), or `None` when
-/// there is no such process (or no `/proc`).
-pub fn process_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may itself contain spaces or parentheses.
-    stat.rsplit_once(')')?.1.split_whitespace().next()?.chars().next()
-}
-
-/// Whether process `pid` exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    process_state(pid).is_some_and(|state| state != 'Z')
 }
 
 /// A locally administered unicast MAC address.
@@ -312,10 +224,7 @@ impl StateRoot {
         let Some(dir) = explicit else {
             return Ok(default);
         };
-        let io = |doing, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { doing, path, source }
-        };
+        let io = StateError::io;
         fs::create_dir_all(dir).map_err(io("create", dir))?;
         let dir = fs::canonicalize(dir).map_err(io("resolve", dir))?;
         let link = default.dir();
@@ -360,11 +269,7 @@ impl StateRoot {
     /// Every instance under the root that has a record, sorted by name. A missing root lists
     /// nothing; a directory without a readable record is skipped with a warning.
     pub fn list(&self) -> Result<Vec<(StateDir, InstanceRecord)>, StateError> {
-        let io = |source| StateError::Io {
-            doing: "list",
-            path: self.base.clone(),
-            source,
-        };
+        let io = |source| StateError::io("list", &self.base)(source);
         let entries = match fs::read_dir(&self.base) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -469,18 +374,8 @@ impl StateDir {
 
     fn record_lock(&self) -> Result<File, StateError> {
         let path = self.dir.join("record.lock");
-        let io = |doing, source| StateError::Io {
-            doing,
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io("open", e))?;
-        file.lock().map_err(|e| io("lock", e))?;
+        let file = open_lock_file(&path)?;
+        file.lock().map_err(StateError::io("lock", path))?;
         Ok(file)
     }
 
@@ -563,15 +458,18 @@ impl StateDir {
         self.status_with(process_name)
     }
 
+    /// The pid of the VM process running from here ([`StateDir::status`]), `None` when none does.
+    pub fn running_pid(&self) -> Result<Option<u32>, StateError> {
+        Ok(match self.status()? {
+            ProcessStatus::Running { pid } => Some(pid),
+            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => None,
+        })
+    }
+
     /// [`StateDir::status`] with `probe` telling a pid's program name (`None`: no process).
     fn status_with(&self, probe: impl FnOnce(u32) -> io::Result<Option<String>>) -> Result<ProcessStatus, StateError> {
-        ProcessStatus::judge(self.read_pid()?, |name| is_program(self.kind, name), probe).map_err(|source| {
-            StateError::Io {
-                doing: "look up the process of",
-                path: self.pid_file(),
-                source,
-            }
-        })
+        ProcessStatus::judge(self.read_pid()?, |name| is_program(self.kind, name), probe)
+            .map_err(StateError::io("look up the process of", self.pid_file()))
     }
 
     /// The pid in the pid file ([`StateDir::pid_file`]), or `None` without one. hyperkit writes
@@ -585,13 +483,7 @@ impl StateDir {
                 return self.hyperkit_json_pid()
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(e) => return Err(StateError::io("read", path)(e)),
         };
         match content.trim().parse::<u32>() {
             Ok(pid) if pid > 0 => Ok(Some(pid)),
@@ -615,13 +507,7 @@ impl StateDir {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(e) => return Err(StateError::io("read", path)(e)),
         };
         match serde_json::from_str::<Pid>(&text) {
             Ok(Pid { pid }) => Ok(Some(pid).filter(|&pid| pid > 0)),
@@ -640,23 +526,9 @@ impl StateDir {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "open",
-                    path,
-                    source,
-                })
-            }
+            Err(e) => return Err(StateError::io("open", path)(e)),
         };
-        match file.try_lock_shared() {
-            Ok(()) => Ok(false),
-            Err(TryLockError::WouldBlock) => Ok(true),
-            Err(TryLockError::Error(source)) => Err(StateError::Io {
-                doing: "lock",
-                path,
-                source,
-            }),
-        }
+        Ok(!try_flock(&file, Flock::Shared, &path)?)
     }
 
     /// Creates the directory if needed and takes it for one run: takes the lock (another `moby run`
@@ -665,46 +537,21 @@ impl StateDir {
     /// its pid file (or for the whole run in the foreground); dropping it releases the lock.
     pub fn lock(&self) -> Result<StateLock, StateError> {
         remove_dangling_link(&self.dir)?;
-        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
-            doing: "create",
-            path: self.dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&self.dir).map_err(StateError::io("create", &self.dir))?;
         let path = self.lock_file();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StateError::Io {
-                doing: "open",
-                path: path.clone(),
-                source,
-            })?;
+        let file = open_lock_file(&path)?;
         // A child forked by another thread of this process while it had the lock file open holds
         // the lock until it execs (a moment): give such a holder that moment before refusing.
         let deadline = std::time::Instant::now() + LOCK_GRACE;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(StateError::Locked {
-                        dir: self.dir.clone(),
-                        name: self.name.clone(),
-                        lock: path,
-                    })
-                }
-                Err(TryLockError::Error(source)) => {
-                    return Err(StateError::Io {
-                        doing: "lock",
-                        path,
-                        source,
-                    })
-                }
+        while !try_flock(&file, Flock::Exclusive, &path)? {
+            if std::time::Instant::now() >= deadline {
+                return Err(StateError::Locked {
+                    dir: self.dir.clone(),
+                    name: self.name.clone(),
+                    lock: path,
+                });
             }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
         match self.status()? {
             ProcessStatus::Running { pid } => {
@@ -741,13 +588,7 @@ impl StateDir {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(StateError::Io {
-                        doing: "remove",
-                        path,
-                        source,
-                    })
-                }
+                Err(e) => return Err(StateError::io("remove", path)(e)),
             }
         }
         Ok(())
@@ -760,39 +601,17 @@ impl StateDir {
         match fs::read_to_string(&path) {
             Ok(content) => return MacAddr::parse(&content).ok_or(StateError::BadMac { path, content }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(e) => return Err(StateError::io("read", path)(e)),
         }
-        let bytes = crate::random::bytes().map_err(|source| StateError::Io {
-            doing: "read",
-            path: PathBuf::from("/dev/urandom"),
-            source,
-        })?;
+        let bytes = crate::random::bytes().map_err(StateError::io("read", "/dev/urandom"))?;
         let mac = MacAddr::local_unicast(bytes);
-        fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
-            doing: "create",
-            path: self.dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&self.dir).map_err(StateError::io("create", &self.dir))?;
         // Write to a temp name and rename, so a crash never leaves a half-written MAC.
         let tmp = self.dir.join("mac-addr.tmp");
         File::create(&tmp)
             .and_then(|mut f| f.write_all(mac.to_string().as_bytes()))
-            .map_err(|source| StateError::Io {
-                doing: "write",
-                path: tmp.clone(),
-                source,
-            })?;
-        fs::rename(&tmp, &path).map_err(|source| StateError::Io {
-            doing: "write",
-            path,
-            source,
-        })?;
+            .map_err(StateError::io("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(StateError::io("write", path))?;
         Ok(mac)
     }
 }
@@ -823,16 +642,46 @@ fn remove_dangling_link(dir: &Path) -> Result<(), StateError> {
         "{} linked to a state dir that no longer exists; the link is removed and a new state dir made in its place",
         dir.display()
     );
-    fs::remove_file(dir).map_err(|source| StateError::Io {
-        doing: "remove the dangling link",
-        path: dir.to_path_buf(),
-        source,
-    })
+    fs::remove_file(dir).map_err(StateError::io("remove the dangling link", dir))
+}
+
+/// Opens (creating it if needed) a lock file, to flock.
+fn open_lock_file(path: &Path) -> Result<File, StateError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(StateError::io("open", path))
+}
+
+/// How [`try_flock`] locks.
+#[derive(Debug, Clone, Copy)]
+enum Flock {
+    /// Alone (the process taking a state dir).
+    Exclusive,
+    /// Alongside other shared holders (a look whether anyone holds it exclusively).
+    Shared,
+}
+
+/// Tries to flock `file` (the lock file `path`) without waiting: whether it got the lock.
+fn try_flock(file: &File, how: Flock, path: &Path) -> Result<bool, StateError> {
+    let taken = match how {
+        Flock::Exclusive => file.try_lock(),
+        Flock::Shared => file.try_lock_shared(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(StateError::io("lock", path)(e)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::StaleReason;
+    use crate::testing::dead_pid;
 
     fn state(name: &str) -> (tempfile::TempDir, StateDir) {
         let base = tempfile::tempdir().expect("temp dir");
@@ -840,12 +689,6 @@ mod tests {
             .instance(name, BackendKind::Qemu)
             .expect("name");
         (base, state)
-    }
-
-    /// A pid no process has: above the kernel's pid_max.
-    fn dead_pid() -> u32 {
-        let max = fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
-        max.trim().parse::<u32>().expect("pid_max") + 1
     }
 
     #[test]
@@ -974,57 +817,45 @@ mod tests {
         assert!(err.to_string().contains("qemu.pid"), "{err}");
     }
 
-    #[test]
-    fn process_name_is_argv0_base_name_and_none_for_gone_or_zombie() {
-        let name = process_name(std::process::id())
-            .expect("own name")
-            .expect("own process");
-        assert!(!name.is_empty() && !name.contains('/'), "{name}");
-        assert_eq!(process_name(dead_pid()).expect("dead pid"), None);
-        // A child that exited but is not reaped yet is a zombie: its cmdline is empty.
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
-        let pid = child.id();
-        for _ in 0..500 {
-            if process_state(pid) == Some('Z') {
-                break;
+    /// A `sleep` that calls itself `program` (its argv\[0\], through `exec -a`), recorded in the
+    /// pid file of `s` and seen running there; killed when dropped.
+    struct VmStandIn(std::process::Child);
+
+    impl VmStandIn {
+        fn start(program: &str, s: &StateDir) -> VmStandIn {
+            let child = std::process::Command::new("bash")
+                .args(["-c", &format!("exec -a {program} sleep 600")])
+                .spawn()
+                .expect("spawn sleep");
+            let pid = child.id();
+            let stand_in = VmStandIn(child);
+            fs::create_dir_all(s.dir()).expect("mkdir");
+            fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
+            // bash may not have exec'd yet; wait until the cmdline shows the new name.
+            let mut status = s.status().expect("status");
+            for _ in 0..500 {
+                if status == (ProcessStatus::Running { pid }) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                status = s.status().expect("status");
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            assert_eq!(status, ProcessStatus::Running { pid });
+            stand_in
         }
-        assert_eq!(process_state(pid), Some('Z'));
-        assert_eq!(process_name(pid).expect("zombie"), None);
-        child.wait().expect("reap");
-        assert_eq!(process_name(pid).expect("reaped"), None);
+    }
+
+    impl Drop for VmStandIn {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 
     #[test]
     fn running_qemu_is_never_reused() {
-        // A process whose argv[0] is qemu-ish: `exec -a` gives sleep that name.
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", "exec -a qemu-system-x86_64 sleep 600"])
-            .spawn()
-            .expect("spawn sleep");
-        struct Kill<'a>(&'a mut std::process::Child);
-        impl Drop for Kill<'_> {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let pid = child.id();
-        let _guard = Kill(&mut child);
         let (_base, s) = state("web");
-        fs::create_dir_all(s.dir()).expect("mkdir");
-        fs::write(s.pid_file(), format!("{pid}\n")).expect("pid");
-        // bash may not have exec'd yet; wait until the cmdline shows the new name.
-        let mut status = s.status().expect("status");
-        for _ in 0..500 {
-            if status == (ProcessStatus::Running { pid }) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            status = s.status().expect("status");
-        }
-        assert_eq!(status, ProcessStatus::Running { pid });
+        let _qemu = VmStandIn::start("qemu-system-x86_64", &s);
         let err = s.lock().expect_err("a running VM");
         assert!(matches!(err, StateError::Running { .. }), "{err}");
         let text = err.to_string();
@@ -1072,25 +903,9 @@ mod tests {
     fn a_running_hyperkit_is_never_reused_and_a_dead_ones_files_are_cleaned() {
         let base = tempfile::tempdir().expect("temp dir");
         let s = StateDir::new(base.path().join("vm-state"), "vm", BackendKind::Hyperkit);
-        fs::create_dir_all(s.dir()).expect("mkdir");
-        let mut child = std::process::Command::new("bash")
-            .args(["-c", "exec -a hyperkit sleep 600"])
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id();
-        fs::write(s.pid_file(), pid.to_string()).expect("pid");
-        let mut status = s.status().expect("status");
-        for _ in 0..500 {
-            if status == (ProcessStatus::Running { pid }) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            status = s.status().expect("status");
-        }
+        let hyperkit = VmStandIn::start("hyperkit", &s);
         let refused = s.lock().map(drop);
-        child.kill().expect("kill");
-        child.wait().expect("reap");
-        assert_eq!(status, ProcessStatus::Running { pid });
+        drop(hyperkit);
         let e = refused.expect_err("a running hyperkit");
         assert!(matches!(e, StateError::Running { .. }), "{e}");
         // It is gone now: its runtime files go, the rest stays.

@@ -25,3 +25,9 @@ pub(crate) fn write_script(path: &Path, text: &str) {
     let status = writer.wait().expect("wait for sh");
     assert!(status.success(), "writing {} failed: {status}", path.display());
 }
+
+/// A pid no process has: above the kernel's pid_max.
+pub(crate) fn dead_pid() -> u32 {
+    let max = std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max");
+    max.trim().parse::<u32>().expect("pid_max") + 1
+}

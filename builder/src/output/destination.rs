@@ -117,23 +117,14 @@ impl Outputs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{dir_names, feed, file, node};
+    use super::super::testing::{dir_names, feed, image_entries};
     use super::*;
-    use crate::tar::EntryKind;
     use tempfile::TempDir;
 
-    fn entries() -> Vec<(crate::tar::Header, Vec<u8>)> {
-        vec![
-            node("boot", EntryKind::Directory, 0o755, ""),
-            file("boot/kernel", 0o644, b"KERNEL-BYTES"),
-            file("etc/motd", 0o644, b"welcome"),
-        ]
-    }
-
-    /// Writes `entries()` through `outputs`; returns what it says was written.
+    /// Writes an image without a command line through `outputs`; returns what it says was written.
     fn write(outputs: &Outputs) -> Vec<PathBuf> {
         let mut sink = outputs.open().unwrap();
-        feed(sink.as_mut(), &entries()).unwrap();
+        feed(sink.as_mut(), &image_entries(None)).unwrap();
         sink.finish().unwrap();
         outputs.written()
     }

@@ -390,23 +390,13 @@ fn stream_format<W: Commit + Send + 'static>(format: Format, destination: W) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{dir_names, feed, file, node};
+    use super::testing::{dir_names, feed, image_entries};
     use super::*;
-    use crate::tar::EntryKind;
     use tempfile::TempDir;
-
-    fn entries() -> Vec<(crate::tar::Header, Vec<u8>)> {
-        vec![
-            node("boot", EntryKind::Directory, 0o755, ""),
-            file("boot/kernel", 0o644, b"KERNEL-BYTES"),
-            file("boot/cmdline", 0o644, b"console=ttyS0"),
-            file("etc/motd", 0o644, b"welcome"),
-        ]
-    }
 
     fn build(format: Format, dir: &Path) {
         let mut sink = sink_for(format, dir, "img", PgzipOptions::default()).unwrap();
-        feed(sink.as_mut(), &entries()).unwrap();
+        feed(sink.as_mut(), &image_entries(Some("console=ttyS0"))).unwrap();
         assert!(
             dir_names(dir).iter().all(|name| name.starts_with('.')),
             "nothing final before finish"
@@ -521,7 +511,7 @@ mod tests {
         for format in Format::SUPPORTED {
             let dir = TempDir::new().unwrap();
             let mut sink = sink_for(format, dir.path(), "img", PgzipOptions::default()).unwrap();
-            feed(sink.as_mut(), &entries()).unwrap();
+            feed(sink.as_mut(), &image_entries(Some("console=ttyS0"))).unwrap();
             drop(sink);
             assert!(dir_names(dir.path()).is_empty(), "{format}");
         }

@@ -77,6 +77,17 @@ pub(crate) fn node(name: &str, kind: EntryKind, mode: u32, link: &str) -> (Heade
     (header, Vec::new())
 }
 
+/// A small image: a kernel, `boot/cmdline` holding `cmdline` if given, and a file.
+pub(crate) fn image_entries(cmdline: Option<&str>) -> Vec<(Header, Vec<u8>)> {
+    let mut entries = vec![
+        node("boot", EntryKind::Directory, 0o755, ""),
+        file("boot/kernel", 0o644, b"KERNEL-BYTES"),
+    ];
+    entries.extend(cmdline.map(|cmdline| file("boot/cmdline", 0o644, cmdline.as_bytes())));
+    entries.push(file("etc/motd", 0o644, b"welcome"));
+    entries
+}
+
 /// Writes the entries, data in pieces of 5 bytes to exercise partial writes.
 pub(crate) fn feed(sink: &mut dyn EntrySink, entries: &[(Header, Vec<u8>)]) -> io::Result<()> {
     for (header, data) in entries {

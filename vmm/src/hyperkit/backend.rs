@@ -6,26 +6,24 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
 use super::launch::{self, Plan, PublishVia, VpnkitLaunch};
 use super::vpnkit::find_vpnkit;
 use super::{
-    check_publish, files, find_hyperkit, new_uuid, parse_uuid, plan_network, resolve_raw_disks, Boot, Console,
+    check_publish, files, find_hyperkit, new_uuid, parse_uuid, plan_network, resolve_raw_disks, Console,
     HyperkitConfig, HyperkitError, HyperkitNetworking, UuidOrigin, VpnkitNic, DEFAULT_FIRMWARE,
 };
-use crate::backend::{Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
 use crate::console::Console as GuestConsole;
 use crate::error::VmError;
-use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
+use crate::instance::{BackendKind, InstanceRecord, Request};
 use crate::machine::{detect, Arch};
+use crate::process::{send, wait_or_kill, Exit};
 use crate::records::{self, record_end, record_failure, RunFacts};
-use crate::state::{process_name, ProcessStatus, StateDir, StateLock, StateRoot};
-
-/// How long hyperkit may take to exit after SIGKILL.
-const EXIT_WAIT: Duration = Duration::from_secs(10);
+use crate::state::{StateDir, StateLock, StateRoot};
 
 /// Where the serial console of a foreground run ([`Backend::run`]) goes. A detached instance's
 /// console is always its pty (`STATE/tty`, for [`Backend::console`]) and `console-ring`.
@@ -99,15 +97,6 @@ impl Hyperkit {
         }
         let binary = find_hyperkit(self.binary.as_deref())?;
         let detected = detect(&request.image, request.boot, None)?;
-        let firmware = request
-            .uefi
-            .then(|| request.firmware.clone().unwrap_or_else(|| DEFAULT_FIRMWARE.into()));
-        let boot = Boot::from_media(&detected.media, firmware.as_deref())?;
-        let networking: HyperkitNetworking = request.networking.as_deref().unwrap_or_default().parse()?;
-        let own_vpnkit = matches!(networking, HyperkitNetworking::Vpnkit { ethernet: None, .. });
-        if !foreground && (own_vpnkit || !request.publish.is_empty()) {
-            return Err(HyperkitError::DetachUnsupported.into());
-        }
         let dir = request
             .state_dir
             .clone()
@@ -117,6 +106,15 @@ impl Hyperkit {
             path: dir.clone(),
             source,
         })?;
+        let firmware = request
+            .uefi
+            .then(|| request.firmware.clone().unwrap_or_else(|| DEFAULT_FIRMWARE.into()));
+        let mut config = HyperkitConfig::new(binary, dir.clone(), detected.media, firmware.as_deref())?;
+        let networking: HyperkitNetworking = request.networking.as_deref().unwrap_or_default().parse()?;
+        let own_vpnkit = matches!(networking, HyperkitNetworking::Vpnkit { ethernet: None, .. });
+        if !foreground && (own_vpnkit || !request.publish.is_empty()) {
+            return Err(HyperkitError::DetachUnsupported.into());
+        }
         let net = plan_network(&networking, &dir, self.home.as_deref())?;
         check_publish(&networking, &net, &request.publish)?;
         let disks = resolve_raw_disks(&request.disks, &dir)?;
@@ -135,7 +133,6 @@ impl Hyperkit {
             (true, ForegroundConsole::Stdio) => Console::Stdio,
             _ => Console::Tty,
         };
-        let mut config = HyperkitConfig::new(binary, dir.clone(), boot);
         config.cpus = request.cpus;
         config.memory_mib = request.memory_mib;
         config.uuid = Some(uuid);
@@ -231,30 +228,6 @@ impl Hyperkit {
     }
 }
 
-fn send(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        // It may have exited meanwhile; the caller checks.
-        let _ = kill_process(pid, signal);
-    }
-}
-
-/// Whether process `pid` may still run: unless it is known to be gone (or a zombie). Works where
-/// there is no `/proc` (macOS, where hyperkit runs).
-fn alive(pid: u32) -> bool {
-    !matches!(process_name(pid), Ok(None))
-}
-
-async fn wait_gone(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while alive(pid) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
 /// The neutral account of a foreground run's end, and the failure when hyperkit failed on its own.
 fn ending(end: &launch::ForegroundEnd) -> (Ending, Option<String>) {
     match (&end.stopped, end.status.success()) {
@@ -311,35 +284,28 @@ impl Backend for Hyperkit {
     }
 
     async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        Ok(match state.status()? {
-            ProcessStatus::Running { pid } => Some(pid),
-            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => None,
-        })
+        Ok(state.running_pid()?)
     }
 
     /// SIGTERM (hyperkit shuts the guest down through ACPI), then SIGKILL after `timeout`.
     async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
-        let pid = match state.status()? {
-            ProcessStatus::Running { pid } => pid,
-            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => {
-                if !state.is_owned()? {
-                    state.clean_runtime()?;
-                }
-                return Ok(Stopped::Signalled("it had already exited".into()));
+        let Some(pid) = state.running_pid()? else {
+            if !state.is_owned()? {
+                state.clean_runtime()?;
             }
+            return Ok(Stopped::Signalled("it had already exited".into()));
         };
         send(pid, Signal::TERM);
-        let stopped = match wait_gone(pid, timeout).await {
-            true => Stopped::PoweredDown,
-            false => {
-                send(pid, Signal::KILL);
-                if !wait_gone(pid, EXIT_WAIT).await {
-                    return Err(VmError::Unkillable {
-                        name: state.name().to_string(),
-                        pid,
-                    });
-                }
+        let stopped = match wait_or_kill(pid, timeout).await {
+            Some(Exit::InTime) => Stopped::PoweredDown,
+            Some(Exit::Killed) => {
                 Stopped::Signalled(format!("the guest did not power off within {}s", timeout.as_secs()))
+            }
+            None => {
+                return Err(VmError::Unkillable {
+                    name: state.name().to_string(),
+                    pid,
+                })
             }
         };
         // A foreground run holding the directory cleans up after its hyperkit itself.
@@ -351,23 +317,13 @@ impl Backend for Hyperkit {
 
     /// hyperkit's console pty, when the console is not on a terminal.
     async fn console(&self, name: &str) -> Result<GuestConsole, VmError> {
-        let record = self.describe(name).await?;
-        let (state, _) = self.root.open(name)?;
-        let unavailable = |why: String| VmError::ConsoleUnavailable {
-            name: name.to_string(),
-            why,
-            log: files::console_ring(&state),
-        };
-        if record.state != InstanceState::Running {
-            return Err(unavailable(format!("it is {}", record.state)));
-        }
-        if let Some(owner) = record.owner_pid.filter(|&pid| alive(pid)) {
-            return Err(unavailable(format!(
-                "it runs in the foreground of process {owner}, which holds its console"
-            )));
-        }
+        let state = attachable(self, name, files::console_ring).await?;
         if files::read_json(&state)?.is_some_and(|json| json.console == Console::Stdio.json_code()) {
-            return Err(unavailable("its console is on the terminal it was started from".into()));
+            return Err(VmError::ConsoleUnavailable {
+                name: name.to_string(),
+                why: "its console is on the terminal it was started from".into(),
+                log: files::console_ring(&state),
+            });
         }
         let tty = files::tty(&state);
         launch::open_tty(&tty).await.map_err(|source| VmError::Io {

@@ -11,15 +11,16 @@ use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
-use tokio::signal::unix::{signal, SignalKind};
+use rustix::process::Signal;
 
 use super::vpnkit::{self, VpnkitError, VpnkitPort};
 use super::{ensure_raw_disk, files, Console, DiskAction, HyperkitConfig, HyperkitError};
 use crate::backend::Ending;
 use crate::console::{self, RelayEnd};
 use crate::machine::PublishedPort;
+use crate::process::send;
 use crate::state::StateDir;
+use crate::stop_signals::StopSignals;
 
 /// How long vpnkit gets to create its sockets, and to answer.
 const VPNKIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -257,13 +258,6 @@ pub(crate) async fn launch(state: &StateDir, plan: &Plan) -> Result<Launched, Hy
     })
 }
 
-fn send(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        // It may have exited meanwhile; the caller waits for it either way.
-        let _ = kill_process(pid, signal);
-    }
-}
-
 /// The console relay of a foreground run, once hyperkit has made its pty.
 type Relay<'a> = Pin<Box<dyn Future<Output = std::io::Result<RelayEnd>> + Send + 'a>>;
 
@@ -293,14 +287,11 @@ pub(crate) async fn run_foreground(
     stop_timeout: Duration,
 ) -> Result<ForegroundEnd, HyperkitError> {
     let pid = launched.pid;
-    let signal_error = |source| HyperkitError::Process {
+    let mut signals = StopSignals::watch().map_err(|source| HyperkitError::Process {
         doing: "watch signals for",
         pid,
         source,
-    };
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    })?;
     let tty = files::tty(state);
     let mut console: Option<Relay<'_>> = None;
     // Handed to the relay once hyperkit has made its pty.
@@ -334,9 +325,7 @@ pub(crate) async fn run_foreground(
                     }
                 }
             }
-            _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } },
-                if stopped.is_none() =>
-            {
+            _ = signals.recv(), if stopped.is_none() => {
                 if give_up.is_none() {
                     tracing::info!("stopping VM `{}`: ACPI shutdown (again to kill it)", state.name());
                     send(pid, Signal::TERM);

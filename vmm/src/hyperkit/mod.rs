@@ -18,7 +18,8 @@
 //!   ([`ForegroundConsole::Stdio`]), else `-l com1,autopty=STATE/tty,log=STATE/console-ring`
 //!   (hyperkit makes `STATE/tty` a link to a pty).
 //! - Boot: `-f kexec,KERNEL,INITRD,earlyprintk=serial CMDLINE`, or for an ISO `-f bootrom,FIRMWARE,,`
-//!   (hyperkit boots an ISO only through UEFI firmware).
+//!   (hyperkit boots an ISO only through UEFI firmware, and no disk image:
+//!   [`HyperkitConfig::new`] refuses what it cannot boot).
 //! - Disks are raw files only: hyperkit's qcow2 support needs `qcow-tool`, which we do not drive.
 //! - hyperkit splits option values at commas, so paths containing a comma are refused
 //!   ([`HyperkitConfig::check_paths`]).
@@ -247,71 +248,20 @@ pub enum HyperkitError {
     },
 }
 
-/// How the VM boots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Boot {
-    /// `kexec` of a kernel with an optional initrd.
-    Kernel {
-        /// The kernel.
-        kernel: PathBuf,
-        /// The initrd (`PREFIX-initrd.img`).
-        initrd: Option<PathBuf>,
-        /// The kernel command line.
-        cmdline: String,
-    },
-    /// `kexec` of a kernel whose root is a squashfs image on the first (virtio) disk.
-    Squashfs {
-        /// The kernel.
-        kernel: PathBuf,
-        /// The squashfs image, attached as `virtio-blk` so the guest sees `/dev/vda`.
-        squashfs: PathBuf,
-        /// The kernel command line; `root=/dev/vda` is appended.
-        cmdline: String,
-    },
-    /// UEFI firmware booting an ISO (attached as the first CD).
-    Iso {
-        /// The ISO.
-        iso: PathBuf,
-        /// The UEFI firmware (`bootrom`).
-        firmware: PathBuf,
-    },
-}
-
-impl Boot {
-    /// How hyperkit boots `media` (from [`crate::machine::detect`]). `firmware` is the UEFI firmware
-    /// when booting through UEFI; an ISO needs it and it must exist. Disk images are refused.
-    pub fn from_media(media: &BootMedia, firmware: Option<&Path>) -> Result<Boot, HyperkitError> {
-        match media {
-            BootMedia::Kernel {
-                kernel,
-                initrd,
-                cmdline,
-            } => Ok(Boot::Kernel {
-                kernel: kernel.clone(),
-                initrd: initrd.clone(),
-                cmdline: cmdline.clone(),
-            }),
-            BootMedia::Squashfs {
-                kernel,
-                squashfs,
-                cmdline,
-            } => Ok(Boot::Squashfs {
-                kernel: kernel.clone(),
-                squashfs: squashfs.clone(),
-                cmdline: cmdline.clone(),
-            }),
-            BootMedia::Iso(iso) => {
-                let firmware = firmware.ok_or_else(|| HyperkitError::IsoNeedsUefi(iso.clone()))?;
-                if !firmware.is_file() {
-                    return Err(HyperkitError::FirmwareMissing(firmware.to_path_buf()));
-                }
-                Ok(Boot::Iso {
-                    iso: iso.clone(),
-                    firmware: firmware.to_path_buf(),
-                })
+/// The UEFI firmware hyperkit boots `boot` through: `firmware` for an ISO (hyperkit boots one only
+/// through UEFI firmware, which must exist), none for a kernel (hyperkit loads it itself). A disk
+/// image is refused: hyperkit cannot boot one.
+fn boot_firmware(boot: &BootMedia, firmware: Option<&Path>) -> Result<Option<PathBuf>, HyperkitError> {
+    match boot {
+        BootMedia::Kernel { .. } | BootMedia::Squashfs { .. } => Ok(None),
+        BootMedia::Iso(iso) => {
+            let firmware = firmware.ok_or_else(|| HyperkitError::IsoNeedsUefi(iso.clone()))?;
+            if !firmware.is_file() {
+                return Err(HyperkitError::FirmwareMissing(firmware.to_path_buf()));
             }
-            BootMedia::Disk { path, .. } => Err(HyperkitError::Unbootable(path.clone())),
+            Ok(Some(firmware.to_path_buf()))
         }
+        BootMedia::Disk { path, .. } => Err(HyperkitError::Unbootable(path.clone())),
     }
 }
 
@@ -367,8 +317,11 @@ pub struct HyperkitConfig {
     pub cpus: u32,
     /// Memory in MiB (`-m NM`).
     pub memory_mib: u64,
-    /// What to boot.
-    pub boot: Boot,
+    /// What to boot: a kernel (with an initrd or a squashfs root) or an ISO, never a disk image
+    /// ([`HyperkitConfig::new`] checks).
+    boot: BootMedia,
+    /// The UEFI firmware (`bootrom`) when booting an ISO, else `None`.
+    firmware: Option<PathBuf>,
     /// The DMI UUID (`-U`), so `/sys/class/dmi/id/product_uuid` differs between VMs.
     pub uuid: Option<String>,
     /// The vpnkit NIC, if any.
@@ -397,14 +350,23 @@ fn join(parts: &[&OsStr]) -> OsString {
 }
 
 impl HyperkitConfig {
-    /// A config with LinuxKit's defaults: 1 CPU, 1024 MiB, no network, console on stdio.
-    pub fn new(hyperkit: PathBuf, state_dir: PathBuf, boot: Boot) -> HyperkitConfig {
-        HyperkitConfig {
+    /// A config booting `boot` with LinuxKit's defaults: 1 CPU, 1024 MiB, no network, console on
+    /// stdio. `firmware` is the UEFI firmware when booting through UEFI: an ISO needs it and it
+    /// must exist (a kernel boot does without); a disk image is refused.
+    pub fn new(
+        hyperkit: PathBuf,
+        state_dir: PathBuf,
+        boot: BootMedia,
+        firmware: Option<&Path>,
+    ) -> Result<HyperkitConfig, HyperkitError> {
+        let firmware = boot_firmware(&boot, firmware)?;
+        Ok(HyperkitConfig {
             hyperkit,
             state_dir,
             cpus: 1,
             memory_mib: 1024,
             boot,
+            firmware,
             uuid: None,
             vpnkit: None,
             vmnet: false,
@@ -413,7 +375,7 @@ impl HyperkitConfig {
             vsock_ports: Vec::new(),
             sockets_9p: Vec::new(),
             console: Console::Stdio,
-        }
+        })
     }
 
     /// `STATE/hyperkit.pid`, written by hyperkit (`-F`).
@@ -424,7 +386,7 @@ impl HyperkitConfig {
     /// All disks in slot order: the squashfs root (virtio-blk) first, then [`HyperkitConfig::disks`].
     pub fn all_disks(&self) -> Vec<RawDisk> {
         let mut disks = Vec::with_capacity(self.disks.len() + 1);
-        if let Boot::Squashfs { squashfs, .. } = &self.boot {
+        if let BootMedia::Squashfs { squashfs, .. } = &self.boot {
             disks.push(RawDisk {
                 path: squashfs.clone(),
                 size_mib: None,
@@ -438,34 +400,40 @@ impl HyperkitConfig {
     /// All CDs in slot order: the boot ISO first, then [`HyperkitConfig::cdroms`].
     pub fn all_cdroms(&self) -> Vec<PathBuf> {
         let mut cds = Vec::with_capacity(self.cdroms.len() + 1);
-        if let Boot::Iso { iso, .. } = &self.boot {
+        if let BootMedia::Iso(iso) = &self.boot {
             cds.push(iso.clone());
         }
         cds.extend(self.cdroms.iter().cloned());
         cds
     }
 
+    /// The kernel hyperkit loads (`kexec`) and its initrd; `None` for a firmware boot.
+    fn kernel(&self) -> Option<(&Path, Option<&Path>)> {
+        match &self.boot {
+            BootMedia::Kernel { kernel, initrd, .. } => Some((kernel, initrd.as_deref())),
+            BootMedia::Squashfs { kernel, .. } => Some((kernel, None)),
+            BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
+        }
+    }
+
     /// The kernel command line hyperkit passes (`earlyprintk=serial` first, as the library does;
     /// `root=/dev/vda` last for a squashfs root). `None` for a firmware boot.
     pub fn kernel_cmdline(&self) -> Option<String> {
         match &self.boot {
-            Boot::Kernel { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline}")),
-            Boot::Squashfs { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline} root=/dev/vda")),
-            Boot::Iso { .. } => None,
+            BootMedia::Kernel { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline}")),
+            BootMedia::Squashfs { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline} root=/dev/vda")),
+            BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
         }
     }
 
     /// Refuses paths that hyperkit's comma-separated option syntax cannot carry.
     pub fn check_paths(&self) -> Result<(), HyperkitError> {
         let mut paths: Vec<(&'static str, PathBuf)> = vec![("state dir", self.state_dir.clone())];
-        match &self.boot {
-            Boot::Kernel { kernel, initrd, .. } => {
-                paths.push(("kernel", kernel.clone()));
-                paths.extend(initrd.iter().map(|i| ("initrd", i.clone())));
-            }
-            Boot::Squashfs { kernel, .. } => paths.push(("kernel", kernel.clone())),
-            Boot::Iso { firmware, .. } => paths.push(("firmware", firmware.clone())),
+        if let Some((kernel, initrd)) = self.kernel() {
+            paths.push(("kernel", kernel.to_path_buf()));
+            paths.extend(initrd.map(|i| ("initrd", i.to_path_buf())));
         }
+        paths.extend(self.firmware.iter().map(|f| ("firmware", f.clone())));
         paths.extend(self.all_disks().into_iter().map(|d| ("disk", d.path)));
         paths.extend(self.all_cdroms().into_iter().map(|c| ("ISO", c)));
         paths.extend(self.vpnkit.iter().map(|v| ("vpnkit socket", v.socket.clone())));
@@ -552,22 +520,20 @@ impl HyperkitConfig {
             ]),
         };
         a.extend(["-l".into(), com1]);
-        let boot = match &self.boot {
-            Boot::Kernel { kernel, initrd, .. } => join(&[
+        let boot = match self.kernel() {
+            Some((kernel, initrd)) => join(&[
                 "kexec,".as_ref(),
                 kernel.as_os_str(),
                 ",".as_ref(),
-                initrd.as_deref().map_or("".as_ref(), Path::as_os_str),
+                initrd.map_or("".as_ref(), Path::as_os_str),
                 ",".as_ref(),
                 self.kernel_cmdline().unwrap_or_default().as_ref(),
             ]),
-            Boot::Squashfs { kernel, .. } => join(&[
-                "kexec,".as_ref(),
-                kernel.as_os_str(),
+            None => join(&[
+                "bootrom,".as_ref(),
+                self.firmware.as_deref().map_or("".as_ref(), Path::as_os_str),
                 ",,".as_ref(),
-                self.kernel_cmdline().unwrap_or_default().as_ref(),
             ]),
-            Boot::Iso { firmware, .. } => join(&["bootrom,".as_ref(), firmware.as_os_str(), ",,".as_ref()]),
         };
         a.extend(["-f".into(), boot]);
         a
@@ -578,15 +544,7 @@ impl HyperkitConfig {
         let args = self.args();
         let arguments: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let path = |p: &Path| p.to_string_lossy().into_owned();
-        let (kernel, initrd, bootrom) = match &self.boot {
-            Boot::Kernel { kernel, initrd, .. } => (
-                path(kernel),
-                initrd.as_deref().map(path).unwrap_or_default(),
-                String::new(),
-            ),
-            Boot::Squashfs { kernel, .. } => (path(kernel), String::new(), String::new()),
-            Boot::Iso { firmware, .. } => (String::new(), String::new(), path(firmware)),
-        };
+        let (kernel, initrd) = self.kernel().unzip();
         HyperkitJson {
             hyperkit: path(&self.hyperkit),
             argv0: String::new(),
@@ -617,9 +575,9 @@ impl HyperkitConfig {
             vsock_guest_cid: VSOCK_GUEST_CID,
             vmnet: self.vmnet,
             sockets_9p: self.sockets_9p.clone(),
-            kernel,
-            initrd,
-            bootrom,
+            kernel: kernel.map(path).unwrap_or_default(),
+            initrd: initrd.flatten().map(path).unwrap_or_default(),
+            bootrom: self.firmware.as_deref().map(path).unwrap_or_default(),
             cpus: self.cpus,
             memory: self.memory_mib,
             console: self.console.json_code(),

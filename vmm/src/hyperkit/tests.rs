@@ -7,17 +7,19 @@ fn strs(args: &[OsString]) -> Vec<String> {
     args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
 }
 
-fn kernel_boot() -> Boot {
-    Boot::Kernel {
+/// A kernel+initrd config with LinuxKit's defaults.
+fn kernel_config(hyperkit: &str, state_dir: &str) -> HyperkitConfig {
+    let boot = BootMedia::Kernel {
         kernel: "/img/lk-kernel".into(),
         initrd: Some("/img/lk-initrd.img".into()),
         cmdline: "console=ttyS0 page_poison=1".into(),
-    }
+    };
+    HyperkitConfig::new(hyperkit.into(), state_dir.into(), boot, None).unwrap()
 }
 
 #[test]
 fn kernel_initrd_cmdline_defaults() {
-    let c = HyperkitConfig::new("/usr/local/bin/hyperkit".into(), "/img/lk-state".into(), kernel_boot());
+    let c = kernel_config("/usr/local/bin/hyperkit", "/img/lk-state");
     assert_eq!(
         strs(&c.args()),
         [
@@ -47,7 +49,7 @@ fn kernel_initrd_cmdline_defaults() {
 
 #[test]
 fn vpnkit_with_publish_disks_userdata_and_tty_console() {
-    let mut c = HyperkitConfig::new("hyperkit".into(), "/st".into(), kernel_boot());
+    let mut c = kernel_config("hyperkit", "/st");
     c.cpus = 2;
     c.memory_mib = 4096;
     c.uuid = Some("11111111-2222-4333-8444-555555555555".into());
@@ -115,12 +117,15 @@ fn squashfs_root_is_the_first_virtio_disk() {
     let mut c = HyperkitConfig::new(
         "hyperkit".into(),
         "/st".into(),
-        Boot::Squashfs {
+        BootMedia::Squashfs {
             kernel: "/i/lk-kernel".into(),
             squashfs: "/i/lk-squashfs.img".into(),
             cmdline: "console=ttyS0".into(),
         },
-    );
+        // A kernel boot does without the firmware, even where UEFI was asked for.
+        Some(Path::new("/nonexistent/UEFI.fd")),
+    )
+    .unwrap();
     c.vmnet = true;
     c.disks = vec![RawDisk {
         path: "/st/disk.raw".into(),
@@ -156,7 +161,8 @@ fn iso_boots_through_firmware() {
     std::fs::write(&iso, "iso").unwrap();
     let fw = dir.path().join("UEFI.fd");
     let media = detect(&iso, BootKind::Detect, None).unwrap().media;
-    let e = Boot::from_media(&media, None).unwrap_err();
+    let config = |firmware| HyperkitConfig::new("hyperkit".into(), "/st".into(), media.clone(), firmware);
+    let e = config(None).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!(
@@ -165,11 +171,10 @@ fn iso_boots_through_firmware() {
             iso.display()
         )
     );
-    let e = Boot::from_media(&media, Some(&fw)).unwrap_err();
+    let e = config(Some(&fw)).unwrap_err();
     assert!(matches!(e, HyperkitError::FirmwareMissing(ref p) if *p == fw), "{e}");
     std::fs::write(&fw, "fw").unwrap();
-    let boot = Boot::from_media(&media, Some(&fw)).unwrap();
-    let mut c = HyperkitConfig::new("hyperkit".into(), "/st".into(), boot);
+    let mut c = config(Some(&fw)).unwrap();
     c.cdroms = vec!["/st/data.iso".into()];
     let args = strs(&c.args());
     let tail: Vec<&str> = args[12..].iter().map(String::as_str).collect();
@@ -193,6 +198,10 @@ fn iso_boots_through_firmware() {
         ]
     );
     assert_eq!(c.kernel_cmdline(), None);
+    let json = c.state_json(1);
+    assert_eq!((json.kernel.as_str(), json.initrd.as_str()), ("", ""));
+    assert_eq!(json.bootrom, fw.display().to_string());
+    assert_eq!(json.iso, [iso.display().to_string(), "/st/data.iso".into()]);
 }
 
 #[test]
@@ -201,8 +210,11 @@ fn disk_images_are_not_bootable() {
         path: "/i/lk.qcow2".into(),
         format: None,
     };
+    let fw = tempfile::NamedTempFile::new().unwrap();
     assert_eq!(
-        Boot::from_media(&media, None).unwrap_err().to_string(),
+        HyperkitConfig::new("hyperkit".into(), "/st".into(), media, Some(fw.path()))
+            .unwrap_err()
+            .to_string(),
         "hyperkit cannot boot /i/lk.qcow2: it boots PREFIX-kernel with PREFIX-initrd.img or PREFIX-squashfs.img, \
          or an ISO through UEFI firmware"
     );
@@ -210,7 +222,7 @@ fn disk_images_are_not_bootable() {
 
 #[test]
 fn commas_in_paths_are_refused() {
-    let mut c = HyperkitConfig::new("hyperkit".into(), "/st".into(), kernel_boot());
+    let mut c = kernel_config("hyperkit", "/st");
     assert!(c.check_paths().is_ok());
     c.disks.push(RawDisk {
         path: "/d/a,b.raw".into(),
@@ -225,7 +237,7 @@ fn commas_in_paths_are_refused() {
 
 #[test]
 fn hyperkit_json_matches_the_go_library() {
-    let mut c = HyperkitConfig::new("/usr/local/bin/hyperkit".into(), "/st".into(), kernel_boot());
+    let mut c = kernel_config("/usr/local/bin/hyperkit", "/st");
     c.uuid = Some("11111111-2222-4333-8444-555555555555".into());
     c.vpnkit = Some(VpnkitNic {
         socket: "/v/eth".into(),

@@ -144,16 +144,11 @@ impl InstanceRecord {
     /// Writes the record to `path` (a temp file renamed into place).
     pub(crate) fn write_to(&self, path: &Path) -> Result<(), StateError> {
         let tmp = path.with_extension("json.tmp");
-        let io = |doing, source| StateError::Io {
-            doing,
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut text = serde_json::to_string_pretty(self).map_err(|e| io("serialize", e.into()))?;
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| StateError::io("serialize", path)(e.into()))?;
         text.push('\n');
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| io("write", e))
+            .map_err(StateError::io("write", path))
     }
 
     /// Reads the record at `path`: `None` when there is none; a record we cannot read (damaged,
@@ -162,13 +157,7 @@ impl InstanceRecord {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Io {
-                    doing: "read",
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+            Err(e) => return Err(StateError::io("read", path)(e)),
         };
         serde_json::from_slice(&bytes)
             .map(Some)

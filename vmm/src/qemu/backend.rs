@@ -10,14 +10,14 @@ use super::control;
 use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
 use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
 use crate::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
-use crate::backend::{Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
 use crate::console::Console;
 use crate::error::VmError;
-use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
+use crate::instance::{BackendKind, InstanceRecord, Request};
 use crate::machine::{detect, Arch, BootMedia};
 use crate::qmp::ShutdownReason;
 use crate::records::{self, record_end, record_failure, RunFacts};
-use crate::state::{process_alive, ProcessStatus, StateDir, StateLock, StateRoot};
+use crate::state::{StateDir, StateLock, StateRoot};
 
 /// LinuxKit's name for [`ACCEL_ENV`], honoured too.
 pub const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
@@ -212,10 +212,7 @@ impl Backend for Qemu {
     }
 
     async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        Ok(match state.status()? {
-            ProcessStatus::Running { pid } => Some(pid),
-            ProcessStatus::Stale { .. } | ProcessStatus::Stopped => None,
-        })
+        Ok(state.running_pid()?)
     }
 
     async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
@@ -223,21 +220,7 @@ impl Backend for Qemu {
     }
 
     async fn console(&self, name: &str) -> Result<Console, VmError> {
-        let record = self.describe(name).await?;
-        let (state, _) = self.root.open(name)?;
-        let unavailable = |why: String| VmError::ConsoleUnavailable {
-            name: name.to_string(),
-            why,
-            log: state.console_log(),
-        };
-        if record.state != InstanceState::Running {
-            return Err(unavailable(format!("it is {}", record.state)));
-        }
-        if let Some(owner) = record.owner_pid.filter(|&pid| process_alive(pid)) {
-            return Err(unavailable(format!(
-                "it runs in the foreground of process {owner}, which holds its console"
-            )));
-        }
+        let state = attachable(self, name, StateDir::console_log).await?;
         let console = Console::attach(&state.console_socket())
             .await
             .map_err(|source| VmError::Io {

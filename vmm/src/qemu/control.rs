@@ -1,14 +1,15 @@
 //! Stopping a qemu VM from any process ([`stop`]): ACPI power-down through QMP, then quit, then
 //! signals.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::Signal;
 
 use crate::backend::Stopped;
 use crate::error::VmError;
+use crate::process::{alive, send, wait_or_kill};
 use crate::qmp::{Qmp, QmpError, ShutdownOutcome, ShutdownReason};
-use crate::state::{process_alive as alive, ProcessStatus, StateDir};
+use crate::state::StateDir;
 
 /// How long a QMP greeting may take before the socket counts as busy or hung.
 const QMP_CONNECT: Duration = Duration::from_secs(5);
@@ -16,35 +17,14 @@ const QMP_CONNECT: Duration = Duration::from_secs(5);
 /// How long qemu may take to exit after `quit` or a signal.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
-async fn wait_gone(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while alive(pid) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
-fn send(pid: u32, signal: Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-        // It may have exited meanwhile; the caller checks.
-        let _ = kill_process(pid, signal);
-    }
-}
-
 /// Stops the VM running from `state`: presses the ACPI power button over QMP and waits up to
 /// `timeout` for the guest to power off, then tells qemu to quit; if QMP does not answer, sends
 /// SIGTERM and, after a while, SIGKILL. Waits until qemu has exited. A foreground `moby run`
 /// owning the VM sees it exit and returns.
 pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
-    let pid = match state.status()? {
-        ProcessStatus::Running { pid } => pid,
-        ProcessStatus::Stale { .. } | ProcessStatus::Stopped => {
-            state.clean_runtime()?;
-            return Ok(Stopped::Signalled("it had already exited".into()));
-        }
+    let Some(pid) = state.running_pid()? else {
+        state.clean_runtime()?;
+        return Ok(Stopped::Signalled("it had already exited".into()));
     };
     let attempt = async {
         let mut qmp = tokio::time::timeout(QMP_CONNECT, Qmp::connect(state.qmp_socket()))
@@ -67,14 +47,11 @@ pub async fn stop(state: &StateDir, timeout: Duration) -> Result<Stopped, VmErro
             Stopped::Signalled(why)
         }
     };
-    if !wait_gone(pid, EXIT_WAIT).await {
-        send(pid, Signal::KILL);
-        if !wait_gone(pid, EXIT_WAIT).await {
-            return Err(VmError::Unkillable {
-                name: state.name().to_string(),
-                pid,
-            });
-        }
+    if wait_or_kill(pid, EXIT_WAIT).await.is_none() {
+        return Err(VmError::Unkillable {
+            name: state.name().to_string(),
+            pid,
+        });
     }
     let owned_elsewhere = state
         .read_record()?

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
 use super::command::{Console, QemuConfig};
@@ -22,7 +21,8 @@ use crate::console;
 use crate::firmware::{Firmware, FirmwareError};
 use crate::machine::{DiskSpec, Protocol, PublishedPort};
 use crate::qmp::{Qmp, QmpError, Shutdown};
-use crate::state::{ProcessStatus, StateDir, StateError, StateLock, StateRoot};
+use crate::state::{StateDir, StateError, StateLock, StateRoot};
+use crate::stop_signals::StopSignals;
 use crate::userdata::{write_userdata_iso, UserdataError};
 
 /// How long qemu may take to open its QMP socket.
@@ -193,7 +193,7 @@ fn publisher_of(base: &Path, port: &str) -> Option<String> {
             .publish
             .iter()
             .any(|p| p.split(':').next() == Some(host) && p.rsplit('/').next() == Some(proto));
-        let running = matches!(state.status(), Ok(ProcessStatus::Running { .. }));
+        let running = matches!(state.running_pid(), Ok(Some(_)));
         (running && publishes).then_some(record.name)
     })
 }
@@ -209,11 +209,7 @@ pub async fn launch(lock: StateLock, mut opts: LaunchOptions) -> Result<Vm, Laun
     if cfg.networking != super::Networking::None {
         cfg.mac = Some(state.mac()?.to_string());
     }
-    cfg.uuid = Some(crate::random::uuid_v4().map_err(|source| StateError::Io {
-        doing: "read",
-        path: "/dev/urandom".into(),
-        source,
-    })?);
+    cfg.uuid = Some(crate::random::uuid_v4().map_err(StateError::io("read", "/dev/urandom"))?);
     cfg.disks = resolve_disks(&opts.disks, state.dir())?;
     for disk in &cfg.disks {
         if disk.size_mib.is_some() && !disk.path.exists() {
@@ -361,10 +357,7 @@ impl Vm {
             pid: self.pid,
             source,
         };
-        let signal_error = |source| process_error("watch signals for", source);
-        let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-        let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        let mut signals = StopSignals::watch().map_err(|e| process_error("watch signals for", e))?;
 
         // The guest starts once its console is attached, so not a byte of it is lost.
         let console = console::Console::attach(&self.state.console_socket())
@@ -400,9 +393,7 @@ impl Vm {
                     }
                     Err(_) => qmp_open = false,
                 },
-                _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } },
-                    if stopped.is_none() =>
-                {
+                _ = signals.recv(), if stopped.is_none() => {
                     let pressed = give_up.is_none() && qmp_open && self.qmp.system_powerdown().await.is_ok();
                     if pressed {
                         tracing::info!("stopping VM `{}`: ACPI power button (again to kill it)", self.state.name());

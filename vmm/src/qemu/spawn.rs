@@ -71,7 +71,7 @@ mod tests {
     use super::*;
     use crate::accel::Accel;
     use crate::machine::{Arch, BootMedia};
-    use crate::state::process_alive as alive;
+    use crate::process::alive;
     use std::time::{Duration, Instant};
 
     fn fake_qemu(dir: &Path, script: &str) -> QemuConfig {

@@ -9,8 +9,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{signal, SignalKind};
-
 use super::disk::{ensure_disk, resolve_disk, VmdkDisk};
 use super::follow::{copy_new, follow, Follow};
 use super::{detect_image, Network, Product, Vmrun, VmwareError, VmxBoot, VmxConfig};
@@ -21,6 +19,7 @@ use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
 use crate::machine::{Arch, BootKind};
 use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{StateDir, StateLock, StateRoot};
+use crate::stop_signals::StopSignals;
 
 /// The `.vmx` file in the state dir (LinuxKit's name).
 pub const VMX_FILE: &str = "linuxkit.vmx";
@@ -273,14 +272,11 @@ impl Vmware {
         out: &mut (dyn Write + Send),
         stop_timeout: Duration,
     ) -> Result<Ending, VmError> {
-        let signal_error = |source| VmError::Io {
+        let mut signals = StopSignals::watch().map_err(|source| VmError::Io {
             doing: "watch signals for the VM of",
             path: plan.vmx.clone(),
             source,
-        };
-        let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-        let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        })?;
         let vmrun = &plan.vmrun;
         let mut file: Option<File> = None;
         let mut listed = Instant::now();
@@ -313,9 +309,7 @@ impl Vmware {
                         Err(e) => tracing::warn!("stopping VM `{}`: {e}", plan.vmx.display()),
                     }
                 }
-                _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {}, _ = sighup.recv() => {} } },
-                    if stopped.is_none() =>
-                {
+                _ = signals.recv(), if stopped.is_none() => {
                     if asked {
                         vmrun.exec(&vmrun.stop_args(&plan.vmx, true))?;
                         stopped = Some(Ending::Killed);

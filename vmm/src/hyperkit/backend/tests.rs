@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use super::*;
-use crate::instance::Tags;
+use crate::instance::{InstanceState, Tags};
 use crate::machine::BootKind;
-use crate::state::process_name;
+use crate::process::{process_name, ProcessStatus};
 use crate::AnyBackend;
 
 /// A stand-in for hyperkit (which only exists on macOS): records its arguments in `args` next to
