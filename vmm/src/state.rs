@@ -64,14 +64,14 @@ pub enum StateError {
         lock: PathBuf,
     },
     /// A VM still runs from this directory.
-    #[error("instance `{name}` is still running from {dir} (pid {pid}): stop it or use another state dir")]
+    #[error("instance `{name}` is still running from {dir}{}: stop it or use another state dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Running {
         /// The state directory.
         dir: PathBuf,
         /// The instance name.
         name: String,
-        /// The VM process's pid.
-        pid: u32,
+        /// The VM process's pid, where the backend has one.
+        pid: Option<u32>,
     },
     /// The pid file does not hold a pid.
     #[error("state dir: {path} does not hold a process id ({content:?}); remove it if no VM runs from {dir}")]
@@ -230,7 +230,8 @@ impl StateRoot {
         let link = default.dir();
         match fs::read_link(link) {
             Ok(target) if target == dir => {}
-            Ok(_) => {
+            Ok(target) => {
+                self.check_not_running(name, &target)?;
                 fs::remove_file(link).map_err(io("replace", link))?;
                 std::os::unix::fs::symlink(&dir, link).map_err(io("link", link))?;
             }
@@ -246,6 +247,27 @@ impl StateRoot {
             }
         }
         Ok(StateDir::new(dir, name, kind))
+    }
+
+    /// Refuses to move the name `name` away from the state dir `target` while an instance runs
+    /// from there (its record is active and its process runs, or another process holds its lock;
+    /// VMware's liveness is not known here, so an active VMware record counts as running).
+    fn check_not_running(&self, name: &str, target: &Path) -> Result<(), StateError> {
+        let Ok((state, record)) = self.open(name) else {
+            return Ok(());
+        };
+        if !record.state.is_active() {
+            return Ok(());
+        }
+        let pid = state.running_pid()?;
+        if pid.is_some() || state.is_owned()? || record.backend == BackendKind::Vmware {
+            return Err(StateError::Running {
+                dir: target.to_path_buf(),
+                name: name.to_string(),
+                pid: pid.or(record.pid).filter(|&p| p > 0),
+            });
+        }
+        Ok(())
     }
 
     /// The instance `name` and its record; [`StateError::Unknown`] without a record (no
@@ -558,7 +580,7 @@ impl StateDir {
                 return Err(StateError::Running {
                     dir: self.dir.clone(),
                     name: self.name.clone(),
-                    pid,
+                    pid: Some(pid),
                 })
             }
             ProcessStatus::Stale { .. } => self.clean_runtime()?,
@@ -1037,6 +1059,32 @@ mod tests {
         fs::create_dir_all(db.dir()).unwrap();
         let e = root.prepare("db", BackendKind::Qemu, Some(&dir)).unwrap_err();
         assert!(matches!(e, StateError::NameTaken { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_name_of_a_running_instance_is_not_moved_to_another_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(tmp.path().join("root"));
+        let first = root
+            .prepare("lk", BackendKind::Hyperkit, Some(&tmp.path().join("a/lk-state")))
+            .unwrap();
+        let mut record = crate::instance::sample("lk");
+        record.backend = BackendKind::Hyperkit;
+        record.state = crate::instance::InstanceState::Running;
+        first.write_record(&record).unwrap();
+        let other = tmp.path().join("b/lk-state");
+        let running = VmStandIn::start("hyperkit", &first);
+        let e = root.prepare("lk", BackendKind::Hyperkit, Some(&other)).unwrap_err();
+        assert!(matches!(e, StateError::Running { .. }), "{e}");
+        assert!(e.to_string().contains("a/lk-state"), "{e}");
+        assert_eq!(fs::read_link(root.base().join("lk")).unwrap(), first.dir());
+        // Once its process is gone, the name may move (the record is left from a crash).
+        drop(running);
+        root.prepare("lk", BackendKind::Hyperkit, Some(&other)).unwrap();
+        assert_eq!(
+            fs::read_link(root.base().join("lk")).unwrap(),
+            fs::canonicalize(&other).unwrap()
+        );
     }
 
     #[test]
