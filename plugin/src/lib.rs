@@ -4,3 +4,5 @@
 //! Nothing lives here yet: the plugin is the subject of its own issue. The crate exists so that the
 //! dependency direction of `docs/architecture.md` is fixed from the start.
 #![deny(missing_docs)]
+
+pub mod instance;
