@@ -6,7 +6,7 @@
 //! are not listed, as in InfraKit.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::Interface;
 
@@ -14,8 +14,8 @@ use super::Interface;
 pub(super) struct Method {
     pub(super) name: &'static str,
     pub(super) interface: String,
-    pub(super) params: Value,
-    pub(super) result: Value,
+    pub(super) params: Box<RawValue>,
+    pub(super) result: Box<RawValue>,
 }
 
 /// Everything `/info/api.json` shows but the time.
@@ -64,13 +64,13 @@ struct MethodDescription<'a> {
 struct ExampleRequest<'a> {
     jsonrpc: &'static str,
     method: &'static str,
-    params: &'a Value,
+    params: &'a RawValue,
     id: &'a str,
 }
 
 #[derive(Serialize)]
 struct ExampleResponse<'a> {
-    result: &'a Value,
+    result: &'a RawValue,
     id: &'a str,
 }
 
@@ -144,17 +144,18 @@ impl Description {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use serde_json::value::to_raw_value;
 
     use super::{Description, Method};
     use crate::rpc::Interface;
 
     #[test]
     fn the_document_has_infrakits_shape() {
-        let method = |name: &'static str, params| Method {
+        let method = |name: &'static str, params: serde_json::Value| Method {
             name,
             interface: "Instance".to_owned(),
-            params,
-            result: json!({}),
+            params: to_raw_value(&params).unwrap(),
+            result: to_raw_value(&json!({})).unwrap(),
         };
         let description = Description::new(
             &[Interface::new("Instance", "0.6.1").with_older_versions(["0.6.0"])],

@@ -178,15 +178,15 @@ impl Service {
                 declared.join(", ")
             )));
         }
-        let example = |value: Result<Value, serde_json::Error>| {
+        let example = |value: Result<Box<RawValue>, serde_json::Error>| {
             value.map_err(|err| {
                 RegisterError(format!(
                     "{method}: its default cannot be shown in /info/api.json: {err}"
                 ))
             })
         };
-        let params = example(serde_json::to_value(P::default()))?;
-        let result = example(serde_json::to_value(R::default()))?;
+        let params = example(to_raw_value(&P::default()))?;
+        let result = example(to_raw_value(&R::default()))?;
         self.add(method, handler)?;
         self.described.push(info::Method {
             name: method,
