@@ -126,7 +126,7 @@ async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>>
     let body = match read_limited(request.into_body(), BODY_LIMIT, DRAIN_LIMIT).await {
         Ok(ReadBody::Complete(body)) => body,
         Ok(ReadBody::TooLarge { drained }) => {
-            let mut response = reply(StatusCode::OK, JSON, rpc::too_large(BODY_LIMIT));
+            let mut response = rpc_reply(rpc::too_large(BODY_LIMIT).into());
             if !drained {
                 response
                     .headers_mut()
@@ -147,8 +147,8 @@ async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>>
         }
     };
     let (request, notification) = match rpc::read_call(&body) {
-        Call::Answer(Some(answer)) => return rpc_reply(StatusCode::OK, answer.into()),
-        Call::Answer(None) => return rpc_reply(StatusCode::OK, Bytes::new()),
+        Call::Answer(Some(answer)) => return rpc_reply(answer.into()),
+        Call::Answer(None) => return rpc_reply(Bytes::new()),
         Call::Dispatch { request, notification } => (request, notification),
     };
     let mut request = Request::new(Full::new(Bytes::from(request)));
@@ -156,26 +156,20 @@ async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>>
     request
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let (status, answer) = match rpc.call(request).await {
-        Ok(response) => {
-            let status = response.status();
-            match response.into_body().collect().await {
-                Ok(answer) => (status, answer.to_bytes()),
-                Err(err) => (
-                    StatusCode::OK,
-                    rpc::internal_error(format!("the answer was lost: {err}")).into(),
-                ),
-            }
-        }
-        Err(err) => (
-            StatusCode::OK,
-            rpc::internal_error(format!("the call failed: {err}")).into(),
-        ),
+    let response = match rpc.call(request).await {
+        Ok(response) => response,
+        Err(err) => return rpc_reply(rpc::internal_error(format!("the call failed: {err}")).into()),
     };
-    if notification && status == StatusCode::OK {
-        return rpc_reply(status, Bytes::new());
+    let (parts, answer) = response.into_parts();
+    let answer = match answer.collect().await {
+        Ok(answer) => answer.to_bytes(),
+        Err(err) => return rpc_reply(rpc::internal_error(format!("the answer was lost: {err}")).into()),
+    };
+    if parts.status != StatusCode::OK {
+        // jsonrpsee's own refusals (too many calls at once) go out as it wrote them.
+        return Response::from_parts(parts, Full::new(answer));
     }
-    rpc_reply(status, answer)
+    rpc_reply(if notification { Bytes::new() } else { answer })
 }
 
 /// gorilla's test: the media type before any `;`, whatever its case, is `application/json`, or
@@ -190,16 +184,13 @@ fn is_json(content_type: &HeaderValue) -> bool {
     media_type.is_empty() || media_type.eq_ignore_ascii_case(b"application/json")
 }
 
-/// An answer to a JSON-RPC call, with the header gorilla adds (an empty body, for notifications,
-/// has no content type, as gorilla writes none).
-fn rpc_reply(status: StatusCode, answer: Bytes) -> Response<Full<Bytes>> {
+/// An answer to a JSON-RPC call, an HTTP 200 with the header gorilla adds (an empty body, for a
+/// notification, has no content type: gorilla writes none).
+fn rpc_reply(answer: Bytes) -> Response<Full<Bytes>> {
     let empty = answer.is_empty();
-    let mut response = Response::new(Full::new(answer));
-    *response.status_mut() = status;
-    if !empty {
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    let mut response = reply(StatusCode::OK, JSON, answer);
+    if empty {
+        response.headers_mut().remove(CONTENT_TYPE);
     }
     response
         .headers_mut()

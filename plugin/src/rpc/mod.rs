@@ -125,6 +125,18 @@ impl Service {
     pub fn new(interfaces: impl IntoIterator<Item = Interface>) -> Result<Self, RegisterError> {
         let interfaces: Vec<Interface> = interfaces.into_iter().collect();
         for (index, interface) in interfaces.iter().enumerate() {
+            let part = |part: &str| !part.is_empty() && !part.contains(['.', '/']);
+            if !part(&interface.name)
+                || !interface
+                    .versions()
+                    .all(|version| !version.is_empty() && !version.contains('/'))
+            {
+                return Err(RegisterError(format!(
+                    "interface {:?} at versions {:?}: a name needs no '.' nor '/', a version no '/', neither may be empty",
+                    interface.name,
+                    interface.versions().collect::<Vec<_>>()
+                )));
+            }
             if interfaces[..index]
                 .iter()
                 .any(|earlier| earlier.name.eq_ignore_ascii_case(&interface.name))
@@ -248,5 +260,65 @@ where
             INTERNAL_ERROR,
             format!("{method} failed: its handler panicked"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Interface, MethodError, Service};
+
+    #[derive(Default, serde::Deserialize, serde::Serialize)]
+    struct Empty {}
+
+    async fn nothing(_: Empty) -> Result<Empty, MethodError> {
+        Ok(Empty {})
+    }
+
+    fn refusal(method: &'static str) -> String {
+        let mut service = Service::new([Interface::new("Instance", "0.6.1")]).unwrap();
+        service.register("Instance.Provision", nothing).unwrap();
+        service.register(method, nothing).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn methods_are_registered_once_on_a_declared_interface() {
+        assert_eq!(
+            refusal("Provision"),
+            r#"method name "Provision" is not Interface.Method"#
+        );
+        assert_eq!(
+            refusal("Instance.a.b"),
+            r#"method name "Instance.a.b" is not Interface.Method"#
+        );
+        assert_eq!(
+            refusal("Group.Commit"),
+            "method Group.Commit belongs to no interface of the service (it implements: Instance)"
+        );
+        assert_eq!(
+            refusal("Instance.provision"),
+            "method Instance.provision is registered twice (as Instance.Provision; names are case-insensitive)"
+        );
+    }
+
+    #[test]
+    fn handshake_methods_cannot_be_replaced() {
+        let mut service = Service::new([Interface::new("Handshake", "1")]).unwrap();
+        let err = service.register("Handshake.Hello", nothing).unwrap_err();
+        assert!(err.to_string().contains("registered twice"), "{err}");
+    }
+
+    #[test]
+    fn interfaces_are_declared_once_with_usable_names() {
+        let err = Service::new([Interface::new("Instance", "1"), Interface::new("instance", "2")])
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "interface instance is declared twice");
+        for interface in [
+            Interface::new("In.stance", "1"),
+            Interface::new("Instance", ""),
+            Interface::new("I", "1").with_older_versions(["a/b"]),
+        ] {
+            assert!(Service::new([interface]).is_err());
+        }
     }
 }

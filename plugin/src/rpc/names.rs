@@ -1,6 +1,6 @@
 //! Method names as InfraKit clients may send them: found whatever their case
 //! (`handshake.hello` is `Handshake.Hello`), and, when there is no such method, gorilla/rpc's
-//! answers (`pkg map.go` in gorilla/rpc v2): a server error (-32000) saying
+//! answers (gorilla/rpc v2's `map.go`): a server error (-32000) saying
 //! `rpc: service/method request ill-formed: "X"`, `rpc: can't find service "X.Y"` or
 //! `rpc: can't find method "X.Y"`. A jsonrpsee RPC middleware, so that jsonrpsee's own dispatch
 //! sees only the registered spelling.
