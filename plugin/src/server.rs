@@ -16,8 +16,10 @@ use crate::http::Endpoint;
 use crate::rpc::Service;
 use crate::socket::{self, SocketError, SocketFiles, SocketOptions};
 
-/// How long a client may take to send a request's headers (and an idle kept-alive connection
-/// may wait for its next request).
+/// How long a client may take to send a request's headers, which is also how long a kept-alive
+/// connection may wait for its next request: longer than the 10 s InfraKit's Go client keeps an
+/// idle connection, so that the client closes idle connections first (a server closing one just as
+/// the client reuses it fails the client's POST, which Go does not retry).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long calls under way may run on once the server is told to stop (InfraKit's Go server

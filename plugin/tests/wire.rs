@@ -442,3 +442,27 @@ fn a_file_in_the_sockets_place_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn many_connections_at_once_lose_nothing() {
+    let plugin = Plugin::start();
+    let clients: Vec<_> = (0..16u64)
+        .map(|client| {
+            let mut connection = plugin.connect();
+            std::thread::spawn(move || {
+                for call in 0..25u64 {
+                    let count = client * 100 + call;
+                    let response =
+                        connection.call(&request("Instance.Echo", &format!(r#"{{"Count":{count}}}"#), count));
+                    assert_eq!(
+                        response.json(),
+                        json!({"jsonrpc": "2.0", "result": {"Text": "", "Count": count}, "id": count})
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}

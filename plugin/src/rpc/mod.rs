@@ -168,7 +168,8 @@ impl Service {
     /// case-insensitively. Params that do not decode are answered with an error naming the field,
     /// without calling the handler. Its `Ok` value is the call's result (InfraKit's Go clients
     /// refuse a `null` result: answer an object); its `Err` is answered as gorilla's server error.
-    /// Each call runs in its own task: a panic is answered as an internal error.
+    /// Each call runs in its own task: a panic is answered as an internal error, and a call runs
+    /// to its end even when its client goes away.
     ///
     /// `/info/api.json` shows `P::default()` and `R::default()` as the method's example request
     /// and response, as InfraKit shows Go's zero values.
