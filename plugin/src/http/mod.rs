@@ -114,7 +114,7 @@ impl Endpoint {
 }
 
 /// A JSON-RPC call: content type checked, body read, envelope read, then jsonrpsee.
-async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn call(rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(content_type) = request.headers().get(CONTENT_TYPE).filter(|value| !is_json(value)) {
         let shown = String::from_utf8_lossy(content_type.as_bytes()).into_owned();
         return reply(
@@ -125,32 +125,22 @@ async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>>
     }
     let body = match read_limited(request.into_body(), BODY_LIMIT, DRAIN_LIMIT).await {
         Ok(ReadBody::Complete(body)) => body,
-        Ok(ReadBody::TooLarge { drained }) => {
-            let mut response = rpc_reply(rpc::too_large(BODY_LIMIT).into());
-            if !drained {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            return response;
-        }
+        Ok(ReadBody::TooLarge { drained: true }) => return rpc_reply(rpc::too_large(BODY_LIMIT).into()),
+        Ok(ReadBody::TooLarge { drained: false }) => return closing(rpc_reply(rpc::too_large(BODY_LIMIT).into())),
         Err(err) => {
-            let mut response = reply(
-                StatusCode::BAD_REQUEST,
-                TEXT,
-                format!("cannot read the request body: {err}"),
-            );
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            let message = format!("cannot read the request body: {err}");
+            return closing(reply(StatusCode::BAD_REQUEST, TEXT, message));
         }
     };
-    let (request, notification) = match rpc::read_call(&body) {
-        Call::Answer(Some(answer)) => return rpc_reply(answer.into()),
-        Call::Answer(None) => return rpc_reply(Bytes::new()),
-        Call::Dispatch { request, notification } => (request, notification),
-    };
+    match rpc::read_call(&body) {
+        Call::Answer(Some(answer)) => rpc_reply(answer.into()),
+        Call::Answer(None) => rpc_reply(Bytes::new()),
+        Call::Dispatch { request, notification } => dispatch(rpc, request, notification).await,
+    }
+}
+
+/// Hands `request` to jsonrpsee and passes its answer on (none for a notification).
+async fn dispatch(mut rpc: Rpc, request: Vec<u8>, notification: bool) -> Response<Full<Bytes>> {
     let mut request = Request::new(Full::new(Bytes::from(request)));
     *request.method_mut() = Method::POST;
     request
@@ -170,6 +160,14 @@ async fn call(mut rpc: Rpc, request: Request<Incoming>) -> Response<Full<Bytes>>
         return Response::from_parts(parts, Full::new(answer));
     }
     rpc_reply(if notification { Bytes::new() } else { answer })
+}
+
+/// `response`, closing its connection after it (the rest of the request was not read).
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// gorilla's test: the media type before any `;`, whatever its case, is `application/json`, or
