@@ -24,7 +24,10 @@
 //! service.register("Echo.Say", |echo: Echo| async move { Ok::<_, MethodError>(echo) })?;
 //! let options = SocketOptions::new(InfrakitEnv::from_process().plugins_dir()?).name("echo");
 //! let server = Server::bind(&options, service)?;
-//! server.serve(async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! // Whoever holds `stop` (a SIGTERM handler, say) stops the plugin by sending on it or dropping it.
+//! # drop(stop);
+//! server.serve(async { stopped.await.unwrap_or(()) }).await?;
 //! # Ok(())
 //! # }
 //! ```
