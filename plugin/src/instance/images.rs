@@ -50,6 +50,14 @@ impl Images {
         }
     }
 
+    /// Checks that spec `text` (named `name` in errors) loads: YAML, fields, `@pkg:` paths; the
+    /// error names the file, line and column.
+    pub fn check(&self, name: &str, text: &str) -> Result<(), String> {
+        let source = Source::read(name, text.as_bytes()).map_err(|e| e.to_string())?;
+        builder::load(&[source], self.paths.clone(), Some(&Packages)).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// The image of spec `text` (named `name` in errors) in `format`: resolved (images pulled
     /// or found in the cache) and digested, then built unless already there. The error is the
     /// builder's message (a spec error names its file, line and column).

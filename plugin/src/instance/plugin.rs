@@ -9,12 +9,9 @@ use serde_json::{json, Value};
 use vmm::{AnyBackend, Backend, InstanceState, Request, StateRoot};
 
 use super::images::Images;
-use super::properties::{Properties, WireProperties};
+use super::properties::Properties;
 use super::store::{Entry, Phase, Store};
 use super::types::{Description, Spec, Tags};
-
-/// How a JSON value becomes the properties' wire struct (the RPC layer's Go-style decoder).
-pub type Decode = fn(Value) -> Result<WireProperties, String>;
 
 /// The instance plugin's state: its records, the images it built, the VMs.
 #[derive(Debug)]
@@ -24,7 +21,6 @@ pub struct InstancePlugin {
     root: StateRoot,
     base_dir: PathBuf,
     stop_timeout: Duration,
-    decode: Decode,
 }
 
 impl InstancePlugin {
@@ -36,7 +32,6 @@ impl InstancePlugin {
         root: StateRoot,
         base_dir: PathBuf,
         stop_timeout: Duration,
-        decode: Decode,
     ) -> InstancePlugin {
         InstancePlugin {
             store,
@@ -44,27 +39,25 @@ impl InstancePlugin {
             root,
             base_dir,
             stop_timeout,
-            decode,
         }
     }
 
     fn properties(&self, value: Option<Value>) -> Result<Properties, String> {
-        Properties::parse(value, self.decode).map_err(|e| e.to_string())
+        Properties::parse(value).map_err(|e| e.to_string())
     }
 
-    /// Checks properties (and that their spec can be read).
+    /// Checks properties and that their spec loads.
     pub fn validate(&self, properties: Option<Value>) -> Result<(), String> {
         let properties = self.properties(properties)?;
-        properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
-        Ok(())
+        let (name, text) = properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
+        self.images.check(&name, &text)
     }
 
     /// Records the instance and answers its ID; the image is built and the VM started in the
     /// background (`Describe` shows how far it got).
     pub async fn provision(self: &Arc<Self>, spec: Spec) -> Result<String, String> {
         let raw = spec.properties.clone();
-        let properties = self.properties(spec.properties)?;
-        properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
+        self.validate(spec.properties)?;
         let id = match &spec.logical_id {
             Some(logical) => id_for_logical(logical)?,
             None => new_id()?,
@@ -267,6 +260,21 @@ impl InstancePlugin {
             });
         }
         Ok(out)
+    }
+
+    /// Destroys every instance and waits until they are gone (for a plugin told to take its
+    /// instances with it when it exits).
+    pub async fn destroy_all(&self) {
+        let entries = match self.store.all() {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return;
+            }
+        };
+        for entry in entries {
+            self.tear_down(entry.id).await;
+        }
     }
 
     /// Picks up what a previous plugin process left under way: instances whose image was being

@@ -73,15 +73,12 @@ pub struct Properties {
 pub struct PropertiesError(pub String);
 
 impl Properties {
-    /// Checks `value` (the `Properties` of a spec); `decode` turns JSON into the wire struct the
-    /// way the RPC layer decodes params (Go's rules: field names case-insensitive).
-    pub fn parse(
-        value: Option<Value>,
-        decode: impl FnOnce(Value) -> Result<WireProperties, String>,
-    ) -> Result<Properties, PropertiesError> {
+    /// Checks `value` (the `Properties` of a spec), decoded as the RPC layer decodes params (Go's
+    /// rules: field names case-insensitive, null is absent).
+    pub fn parse(value: Option<Value>) -> Result<Properties, PropertiesError> {
         let err = |text: String| PropertiesError(text);
         let value = value.ok_or_else(|| err("Properties: missing: give at least {\"Moby\": SPEC}".into()))?;
-        let wire = decode(value).map_err(|e| err(format!("Properties: {e}")))?.0;
+        let wire: Wire = crate::rpc::decode(value).map_err(|e| err(format!("Properties: {e}")))?;
         let spec = match wire.moby {
             None | Some(Value::Null) => {
                 return Err(err(
@@ -167,8 +164,3 @@ impl Properties {
         }
     }
 }
-
-/// The wire form of the properties, for the RPC layer's decoder.
-#[derive(Debug, Default, Deserialize)]
-#[serde(transparent)]
-pub struct WireProperties(Wire);
