@@ -39,6 +39,8 @@ pub enum Command {
     Console(ConsoleArgs),
     /// Remove VMs (stopping those that run) with their state and the disks made for them.
     Rm(RmArgs),
+    /// Serve InfraKit's Instance SPI: build images on demand and run them as VMs.
+    Plugin(PluginArgs),
     /// Print the version.
     Version,
 }
@@ -335,6 +337,28 @@ pub struct PsArgs {
     /// Only instances labelled KEY=VALUE (repeatable: all must match).
     #[arg(long = "filter", value_name = "KEY=VALUE", value_parser = tag)]
     pub filter: Vec<(String, String)>,
+}
+
+/// `moby plugin`.
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// The plugin's name: its socket in InfraKit's plugin directory.
+    #[arg(long, default_value = plugin::DEFAULT_NAME)]
+    pub name: String,
+    /// Where instance records, built images and VM state are kept (default: $INFRAKIT_HOME/moby,
+    /// else ~/.infrakit/moby).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The image cache (default: ~/.moby/cache, as `moby build`).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Seconds a destroyed instance's guest gets to power off before it is stopped by force.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub stop_timeout: u64,
+    /// Destroy every instance when the plugin exits (by default they keep running: they are the
+    /// cluster).
+    #[arg(long)]
+    pub destroy_on_exit: bool,
 }
 
 /// `moby rm`.

@@ -4,6 +4,7 @@ mod build_cmd;
 mod cache_cmd;
 mod cli;
 mod pkg_cmd;
+mod plugin_cmd;
 mod progress;
 mod run_cmd;
 mod run_hyperkit;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => vm_cmd::stop(args),
         Command::Console(args) => vm_cmd::console(args),
         Command::Rm(args) => vm_cmd::rm(args),
+        Command::Plugin(args) => plugin_cmd::run(args),
         Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
     if let Some(bars) = &bars {

@@ -25,7 +25,7 @@ const PACKAGES: [&str; 11] = [
     "pkg/mount",
 ];
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -41,7 +41,7 @@ fn ok(o: Output, what: &str) -> Output {
 }
 
 /// The package images, built once per test run into a private cache.
-fn package_cache() -> &'static Path {
+pub fn package_cache() -> &'static Path {
     static CACHE: OnceLock<PathBuf> = OnceLock::new();
     CACHE.get_or_init(|| {
         let dir = tempfile::Builder::new()

@@ -13,6 +13,7 @@ mod init;
 mod lifecycle;
 mod output;
 mod pkg;
+mod plugin;
 mod progress;
 mod registry;
 mod run;

@@ -1,0 +1,124 @@
+//! Images built on demand, once per spec: outputs are kept under `DIR/<digest>-<format>/` by the
+//! content digest of the resolved spec, so that instances of one spec share one build, and
+//! concurrent provisions of one spec wait for the same build.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use builder::{BuildOptions, Format, HostPaths, Outputs, Packages, Source};
+use tokio::sync::OnceCell;
+
+/// The name of the outputs in an image directory (`moby-kernel`, `moby.iso`, ...).
+pub const IMAGE_NAME: &str = "moby";
+
+/// A built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The content digest of the resolved spec (`sha256:...`).
+    pub digest: String,
+    /// The path prefix to boot (`DIR/<digest>-<format>/moby`).
+    pub prefix: PathBuf,
+}
+
+/// The result of one build, shared by everyone waiting for it.
+type Shared = Arc<OnceCell<Result<PathBuf, String>>>;
+
+/// The image directory and the builds under way.
+pub struct Images {
+    dir: PathBuf,
+    options: BuildOptions,
+    paths: HostPaths,
+    building: Mutex<HashMap<String, Shared>>,
+}
+
+impl std::fmt::Debug for Images {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Images").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Images {
+    /// Images kept in `dir`, built with `options` (the image cache, platform), spec paths
+    /// resolved with `paths`.
+    pub fn new(dir: PathBuf, options: BuildOptions, paths: HostPaths) -> Images {
+        Images {
+            dir,
+            options,
+            paths,
+            building: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks that spec `text` (named `name` in errors) loads: YAML, fields, `@pkg:` paths; the
+    /// error names the file, line and column.
+    pub fn check(&self, name: &str, text: &str) -> Result<(), String> {
+        let source = Source::read(name, text.as_bytes()).map_err(|e| e.to_string())?;
+        builder::load(&[source], self.paths.clone(), Some(&Packages)).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The image of spec `text` (named `name` in errors) in `format`: resolved (images pulled
+    /// or found in the cache) and digested, then built unless already there. The error is the
+    /// builder's message (a spec error names its file, line and column).
+    pub async fn ensure(&self, name: String, text: String, format: &str) -> Result<Image, String> {
+        let format: Format = format.parse().map_err(|e: builder::Error| e.to_string())?;
+        let options = self.options.clone();
+        let paths = self.paths.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            let source = Source::read(&name, text.as_bytes())?;
+            let spec = builder::load(&[source], paths, Some(&Packages))?;
+            builder::resolve(&spec, &options)
+        })
+        .await
+        .map_err(|e| format!("the build stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
+        let digest = resolved.digest().to_string();
+        let hex = digest.trim_start_matches("sha256:");
+        let dir = self.dir.join(format!("{hex}-{format}"));
+        if dir.is_dir() {
+            return Ok(Image {
+                digest,
+                prefix: dir.join(IMAGE_NAME),
+            });
+        }
+        let key = dir.display().to_string();
+        let cell = {
+            let mut building = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(building.entry(key.clone()).or_default())
+        };
+        let built = cell
+            .get_or_init(|| async {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || build_into(&dir, &resolved, format))
+                    .await
+                    .map_err(|e| format!("the build stopped: {e}"))?
+            })
+            .await
+            .clone();
+        self.building
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        Ok(Image {
+            digest,
+            prefix: built?.join(IMAGE_NAME),
+        })
+    }
+}
+
+/// Builds into a temporary directory beside `dir`, renamed to `dir` when complete, so that a
+/// directory under its final name is always a whole image.
+fn build_into(dir: &Path, resolved: &builder::ResolvedSpec, format: Format) -> Result<PathBuf, String> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a build directory in {}: {e}", parent.display()))?;
+    let outputs = Outputs::in_dir(tmp.path(), IMAGE_NAME, &[format]).map_err(|e| e.to_string())?;
+    builder::build_outputs(resolved, &outputs).map_err(|e| e.to_string())?;
+    let tmp = tmp.keep();
+    std::fs::rename(&tmp, dir).map_err(|e| format!("cannot move the image into {}: {e}", dir.display()))?;
+    Ok(dir.to_path_buf())
+}

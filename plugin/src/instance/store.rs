@@ -1,0 +1,144 @@
+//! The plugin's record of each instance it was asked for (`DIR/ID.json`), written before
+//! Provision answers, so that a restarted plugin knows every instance, including one whose image
+//! was still being built. The VM's own state is `vmm`'s record; this one holds what InfraKit
+//! gave (properties, init, tags, logical ID) and how far the plugin got.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::types::Tags;
+
+/// How far the plugin got with an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Its image is being built (or found).
+    Building,
+    /// Its VM is being started.
+    Booting,
+    /// Its VM was started: `vmm`'s record says how it is now.
+    Started,
+    /// Building or starting failed; `error` says why.
+    Failed,
+    /// It is being destroyed.
+    Destroying,
+}
+
+/// One instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its ID (also the name of its VM).
+    pub id: String,
+    /// Its logical ID.
+    pub logical_id: Option<String>,
+    /// Its tags (what InfraKit gave, merged with later labels).
+    pub tags: Tags,
+    /// The properties it was provisioned with, as given.
+    pub properties: Value,
+    /// Its init (userdata).
+    pub init: String,
+    /// How far the plugin got.
+    pub phase: Phase,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The content digest of its spec, once resolved.
+    pub spec_digest: Option<String>,
+}
+
+/// The records, one file each.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// Held around every read-modify-write, so concurrent calls lose nothing.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Records in `dir` (created).
+    pub fn open(dir: PathBuf) -> Result<Store, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Store {
+            dir,
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// The record of `id`, if there is one.
+    pub fn get(&self, id: &str) -> Result<Option<Entry>, String> {
+        read(&self.path(id))
+    }
+
+    /// Every record, sorted by ID; a damaged one is skipped with a warning.
+    pub fn all(&self) -> Result<Vec<Entry>, String> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| format!("cannot list {}: {e}", self.dir.display()))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match read(&path) {
+                Ok(Some(record)) => out.push(record),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Writes a new record; refuses when `id` has one and `replace` does not allow replacing it.
+    pub async fn create(&self, entry: &Entry, replace: impl FnOnce(&Entry) -> bool) -> Result<(), String> {
+        let _held = self.lock.lock().await;
+        if let Some(old) = self.get(&entry.id)? {
+            if !replace(&old) {
+                return Err(format!("instance {} exists already", entry.id));
+            }
+        }
+        write(&self.path(&entry.id), entry)
+    }
+
+    /// Changes the record of `id` (none: an error naming the ID) and returns it changed.
+    pub async fn update(&self, id: &str, change: impl FnOnce(&mut Entry)) -> Result<Entry, String> {
+        let _held = self.lock.lock().await;
+        let mut entry = self.get(id)?.ok_or_else(|| format!("no instance {id}"))?;
+        change(&mut entry);
+        write(&self.path(id), &entry)?;
+        Ok(entry)
+    }
+
+    /// Removes the record of `id`.
+    pub async fn remove(&self, id: &str) -> Result<(), String> {
+        let _held = self.lock.lock().await;
+        match std::fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove the record of {id}: {e}")),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Entry>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is not an instance record: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes `entry` to a temporary file renamed over `path`: a crash leaves the old record.
+fn write(path: &Path, entry: &Entry) -> Result<(), String> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(entry).map_err(|e| format!("cannot encode a record: {e}"))?;
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,233 @@
+//! The Instance SPI over the socket, spoken as InfraKit's Go client speaks it: validation errors
+//! that name the field, provision answered at once with the build failing in the background and
+//! shown by Describe, label, destroy, tag filters, records that survive a restart. (Booting real
+//! VMs through the plugin is `tests/examples.rs`'s end-to-end test.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use builder::{BuildOptions, HostPaths, Platform};
+use plugin::instance::{self, Images, InstancePlugin, Store};
+use plugin::{Service, SocketOptions};
+use serde_json::{json, Value};
+use support::{Connection, Plugin};
+
+/// A spec whose images come from a registry that refuses connections: every build fails fast,
+/// offline, with the builder's message.
+const UNREACHABLE: &str =
+    "kernel:\n  image: 127.0.0.1:1/none/kernel:1\n  cmdline: console=ttyS0\ninit:\n  - 127.0.0.1:1/none/init:1\n";
+
+/// How long a test waits for the plugin to get somewhere (not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The instance plugin on a socket in a new plugin directory, its state in `dir/state`.
+fn start(dir: &Path) -> Plugin {
+    let state = dir.join("state");
+    let options = BuildOptions {
+        cache_dir: dir.join("cache"),
+        always_pull: false,
+        mirrors: Vec::new(),
+        platform: Platform::host(),
+        docker_config: None,
+        progress: None,
+    };
+    let paths = HostPaths {
+        base_dir: dir.to_path_buf(),
+        home_dir: None,
+    };
+    let plugin = Arc::new(InstancePlugin::new(
+        Store::open(state.join("instances")).unwrap(),
+        Images::new(state.join("images"), options, paths),
+        vmm::StateRoot::new(state.join("vm")),
+        dir.to_path_buf(),
+        Duration::from_secs(5),
+    ));
+    let mut service = Service::new([instance::interface()]).unwrap();
+    instance::register(&mut service, plugin).unwrap();
+    let sockets = tempfile::tempdir().unwrap();
+    let options = SocketOptions::new(sockets.path());
+    Plugin::serve(sockets, options, service, Arc::new(Mutex::new(Vec::new()))).unwrap()
+}
+
+/// Calls `method` with `params` as InfraKit's client does and returns the whole reply.
+fn call(connection: &mut Connection, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1453726709403019789u64});
+    let reply = connection.call(&body.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+fn result(reply: &Value) -> &Value {
+    assert!(reply.get("error").is_none_or(Value::is_null), "{reply}");
+    &reply["result"]
+}
+
+fn error(reply: &Value) -> String {
+    assert_eq!(reply["error"]["code"], -32000, "{reply}");
+    assert_eq!(reply["error"]["data"], Value::Null, "{reply}");
+    reply["error"]["message"].as_str().unwrap().to_string()
+}
+
+fn describe(connection: &mut Connection, tags: Value, properties: bool) -> Vec<Value> {
+    let reply = call(
+        connection,
+        "Instance.DescribeInstances",
+        json!({"Tags": tags, "Properties": properties}),
+    );
+    result(&reply)["Descriptions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `id`'s state (Describe with properties) is `state`, and returns its description.
+fn wait_state(connection: &mut Connection, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = describe(connection, Value::Null, true)
+            .into_iter()
+            .find(|d| d["ID"] == id);
+        if let Some(d) = found.filter(|d| d["Properties"]["State"] == state) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{id} never got {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn validate_names_the_field_and_the_spec_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = start(dir.path());
+    let mut c = plugin.connect();
+    let ok = call(
+        &mut c,
+        "Instance.Validate",
+        json!({"Type": "", "Properties": {"Moby": UNREACHABLE}}),
+    );
+    assert_eq!(result(&ok), &json!({"Type": "", "OK": true}));
+    // Field names are matched as Go's decoder does.
+    let ok = call(
+        &mut c,
+        "instance.validate",
+        json!([{"properties": {"moby": UNREACHABLE, "cpus": 2}}]),
+    );
+    assert_eq!(result(&ok)["OK"], true);
+    for (properties, names) in [
+        (json!(null), "Properties: missing"),
+        (json!({}), "Properties.Moby: missing"),
+        (json!({"Moby": UNREACHABLE, "CPUs": "two"}), "CPUs"),
+        (json!({"Moby": UNREACHABLE, "CPUs": 0}), "Properties.CPUs"),
+        (json!({"Moby": UNREACHABLE, "Colour": "red"}), "Colour"),
+        (
+            json!({"Moby": UNREACHABLE, "Disks": ["size=1G", "size=x"]}),
+            "Properties.Disks[1]",
+        ),
+        (json!({"Moby": UNREACHABLE, "Publish": ["80"]}), "Properties.Publish[0]"),
+        (json!({"Moby": UNREACHABLE, "Backend": "gce"}), "Properties.Backend"),
+        (json!({"Moby": UNREACHABLE, "Format": "tar"}), "Properties.Format"),
+        (json!({"Moby": 7}), "Properties.Moby"),
+        (json!({"Moby": "no/such/spec.yml"}), "no/such/spec.yml"),
+    ] {
+        let reply = call(&mut c, "Instance.Validate", json!({"Properties": properties}));
+        let message = error(&reply);
+        assert!(message.contains(names), "{properties}: {message}");
+    }
+    // A spec that does not parse: the builder's file:line:column.
+    let reply = call(
+        &mut c,
+        "Instance.Validate",
+        json!({"Properties": {"Moby": "kernel:\n  image: [\n"}}),
+    );
+    let message = error(&reply);
+    assert!(message.contains("Properties.Moby:3:1: invalid YAML"), "{message}");
+}
+
+#[test]
+fn provision_answers_at_once_and_describe_shows_how_the_build_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = start(dir.path());
+    let mut c = plugin.connect();
+    let spec = |tags: Value| json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "Tags": tags, "Init": "hello"}});
+    let web = call(&mut c, "Instance.Provision", spec(json!({"infrakit.group": "web"})));
+    let web = result(&web)["ID"].as_str().unwrap().to_string();
+    assert!(web.starts_with("moby-"), "{web}");
+    let db = call(&mut c, "Instance.Provision", spec(json!({"infrakit.group": "db"})));
+    let db = result(&db)["ID"].as_str().unwrap().to_string();
+
+    let failed = wait_state(&mut c, &web, "failed");
+    let why = failed["Properties"]["Error"].as_str().unwrap();
+    assert!(why.contains("127.0.0.1:1/none/kernel"), "{why}");
+    assert_eq!(failed["Properties"]["Properties"], json!({"Moby": UNREACHABLE}));
+    assert_eq!(failed["Tags"], json!({"infrakit.group": "web"}));
+    assert_eq!(failed["LogicalID"], Value::Null);
+    wait_state(&mut c, &db, "failed");
+    // A failed instance is left out of a plain Describe, so that a group controller replaces it.
+    assert!(describe(&mut c, Value::Null, false).is_empty());
+    let webs = describe(&mut c, json!({"infrakit.group": "web"}), true);
+    assert_eq!(webs.len(), 1);
+    assert_eq!(webs[0]["ID"], web);
+
+    // Label merges.
+    let ok = call(
+        &mut c,
+        "Instance.Label",
+        json!({"Instance": web, "Labels": {"zone": "a"}}),
+    );
+    assert_eq!(result(&ok)["OK"], true);
+    let webs = describe(&mut c, json!({"zone": "a"}), true);
+    assert_eq!(webs[0]["Tags"], json!({"infrakit.group": "web", "zone": "a"}));
+
+    // Destroy: gone from Describe at once; again is fine while it goes; unknown IDs are errors.
+    let ok = call(
+        &mut c,
+        "Instance.Destroy",
+        json!({"Instance": web, "Context": {"Reason": "terminate"}}),
+    );
+    assert_eq!(result(&ok)["OK"], true);
+    assert!(describe(&mut c, json!({"infrakit.group": "web"}), true).is_empty());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let again = call(&mut c, "Instance.Destroy", json!({"Instance": web}));
+        if again.get("error").is_some_and(|e| !e.is_null()) {
+            assert!(error(&again).contains(&format!("no instance {web}")), "{again}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{web} was never removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reply = call(
+        &mut c,
+        "Instance.Label",
+        json!({"Instance": "moby-nope", "Labels": {"a": "b"}}),
+    );
+    assert!(error(&reply).contains("no instance moby-nope"));
+}
+
+#[test]
+fn a_logical_id_names_the_instance_and_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plugin = start(dir.path());
+    let mut c = plugin.connect();
+    let spec = json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "LogicalID": "10.0.0.5", "Tags": {"t": "1"}}});
+    let reply = call(&mut c, "Instance.Provision", spec.clone());
+    assert_eq!(result(&reply)["ID"], "10.0.0.5");
+    wait_state(&mut c, "10.0.0.5", "failed");
+    let bad = json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "LogicalID": "a/b"}});
+    assert!(error(&call(&mut c, "Instance.Provision", bad)).contains("Spec.LogicalID"));
+    // The same logical ID again replaces a failed instance.
+    let reply = call(&mut c, "Instance.Provision", spec);
+    assert_eq!(result(&reply)["ID"], "10.0.0.5");
+    wait_state(&mut c, "10.0.0.5", "failed");
+
+    // A new plugin process on the same state knows the instance.
+    drop(c);
+    plugin.stop();
+    let plugin = start(dir.path());
+    let mut c = plugin.connect();
+    let found = describe(&mut c, json!({"t": "1"}), true);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["LogicalID"], "10.0.0.5");
+}

@@ -1,0 +1,203 @@
+//! `moby plugin` end to end, spoken to as InfraKit's Go client speaks (raw HTTP over its unix
+//! socket): three instances of `examples/linuxkit.yml` provisioned from one spec (one build),
+//! described with their tags, one labelled, one destroyed; the plugin restarted finds the two
+//! survivors running and re-attaches; destroyed, they leave no qemu behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::examples::{package_cache, repo};
+use crate::support::{alive, moby_bin};
+
+#[path = "../plugin/tests/support/mod.rs"]
+mod wire;
+
+/// Upper bound for builds and boots (TCG on a busy machine); only guards against hangs.
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// A `moby plugin` process, killed on drop.
+struct PluginProcess {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl PluginProcess {
+    fn start(dir: &Path) -> PluginProcess {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("plugin.log"))
+            .unwrap();
+        let child = Command::new(moby_bin())
+            .args(["plugin", "--stop-timeout", "60", "--state-dir"])
+            .arg(dir.join("state"))
+            .env("INFRAKIT_PLUGINS_DIR", dir.join("plugins"))
+            .env("MOBY_CACHE", package_cache())
+            .env("MOBY_QEMU_ACCEL", "tcg")
+            .current_dir(repo().join("examples"))
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let socket = dir.join("plugins/instance-moby");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "the plugin never listened on {socket:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PluginProcess { child, socket }
+    }
+
+    fn call(&self, method: &str, params: Value) -> Value {
+        let mut connection = wire::Connection::open(&self.socket);
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1453726709403019789u64});
+        let reply = connection.call(&body.to_string());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let reply = reply.json();
+        assert!(reply.get("error").is_none_or(Value::is_null), "{method}: {reply}");
+        reply["result"].clone()
+    }
+
+    fn describe(&self, tags: Value, properties: bool) -> Vec<Value> {
+        let result = self.call(
+            "Instance.DescribeInstances",
+            json!({"Tags": tags, "Properties": properties}),
+        );
+        result["Descriptions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Stops the plugin as a service manager would (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "moby plugin exited with {status}");
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until Describe (with properties) shows exactly `ids`, every one running; returns them.
+fn wait_running(plugin: &PluginProcess, ids: &[String], dir: &Path) -> Vec<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let all = plugin.describe(Value::Null, true);
+        let running = all.iter().filter(|d| d["Properties"]["State"] == "running").count();
+        let failed: Vec<_> = all.iter().filter(|d| d["Properties"]["State"] == "failed").collect();
+        assert!(failed.is_empty(), "{failed:?}\n{}", log(dir));
+        if running == ids.len() && all.len() == ids.len() {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "not all running: {all:?}\n{}", log(dir));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("plugin.log")).unwrap_or_default()
+}
+
+fn pid(description: &Value) -> u32 {
+    u32::try_from(description["Properties"]["Pid"].as_u64().expect("a pid")).unwrap()
+}
+
+#[test]
+fn three_instances_of_one_spec_one_build_survive_a_plugin_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(dir.path());
+    let spec = json!({"Spec": {
+        "Properties": {"Moby": "linuxkit.yml", "Memory": 512},
+        "Tags": {"infrakit.group": "workers", "infrakit.config.hash": "abc"},
+        "Init": "{\"hello\": \"world\"}"
+    }});
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let result = plugin.call("Instance.Provision", spec.clone());
+        eprintln!("provision answered in {:?}", asked.elapsed());
+        ids.push(result["ID"].as_str().unwrap().to_string());
+    }
+    // Each appears in the very next Describe, before its image is even built.
+    let listed = plugin.describe(json!({"infrakit.group": "workers"}), true);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+
+    let all = wait_running(&plugin, &ids, dir.path());
+    let images: Vec<_> = std::fs::read_dir(dir.path().join("state/images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(images.len(), 1, "one build for one spec: {images:?}");
+    let digest = all[0]["Properties"]["SpecDigest"].as_str().unwrap().to_string();
+    assert!(all.iter().all(|d| d["Properties"]["SpecDigest"] == digest.as_str()));
+    for d in &all {
+        assert_eq!(
+            d["Tags"],
+            json!({"infrakit.group": "workers", "infrakit.config.hash": "abc"})
+        );
+        assert!(alive(pid(d)));
+    }
+    let plain = plugin.describe(json!({"infrakit.group": "workers"}), false);
+    assert_eq!(plain.len(), 3);
+    assert!(plain.iter().all(|d| d.get("Properties").is_none()));
+
+    plugin.call(
+        "Instance.Label",
+        json!({"Instance": ids[0], "Labels": {"role": "leader"}}),
+    );
+    assert_eq!(plugin.describe(json!({"role": "leader"}), false).len(), 1);
+
+    let gone = all.iter().find(|d| d["ID"] == ids[2]).unwrap();
+    let gone_pid = pid(gone);
+    plugin.call(
+        "Instance.Destroy",
+        json!({"Instance": ids[2], "Context": {"Reason": "terminate"}}),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while alive(gone_pid) {
+        assert!(Instant::now() < deadline, "the destroyed instance's qemu still runs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let survivors: Vec<(String, u32)> = plugin
+        .describe(Value::Null, true)
+        .iter()
+        .map(|d| (d["ID"].as_str().unwrap().to_string(), pid(d)))
+        .collect();
+    assert_eq!(survivors.len(), 2);
+
+    // The plugin goes; its instances stay (they are the cluster).
+    plugin.stop();
+    assert!(survivors.iter().all(|(_, pid)| alive(*pid)));
+    let plugin = PluginProcess::start(dir.path());
+    let again = wait_running(&plugin, &ids[..2], dir.path());
+    let reattached: Vec<(String, u32)> = again
+        .iter()
+        .map(|d| (d["ID"].as_str().unwrap().to_string(), pid(d)))
+        .collect();
+    assert_eq!(reattached, survivors);
+    assert_eq!(plugin.describe(json!({"role": "leader"}), false).len(), 1);
+
+    for (id, _) in &survivors {
+        plugin.call("Instance.Destroy", json!({"Instance": id}));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while survivors.iter().any(|(_, pid)| alive(*pid)) || !plugin.describe(Value::Null, true).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "instances left after destroy\n{}",
+            log(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let records = std::fs::read_dir(dir.path().join("state/instances")).unwrap().count();
+    assert_eq!(records, 0, "every record removed");
+    plugin.stop();
+}
