@@ -7,52 +7,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use builder::{BuildOptions, HostPaths, Platform};
-use plugin::instance::{self, Images, InstancePlugin, Store};
-use plugin::{Service, SocketOptions};
 use serde_json::{json, Value};
-use support::{Connection, Plugin};
-
-/// A spec whose images come from a registry that refuses connections: every build fails fast,
-/// offline, with the builder's message.
-const UNREACHABLE: &str =
-    "kernel:\n  image: 127.0.0.1:1/none/kernel:1\n  cmdline: console=ttyS0\ninit:\n  - 127.0.0.1:1/none/init:1\n";
+use support::{instance_plugin as start, Connection, UNREACHABLE};
 
 /// How long a test waits for the plugin to get somewhere (not a timing assertion).
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The instance plugin on a socket in a new plugin directory, its state in `dir/state`.
-fn start(dir: &Path) -> Plugin {
-    let state = dir.join("state");
-    let options = BuildOptions {
-        cache_dir: dir.join("cache"),
-        always_pull: false,
-        mirrors: Vec::new(),
-        platform: Platform::host(),
-        docker_config: None,
-        progress: None,
-    };
-    let paths = HostPaths {
-        base_dir: dir.to_path_buf(),
-        home_dir: None,
-    };
-    let plugin = Arc::new(InstancePlugin::new(
-        Store::open(state.join("instances")).unwrap(),
-        Images::new(state.join("images"), options, paths),
-        vmm::StateRoot::new(state.join("vm")),
-        dir.to_path_buf(),
-        Duration::from_secs(5),
-    ));
-    let mut service = Service::new([instance::interface()]).unwrap();
-    instance::register(&mut service, plugin).unwrap();
-    let sockets = tempfile::tempdir().unwrap();
-    let options = SocketOptions::new(sockets.path());
-    Plugin::serve(sockets, options, service, Arc::new(Mutex::new(Vec::new()))).unwrap()
-}
 
 /// Calls `method` with `params` as InfraKit's client does and returns the whole reply.
 fn call(connection: &mut Connection, method: &str, params: Value) -> Value {

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use builder::{BuildOptions, HostPaths, Platform};
+use plugin::instance::{self, Images, InstancePlugin, Store};
 use plugin::{Interface, MethodError, Server, Service, SocketError, SocketOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -248,3 +250,37 @@ impl Connection {
 pub fn request(method: &str, params: &str, id: u64) -> String {
     format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":{id}}}"#)
 }
+
+/// The instance plugin on a socket in a new plugin directory, its state in `dir/state`.
+pub fn instance_plugin(dir: &Path) -> Plugin {
+    let state = dir.join("state");
+    let options = BuildOptions {
+        cache_dir: dir.join("cache"),
+        always_pull: false,
+        mirrors: Vec::new(),
+        platform: Platform::host(),
+        docker_config: None,
+        progress: None,
+    };
+    let paths = HostPaths {
+        base_dir: dir.to_path_buf(),
+        home_dir: None,
+    };
+    let plugin = Arc::new(InstancePlugin::new(
+        Store::open(state.join("instances")).unwrap(),
+        Images::new(state.join("images"), options, paths),
+        vmm::StateRoot::new(state.join("vm")),
+        dir.to_path_buf(),
+        Duration::from_secs(5),
+    ));
+    let mut service = Service::new([instance::interface()]).unwrap();
+    instance::register(&mut service, plugin).unwrap();
+    let sockets = tempfile::tempdir().unwrap();
+    let options = SocketOptions::new(sockets.path());
+    Plugin::serve(sockets, options, service, Arc::new(Mutex::new(Vec::new()))).unwrap()
+}
+
+/// A spec whose images come from a registry that refuses connections: every build fails fast,
+/// offline, with the builder's message.
+pub const UNREACHABLE: &str =
+    "kernel:\n  image: 127.0.0.1:1/none/kernel:1\n  cmdline: console=ttyS0\ninit:\n  - 127.0.0.1:1/none/init:1\n";
