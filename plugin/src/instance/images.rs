@@ -50,12 +50,18 @@ impl Images {
         }
     }
 
-    /// Checks that spec `text` (named `name` in errors) loads: YAML, fields, `@pkg:` paths; the
-    /// error names the file, line and column.
-    pub fn check(&self, name: &str, text: &str) -> Result<(), String> {
-        let source = Source::read(name, text.as_bytes()).map_err(|e| e.to_string())?;
-        builder::load(&[source], self.paths.clone(), Some(&Packages)).map_err(|e| e.to_string())?;
-        Ok(())
+    /// Checks that spec `text` (named `name` in errors) loads: YAML, fields, `@pkg:` paths (whose
+    /// tags hash the package's sources: done off the async threads); the error names the file,
+    /// line and column.
+    pub async fn check(&self, name: String, text: String) -> Result<(), String> {
+        let paths = self.paths.clone();
+        tokio::task::spawn_blocking(move || {
+            let source = Source::read(&name, text.as_bytes())?;
+            builder::load(&[source], paths, Some(&Packages)).map(drop)
+        })
+        .await
+        .map_err(|e| format!("the check stopped: {e}"))?
+        .map_err(|e| e.to_string())
     }
 
     /// The image of spec `text` (named `name` in errors) in `format`: resolved (images pulled

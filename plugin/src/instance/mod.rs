@@ -42,7 +42,7 @@ pub fn register(service: &mut Service, plugin: Arc<InstancePlugin>) -> Result<()
     service.register("Instance.Validate", move |req: ValidateRequest| {
         let p = Arc::clone(&p);
         async move {
-            p.validate(req.properties).map_err(MethodError::new)?;
+            p.validate(req.properties).await.map_err(MethodError::new)?;
             Ok(ok())
         }
     })?;

@@ -47,17 +47,17 @@ impl InstancePlugin {
     }
 
     /// Checks properties and that their spec loads.
-    pub fn validate(&self, properties: Option<Value>) -> Result<(), String> {
+    pub async fn validate(&self, properties: Option<Value>) -> Result<(), String> {
         let properties = self.properties(properties)?;
         let (name, text) = properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
-        self.images.check(&name, &text)
+        self.images.check(name, text).await
     }
 
     /// Records the instance and answers its ID; the image is built and the VM started in the
     /// background (`Describe` shows how far it got).
     pub async fn provision(self: &Arc<Self>, spec: Spec) -> Result<String, String> {
         let raw = spec.properties.clone();
-        self.validate(spec.properties)?;
+        self.validate(spec.properties).await?;
         let id = match &spec.logical_id {
             Some(logical) => id_for_logical(logical)?,
             None => new_id()?,
