@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{instance_plugin, Connection, UNREACHABLE};
 
 const INSTANCES: usize = 20;
@@ -22,15 +22,6 @@ const CLIENTS: usize = 16;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn call(connection: &mut Connection, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1453726709403019789u64});
-    let reply = connection.call(&body.to_string());
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let reply = reply.json();
-    assert!(reply.get("error").is_none_or(Value::is_null), "{method}: {reply}");
-    reply["result"].clone()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -49,8 +40,7 @@ fn main() {
     let mut ids = Vec::new();
     for i in 0..INSTANCES {
         let asked = Instant::now();
-        let result = call(
-            &mut c,
+        let result = c.ok(
             "Instance.Provision",
             json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "Tags": {"group": "load", "n": i.to_string()}}}),
         );
@@ -59,8 +49,7 @@ fn main() {
     }
     provision.sort();
     // Every record there before the load starts.
-    let listed = call(
-        &mut c,
+    let listed = c.ok(
         "Instance.DescribeInstances",
         json!({"Tags": {"group": "load"}, "Properties": true}),
     );
@@ -84,14 +73,12 @@ fn main() {
                     let label = n % 2 == 1;
                     if label {
                         let id = &ids[n % ids.len()];
-                        call(
-                            &mut connection,
+                        connection.ok(
                             "Instance.Label",
                             json!({"Instance": id, "Labels": {format!("k{n}"): "v"}}),
                         );
                     } else {
-                        let found = call(
-                            &mut connection,
+                        let found = connection.ok(
                             "Instance.DescribeInstances",
                             json!({"Tags": {"group": "load"}, "Properties": true}),
                         );
@@ -133,8 +120,7 @@ fn main() {
     // Nothing lost: every label is on its instance. (A new connection: the plugin closes one idle
     // for 30 s, as InfraKit's client expects.)
     let mut c = plugin.connect();
-    let found = call(
-        &mut c,
+    let found = c.ok(
         "Instance.DescribeInstances",
         json!({"Tags": {"group": "load"}, "Properties": true}),
     );

@@ -15,14 +15,6 @@ use support::{instance_plugin as start, Connection, UNREACHABLE};
 /// How long a test waits for the plugin to get somewhere (not a timing assertion).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Calls `method` with `params` as InfraKit's client does and returns the whole reply.
-fn call(connection: &mut Connection, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1453726709403019789u64});
-    let reply = connection.call(&body.to_string());
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    reply.json()
-}
-
 fn result(reply: &Value) -> &Value {
     assert!(reply.get("error").is_none_or(Value::is_null), "{reply}");
     &reply["result"]
@@ -35,8 +27,7 @@ fn error(reply: &Value) -> String {
 }
 
 fn describe(connection: &mut Connection, tags: Value, properties: bool) -> Vec<Value> {
-    let reply = call(
-        connection,
+    let reply = connection.rpc(
         "Instance.DescribeInstances",
         json!({"Tags": tags, "Properties": properties}),
     );
@@ -63,15 +54,13 @@ fn validate_names_the_field_and_the_spec_position() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = start(dir.path());
     let mut c = plugin.connect();
-    let ok = call(
-        &mut c,
+    let ok = c.rpc(
         "Instance.Validate",
         json!({"Type": "", "Properties": {"Moby": UNREACHABLE}}),
     );
     assert_eq!(result(&ok), &json!({"Type": "", "OK": true}));
     // Field names are matched as Go's decoder does.
-    let ok = call(
-        &mut c,
+    let ok = c.rpc(
         "instance.validate",
         json!([{"properties": {"moby": UNREACHABLE, "cpus": 2}}]),
     );
@@ -92,13 +81,12 @@ fn validate_names_the_field_and_the_spec_position() {
         (json!({"Moby": 7}), "Properties.Moby"),
         (json!({"Moby": "no/such/spec.yml"}), "no/such/spec.yml"),
     ] {
-        let reply = call(&mut c, "Instance.Validate", json!({"Properties": properties}));
+        let reply = c.rpc("Instance.Validate", json!({"Properties": properties}));
         let message = error(&reply);
         assert!(message.contains(names), "{properties}: {message}");
     }
     // A spec that does not parse: the builder's file:line:column.
-    let reply = call(
-        &mut c,
+    let reply = c.rpc(
         "Instance.Validate",
         json!({"Properties": {"Moby": "kernel:\n  image: [\n"}}),
     );
@@ -112,10 +100,10 @@ fn provision_answers_at_once_and_describe_shows_how_the_build_failed() {
     let plugin = start(dir.path());
     let mut c = plugin.connect();
     let spec = |tags: Value| json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "Tags": tags, "Init": "hello"}});
-    let web = call(&mut c, "Instance.Provision", spec(json!({"infrakit.group": "web"})));
+    let web = c.rpc("Instance.Provision", spec(json!({"infrakit.group": "web"})));
     let web = result(&web)["ID"].as_str().unwrap().to_string();
     assert!(web.starts_with("moby-"), "{web}");
-    let db = call(&mut c, "Instance.Provision", spec(json!({"infrakit.group": "db"})));
+    let db = c.rpc("Instance.Provision", spec(json!({"infrakit.group": "db"})));
     let db = result(&db)["ID"].as_str().unwrap().to_string();
 
     let failed = wait_state(&mut c, &web, "failed");
@@ -132,18 +120,13 @@ fn provision_answers_at_once_and_describe_shows_how_the_build_failed() {
     assert_eq!(webs[0]["ID"], web);
 
     // Label merges.
-    let ok = call(
-        &mut c,
-        "Instance.Label",
-        json!({"Instance": web, "Labels": {"zone": "a"}}),
-    );
+    let ok = c.rpc("Instance.Label", json!({"Instance": web, "Labels": {"zone": "a"}}));
     assert_eq!(result(&ok)["OK"], true);
     let webs = describe(&mut c, json!({"zone": "a"}), true);
     assert_eq!(webs[0]["Tags"], json!({"infrakit.group": "web", "zone": "a"}));
 
     // Destroy: gone from Describe at once; again is fine while it goes; unknown IDs are errors.
-    let ok = call(
-        &mut c,
+    let ok = c.rpc(
         "Instance.Destroy",
         json!({"Instance": web, "Context": {"Reason": "terminate"}}),
     );
@@ -151,7 +134,7 @@ fn provision_answers_at_once_and_describe_shows_how_the_build_failed() {
     assert!(describe(&mut c, json!({"infrakit.group": "web"}), true).is_empty());
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let again = call(&mut c, "Instance.Destroy", json!({"Instance": web}));
+        let again = c.rpc("Instance.Destroy", json!({"Instance": web}));
         if again.get("error").is_some_and(|e| !e.is_null()) {
             assert!(error(&again).contains(&format!("no instance {web}")), "{again}");
             break;
@@ -159,11 +142,7 @@ fn provision_answers_at_once_and_describe_shows_how_the_build_failed() {
         assert!(Instant::now() < deadline, "{web} was never removed");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let reply = call(
-        &mut c,
-        "Instance.Label",
-        json!({"Instance": "moby-nope", "Labels": {"a": "b"}}),
-    );
+    let reply = c.rpc("Instance.Label", json!({"Instance": "moby-nope", "Labels": {"a": "b"}}));
     assert!(error(&reply).contains("no instance moby-nope"));
 }
 
@@ -173,13 +152,13 @@ fn a_logical_id_names_the_instance_and_records_survive_a_restart() {
     let mut plugin = start(dir.path());
     let mut c = plugin.connect();
     let spec = json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "LogicalID": "10.0.0.5", "Tags": {"t": "1"}}});
-    let reply = call(&mut c, "Instance.Provision", spec.clone());
+    let reply = c.rpc("Instance.Provision", spec.clone());
     assert_eq!(result(&reply)["ID"], "10.0.0.5");
     wait_state(&mut c, "10.0.0.5", "failed");
     let bad = json!({"Spec": {"Properties": {"Moby": UNREACHABLE}, "LogicalID": "a/b"}});
-    assert!(error(&call(&mut c, "Instance.Provision", bad)).contains("Spec.LogicalID"));
+    assert!(error(&c.rpc("Instance.Provision", bad)).contains("Spec.LogicalID"));
     // The same logical ID again replaces a failed instance.
-    let reply = call(&mut c, "Instance.Provision", spec);
+    let reply = c.rpc("Instance.Provision", spec);
     assert_eq!(result(&reply)["ID"], "10.0.0.5");
     wait_state(&mut c, "10.0.0.5", "failed");
 

@@ -201,6 +201,26 @@ impl Connection {
         self.send(&bytes)
     }
 
+    /// Calls `method` with `params` (InfraKit's Go client's 63-bit id) and returns the whole
+    /// JSON-RPC reply, which must come in an HTTP 200 as gorilla's do.
+    pub fn rpc(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1453726709403019789u64});
+        let reply = self.call(&body.to_string());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// [`Connection::rpc`] for a call that must succeed: its result.
+    pub fn ok(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let reply = self.rpc(method, params);
+        assert!(
+            reply.get("error").is_none_or(serde_json::Value::is_null),
+            "{method}: {reply}"
+        );
+        reply["result"].clone()
+    }
+
     /// A JSON-RPC call as the Go client makes it.
     pub fn call(&mut self, body: &str) -> HttpResponse {
         self.post(body.as_bytes(), Some("application/json"))
