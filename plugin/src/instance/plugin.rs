@@ -208,9 +208,10 @@ impl InstancePlugin {
         }
     }
 
-    /// The instances carrying every tag of `filter`. Without properties, an instance whose VM has
-    /// stopped or failed is left out (so that a group controller replaces it); with them, every
-    /// instance is listed with its state.
+    /// The instances carrying every tag of `filter`. An instance whose build failed or whose VM
+    /// stopped or failed matches no filter (InfraKit's group controller lists its members by their
+    /// tags, with properties, and replaces the ones missing); it is listed, with its state and
+    /// error, when no filter is given, until it is destroyed.
     pub async fn describe(&self, filter: &Tags, with_properties: bool) -> Result<Vec<Description>, String> {
         let mut out = Vec::new();
         for entry in self.store.all()? {
@@ -235,7 +236,7 @@ impl InstancePlugin {
             let dead = matches!(entry.phase, Phase::Failed)
                 || vm.as_ref().is_some_and(|vm| !vm.state.is_active())
                 || (entry.phase == Phase::Started && vm.is_none());
-            if dead && !with_properties {
+            if dead && !filter.is_empty() {
                 continue;
             }
             let properties = with_properties.then(|| {
