@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use builder::{BuildOptions, Format, HostPaths, Outputs, Packages, Source};
 use tokio::sync::OnceCell;
 
-/// The name of the outputs in an image directory (`moby-kernel`, `moby.iso`, ...).
+/// The name of the outputs in an image directory (`moby-kernel`, `moby-initrd.img`, ...).
 pub const IMAGE_NAME: &str = "moby";
 
 /// A built image.

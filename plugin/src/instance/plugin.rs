@@ -138,7 +138,6 @@ impl InstancePlugin {
         request.publish = properties.publish;
         request.networking = properties.networking;
         request.accel = properties.accel;
-        request.uefi = properties.format == "iso-efi";
         request.tags = entry.tags.clone();
         request.logical_id = entry.logical_id.clone();
         request.spec_digest = Some(image.digest);

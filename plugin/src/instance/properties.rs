@@ -41,8 +41,9 @@ pub enum SpecSource {
     File(PathBuf),
 }
 
-/// The image formats the plugin builds and boots.
-const FORMATS: [&str; 3] = ["kernel+initrd", "iso-bios", "iso-efi"];
+/// The image formats the plugin builds and boots: those the builder writes that every local
+/// backend boots from a path prefix (ISO and disk formats come with the builder's outputs for them).
+const FORMATS: [&str; 1] = ["kernel+initrd"];
 
 /// Checked properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +134,7 @@ impl Properties {
         let format = wire.format.unwrap_or_else(|| FORMATS[0].to_string());
         if !FORMATS.contains(&format.as_str()) {
             return Err(err(format!(
-                "Properties.Format: {format:?} is not a format the plugin boots: use {}",
+                "Properties.Format: {format:?} is not a format the plugin builds and boots yet: use {}",
                 FORMATS.join(", ")
             )));
         }
