@@ -329,12 +329,15 @@ impl AnyBackend {
     }
 
     /// Every instance under `root`, whatever its backend, that carries the tags of `filter`.
+    /// The root is read once (sorted by name) and each record is reconciled by its own backend.
     pub async fn list_all(root: &StateRoot, filter: &Tags) -> Result<Vec<InstanceRecord>, VmError> {
         let mut out = Vec::new();
-        for kind in BackendKind::ALL {
-            out.extend(AnyBackend::of_kind(kind, root.clone()).list(filter).await?);
+        for (state, record) in root.list()? {
+            if matches(&record.tags, filter) {
+                let backend = AnyBackend::of_kind(record.backend, root.clone());
+                out.push(backend.reconcile(&state, record).await?);
+            }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 }
