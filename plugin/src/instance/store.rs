@@ -142,3 +142,41 @@ fn write(path: &Path, entry: &Entry) -> Result<(), String> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            logical_id: None,
+            tags: Tags::new(),
+            properties: Value::Null,
+            init: String::new(),
+            phase: Phase::Building,
+            error: None,
+            spec_digest: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn damaged_or_foreign_files_are_skipped_and_a_live_id_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_path_buf()).unwrap();
+        store.create(&entry("a"), |_| false).await.unwrap();
+        std::fs::write(dir.path().join("b.json"), "{\"id\": ").unwrap();
+        std::fs::write(dir.path().join("c.json"), "[1, 2, 3]").unwrap();
+        std::fs::write(dir.path().join("a.json.tmp"), "half a record").unwrap();
+        let all = store.all().unwrap();
+        assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["a"]);
+        let e = store.get("b").unwrap_err();
+        assert!(e.contains("b.json is not an instance record"), "{e}");
+        let e = store.create(&entry("a"), |_| false).await.unwrap_err();
+        assert_eq!(e, "instance a exists already");
+        let e = store.update("nope", |_| {}).await.unwrap_err();
+        assert_eq!(e, "no instance nope");
+        let changed = store.update("a", |e| e.phase = Phase::Failed).await.unwrap();
+        assert_eq!(store.get("a").unwrap(), Some(changed));
+    }
+}
