@@ -69,6 +69,19 @@ impl Detected {
     pub fn default_state_dir(&self) -> PathBuf {
         with_suffix(&self.prefix, "-state")
     }
+
+    /// Whether the media boot only with UEFI firmware, by LinuxKit's names of its EFI outputs:
+    /// `NAME-efi.iso`, `NAME-efi-initrd.iso`, `NAME-efi.img`, `NAME-efi.qcow2`.
+    pub fn needs_uefi(&self) -> bool {
+        let path = match &self.media {
+            BootMedia::Iso(path) | BootMedia::Disk { path, .. } => path,
+            BootMedia::Kernel { .. } | BootMedia::Squashfs { .. } => return false,
+        };
+        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
+            return false;
+        };
+        stem.ends_with("-efi") || stem.ends_with("-efi-initrd")
+    }
 }
 
 /// Errors from detecting boot media.
@@ -229,6 +242,27 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    #[test]
+    fn efi_outputs_are_known_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        for (name, uefi) in [
+            ("lk-efi.iso", true),
+            ("lk-efi-initrd.iso", true),
+            ("lk-efi.img", true),
+            ("lk-efi.qcow2", true),
+            ("lk.iso", false),
+            ("lk-bios.img", false),
+            ("lk.qcow2", false),
+            ("lk.vhd", false),
+            ("refined.img", false),
+        ] {
+            let path = touch(d.path(), name, "x");
+            assert_eq!(detect(&path, BootKind::Detect, None).unwrap().needs_uefi(), uefi, "{name}");
+        }
+        touch(d.path(), "k-kernel", "k");
+        assert!(!detect(&d.path().join("k"), BootKind::Detect, None).unwrap().needs_uefi());
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl Qemu {
         let detected = detect(&request.image, request.boot, None)?;
         let networking: Networking = request.networking.as_deref().unwrap_or("user").parse()?;
         check_publish(&networking, &request.publish)?;
-        let uefi = match request.uefi {
+        let uefi = match request.uefi || detected.needs_uefi() {
             true => Some(crate::firmware::find(arch, request.firmware.as_deref())?),
             false => None,
         };
