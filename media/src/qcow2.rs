@@ -149,7 +149,7 @@ pub fn write(raw: &File, out: &mut dyn Write) -> Result<u64, Error> {
         let mut value = 0;
         if tables.peek() == Some(&&entry) {
             tables.next();
-            value = next_table * CLUSTER | COPIED;
+            value = (next_table * CLUSTER) | COPIED;
             next_table += 1;
         }
         l1.extend_from_slice(&value.to_be_bytes());
@@ -183,7 +183,7 @@ pub fn write(raw: &File, out: &mut dyn Write) -> Result<u64, Error> {
         for (i, entry) in cluster.chunks_exact_mut(8).enumerate() {
             if data.peek() == Some(&(first + i as u64)) {
                 data.next();
-                entry.copy_from_slice(&(next_data * CLUSTER | COPIED).to_be_bytes());
+                entry.copy_from_slice(&((next_data * CLUSTER) | COPIED).to_be_bytes());
                 next_data += 1;
             }
         }

@@ -353,7 +353,7 @@ mod tests {
     #[test]
     fn numbers_and_names() {
         let mut field = [0u8; 12];
-        number(&mut field, 0o7777_7777_777);
+        number(&mut field, 0o77_777_777_777);
         assert_eq!(&field, b"77777777777\0");
         number(&mut field, 8 << 30);
         assert_eq!(field, [0x80, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]);

@@ -91,7 +91,7 @@ fn write_err(source: io::Error) -> Error {
 }
 
 fn check_size(size: u64) -> Result<(), Error> {
-    if size % SECTOR != 0 {
+    if !size.is_multiple_of(SECTOR) {
         return Err(Error::NotSectors { size });
     }
     if size > MAX_SIZE {

@@ -42,6 +42,9 @@ const OVERHEAD: u64 = 128;
 /// The zlib level: fixed, so that the output depends on the input only.
 const LEVEL: u32 = 6;
 const GD_AT_END: u64 = u64::MAX;
+/// Grain tables and the directory hold 32-bit sector numbers: disks (and streams) stay
+/// below 2 TiB (less a little: a compressed grain can be a sector longer than the grain).
+const MAX_SIZE: u64 = (1 << 41) - (1 << 36);
 /// Valid newline test, compressed grains, markers.
 const FLAGS: u32 = 1 | 1 << 16 | 1 << 17;
 const MARKER_EOS: u32 = 0;
@@ -80,6 +83,12 @@ pub enum Error {
     /// The raw image is not a whole number of sectors.
     #[error("a VMDK disk is a whole number of 512-byte sectors, and the raw image has {size} bytes; make the disk a multiple of 1 MiB")]
     NotSectors {
+        /// The raw image's length.
+        size: u64,
+    },
+    /// The raw image is larger than a sparse VMDK can be.
+    #[error("the raw image has {size} bytes, more than the 1984 GiB we put in a sparse VMDK (its tables count sectors in 32 bits, up to 2 TiB of file); use qcow2 for larger disks")]
+    TooLarge {
         /// The raw image's length.
         size: u64,
     },
@@ -140,8 +149,11 @@ impl Stream<'_> {
 pub fn write(raw: &File, out: &mut dyn Write, options: &Options) -> Result<u64, Error> {
     let extents = Extents::scan(raw, GRAIN).map_err(read)?;
     let size = extents.len();
-    if size % SECTOR != 0 {
+    if !size.is_multiple_of(SECTOR) {
         return Err(Error::NotSectors { size });
+    }
+    if size > MAX_SIZE {
+        return Err(Error::TooLarge { size });
     }
     let capacity = size / SECTOR;
     let descriptor = descriptor(capacity, options)?;
@@ -423,6 +435,9 @@ mod tests {
         };
         let err = write(&raw, &mut Vec::new(), &options).unwrap_err();
         assert!(matches!(err, Error::NotSectors { size: 513 }), "{err}");
+        raw.set_len(2 << 40).unwrap();
+        let err = write(&raw, &mut Vec::new(), &options).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
         raw.set_len(512).unwrap();
         for name in ["", "a\"b.vmdk", "a\nb.vmdk", "é.vmdk"] {
             let err = write(
