@@ -325,8 +325,9 @@ pub fn min_size(files: &[FatFile]) -> Result<u64, FatError> {
 /// Writes a FAT filesystem of `size` bytes (rounded down to a multiple of 512) holding `files` into
 /// `image` from byte `offset`, and tells where everything went.
 ///
-/// The region `offset..offset + size` must read as zeros (see the [module](self) documentation);
-/// nothing outside it is written.
+/// The region `offset..offset + size` must read as zeros (see the [module](self) documentation)
+/// and the image must already be that long (`set_len`); nothing outside the region is written.
+/// Nothing is written either when the files do not fit, or a path or the label is invalid.
 pub fn write(
     image: &File,
     offset: u64,
