@@ -6,12 +6,13 @@
 //!   which decides by the count too) requires: FAT16 for 4085–65524 clusters, FAT32 from 65525. A
 //!   margin is kept from both limits (syslinux's installer counts the FAT16 root directory as one
 //!   sector, not 32, so it sees up to 31 clusters more than there are). FAT32 is preferred whenever
-//!   the size allows it (from 34,098,688 bytes, 32.5 MiB, up): the UEFI specification asks for FAT32 on a hard
-//!   disk's EFI System Partition, FAT12/16 being for removable media. Cluster sizes follow the
-//!   specification's tables (FAT32: 512 bytes up to 260 MB, 4 KiB up to 8 GiB, ...; FAT16: 1 KiB up
-//!   to 16 MB, 2 KiB up to 128 MB, ...), smaller or larger ones being used when the preferred one does
-//!   not give a valid count or does not hold the files. FAT12 is not written: the smallest
-//!   filesystem is about 2.1 MB ([`min_size`]).
+//!   the size allows it (from 34,098,688 bytes, 32.5 MiB, up) and it holds the files: the UEFI
+//!   specification asks for FAT32 on a hard disk's EFI System Partition, FAT12/16 being for
+//!   removable media. Cluster sizes follow the specification's tables (FAT32: 512 bytes up to
+//!   260 MB, 4 KiB up to 8 GiB, ...; FAT16: 1 KiB up to 16 MB, 2 KiB up to 128 MB, ...), smaller or
+//!   larger ones being used when the preferred one does not give a valid count or does not hold
+//!   the files. FAT12 is not written: the smallest
+//!   filesystem is about 2.1 MB ([`min_size`]); [`min_size_fat32`] gives the smallest FAT32 one.
 //! - **Names**: an uppercase 8.3 name (`BOOTX64.EFI`) is stored as is; an 8.3 name whose base and
 //!   extension are each in one case (`syslinux.cfg`, `kernel`, `initrd.img`) gets the Windows NT
 //!   lowercase flags, as Linux writes them (Linux, OVMF, mtools and syslinux read them); any other
@@ -220,7 +221,7 @@ pub struct Extent {
     pub len: u64,
 }
 
-/// What [`write`] wrote: the geometry a boot loader installer needs and where each file is.
+/// What [`write()`] wrote: the geometry a boot loader installer needs and where each file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FatLayout {
     /// FAT16 or FAT32.
@@ -240,7 +241,7 @@ pub struct FatLayout {
 }
 
 impl FatLayout {
-    /// Where the file written at `path` (as given to [`write`]) is.
+    /// Where the file written at `path` (as given to [`write()`]) is.
     pub fn file(&self, path: &str) -> Option<Extent> {
         self.files.get(path.strip_prefix('/').unwrap_or(path)).copied()
     }
@@ -313,11 +314,21 @@ pub enum FatError {
     },
 }
 
-/// The smallest size in bytes (a multiple of 512) of a filesystem that [`write`] can make for
+/// The smallest size in bytes (a multiple of 512) of a filesystem that [`write()`] can make for
 /// `files` with a volume label.
 pub fn min_size(files: &[FatFile]) -> Result<u64, FatError> {
     let tree = Tree::build(files, true)?;
     tree.smallest_fit(0)
+        .map(|sectors| sectors * SECTOR)
+        .ok_or(FatError::Unplaceable)
+}
+
+/// The smallest size in bytes (a multiple of 512, at least 34,098,688) of a filesystem that
+/// [`write()`] makes FAT32 for `files` with a volume label: for an EFI System Partition, which the
+/// UEFI specification wants FAT32 on hard disks ([`min_size`] may give a smaller FAT16 one).
+pub fn min_size_fat32(files: &[FatFile]) -> Result<u64, FatError> {
+    let tree = Tree::build(files, true)?;
+    tree.smallest_fit_of(&[FatType::Fat32], 0)
         .map(|sectors| sectors * SECTOR)
         .ok_or(FatError::Unplaceable)
 }
@@ -642,7 +653,7 @@ enum Target {
 }
 
 struct DirNode {
-    /// Its path, for messages ("" for the root).
+    /// Its path, for messages ("/" for the root).
     path: String,
     parent: usize,
     children: Vec<Child>,
@@ -780,7 +791,7 @@ impl<'f> Tree<'f> {
 
         let mut tree = Tree {
             dirs: vec![DirNode {
-                path: String::new(),
+                path: "/".into(),
                 parent: 0,
                 children: Vec::new(),
             }],
@@ -934,8 +945,15 @@ impl<'f> Tree<'f> {
 
     /// The smallest sector count from `from` up on which [`Tree::choose`] finds a layout.
     fn smallest_fit(&self, from: u64) -> Option<u64> {
-        [FatType::Fat32, FatType::Fat16]
-            .into_iter()
+        self.smallest_fit_of(&[FatType::Fat32, FatType::Fat16], from)
+    }
+
+    /// The smallest sector count from `from` up on which a layout of one of `types` holds the
+    /// files (and [`Tree::choose`] finds one of these types, FAT32 being tried first).
+    fn smallest_fit_of(&self, types: &[FatType], from: u64) -> Option<u64> {
+        types
+            .iter()
+            .copied()
             .flat_map(|t| CLUSTER_SECTORS.map(|spc| (t, spc)))
             .filter_map(|(t, spc)| self.smallest_fit_with(t, spc, from))
             .min()
@@ -1345,6 +1363,7 @@ mod tests {
     /// Writes `files` at `offset`, checks it with fsck.fat and mtools, and that each extent holds
     /// its file. Returns the layout and fsck's report.
     fn write_and_check(dir: &Path, offset: u64, size: u64, files: &[FatFile]) -> (FatLayout, String) {
+        std::fs::create_dir_all(dir).unwrap();
         let (file, path) = image(dir, "disk.img", offset + size + MIB);
         let layout = write(&file, offset, size, files, &options()).unwrap();
         assert_eq!(layout.offset, offset);
@@ -1479,6 +1498,29 @@ mod tests {
     }
 
     #[test]
+    fn big_directories_span_clusters() {
+        // 600 entries in a FAT16 root (more than the usual 512), 300 long names in a FAT32
+        // subdirectory (several clusters of 512 bytes), with aliases numbered up to ~300.
+        let names: Vec<String> = (0..600).map(|i| format!("F{i}")).collect();
+        let long: Vec<String> = (0..300)
+            .map(|i| format!("sub/a rather long file name {i}.conf"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let root: Vec<FatFile> = names
+            .iter()
+            .map(|n| FatFile::new(n, Content::Bytes(n.as_bytes())))
+            .collect();
+        let (layout, _) = write_and_check(&dir.path().join("16"), 0, 8 * MIB, &root);
+        assert_eq!(layout.fat_type, FatType::Fat16);
+        let nested: Vec<FatFile> = long
+            .iter()
+            .map(|n| FatFile::new(n, Content::Bytes(n.as_bytes())))
+            .collect();
+        let (layout, _) = write_and_check(&dir.path().join("32"), 0, 40 * MIB, &nested);
+        assert_eq!(layout.fat_type, FatType::Fat32);
+    }
+
+    #[test]
     fn the_boot_sector_has_a_standard_bpb() {
         let dir = tempfile::tempdir().unwrap();
         for (size, fat_type) in [(8 * MIB, FatType::Fat16), (40 * MIB, FatType::Fat32)] {
@@ -1578,6 +1620,22 @@ mod tests {
             assert_eq!(write(&file, 0, size, &[], &options()).unwrap().fat_type, fat_type);
             let report = fsck(&path, 0, size);
             assert!(report.contains(clusters), "{report}");
+        }
+    }
+
+    #[test]
+    fn min_size_fat32_gives_fat32() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = pattern(50 * MIB as usize, 8);
+        for len in [0, 1_000_000, 50 * MIB as usize] {
+            let files = [FatFile::new("EFI/BOOT/BOOTX64.EFI", Content::Bytes(&big[..len]))];
+            let (fat16, fat32) = (min_size(&files).unwrap(), min_size_fat32(&files).unwrap());
+            assert!(fat16 < fat32 && fat32 >= 34_098_688, "{fat16} {fat32}");
+            for (size, fat_type) in [(fat16, FatType::Fat16), (fat32, FatType::Fat32)] {
+                let (file, path) = image(dir.path(), &format!("{len}-{size}"), size);
+                assert_eq!(write(&file, 0, size, &files, &options()).unwrap().fat_type, fat_type);
+                fsck(&path, 0, size);
+            }
         }
     }
 
