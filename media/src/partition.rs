@@ -219,6 +219,9 @@ pub enum PartitionError {
         /// The GUID.
         guid: Guid,
     },
+    /// The disk GUID is nil.
+    #[error("the disk GUID is nil: give one derived from the image's content")]
+    NilDiskGuid,
     /// Text that is not a GUID.
     #[error("{text:?} is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")]
     InvalidGuid {
@@ -358,9 +361,7 @@ pub fn write_gpt(
         guids.push(p.unique_guid);
     }
     if disk_guid == Guid::NIL {
-        return Err(PartitionError::InvalidGuid {
-            text: "the disk GUID is nil".into(),
-        });
+        return Err(PartitionError::NilDiskGuid);
     }
     guids.sort();
     if let Some(pair) = guids.windows(2).find(|pair| pair[0] == pair[1]) {
