@@ -210,6 +210,208 @@ fn seal(header: &mut [u8; BLOCK]) {
     header[154] = 0;
 }
 
+/// Why a member could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// Reading the archive failed (a gzip error shows here too).
+    #[error("cannot read the tar archive: {0}")]
+    Read(io::Error),
+    /// Writing the extracted file failed.
+    #[error("cannot write the extracted {name}: {source}")]
+    Write {
+        /// The member.
+        name: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The archive ended before the member was found.
+    #[error("the tar archive has no member {0:?} (GCE images hold disk.raw)")]
+    NotFound(String),
+    /// A header or sparse map that is not tar.
+    #[error("the tar archive is damaged at byte {offset}: {problem}")]
+    Damaged {
+        /// Where the bad block starts.
+        offset: u64,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// Extracts the member `name` (a regular or an old GNU sparse member) from the uncompressed tar
+/// stream `input` into `out`, keeping its holes; returns its size. Everything in the archive is
+/// checked (checksums, sparse regions in order and inside the file, sizes that agree), since
+/// images come from anywhere.
+pub fn extract(input: &mut dyn io::Read, name: &str, out: &File) -> Result<u64, ExtractError> {
+    use std::os::unix::fs::FileExt;
+    let mut reader = BlockReader { input, offset: 0 };
+    loop {
+        let at = reader.offset;
+        let header = reader.block()?;
+        if header.iter().all(|&b| b == 0) {
+            return Err(ExtractError::NotFound(name.to_string()));
+        }
+        let damaged = |problem| ExtractError::Damaged { offset: at, problem };
+        let stored_sum: u32 = header[148..156].iter().map(|&b| u32::from(b)).sum();
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum::<u32>() - stored_sum + 8 * u32::from(b' ');
+        if parse_number(&header[148..156]) != Some(u64::from(sum)) {
+            return Err(damaged("header checksum mismatch"));
+        }
+        let stored = parse_number(&header[124..136]).ok_or(damaged("bad size field"))?;
+        let member_name = header[..100].split(|&b| b == 0).next().unwrap_or(&[]);
+        let kind = header[156];
+        if member_name != name.as_bytes() || !matches!(kind, b'0' | 0 | b'S') {
+            reader.skip(stored.next_multiple_of(BLOCK as u64))?;
+            continue;
+        }
+        let write = |source| ExtractError::Write {
+            name: name.to_string(),
+            source,
+        };
+        if kind != b'S' {
+            let mut at_out = 0;
+            reader
+                .copy(stored, |chunk| {
+                    let result = out.write_all_at(chunk, at_out);
+                    at_out += chunk.len() as u64;
+                    result
+                })
+                .map_err(|e| match e {
+                    CopyError::Read(e) => e,
+                    CopyError::Write(e) => write(e),
+                })?;
+            out.set_len(stored).map_err(write)?;
+            return Ok(stored);
+        }
+        let real_size = parse_number(&header[483..495]).ok_or(damaged("bad real size in the sparse header"))?;
+        let mut map = Vec::new();
+        read_map(&header[386..482], &mut map).ok_or(damaged("bad sparse map"))?;
+        let mut extended = header[482] != 0;
+        while extended {
+            let at = reader.offset;
+            let block = reader.block()?;
+            if map.len() > 1 << 20 {
+                return Err(ExtractError::Damaged {
+                    offset: at,
+                    problem: "more than a million sparse regions",
+                });
+            }
+            read_map(&block[..504], &mut map).ok_or(ExtractError::Damaged {
+                offset: at,
+                problem: "bad sparse map",
+            })?;
+            extended = block[504] != 0;
+        }
+        let mut end = 0;
+        let mut total = 0u64;
+        for region in &map {
+            if region.start < end || region.end > real_size {
+                return Err(damaged("sparse regions out of order or past the end of the file"));
+            }
+            end = region.end;
+            total += region.end - region.start;
+        }
+        if total != stored {
+            return Err(damaged("the sparse regions do not add up to the stored size"));
+        }
+        out.set_len(real_size).map_err(write)?;
+        for region in &map {
+            let mut at_out = region.start;
+            reader
+                .copy(region.end - region.start, |chunk| {
+                    let result = out.write_all_at(chunk, at_out);
+                    at_out += chunk.len() as u64;
+                    result
+                })
+                .map_err(|e| match e {
+                    CopyError::Read(e) => e,
+                    CopyError::Write(e) => write(e),
+                })?;
+        }
+        return Ok(real_size);
+    }
+}
+
+/// Sparse map entries until the first empty slot.
+fn read_map(field: &[u8], map: &mut Vec<Range<u64>>) -> Option<()> {
+    for slot in field.chunks_exact(24) {
+        if slot.iter().all(|&b| b == 0) {
+            break;
+        }
+        let start = parse_number(&slot[..12])?;
+        let len = parse_number(&slot[12..])?;
+        map.push(start..start.checked_add(len)?);
+    }
+    Some(())
+}
+
+/// A numeric field: octal (spaces and NULs around it allowed) or GNU base-256.
+fn parse_number(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut value: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            value = value.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(value);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let text = text.trim_matches(|c| c == ' ' || c == '\0');
+    if text.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(text, 8).ok()
+}
+
+/// A tar stream read in blocks, counting its offset.
+struct BlockReader<'a> {
+    input: &'a mut dyn io::Read,
+    offset: u64,
+}
+
+enum CopyError {
+    Read(ExtractError),
+    Write(io::Error),
+}
+
+impl BlockReader<'_> {
+    fn block(&mut self) -> Result<[u8; BLOCK], ExtractError> {
+        let mut block = [0u8; BLOCK];
+        self.input.read_exact(&mut block).map_err(ExtractError::Read)?;
+        self.offset += BLOCK as u64;
+        Ok(block)
+    }
+
+    fn skip(&mut self, len: u64) -> Result<(), ExtractError> {
+        let copied =
+            io::copy(&mut io::Read::take(&mut *self.input, len), &mut io::sink()).map_err(ExtractError::Read)?;
+        self.offset += copied;
+        if copied < len {
+            return Err(ExtractError::Read(io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(())
+    }
+
+    /// Passes `len` bytes on, then skips the padding to the next block.
+    fn copy(&mut self, len: u64, mut each: impl FnMut(&[u8]) -> io::Result<()>) -> Result<(), CopyError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = self
+                .input
+                .read(&mut buf[..want])
+                .map_err(|e| CopyError::Read(ExtractError::Read(e)))?;
+            if n == 0 {
+                return Err(CopyError::Read(ExtractError::Read(io::ErrorKind::UnexpectedEof.into())));
+            }
+            each(&buf[..n]).map_err(CopyError::Write)?;
+            left -= n as u64;
+            self.offset += n as u64;
+        }
+        let padding = len.next_multiple_of(BLOCK as u64) - len;
+        self.skip(padding).map_err(CopyError::Read)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +566,98 @@ mod tests {
         let raw = tempfile::tempfile().unwrap();
         let err = write(&raw, &Member { name: &long, ..MEMBER }, &mut Vec::new()).unwrap_err();
         assert!(matches!(err, Error::TooLong { len: 101, max: 100, .. }), "{err}");
+    }
+
+    #[test]
+    fn extraction_gives_back_the_sparse_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("raw"))
+            .unwrap();
+        raw.set_len(64 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        for (i, at) in [0u64, 5 << 20, 9 << 20, 13 << 20, 17 << 20, 40 << 20]
+            .iter()
+            .enumerate()
+        {
+            raw.write_all_at(&vec![i as u8 + 1; 10_000], *at).unwrap();
+        }
+        let member = Member {
+            name: "disk.raw",
+            mtime: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        };
+        let mut archive = Vec::new();
+        write(&raw, &member, &mut archive).unwrap();
+        // Another member first, as any tool might put one.
+        let mut other = [0u8; BLOCK];
+        other[..5].copy_from_slice(b"other");
+        number(&mut other[124..136], 3);
+        other[156] = b'0';
+        seal(&mut other);
+        let mut stream = other.to_vec();
+        stream.extend_from_slice(&[7u8; BLOCK]);
+        stream.extend_from_slice(&archive);
+
+        let out = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("out"))
+            .unwrap();
+        assert_eq!(
+            super::extract(&mut stream.as_slice(), "disk.raw", &out).unwrap(),
+            64 << 20
+        );
+        assert!(std::fs::read(dir.path().join("raw")).unwrap() == std::fs::read(dir.path().join("out")).unwrap());
+        assert!(out.metadata().unwrap().blocks() * 512 < 1 << 20, "holes stay holes");
+
+        let err = super::extract(&mut stream.as_slice(), "nothing", &out).unwrap_err();
+        assert!(matches!(err, ExtractError::NotFound(_)), "{err}");
+        let mut damaged = stream.clone();
+        damaged[BLOCK * 2 + 390] ^= 1;
+        let err = super::extract(&mut damaged.as_slice(), "disk.raw", &out).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        let err = super::extract(&mut &stream[..stream.len() / 3], "disk.raw", &out).unwrap_err();
+        assert!(matches!(err, ExtractError::Read(_)), "{err}");
+    }
+
+    #[test]
+    fn extraction_reads_gnu_tars_own_sparse_archives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.raw");
+        let raw = File::create(&path).unwrap();
+        raw.set_len(8 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        raw.write_all_at(b"hello", 3 << 20).unwrap();
+        let tar = dir.path().join("a.tar");
+        let status = Command::new("tar")
+            .args(["--format=oldgnu", "-S", "-cf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(dir.path())
+            .arg("disk.raw")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("out"))
+            .unwrap();
+        let mut archive = File::open(&tar).unwrap();
+        assert_eq!(super::extract(&mut archive, "disk.raw", &out).unwrap(), 8 << 20);
+        assert!(std::fs::read(&path).unwrap() == std::fs::read(dir.path().join("out")).unwrap());
     }
 }

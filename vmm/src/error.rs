@@ -101,6 +101,15 @@ pub enum VmError {
     /// VMware.
     #[error(transparent)]
     Vmware(#[from] VmwareError),
+    /// A GCE image archive could not be unpacked for booting.
+    #[error("cannot unpack {}: {source}", archive.display())]
+    Unpack {
+        /// The `NAME.img.tar.gz`.
+        archive: PathBuf,
+        /// Why.
+        #[source]
+        source: media::sparse_tar::ExtractError,
+    },
     /// A file or process operation.
     #[error("cannot {doing} {path}: {source}")]
     Io {

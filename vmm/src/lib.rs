@@ -32,6 +32,7 @@ mod state;
 mod stop_signals;
 #[cfg(test)]
 mod testing;
+mod unpack;
 // Public: the `cidata` CD's format is a contract with the in-guest reader (`pkg/metadata`, tested
 // in `pkg/metadata/vmm-cd`).
 pub mod userdata;

@@ -259,10 +259,16 @@ mod tests {
             ("refined.img", false),
         ] {
             let path = touch(d.path(), name, "x");
-            assert_eq!(detect(&path, BootKind::Detect, None).unwrap().needs_uefi(), uefi, "{name}");
+            assert_eq!(
+                detect(&path, BootKind::Detect, None).unwrap().needs_uefi(),
+                uefi,
+                "{name}"
+            );
         }
         touch(d.path(), "k-kernel", "k");
-        assert!(!detect(&d.path().join("k"), BootKind::Detect, None).unwrap().needs_uefi());
+        assert!(!detect(&d.path().join("k"), BootKind::Detect, None)
+            .unwrap()
+            .needs_uefi());
     }
 
     #[test]

@@ -70,8 +70,9 @@ impl Qemu {
             .root
             .prepare(&request.name, BackendKind::Qemu, request.state_dir.as_deref())?;
         let accel = self.accelerator(request, arch, &qemu, &detected.media)?;
+        let media = crate::unpack::bootable(detected.media, state.dir())?;
 
-        let mut config = QemuConfig::new(qemu, arch, accel, detected.media);
+        let mut config = QemuConfig::new(qemu, arch, accel, media);
         config.cpus = request.cpus;
         config.memory_mib = request.memory_mib;
         config.networking = networking;
