@@ -23,7 +23,10 @@
 //! - An isohybrid MBR (syslinux's `isohdpfx.bin` boot code, the boot file's LBA, a disk signature,
 //!   one active partition from sector 0 covering the image, the image padded to whole 1 MiB
 //!   cylinders), optionally with a second partition of type 0xEF over the EFI image, as
-//!   `isohybrid -u` writes it (without its GPT).
+//!   `isohybrid -u` writes it (without its GPT). OVMF needs none of it to boot the EFI entry from
+//!   a disk: edk2's partition driver reads El Torito on any disk whose sector size divides 2048
+//!   (checked under qemu: no MBR, the 0x17 MBR, and 0x00 + 0xEF all boot); the 0xEF partition is
+//!   for firmware that only reads partition tables.
 //! - `pad_sectors` zero sectors at the end, counted in the volume (genisoimage's `-pad`: 150):
 //!   Linux reads ahead past the end of the data.
 

@@ -768,12 +768,18 @@ pub(super) fn write(iso: &Iso<'_>, image: &File) -> Result<Layout, IsoError> {
     })
 }
 
+/// Copies a content to its sectors; all-zero chunks are skipped, so that they stay holes (the
+/// image was truncated to its length first).
 fn write_content(content: &Content<'_>, image: &File, lba: u32, path: &str) -> Result<(), IsoError> {
-    if content.is_empty() {
-        return Ok(());
-    }
+    let mut at = u64::from(lba) * SECTOR;
     content
-        .write_at(image, u64::from(lba) * SECTOR)
+        .for_each_chunk(|chunk| {
+            if chunk.iter().any(|&b| b != 0) {
+                image.write_all_at(chunk, at)?;
+            }
+            at += chunk.len() as u64;
+            Ok(())
+        })
         .map_err(io_error(format!("cannot copy {path} into the ISO image")))
 }
 

@@ -508,6 +508,11 @@ fn an_efi_image_over_32_mib_gets_load_size_zero_and_both_entries_are_listed() {
     has("El Torito img path :   2  /boot.img");
     // No hybrid MBR: the system area stays a hole.
     assert!(read_all(&image)[..16 * 2048].iter().all(|&b| b == 0));
+    // The zero MiBs of the FAT image and the padding stay holes: the image is sparse.
+    use std::os::unix::fs::MetadataExt;
+    let meta = image.metadata().unwrap();
+    assert!(meta.len() > 40 << 20);
+    assert!(meta.blocks() * 512 < 4 << 20, "{} bytes allocated", meta.blocks() * 512);
 }
 
 #[test]
