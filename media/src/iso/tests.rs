@@ -192,6 +192,9 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
         "xorriso",
         &["-indev", path.to_str().unwrap(), "-find", "/", "-exec", "lsdl", "--"],
     );
+    for complaint in ["WARNING", "SORRY", "FAILURE"] {
+        assert!(!long.contains(complaint), "xorriso complains:\n{long}");
+    }
     let line = |name: &str| {
         long.lines()
             .find(|l| l.ends_with(name) || l.contains(&format!("'{name}'")))
