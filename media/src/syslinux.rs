@@ -39,8 +39,9 @@ const ADV_MAGIC3: u32 = 0xdd28_bf64;
 /// Where `ldlinux.sys`'s second sector is loaded; extents may not cross a 64 KiB boundary of it.
 const LOAD_ADDRESS: u64 = 0x8000;
 /// The boot sector bytes that syslinux's installer copies from its template (`FAT_bsHead`:
-/// the jump; `FAT_bsCode`: FAT32's code area up to the signature). The rest, the BPB, stays.
-const BOOT_JUMP: std::ops::Range<usize> = 0..3;
+/// the jump and the OEM name, "SYSLINUX"; `FAT_bsCode`: FAT32's code area up to the
+/// signature). The rest, the BPB, stays.
+const BOOT_HEAD: std::ops::Range<usize> = 0..11;
 const BOOT_CODE: std::ops::Range<usize> = 90..510;
 /// Value of the boot sector's sector-1 pointers before installation (core/diskstart.inc).
 const SECT1PTR0_VAL: u32 = 0xdead_beef;
@@ -134,8 +135,8 @@ impl<'a> Syslinux<'a> {
         if ldlinux.is_empty() || !ldlinux_sys.starts_with(b"\r\nSYSLINUX ") {
             return Err(bad("it does not start with the \"\\r\\nSYSLINUX \" banner".into()));
         }
-        // Data sectors are a u16 and the loader must fit below 64 KiB... of extents; libinstaller
-        // checks nothing more, the boot code loads whatever the sector count says.
+        // The patch area counts data sectors in 16 bits (the extent table's size is checked at
+        // install time, when the extents are known).
         if ldlinux.len() / SECTOR > usize::from(u16::MAX) {
             return Err(bad(format!(
                 "{} bytes is more than a 16-bit sector count",
@@ -255,7 +256,7 @@ impl<'a> Syslinux<'a> {
         image.write_all_at(&file, ldlinux_sys.offset)?;
 
         let mut boot = sector0;
-        boot[BOOT_JUMP].copy_from_slice(&boot_template[BOOT_JUMP]);
+        boot[BOOT_HEAD].copy_from_slice(&boot_template[BOOT_HEAD]);
         boot[BOOT_CODE].copy_from_slice(&boot_template[BOOT_CODE]);
         image.write_all_at(&boot, fat_offset)?;
         // FAT32 keeps a copy of the boot sector; keep it a copy (syslinux's installer leaves it
@@ -594,10 +595,10 @@ mod tests {
         assert_eq!(le32(adv, 508), ADV_MAGIC3);
         assert_eq!(sum32(&adv[8..508]).wrapping_add(le32(adv, 4)), ADV_MAGIC2);
 
-        // The boot sector: the template's jump and code, the sector-1 pointer, mkfs's BPB.
+        // The boot sector: the template's jump, OEM name and code, the sector-1 pointer, mkfs's BPB.
         let mut boot = [0u8; 512];
         File::open(image).unwrap().read_exact_at(&mut boot, 0).unwrap();
-        assert_eq!(boot[..3], bss[..3]);
+        assert_eq!(boot[..11], bss[..11]);
         assert_eq!(
             u64::from(le32(&boot, SECT1PTR0)) | u64::from(le32(&boot, SECT1PTR1)) << 32,
             first
@@ -607,7 +608,7 @@ mod tests {
                 assert_eq!(boot[i], bss[i], "boot code byte {i}");
             }
         }
-        assert_eq!(&boot[3..11], b"mkfs.fat", "the OEM name and BPB stay");
+        assert_eq!(le16(&boot, 11), 512, "the BPB stays");
         let label_at = if fat_bits == 32 { 82 } else { 54 };
         assert_eq!(
             &boot[label_at..label_at + 3],
