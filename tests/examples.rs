@@ -11,7 +11,7 @@ use crate::support::vm::Vm;
 use crate::support::{assert_pkg_unit_tests_pass, moby_bin};
 
 /// Every package folder of the repository.
-const PACKAGES: [&str; 11] = [
+const PACKAGES: [&str; 12] = [
     "kernel",
     "pkg/init",
     "pkg/ca-certificates",
@@ -23,6 +23,7 @@ const PACKAGES: [&str; 11] = [
     "pkg/poweroff",
     "pkg/format",
     "pkg/mount",
+    "pkg/bootloader",
 ];
 
 pub fn repo() -> PathBuf {
