@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
 set -euo pipefail
-# dosfstools, mtools, fdisk, gdisk, xorriso: tests check our FAT, partition tables and ISOs with them.
-packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso)
+# dosfstools, mtools, fdisk, gdisk, xorriso, binutils (objdump): tests check our FAT, partition
+# tables, ISOs and unified kernel images with them.
+packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils)
 missing_packages() {
   local p
   for p in "${packages[@]}"; do

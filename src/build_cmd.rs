@@ -123,8 +123,12 @@ fn outputs(args: &BuildArgs) -> Result<Outputs> {
             _ => "--name".to_string(),
         })?
     };
-    Ok(match args.compression_level {
+    let outputs = match args.compression_level {
         Some(level) => outputs.with_compression_level(level),
+        None => outputs,
+    };
+    Ok(match &args.size {
+        Some(size) => outputs.with_disk_size(size).context("--size")?,
         None => outputs,
     })
 }

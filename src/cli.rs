@@ -48,7 +48,9 @@ pub enum Command {
 /// `moby build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Output format(s): tar, kernel+initrd, tar-kernel-initrd, docker (repeat or comma-separate).
+    /// Output format(s), repeat or comma-separate: tar, kernel+initrd, tar-kernel-initrd, docker,
+    /// iso-bios, iso-efi, iso-efi-initrd, raw-bios, raw-efi, aws, gcp, qcow2-bios, qcow2-efi, vhd,
+    /// dynamic-vhd, vmdk (docs/formats.md).
     #[arg(short, long = "format", value_delimiter = ',')]
     pub format: Vec<String>,
     /// Base name of the output files (default: the last YAML file's name without extension).
@@ -75,6 +77,10 @@ pub struct BuildArgs {
     /// gzip level of the initrd, 1 (fastest, the default) to 9 (smallest).
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub compression_level: Option<u32>,
+    /// Disk size of the disk formats (LinuxKit's default 1024M applies to aws and qcow2-bios; the
+    /// others keep their own size unless this is given): MiB, or with a unit: 512M, 2G.
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
     /// Print the merged YAML (with @pkg references resolved) and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -252,7 +258,7 @@ pub struct QemuArgs {
     /// The qemu binary (default: qemu-system-ARCH from $PATH).
     #[arg(long)]
     pub qemu: Option<PathBuf>,
-    /// Boot with UEFI firmware (OVMF).
+    /// Boot with UEFI firmware (OVMF); implied for the EFI outputs (NAME-efi.iso, NAME-efi.img, ...).
     #[arg(long)]
     pub uefi: bool,
     /// UEFI firmware file (default: OVMF from the usual places).
@@ -394,8 +400,9 @@ pub struct ConsoleArgs {
 }
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 44] = [
+const SINGLE_DASH_FLAGS: [&str; 45] = [
     "format",
+    "size",
     "name",
     "dir",
     "o",

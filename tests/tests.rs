@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod conformance;
 mod examples;
+mod formats;
 mod guest;
 mod init;
 mod lifecycle;

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::assemble::{self, BuildError, EntryVisitor, Images};
 use crate::image::{
     self, DamagedBlob, Descriptor, ImageConfigFile, ImageError, LayoutEntry, Platform, ResolvedImage, Store,
 };
 use crate::layer::{self, LayerError, LayerSource};
-use crate::output::Outputs;
+use crate::output::{Bootloader, Outputs};
 use crate::progress::{self, Progress};
 use crate::resolve::ResolvedSpec;
 use crate::tar::{EntrySink, Header};
@@ -32,7 +33,13 @@ pub fn build(resolved: &ResolvedSpec, sink: &mut dyn EntrySink) -> Result<(), Er
 /// returns the files written. Each file appears under its final name only once the whole build
 /// succeeded, replacing those of an earlier build.
 pub fn build_outputs(resolved: &ResolvedSpec, outputs: &Outputs) -> Result<Vec<PathBuf>, Error> {
-    let mut sink = outputs.open()?;
+    let pull = resolved.pull_options();
+    outputs.check_arch(&pull.platform.architecture)?;
+    let bootloader = match outputs.needs_bootloader() {
+        true => Some(Arc::new(Bootloader::load(resolved.store(), pull)?)),
+        false => None,
+    };
+    let mut sink = outputs.open(bootloader)?;
     build(resolved, sink.as_mut())?;
     Ok(outputs.written())
 }

@@ -49,6 +49,8 @@ pub struct ResolvedSpec {
     images: HashMap<Reference, ResolvedImage>,
     digest: String,
     progress: Option<Arc<dyn Progress>>,
+    /// How the images were found: for the tool images an output needs (the bootloaders).
+    pull: PullOptions,
 }
 
 impl ResolvedSpec {
@@ -78,6 +80,11 @@ impl ResolvedSpec {
     /// Who is told how the build goes.
     pub(crate) fn progress(&self) -> &Option<Arc<dyn Progress>> {
         &self.progress
+    }
+
+    /// Where images not yet in the cache come from, and the build's platform.
+    pub(crate) fn pull_options(&self) -> &PullOptions {
+        &self.pull
     }
 }
 
@@ -123,6 +130,7 @@ pub fn resolve(spec: &Spec, options: &BuildOptions) -> Result<ResolvedSpec, Erro
         images: references.into_iter().zip(resolved).collect(),
         digest,
         progress: options.progress.clone(),
+        pull,
     })
 }
 

@@ -47,14 +47,7 @@ const BOOT_CODE: std::ops::Range<usize> = 90..510;
 const SECT1PTR0_VAL: u32 = 0xdead_beef;
 const SECT1PTR1_VAL: u32 = 0xfeed_face;
 
-/// A contiguous region of the image: where a file's bytes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
-    /// Absolute byte offset in the image.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
-}
+pub use crate::fat::Extent;
 
 /// What went wrong installing syslinux.
 #[derive(Debug, thiserror::Error)]

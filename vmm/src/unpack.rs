@@ -26,6 +26,11 @@ pub fn bootable(media: BootMedia, state_dir: &Path) -> Result<BootMedia, VmError
     if !is_gce_archive(path) {
         return Ok(media);
     }
+    std::fs::create_dir_all(state_dir).map_err(|source| VmError::Io {
+        doing: "create",
+        path: state_dir.to_path_buf(),
+        source,
+    })?;
     let disk = state_dir.join(GCE_DISK);
     unpack(path, &disk)?;
     Ok(BootMedia::Disk {
@@ -79,8 +84,8 @@ mod tests {
             path: archive.clone(),
             format: None,
         };
+        // Not there yet: a new instance's state directory is made as it starts.
         let state = dir.path().join("state");
-        std::fs::create_dir(&state).unwrap();
         let got = bootable(media, &state).unwrap();
         assert_eq!(
             got,

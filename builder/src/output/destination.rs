@@ -1,8 +1,11 @@
 //! [`Outputs`]: which formats a build writes and where, under LinuxKit's names.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{check_name, sink_for, stream_sink, Format, OutputError, OutputFile, PgzipOptions, Tee};
+use super::bootloader::Bootloader;
+use super::medium::MIB;
+use super::{check_name, sink_for, stream_sink, Format, OutputError, OutputFile, PgzipOptions, SinkOptions, Tee};
 use crate::EntrySink;
 
 /// The formats a build writes and where: each format's files in a directory under LinuxKit's
@@ -15,6 +18,8 @@ pub struct Outputs {
     formats: Vec<Format>,
     place: Place,
     gzip: PgzipOptions,
+    /// `--size` of the disk formats, in bytes.
+    disk_size: Option<u64>,
 }
 
 /// Where the files go.
@@ -43,13 +48,16 @@ impl Outputs {
             }
             .into());
         }
+        let dir = dir.into();
+        check_distinct_files(&unique, &dir, name)?;
         Ok(Outputs {
             formats: unique,
             place: Place::Dir {
-                dir: dir.into(),
+                dir,
                 name: name.to_string(),
             },
             gzip: PgzipOptions::default(),
+            disk_size: None,
         })
     }
 
@@ -62,7 +70,34 @@ impl Outputs {
             formats: vec![format],
             place: Place::Stream(to),
             gzip: PgzipOptions::default(),
+            disk_size: None,
         })
+    }
+
+    /// The size of the disk formats' disks, LinuxKit's `--size`: a number of MiB, or a number
+    /// with a unit `K`, `M`, `G` or `T` (powers of 1024; `1024M`, `2G`). LinuxKit's default,
+    /// 1024M, applies to `aws` and `qcow2-bios`; the other disk formats keep their own size
+    /// (just big enough for `raw-*` and `qcow2-efi`, 1 GiB for `vhd`, `vmdk` and `gcp`, 25 GiB for
+    /// `dynamic-vhd`) unless a size is given.
+    pub fn with_disk_size(mut self, size: &str) -> Result<Outputs, crate::Error> {
+        self.disk_size = Some(parse_disk_size(size)?);
+        Ok(self)
+    }
+
+    /// Whether any format needs the bootloader image.
+    pub(crate) fn needs_bootloader(&self) -> bool {
+        self.formats.iter().any(|format| format.medium().is_some())
+    }
+
+    /// Checks that every format can boot `arch` (the build's platform architecture).
+    pub(crate) fn check_arch(&self, arch: &str) -> Result<(), OutputError> {
+        match self.formats.iter().find(|format| format.medium().is_some()) {
+            Some(format) if arch != "amd64" => Err(OutputError::Arch {
+                format: *format,
+                arch: arch.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Compresses initrds with gzip level `level` (0, stored, to 9, smallest) instead of the
@@ -74,7 +109,12 @@ impl Outputs {
 
     /// The sink writing every output: the directory is created, each file staged under a
     /// temporary name until the sink finishes.
-    pub(crate) fn open(&self) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+    pub(crate) fn open(&self, bootloader: Option<Arc<Bootloader>>) -> Result<Box<dyn EntrySink + Send>, OutputError> {
+        let options = SinkOptions {
+            gzip: self.gzip,
+            bootloader,
+            disk_size: self.disk_size,
+        };
         let mut sinks = Vec::with_capacity(self.formats.len());
         for format in &self.formats {
             let sink = match &self.place {
@@ -84,7 +124,7 @@ impl Outputs {
                         dir: dir.clone(),
                         source,
                     })?;
-                    sink_for(*format, dir, name, self.gzip)
+                    sink_for(*format, dir, name, &options)
                 }
             };
             sinks.push(sink.map_err(|source| OutputError::Prepare {
@@ -115,6 +155,51 @@ impl Outputs {
     }
 }
 
+/// Refuses formats that would write the same file (`vhd` and `dynamic-vhd` are both
+/// `NAME.vhd`).
+fn check_distinct_files(formats: &[Format], dir: &std::path::Path, name: &str) -> Result<(), OutputError> {
+    for (i, first) in formats.iter().enumerate() {
+        for second in &formats[i + 1..] {
+            let theirs = second.default_files(dir, name);
+            if let Some(file) = first.default_files(dir, name).into_iter().find(|f| theirs.contains(f)) {
+                return Err(OutputError::SameFile {
+                    first: *first,
+                    second: *second,
+                    file,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses `--size`: MiB, or a number with `K`, `M`, `G` or `T` (optionally followed by `B` or
+/// `iB`), as LinuxKit does.
+fn parse_disk_size(text: &str) -> Result<u64, OutputError> {
+    let bad = |reason| OutputError::BadSize {
+        value: text.to_string(),
+        reason,
+    };
+    let trimmed = text.trim();
+    let digits = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| bad("it does not start with a number"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+    let scale: u64 = match unit {
+        "" | "M" => MIB,
+        "K" => 1 << 10,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(bad("the unit is not one of K, M, G, T")),
+    };
+    let bytes = number.checked_mul(scale).ok_or(bad("it is too large"))?;
+    if bytes < MIB {
+        return Err(bad("a disk needs at least 1 MiB"));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{dir_names, feed, image_entries};
@@ -123,7 +208,7 @@ mod tests {
 
     /// Writes an image without a command line through `outputs`; returns what it says was written.
     fn write(outputs: &Outputs) -> Vec<PathBuf> {
-        let mut sink = outputs.open().unwrap();
+        let mut sink = outputs.open(None).unwrap();
         feed(sink.as_mut(), &image_entries(None)).unwrap();
         sink.finish().unwrap();
         outputs.written()
@@ -179,10 +264,53 @@ mod tests {
         std::fs::write(parent.path().join("file"), b"").unwrap();
         let dir = parent.path().join("file/out");
         let outputs = Outputs::in_dir(&dir, "img", &[Format::Tar]).unwrap();
-        let err = outputs.open().err().unwrap().to_string();
+        let err = outputs.open(None).err().unwrap().to_string();
         assert!(
             err.starts_with(&format!("cannot create output directory {}: ", dir.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn disk_sizes_read_like_linuxkit() {
+        assert_eq!(parse_disk_size("1024M").unwrap(), 1 << 30);
+        assert_eq!(parse_disk_size("1024").unwrap(), 1 << 30);
+        assert_eq!(parse_disk_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_disk_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_disk_size("4096k").unwrap(), 4 << 20);
+        for bad in ["", "G", "1X", "-1G", "0", "99999999999999T"] {
+            let err = parse_disk_size(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid disk size"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn formats_writing_the_same_file_are_refused() {
+        let dir = TempDir::new().unwrap();
+        let err = Outputs::in_dir(dir.path(), "img", &[Format::Vhd, Format::DynamicVhd]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "formats vhd and dynamic-vhd both write {}; build them separately (another --name or --dir)",
+                dir.path().join("img.vhd").display()
+            )
+        );
+        let every: Vec<Format> = Format::SUPPORTED
+            .into_iter()
+            .filter(|f| *f != Format::DynamicVhd)
+            .collect();
+        Outputs::in_dir(dir.path(), "img", &every).unwrap();
+    }
+
+    #[test]
+    fn media_are_for_x86_only() {
+        let outputs = Outputs::in_dir("out", "img", &[Format::KernelInitrd, Format::RawEfi]).unwrap();
+        assert!(outputs.needs_bootloader());
+        outputs.check_arch("amd64").unwrap();
+        let err = outputs.check_arch("arm64").unwrap_err().to_string();
+        assert!(err.starts_with("format raw-efi boots x86 machines only"), "{err}");
+        let plain = Outputs::in_dir("out", "img", &[Format::KernelInitrd, Format::Tar]).unwrap();
+        assert!(!plain.needs_bootloader());
+        plain.check_arch("arm64").unwrap();
     }
 }

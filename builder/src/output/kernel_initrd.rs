@@ -267,10 +267,12 @@ impl KernelInitrd {
     /// Moves the pieces into place: the initrd first, then kernel and cmdline (or removes those
     /// of an earlier build when this one has none, so the directory describes this build).
     fn commit(&self, parts: BootParts) -> io::Result<()> {
-        let initrd = match parts.ucode {
-            Some(ucode) => self.prepend_late_ucode(ucode, parts.initrd, parts.initrd_prefix)?,
-            None => parts.initrd,
-        };
+        let initrd = initrd_with_ucode(
+            &self.path("-initrd.img"),
+            parts.ucode,
+            parts.initrd,
+            parts.initrd_prefix,
+        )?;
         initrd.persist()?;
         persist_non_empty(parts.kernel, &self.path("-kernel"))?;
         persist_non_empty(parts.cmdline, &self.path("-cmdline"))?;
@@ -280,19 +282,24 @@ impl KernelInitrd {
         );
         Ok(())
     }
+}
 
-    /// Builds `ucode + archive` when the microcode arrived after the archive had started.
-    fn prepend_late_ucode(
-        &self,
-        mut ucode: StagedFile,
-        mut initrd: StagedFile,
-        old_prefix: u64,
-    ) -> io::Result<StagedFile> {
-        let mut combined = StagedFile::create_for(&self.path("-initrd.img"))?;
-        ucode.copy_to(0, &mut combined)?;
-        initrd.copy_to(old_prefix, &mut combined)?;
-        Ok(combined)
-    }
+/// The initrd with the microcode in front: `initrd` itself when the microcode is already its
+/// prefix (or there is none), else `ucode + archive` staged for `path` (the microcode arrived
+/// after the archive had started).
+pub(crate) fn initrd_with_ucode(
+    path: &Path,
+    ucode: Option<StagedFile>,
+    mut initrd: StagedFile,
+    old_prefix: u64,
+) -> io::Result<StagedFile> {
+    let Some(mut ucode) = ucode else {
+        return Ok(initrd);
+    };
+    let mut combined = StagedFile::create_for(path)?;
+    ucode.copy_to(0, &mut combined)?;
+    initrd.copy_to(old_prefix, &mut combined)?;
+    Ok(combined)
 }
 
 /// Moves `file` to `path` if it has content; otherwise makes sure nothing stale is at `path`.

@@ -13,11 +13,16 @@
 //! | `kernel+initrd` | `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline` (`kernel_initrd.rs`) |
 //! | `tar-kernel-initrd` | `NAME-initrd.tar` holding those pieces (`tar_kernel_initrd.rs`) |
 
+mod bootloader;
 pub mod cpio;
 mod destination;
+mod disk_medium;
 mod docker;
+mod efi;
 mod initrd;
+mod iso_medium;
 mod kernel_initrd;
+mod medium;
 mod pgzip;
 mod staged;
 mod tar_kernel_initrd;
@@ -33,9 +38,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub(crate) use bootloader::Bootloader;
+pub use bootloader::BOOTLOADER_IMAGE;
 pub use destination::Outputs;
 use docker::Docker;
 use kernel_initrd::KernelInitrd;
+use medium::{Container, DiskLayout, DiskSize, Firmware, Medium, GIB};
 pub use pgzip::{PgzipOptions, PgzipWriter};
 use tar_kernel_initrd::TarKernelInitrd;
 use tee::Tee;
@@ -185,6 +193,97 @@ pub enum OutputError {
         /// Bytes still expected.
         missing: u64,
     },
+    /// Two formats of one build would write the same file.
+    #[error(
+        "formats {first} and {second} both write {}; build them separately (another --name or --dir)",
+        file.display()
+    )]
+    SameFile {
+        /// The format asked for first.
+        first: Format,
+        /// The other.
+        second: Format,
+        /// The file both write.
+        file: PathBuf,
+    },
+    /// An ISO or disk format for a platform its bootloaders do not start.
+    #[error("format {format} boots x86 machines only (isolinux, syslinux, x86 EFI stub), not {arch}; build {arch} images as kernel+initrd, tar or docker")]
+    Arch {
+        /// The format.
+        format: Format,
+        /// The build's architecture.
+        arch: String,
+    },
+    /// `--size` is not a size.
+    #[error("invalid disk size {value:?}: {reason}; give a number of MiB, or a number with a unit: 512M, 2G, 1T")]
+    BadSize {
+        /// The text given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A bootable format of an image without a kernel.
+    #[error("format {format} boots a kernel, but the image has none (no boot/kernel): add a kernel section to the spec, or use tar or docker")]
+    NoKernel {
+        /// The format.
+        format: Format,
+    },
+    /// The kernel cannot be started by the format's bootloader.
+    #[error(
+        "format {format} cannot boot the image's kernel (boot/kernel of the spec's kernel image): it is {problem}"
+    )]
+    UnbootableKernel {
+        /// The format.
+        format: Format,
+        /// What the kernel lacks.
+        problem: &'static str,
+    },
+    /// The kernel command line cannot go into a bootloader configuration.
+    #[error("format {format} cannot carry the kernel command line (the spec's kernel.cmdline): {reason}")]
+    BadCmdline {
+        /// The format.
+        format: Format,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The disk size cannot hold the content.
+    #[error(
+        "format {format}: the disk of {} MiB is too small for the kernel, the initrd and the bootloader, which need {} MiB; give --size {}M or more",
+        size / (1 << 20), needed.div_ceil(1 << 20), needed.div_ceil(1 << 20)
+    )]
+    TooSmall {
+        /// The format.
+        format: Format,
+        /// The disk size.
+        size: u64,
+        /// The smallest disk that holds the content.
+        needed: u64,
+    },
+    /// The bootloader image could not be read.
+    #[error("the ISO and disk formats need the bootloader image {image} (build it with `moby pkg build pkg/bootloader` in moby's repository, or pull it): {source}")]
+    Bootloader {
+        /// The pinned image.
+        image: &'static str,
+        /// Why it could not be read.
+        source: Box<crate::Error>,
+    },
+    /// The bootloader image lacks a file.
+    #[error("the image has no {file}")]
+    BootloaderFile {
+        /// The missing file.
+        file: &'static str,
+    },
+    /// A staged piece (kernel, initrd) could not be read back.
+    #[error("cannot read back a staged part of the image: {0}")]
+    ReadBack(io::Error),
+    /// Writing the medium failed.
+    #[error("writing the {format} medium: {source}")]
+    Medium {
+        /// The format.
+        format: Format,
+        /// The writer's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The sink was used after `finish`.
     #[error("output already finished; no more entries can be written")]
     Finished,
@@ -203,11 +302,15 @@ impl From<OutputError> for io::Error {
             | OutputError::Inspect { source, .. }
             | OutputError::RemoveStale { source, .. } => source.kind(),
             OutputError::ReaderGone { .. } => io::ErrorKind::BrokenPipe,
+            OutputError::ReadBack(source) => source.kind(),
             OutputError::UnknownFormat { .. }
             | OutputError::UnsupportedFormat { .. }
             | OutputError::NoFormat { .. }
             | OutputError::InvalidName { .. }
-            | OutputError::NotStreamable { .. } => io::ErrorKind::InvalidInput,
+            | OutputError::NotStreamable { .. }
+            | OutputError::SameFile { .. }
+            | OutputError::Arch { .. }
+            | OutputError::BadSize { .. } => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, err)
@@ -225,15 +328,51 @@ pub enum Format {
     TarKernelInitrd,
     /// `docker`: the tar with a Dockerfile added, for `docker build`/`import`.
     Docker,
+    /// `iso-bios`: an isohybrid ISO booting with isolinux (BIOS).
+    IsoBios,
+    /// `iso-efi`: an ISO booting a unified kernel image (UEFI).
+    IsoEfi,
+    /// `iso-efi-initrd`: like `iso-efi` (LinuxKit's variant with kernel and initrd as files).
+    IsoEfiInitrd,
+    /// `raw-bios`: an MBR disk image with a FAT partition booting with syslinux (BIOS).
+    RawBios,
+    /// `raw-efi`: a GPT disk image whose EFI system partition holds a unified kernel image.
+    RawEfi,
+    /// `aws`: a raw BIOS disk image of `--size`.
+    Aws,
+    /// `gcp`: a BIOS disk image as `disk.raw` in a sparse tar, gzip-compressed (GCE's format).
+    Gcp,
+    /// `qcow2-bios`: a BIOS disk image of `--size` as qcow2.
+    Qcow2Bios,
+    /// `qcow2-efi`: the `raw-efi` disk as qcow2.
+    Qcow2Efi,
+    /// `vhd`: a BIOS disk image as a fixed VHD (Azure, Hyper-V).
+    Vhd,
+    /// `dynamic-vhd`: a BIOS disk image as a dynamic VHD.
+    DynamicVhd,
+    /// `vmdk`: a BIOS disk image as a streamOptimized VMDK (VMware).
+    Vmdk,
 }
 
 impl Format {
     /// Every format we can write.
-    pub const SUPPORTED: [Format; 4] = [
+    pub const SUPPORTED: [Format; 16] = [
         Format::Tar,
         Format::KernelInitrd,
         Format::TarKernelInitrd,
         Format::Docker,
+        Format::IsoBios,
+        Format::IsoEfi,
+        Format::IsoEfiInitrd,
+        Format::RawBios,
+        Format::RawEfi,
+        Format::Aws,
+        Format::Gcp,
+        Format::Qcow2Bios,
+        Format::Qcow2Efi,
+        Format::Vhd,
+        Format::DynamicVhd,
+        Format::Vmdk,
     ];
 
     /// LinuxKit's name for the format.
@@ -243,6 +382,18 @@ impl Format {
             Format::KernelInitrd => "kernel+initrd",
             Format::TarKernelInitrd => "tar-kernel-initrd",
             Format::Docker => "docker",
+            Format::IsoBios => "iso-bios",
+            Format::IsoEfi => "iso-efi",
+            Format::IsoEfiInitrd => "iso-efi-initrd",
+            Format::RawBios => "raw-bios",
+            Format::RawEfi => "raw-efi",
+            Format::Aws => "aws",
+            Format::Gcp => "gcp",
+            Format::Qcow2Bios => "qcow2-bios",
+            Format::Qcow2Efi => "qcow2-efi",
+            Format::Vhd => "vhd",
+            Format::DynamicVhd => "dynamic-vhd",
+            Format::Vmdk => "vmdk",
         }
     }
 
@@ -251,16 +402,53 @@ impl Format {
         matches!(self, Format::Tar | Format::Docker)
     }
 
+    /// The boot medium the format writes, for the ISO and disk formats.
+    pub(crate) fn medium(self) -> Option<Medium> {
+        let disk = |boot, container, default_size| {
+            Some(Medium::Disk(DiskLayout {
+                boot,
+                container,
+                default_size,
+            }))
+        };
+        match self {
+            Format::Tar | Format::KernelInitrd | Format::TarKernelInitrd | Format::Docker => None,
+            Format::IsoBios => Some(Medium::Iso(Firmware::Bios)),
+            Format::IsoEfi | Format::IsoEfiInitrd => Some(Medium::Iso(Firmware::Efi)),
+            Format::RawBios => disk(Firmware::Bios, Container::Raw, DiskSize::Fit),
+            Format::RawEfi => disk(Firmware::Efi, Container::Raw, DiskSize::Fit),
+            Format::Aws => disk(Firmware::Bios, Container::Raw, DiskSize::SizeFlag),
+            Format::Gcp => disk(Firmware::Bios, Container::GcpTar, DiskSize::Fixed(GIB)),
+            Format::Qcow2Bios => disk(Firmware::Bios, Container::Qcow2, DiskSize::SizeFlag),
+            Format::Qcow2Efi => disk(Firmware::Efi, Container::Qcow2, DiskSize::Fit),
+            Format::Vhd => disk(Firmware::Bios, Container::FixedVhd, DiskSize::Fixed(GIB)),
+            Format::DynamicVhd => disk(Firmware::Bios, Container::DynamicVhd, DiskSize::Fixed(25 * GIB)),
+            Format::Vmdk => disk(Firmware::Bios, Container::Vmdk, DiskSize::Fixed(GIB)),
+        }
+    }
+
     /// The files the format writes into `dir` for `name`. `NAME-kernel` and `NAME-cmdline` are
     /// only written when the image has a kernel and a command line.
     pub(crate) fn default_files(self, dir: &Path, name: &str) -> Vec<PathBuf> {
+        let file = |suffix: &str| vec![dir.join(format!("{name}{suffix}"))];
         match self {
-            Format::Tar | Format::Docker => vec![dir.join(format!("{name}.{}", self.name()))],
+            Format::Tar | Format::Docker => file(&format!(".{}", self.name())),
             Format::KernelInitrd => ["kernel", "initrd.img", "cmdline"]
                 .iter()
                 .map(|suffix| dir.join(format!("{name}-{suffix}")))
                 .collect(),
-            Format::TarKernelInitrd => vec![dir.join(format!("{name}-initrd.tar"))],
+            Format::TarKernelInitrd => file("-initrd.tar"),
+            Format::IsoBios => file(".iso"),
+            Format::IsoEfi => file("-efi.iso"),
+            Format::IsoEfiInitrd => file("-efi-initrd.iso"),
+            Format::RawBios => file("-bios.img"),
+            Format::RawEfi => file("-efi.img"),
+            Format::Aws => file(".raw"),
+            Format::Gcp => file(".img.tar.gz"),
+            Format::Qcow2Bios => file(".qcow2"),
+            Format::Qcow2Efi => file("-efi.qcow2"),
+            Format::Vhd | Format::DynamicVhd => file(".vhd"),
+            Format::Vmdk => file(".vmdk"),
         }
     }
 
@@ -275,25 +463,8 @@ impl fmt::Display for Format {
     }
 }
 
-/// LinuxKit formats we do not write yet (they need disk image, ISO or cloud tooling).
-const NOT_YET_SUPPORTED: [&str; 16] = [
-    "iso-bios",
-    "iso-efi",
-    "iso-efi-initrd",
-    "raw-bios",
-    "raw-efi",
-    "kernel+squashfs",
-    "kernel+erofs",
-    "kernel+iso",
-    "aws",
-    "gcp",
-    "qcow2-efi",
-    "qcow2-bios",
-    "vhd",
-    "dynamic-vhd",
-    "vmdk",
-    "rpi3",
-];
+/// LinuxKit formats we do not write yet.
+const NOT_YET_SUPPORTED: [&str; 4] = ["kernel+squashfs", "kernel+erofs", "kernel+iso", "rpi3"];
 
 impl FromStr for Format {
     type Err = crate::Error;
@@ -329,15 +500,37 @@ pub enum OutputFile {
     Path(PathBuf),
 }
 
+/// What the sinks of one build share.
+#[derive(Default)]
+struct SinkOptions {
+    gzip: PgzipOptions,
+    /// The bootloaders, when a format needs them.
+    bootloader: Option<std::sync::Arc<bootloader::Bootloader>>,
+    /// `--size`.
+    disk_size: Option<u64>,
+}
+
 /// The sink writing `format` for the image `name` into `dir` (which must exist) under LinuxKit's
 /// names; `name` must pass [`check_name`].
 fn sink_for(
     format: Format,
     dir: &Path,
     name: &str,
-    gzip: PgzipOptions,
+    options: &SinkOptions,
 ) -> Result<Box<dyn EntrySink + Send>, OutputError> {
     check_name(name)?;
+    let gzip = options.gzip;
+    if format.medium().is_some() {
+        let bootloader = options.bootloader.clone().ok_or(OutputError::Broken)?;
+        let [target] = <[PathBuf; 1]>::try_from(format.default_files(dir, name)).map_err(|_| OutputError::Broken)?;
+        return Ok(Box::new(medium::MediumSink::new(
+            format,
+            target,
+            bootloader,
+            options.disk_size,
+            gzip,
+        )?));
+    }
     let sink: Box<dyn EntrySink + Send> = match format {
         Format::Tar | Format::Docker => {
             let default = OutputFile::Path(dir.join(format!("{name}.{}", format.name())));
@@ -349,6 +542,7 @@ fn sink_for(
             let tar = TarOutput::new(StagedFile::create_for(&path)?);
             Box::new(TarKernelInitrd::new(dir, name, gzip, tar)?)
         }
+        _ => return Err(OutputError::Broken),
     };
     Ok(sink)
 }
@@ -394,8 +588,13 @@ mod tests {
     use super::*;
     use tempfile::TempDir;
 
+    /// The formats that need no bootloader (those with one are tested in `medium`).
+    fn plain_formats() -> impl Iterator<Item = Format> {
+        Format::SUPPORTED.into_iter().filter(|format| format.medium().is_none())
+    }
+
     fn build(format: Format, dir: &Path) {
-        let mut sink = sink_for(format, dir, "img", PgzipOptions::default()).unwrap();
+        let mut sink = sink_for(format, dir, "img", &SinkOptions::default()).unwrap();
         feed(sink.as_mut(), &image_entries(Some("console=ttyS0"))).unwrap();
         assert!(
             dir_names(dir).iter().all(|name| name.starts_with('.')),
@@ -416,11 +615,12 @@ mod tests {
 
     #[test]
     fn linuxkit_formats_we_lack_say_so() {
-        let err = "iso-bios".parse::<Format>().unwrap_err();
+        let err = "rpi3".parse::<Format>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "output format iso-bios is not supported yet; supported formats: tar, kernel+initrd, \
-             tar-kernel-initrd, docker"
+            "output format rpi3 is not supported yet; supported formats: tar, kernel+initrd, \
+             tar-kernel-initrd, docker, iso-bios, iso-efi, iso-efi-initrd, raw-bios, raw-efi, aws, gcp, \
+             qcow2-bios, qcow2-efi, vhd, dynamic-vhd, vmdk"
         );
         let err = "kernel+squashfs".parse::<Format>().unwrap_err();
         assert!(err.to_string().contains("is not supported yet"), "{err}");
@@ -447,7 +647,7 @@ mod tests {
 
     #[test]
     fn each_format_writes_its_default_files() {
-        for format in Format::SUPPORTED {
+        for format in plain_formats() {
             let dir = TempDir::new().unwrap();
             build(format, dir.path());
             let expected: Vec<String> = format
@@ -495,7 +695,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         for name in ["../../escape", "a/b", "", ".", "..", ".hidden"] {
             for format in Format::SUPPORTED {
-                let err = sink_for(format, &dir, name, PgzipOptions::default()).err().unwrap();
+                let err = sink_for(format, &dir, name, &SinkOptions::default()).err().unwrap();
                 assert!(
                     matches!(err, OutputError::InvalidName { .. }),
                     "{name:?} {format}: {err}"
@@ -508,9 +708,9 @@ mod tests {
 
     #[test]
     fn dropped_sinks_leave_nothing_behind() {
-        for format in Format::SUPPORTED {
+        for format in plain_formats() {
             let dir = TempDir::new().unwrap();
-            let mut sink = sink_for(format, dir.path(), "img", PgzipOptions::default()).unwrap();
+            let mut sink = sink_for(format, dir.path(), "img", &SinkOptions::default()).unwrap();
             feed(sink.as_mut(), &image_entries(Some("console=ttyS0"))).unwrap();
             drop(sink);
             assert!(dir_names(dir.path()).is_empty(), "{format}");

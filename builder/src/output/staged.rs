@@ -118,6 +118,19 @@ impl StagedFile {
         self.len
     }
 
+    /// The path the file is moved to by [`StagedFile::persist`].
+    pub(crate) fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The file, with everything written so far flushed to it: for positioned reads and
+    /// writes (its cursor is not used by them). Bytes written through it are not counted in
+    /// [`StagedFile::len`].
+    pub(crate) fn file(&mut self) -> io::Result<&std::fs::File> {
+        self.try_io(|file| file.flush())?;
+        Ok(self.file.get_ref().as_file())
+    }
+
     /// Drops everything written so far (a later entry replaces an earlier one).
     pub(crate) fn clear(&mut self) -> io::Result<()> {
         self.try_io(|file| {

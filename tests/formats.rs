@@ -1,0 +1,138 @@
+//! Every ISO and disk format, built from examples/minimal.yml with this repository's packages
+//! (and the bootloader package) and booted with `moby run` under qemu (TCG): BIOS formats on
+//! SeaBIOS, EFI formats on OVMF, each up to init's welcome banner on the serial console. And
+//! every format built twice, in other directories at other times, to the same bytes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::examples::{package_cache, repo};
+use crate::support::moby_bin;
+use crate::support::vm::Vm;
+
+/// The ISO and disk formats with the file each writes for the name `img`. `dynamic-vhd` and
+/// `vhd` both write `img.vhd`: dynamic-vhd is built under another name.
+const FORMATS: [(&str, &str); 13] = [
+    ("iso-bios", "img.iso"),
+    ("iso-efi", "img-efi.iso"),
+    ("iso-efi-initrd", "img-efi-initrd.iso"),
+    ("raw-bios", "img-bios.img"),
+    ("raw-efi", "img-efi.img"),
+    ("aws", "img.raw"),
+    ("gcp", "img.img.tar.gz"),
+    ("qcow2-bios", "img.qcow2"),
+    ("qcow2-efi", "img-efi.qcow2"),
+    ("vhd", "img.vhd"),
+    ("vmdk", "img.vmdk"),
+    ("kernel+initrd", "img-initrd.img"),
+    ("dynamic-vhd", "dyn.vhd"),
+];
+
+/// `moby build` of examples/minimal.yml in every format into `dir` (dynamic-vhd as `dyn`).
+fn build_all(dir: &Path) {
+    let formats: Vec<&str> = FORMATS
+        .iter()
+        .map(|(format, _)| *format)
+        .filter(|format| *format != "dynamic-vhd")
+        .collect();
+    let spec = repo().join("examples/minimal.yml");
+    for (name, formats) in [("img", formats.join(",")), ("dyn", "dynamic-vhd".to_string())] {
+        let out = Command::new(moby_bin())
+            .current_dir(repo())
+            .env("MOBY_CACHE", package_cache())
+            .args(["build", "--name", name, "--format", &formats, "--dir"])
+            .arg(dir)
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "moby build --format {formats}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The outputs, built once for every boot test.
+fn outputs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("moby-formats-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        build_all(&dir);
+        dir
+    })
+}
+
+/// Boots `file` of the outputs with `moby run` up to the banner, then stops it.
+fn boots(file: &str) {
+    let path = outputs().join(file);
+    assert!(path.is_file(), "{} was not written", path.display());
+    let mut vm = Vm::boot(&path, &[]);
+    vm.wait("Welcome to moby");
+    vm.stop();
+}
+
+macro_rules! boot_tests {
+    ($($test:ident: $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                boots($file);
+            }
+        )*
+    };
+}
+
+boot_tests! {
+    iso_bios_boots_on_seabios: "img.iso",
+    iso_efi_boots_on_ovmf: "img-efi.iso",
+    iso_efi_initrd_boots_on_ovmf: "img-efi-initrd.iso",
+    raw_bios_boots_on_seabios: "img-bios.img",
+    raw_efi_boots_on_ovmf: "img-efi.img",
+    aws_boots_on_seabios: "img.raw",
+    gcp_boots_on_seabios: "img.img.tar.gz",
+    qcow2_bios_boots_on_seabios: "img.qcow2",
+    qcow2_efi_boots_on_ovmf: "img-efi.qcow2",
+    vhd_boots_on_seabios: "img.vhd",
+    dynamic_vhd_boots_on_seabios: "dyn.vhd",
+    vmdk_boots_on_seabios: "img.vmdk",
+}
+
+#[test]
+fn every_format_is_reproducible() {
+    let second = tempfile::tempdir().unwrap();
+    // Another second on the clock, another directory.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    build_all(second.path());
+    for (format, file) in FORMATS {
+        assert!(
+            same_bytes(&outputs().join(file), &second.path().join(file)),
+            "{format}: {file} differs between two builds"
+        );
+    }
+}
+
+/// Whether two files hold the same bytes (read in chunks: disk images are large).
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
+    if a.metadata().unwrap().len() != b.metadata().unwrap().len() {
+        return false;
+    }
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        if n == 0 {
+            return true;
+        }
+        b.read_exact(&mut y[..n]).unwrap();
+        if x[..n] != y[..n] {
+            return false;
+        }
+    }
+}
