@@ -72,7 +72,7 @@ fn outputs() -> &'static Path {
 fn boots(file: &str) {
     let path = outputs().join(file);
     assert!(path.is_file(), "{} was not written", path.display());
-    let mut vm = Vm::boot(&path, &[]);
+    let mut vm = Vm::boot_named(&path, "img", &[]);
     vm.wait("Welcome to moby");
     vm.stop();
 }
@@ -135,4 +135,88 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
             return false;
         }
     }
+}
+
+/// `moby build` of `spec` (a YAML text) with `args` into a fresh directory: (directory, output).
+fn build_spec(spec: &str, args: &[&str]) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spec.yml");
+    // @pkg paths relative to the examples, as in examples/minimal.yml.
+    let spec = spec.replace("@pkg:../", &format!("@pkg:{}/", repo().display()));
+    std::fs::write(&file, spec).unwrap();
+    let out = Command::new(moby_bin())
+        .env("MOBY_CACHE", package_cache())
+        .args(["build", "--name", "img", "--dir"])
+        .arg(dir.path().join("out"))
+        .args(args)
+        .arg(&file)
+        .output()
+        .unwrap();
+    (dir, out)
+}
+
+/// What is in `dir/out` (nothing, not even a temporary file, after a failed build).
+fn outputs_in(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir.join("out")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_size_too_small_fails_naming_the_size_needed_and_writes_nothing() {
+    let spec = std::fs::read_to_string(repo().join("examples/minimal.yml")).unwrap();
+    let (dir, out) = build_spec(&spec, &["--format", "aws", "--size", "4M"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "format aws: the disk of 4 MiB is too small for the kernel, the initrd and the bootloader, which need"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("give --size"), "{stderr}");
+    assert_eq!(outputs_in(dir.path()), Vec::<String>::new());
+
+    let (_dir, out) = build_spec(&spec, &["--format", "vhd", "--size", "lots"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid disk size \"lots\""), "{stderr}");
+}
+
+#[test]
+fn bootable_formats_need_a_kernel_and_x86() {
+    let spec = "init:\n  - \"@pkg:../pkg/init\"\n";
+    let (dir, out) = build_spec(spec, &["--format", "raw-efi"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("format raw-efi boots a kernel, but the image has none (no boot/kernel)"),
+        "{stderr}"
+    );
+    assert_eq!(outputs_in(dir.path()), Vec::<String>::new());
+
+    // No images: the refusal comes before anything is looked up for arm64.
+    let (dir, out) = build_spec("onboot: []\n", &["--format", "iso-bios", "--arch", "arm64"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("format iso-bios boots x86 machines only"), "{stderr}");
+    assert_eq!(outputs_in(dir.path()), Vec::<String>::new());
+}
+
+/// The builder reads the bootloaders from the image `pkg/bootloader` builds: the pin in the
+/// builder is that package's tag.
+#[test]
+fn the_bootloader_pin_is_the_package_tag() {
+    let out = Command::new(moby_bin())
+        .current_dir(repo())
+        .args(["pkg", "show-tag", "pkg/bootloader"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tag = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        tag.trim(),
+        builder::output::BOOTLOADER_IMAGE,
+        "pkg/bootloader changed: set BOOTLOADER_IMAGE in builder/src/output/bootloader.rs to its new tag"
+    );
 }

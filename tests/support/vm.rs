@@ -39,11 +39,17 @@ pub struct Exit {
 impl Vm {
     /// `moby run --accel tcg --mem 1024 ARGS PREFIX`; the instance is named after the prefix.
     pub fn boot(prefix: &Path, args: &[&str]) -> Vm {
-        let state_home = tempfile::tempdir().expect("temp dir");
         let name = prefix.file_name().expect("prefix").to_string_lossy().into_owned();
+        Vm::boot_named(prefix, &name, args)
+    }
+
+    /// [`Vm::boot`] of an instance named `name` (`--name`).
+    pub fn boot_named(prefix: &Path, name: &str, args: &[&str]) -> Vm {
+        let state_home = tempfile::tempdir().expect("temp dir");
+        let name = name.to_string();
         let mut child = Command::new(moby_bin())
             .env("MOBY_STATE_HOME", state_home.path())
-            .args(["run", "--accel", "tcg", "--mem", "1024"])
+            .args(["run", "--accel", "tcg", "--mem", "1024", "--name", &name])
             .args(args)
             .arg(prefix)
             .stdin(Stdio::piped())

@@ -353,6 +353,38 @@ mod tests {
         assert!(!has_pe_header(&head), "an offset past the data");
     }
 
+    /// A staged kernel of these bytes.
+    fn kernel(dir: &Path, bytes: &[u8]) -> StagedFile {
+        use std::io::Write;
+        let mut file = StagedFile::create_for(&dir.join("k")).unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn kernels_are_checked_against_the_bootloader() {
+        let dir = tempfile::tempdir().unwrap();
+        let bios = Format::RawBios.medium().unwrap();
+        let efi = Format::IsoEfi.medium().unwrap();
+        let mut bzimage = vec![0u8; 0x400];
+        bzimage[0x202..0x206].copy_from_slice(b"HdrS");
+
+        let err = check_kernel(&mut kernel(dir.path(), b"ELF..."), Format::RawBios, bios).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "format raw-bios cannot boot the image's kernel (boot/kernel of the spec's kernel image): it is not an x86 \
+             bzImage (no \"HdrS\" setup header at 0x202)"
+        );
+        check_kernel(&mut kernel(dir.path(), &bzimage), Format::RawBios, bios).unwrap();
+        let err = check_kernel(&mut kernel(dir.path(), &bzimage), Format::IsoEfi, efi).unwrap_err();
+        assert!(err.to_string().contains("without an EFI stub"), "{err}");
+
+        bzimage[..2].copy_from_slice(b"MZ");
+        bzimage[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        bzimage[0x80..0x84].copy_from_slice(b"PE\0\0");
+        check_kernel(&mut kernel(dir.path(), &bzimage), Format::IsoEfi, efi).unwrap();
+    }
+
     #[test]
     fn seeds_give_different_ids_per_label() {
         let seed = Seed([7; 32]);

@@ -452,6 +452,17 @@ impl Format {
         }
     }
 
+    /// What `moby run` boots of the outputs in `dir` named `name`: the path prefix of
+    /// `kernel+initrd`, the file of an ISO or disk format; `None` for the formats that do not
+    /// boot (`tar`, `docker`, `tar-kernel-initrd`).
+    pub fn boot_path(self, dir: &Path, name: &str) -> Option<PathBuf> {
+        match self {
+            Format::KernelInitrd => Some(dir.join(name)),
+            _ if self.medium().is_some() => self.default_files(dir, name).into_iter().next(),
+            _ => None,
+        }
+    }
+
     fn supported_list() -> String {
         Format::SUPPORTED.map(Format::name).join(", ")
     }
@@ -628,6 +639,16 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("unknown output format \"zip\"; supported formats: tar"));
+    }
+
+    #[test]
+    fn boot_paths_are_what_moby_run_takes() {
+        let dir = Path::new("out");
+        assert_eq!(Format::KernelInitrd.boot_path(dir, "x"), Some(dir.join("x")));
+        assert_eq!(Format::RawEfi.boot_path(dir, "x"), Some(dir.join("x-efi.img")));
+        assert_eq!(Format::Gcp.boot_path(dir, "x"), Some(dir.join("x.img.tar.gz")));
+        assert_eq!(Format::Tar.boot_path(dir, "x"), None);
+        assert_eq!(Format::TarKernelInitrd.boot_path(dir, "x"), None);
     }
 
     #[test]

@@ -17,8 +17,9 @@ pub const IMAGE_NAME: &str = "moby";
 pub struct Image {
     /// The content digest of the resolved spec (`sha256:...`).
     pub digest: String,
-    /// The path prefix to boot (`DIR/<digest>-<format>/moby`).
-    pub prefix: PathBuf,
+    /// What to boot: the path prefix of `kernel+initrd` (`DIR/<digest>-<format>/moby`), the file
+    /// of an ISO or disk format (`DIR/<digest>-<format>/moby.iso`, ...).
+    pub boot: PathBuf,
 }
 
 /// The result of one build, shared by everyone waiting for it.
@@ -67,8 +68,7 @@ impl Images {
     /// The image of spec `text` (named `name` in errors) in `format`: resolved (images pulled
     /// or found in the cache) and digested, then built unless already there. The error is the
     /// builder's message (a spec error names its file, line and column).
-    pub async fn ensure(&self, name: String, text: String, format: &str) -> Result<Image, String> {
-        let format: Format = format.parse().map_err(|e: builder::Error| e.to_string())?;
+    pub async fn ensure(&self, name: String, text: String, format: Format) -> Result<Image, String> {
         let options = self.options.clone();
         let paths = self.paths.clone();
         let resolved = tokio::task::spawn_blocking(move || {
@@ -82,10 +82,15 @@ impl Images {
         let digest = resolved.digest().to_string();
         let hex = digest.trim_start_matches("sha256:");
         let dir = self.dir.join(format!("{hex}-{format}"));
+        let boot = |dir: &Path| {
+            format
+                .boot_path(dir, IMAGE_NAME)
+                .ok_or_else(|| format!("format {format} does not boot"))
+        };
         if dir.is_dir() {
             return Ok(Image {
                 digest,
-                prefix: dir.join(IMAGE_NAME),
+                boot: boot(&dir)?,
             });
         }
         let key = dir.display().to_string();
@@ -108,7 +113,7 @@ impl Images {
             .remove(&key);
         Ok(Image {
             digest,
-            prefix: built?.join(IMAGE_NAME),
+            boot: boot(&built?)?,
         })
     }
 }

@@ -116,7 +116,7 @@ impl InstancePlugin {
         };
         let properties = self.properties(Some(entry.properties.clone()))?;
         let (name, text) = properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
-        let image = self.images.ensure(name, text, &properties.format).await?;
+        let image = self.images.ensure(name, text, properties.format).await?;
         let entry = self
             .store
             .update(id, |e| {
@@ -129,7 +129,9 @@ impl InstancePlugin {
         if entry.phase == Phase::Destroying {
             return Ok(());
         }
-        let mut request = Request::new(id, image.prefix);
+        let mut request = Request::new(id, image.boot);
+        // Every instance of a spec boots the one build: disk images copy-on-write.
+        request.shared_image = true;
         request.cpus = properties.cpus;
         request.memory_mib = properties.memory_mib;
         request.disks = properties.disks;

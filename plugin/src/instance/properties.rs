@@ -41,9 +41,13 @@ pub enum SpecSource {
     File(PathBuf),
 }
 
-/// The image formats the plugin builds and boots: those the builder writes that every local
-/// backend boots from a path prefix (ISO and disk formats come with the builder's outputs for them).
-const FORMATS: [&str; 1] = ["kernel+initrd"];
+/// The image formats the plugin builds and boots: those `moby run` boots (every format but
+/// `tar`, `docker` and `tar-kernel-initrd`).
+fn bootable_formats() -> impl Iterator<Item = builder::Format> {
+    builder::Format::SUPPORTED
+        .into_iter()
+        .filter(|format| format.boot_path(std::path::Path::new(""), "x").is_some())
+}
 
 /// Checked properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +68,8 @@ pub struct Properties {
     pub publish: Vec<PublishedPort>,
     /// The accelerator (qemu).
     pub accel: Option<String>,
-    /// The output format booted (LinuxKit's name).
-    pub format: String,
+    /// The output format built and booted.
+    pub format: builder::Format,
 }
 
 /// Properties that are not right; the message names the field.
@@ -131,13 +135,18 @@ impl Properties {
                     .map_err(|e| err(format!("Properties.Publish[{i}]: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let format = wire.format.unwrap_or_else(|| FORMATS[0].to_string());
-        if !FORMATS.contains(&format.as_str()) {
-            return Err(err(format!(
-                "Properties.Format: {format:?} is not a format the plugin builds and boots yet: use {}",
-                FORMATS.join(", ")
-            )));
-        }
+        let format = match wire.format {
+            None => builder::Format::KernelInitrd,
+            Some(name) => bootable_formats()
+                .find(|bootable| bootable.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = bootable_formats().map(builder::Format::name).collect();
+                    err(format!(
+                        "Properties.Format: {name:?} is not a format the plugin builds and boots: use one of {}",
+                        names.join(", ")
+                    ))
+                })?,
+        };
         Ok(Properties {
             spec,
             backend,

@@ -37,6 +37,9 @@ pub struct Request {
     pub accel: Option<String>,
     /// Boot through UEFI firmware.
     pub uefi: bool,
+    /// The image is shared with other instances (the plugin's builds): a disk image is booted
+    /// copy-on-write, never written (the instance's writes to it last until it stops).
+    pub shared_image: bool,
     /// The UEFI firmware; `None` looks in the usual places.
     pub firmware: Option<PathBuf>,
     /// The state directory; `None` is the backend's default (under the state root, or next to
@@ -68,6 +71,7 @@ impl Request {
             networking: None,
             accel: None,
             uefi: false,
+            shared_image: false,
             firmware: None,
             state_dir: None,
             tags: Tags::new(),

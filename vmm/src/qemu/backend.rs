@@ -79,6 +79,7 @@ impl Qemu {
         config.publish = request.publish.clone();
         config.devices = self.devices.clone();
         config.gui = self.gui;
+        config.boot_snapshot = request.shared_image;
         let options = LaunchOptions {
             config,
             disks: request.disks.clone(),

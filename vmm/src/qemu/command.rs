@@ -68,6 +68,9 @@ pub struct QemuConfig {
     /// Start with the vCPUs stopped (`-S`) until QMP `cont`, so that the console can be attached
     /// before the firmware prints anything.
     pub start_paused: bool,
+    /// Boot a disk image copy-on-write (`snapshot=on`): the image is shared with other VMs and
+    /// never written; the VM's writes to it are discarded when it stops.
+    pub boot_snapshot: bool,
     /// Extra `-device` values (`--device`), passed through.
     pub devices: Vec<String>,
 }
@@ -100,6 +103,7 @@ impl QemuConfig {
             gui: false,
             no_reboot: false,
             start_paused: false,
+            boot_snapshot: false,
             devices: Vec::new(),
         }
     }
@@ -196,9 +200,14 @@ impl QemuConfig {
 
         for (i, (path, format, boot)) in disks.iter().enumerate() {
             let format = format.map(|f| format!(",format={f}")).unwrap_or_default();
+            let snapshot = if *boot && self.boot_snapshot {
+                ",snapshot=on"
+            } else {
+                ""
+            };
             a.extend([
                 "-drive".into(),
-                format!("file={}{format},if=none,id=disk{i}", opt_path(path)),
+                format!("file={}{format}{snapshot},if=none,id=disk{i}", opt_path(path)),
             ]);
             let bootindex = if *boot { ",bootindex=0" } else { "" };
             a.extend(["-device".into(), format!("virtio-blk-pci,drive=disk{i}{bootindex}")]);
@@ -492,6 +501,16 @@ mod tests {
             -nographic
             ",
         );
+        // A shared image: copy-on-write; the other disks are written as they are.
+        c.boot_snapshot = true;
+        c.disks = vec![Disk {
+            path: "/st/data.img".into(),
+            format: Some(DiskFormat::Raw),
+            size_mib: None,
+        }];
+        let args: Vec<String> = c.args().iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        assert!(args.contains(&"file=/out/lk.qcow2,format=qcow2,snapshot=on,if=none,id=disk0".to_string()));
+        assert!(args.contains(&"file=/st/data.img,format=raw,if=none,id=disk1".to_string()));
 
         let boot = BootMedia::Squashfs {
             kernel: "/out/lk-kernel".into(),
