@@ -1,7 +1,8 @@
 //! `moby plugin` end to end, spoken to as InfraKit's Go client speaks (raw HTTP over its unix
 //! socket): three instances of `examples/linuxkit.yml` provisioned from one spec (one build),
 //! described with their tags, one labelled, one destroyed; the plugin restarted finds the two
-//! survivors running and re-attaches; destroyed, they leave no qemu behind.
+//! survivors running and re-attaches; destroyed, they leave no qemu behind. Two instances of a
+//! disk format share one image.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -193,5 +194,43 @@ fn three_instances_of_one_spec_one_build_survive_a_plugin_restart() {
     }
     let records = std::fs::read_dir(dir.path().join("state/instances")).unwrap().count();
     assert_eq!(records, 0, "every record removed");
+    plugin.stop();
+}
+
+/// A disk format: two instances of one spec boot the one qcow2 build side by side (each
+/// copy-on-write; qemu would refuse to open a shared image for writing twice), and the image is
+/// never written.
+#[test]
+fn instances_of_a_disk_format_share_one_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = PluginProcess::start(dir.path());
+    let spec = json!({"Spec": {
+        "Properties": {"Moby": "minimal.yml", "Memory": 512, "Format": "qcow2-bios"},
+        "Tags": {"infrakit.group": "disks"}
+    }});
+    let ids: Vec<String> = (0..2)
+        .map(|_| plugin.call("Instance.Provision", spec.clone())["ID"].as_str().unwrap().to_string())
+        .collect();
+    let all = wait_running(&plugin, &ids, dir.path());
+    let images: Vec<PathBuf> = std::fs::read_dir(dir.path().join("state/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+    let image = images[0].join("moby.qcow2");
+    let before = std::fs::read(&image).unwrap();
+    // Both still up a while later: neither lost the image to the other.
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(all.iter().all(|d| alive(pid(d))), "{}", log(dir.path()));
+    for id in &ids {
+        plugin.call("Instance.Destroy", json!({"Instance": id}));
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while all.iter().any(|d| alive(pid(d))) {
+        assert!(Instant::now() < deadline, "instances left after destroy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(std::fs::read(&image).unwrap() == before, "the shared image was written");
     plugin.stop();
 }
