@@ -3,7 +3,9 @@
 //! A [`Squashfs`] is a directory tree (directories, regular files, symlinks, device nodes, fifos,
 //! hard links) whose file contents are [`Content`]s: only the tree and its metadata are held in
 //! memory. [`Squashfs::write`] writes the image with positioned writes into a file, streaming each
-//! file's data block by block, and returns the [`Layout`].
+//! file's data block by block (blocks are compressed on one thread per available core, a few
+//! blocks in flight per thread, and written in their order, so the bytes do not depend on the
+//! number of threads), and returns the [`Layout`].
 //!
 //! What is written (what LinuxKit's `mksquashfs rootfs rootfs.img` writes with its defaults,
 //! except where said):
@@ -35,6 +37,7 @@ use std::io;
 use crate::content::Content;
 pub use crate::iso::{DeviceKind, Metadata};
 
+mod data;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -7,10 +7,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
-use super::{DeviceKind, Kind, Layout, Squashfs, SquashfsError, BLOCK_SIZE, COMPRESSION_LEVEL};
-use crate::content::Content;
+use super::data::{self, Compressor};
+use super::{DeviceKind, Kind, Layout, Squashfs, SquashfsError, BLOCK_SIZE};
 
 /// `hsqs`.
 const MAGIC: u32 = 0x7371_7368;
@@ -23,12 +21,10 @@ const METADATA_SIZE: usize = 8192;
 const GZIP: u16 = 1;
 /// Superblock flag: no extended attributes are stored.
 const NO_XATTRS: u16 = 0x0200;
-/// A data block's size word: the block is stored uncompressed.
-const UNCOMPRESSED_BLOCK: u32 = 1 << 24;
 /// A metadata block's header: the block is stored uncompressed.
 const UNCOMPRESSED_METADATA: u16 = 0x8000;
-/// A file without a fragment; an inode without extended attributes.
-const NONE: u32 = 0xffff_ffff;
+/// An inode without extended attributes.
+const NO_XATTR: u32 = 0xffff_ffff;
 /// A table that is not there.
 const NO_TABLE: u64 = u64::MAX;
 /// The image is padded to a multiple of this (mksquashfs's default).
@@ -67,16 +63,8 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
         .map_err(|_| SquashfsError::Limit(format!("{} distinct uids and gids (at most 65535)", ids.len())))?;
     let id_index = |id: u32| ids.binary_search(&id).unwrap_or(0) as u16;
 
+    let mut data = data::write(fs, &order, image, SUPERBLOCK_LEN)?;
     let mut comp = Compressor::new();
-    let mut data = DataWriter {
-        out: Out {
-            image,
-            pos: SUPERBLOCK_LEN,
-        },
-        block: Vec::with_capacity(BLOCK_SIZE as usize),
-        fragment: Vec::with_capacity(BLOCK_SIZE as usize),
-        fragments: Vec::new(),
-    };
     let mut inode_table = MetaWriter::default();
     let mut dir_table = MetaWriter::default();
     let mut refs = vec![0u64; fs.nodes.len()];
@@ -94,7 +82,9 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
         };
         match &node.kind {
             Kind::File(content) => {
-                let placed = data.file(content, &node.path, &mut comp)?;
+                let placed = data.files[id]
+                    .take()
+                    .ok_or_else(|| SquashfsError::Limit(format!("/{}: its data was not written", node.path)))?;
                 let size = content.len();
                 let basic = node.links == 1
                     && size <= u64::from(u32::MAX)
@@ -114,7 +104,7 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
                     put32(&mut inode, node.links);
                     put32(&mut inode, placed.fragment);
                     put32(&mut inode, placed.offset);
-                    put32(&mut inode, NONE);
+                    put32(&mut inode, NO_XATTR);
                 }
                 for word in &placed.blocks {
                     put32(&mut inode, *word);
@@ -157,7 +147,7 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
                     put32(&mut inode, parent);
                     put16(&mut inode, count);
                     put16(&mut inode, start_offset);
-                    put32(&mut inode, NONE);
+                    put32(&mut inode, NO_XATTR);
                     for (at, block, name) in index {
                         put32(&mut inode, at);
                         put32(&mut inode, block);
@@ -193,8 +183,8 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
         refs[id] = (u64::from(block) << 16) | u64::from(offset);
         inode_table.write(&inode, &mut comp);
     }
-    let fragments = data.finish(&mut comp)?;
-    let mut out = data.out;
+    let fragments = data.fragments;
+    let mut out = Out { image, pos: data.end };
 
     let inode_table_start = out.pos;
     let (bytes, _) = inode_table.finish(&mut comp);
@@ -372,32 +362,6 @@ fn basic_type(kind: &Kind) -> u16 {
     }
 }
 
-/// zlib at [`COMPRESSION_LEVEL`], one stream per block.
-struct Compressor {
-    zlib: Compress,
-    out: Vec<u8>,
-}
-
-impl Compressor {
-    fn new() -> Compressor {
-        Compressor {
-            zlib: Compress::new(Compression::new(COMPRESSION_LEVEL), true),
-            out: Vec::with_capacity(BLOCK_SIZE as usize),
-        }
-    }
-
-    /// `raw` compressed, or `None` when that is not smaller.
-    fn compress(&mut self, raw: &[u8]) -> Option<&[u8]> {
-        self.zlib.reset();
-        self.out.clear();
-        self.out.reserve(raw.len());
-        match self.zlib.compress_vec(raw, &mut self.out, FlushCompress::Finish) {
-            Ok(Status::StreamEnd) if self.out.len() < raw.len() => Some(&self.out),
-            _ => None,
-        }
-    }
-}
-
 /// Sequential positioned writes into the image.
 struct Out<'f> {
     image: &'f File,
@@ -411,24 +375,6 @@ impl Out<'_> {
             .map_err(io_error("writing the squashfs image"))?;
         self.pos += bytes.len() as u64;
         Ok(())
-    }
-
-    /// Writes a data or fragment block, compressed if that is smaller; returns its size word.
-    fn block(&mut self, raw: &[u8], comp: &mut Compressor) -> Result<u32, SquashfsError> {
-        match comp.compress(raw) {
-            Some(compressed) => {
-                let len = compressed.len() as u32;
-                self.image
-                    .write_all_at(compressed, self.pos)
-                    .map_err(io_error("writing the squashfs image"))?;
-                self.pos += u64::from(len);
-                Ok(len)
-            }
-            None => {
-                self.write(raw)?;
-                Ok(raw.len() as u32 | UNCOMPRESSED_BLOCK)
-            }
-        }
     }
 
     /// Writes a table of fixed-size entries (fragments, ids) as metadata blocks followed by the
@@ -446,116 +392,6 @@ impl Out<'_> {
         let index_start = self.pos;
         self.write(&index)?;
         Ok(index_start)
-    }
-}
-
-/// Where a file's data went.
-struct Placed {
-    /// Position of its first block (0 when it has none).
-    start: u64,
-    /// Size words of its blocks (0 for a block of zeros, not stored).
-    blocks: Vec<u32>,
-    /// Its fragment block, or [`NONE`].
-    fragment: u32,
-    /// Where in the fragment block its bytes start.
-    offset: u32,
-    /// Bytes in blocks of zeros.
-    sparse: u64,
-}
-
-/// Writes file data: whole blocks as they are read, files smaller than a block packed into
-/// fragment blocks.
-struct DataWriter<'f> {
-    out: Out<'f>,
-    block: Vec<u8>,
-    /// The fragment block being filled.
-    fragment: Vec<u8>,
-    /// Position and size word of each fragment block written.
-    fragments: Vec<(u64, u32)>,
-}
-
-impl DataWriter<'_> {
-    fn file(&mut self, content: &Content, path: &str, comp: &mut Compressor) -> Result<Placed, SquashfsError> {
-        let size = content.len();
-        let block_size = u64::from(BLOCK_SIZE);
-        let read_error = |source| SquashfsError::Io {
-            what: format!("reading /{path} ({size} bytes) for the squashfs image"),
-            source,
-        };
-        let mut placed = Placed {
-            start: 0,
-            blocks: Vec::new(),
-            fragment: NONE,
-            offset: 0,
-            sparse: 0,
-        };
-        if size == 0 {
-            return Ok(placed);
-        }
-        if size < block_size {
-            if self.fragment.len() as u64 + size > block_size {
-                self.flush_fragment(comp)?;
-            }
-            let offset = self.fragment.len();
-            self.fragment.resize(offset + size as usize, 0);
-            read_at(content, 0, &mut self.fragment[offset..]).map_err(read_error)?;
-            placed.fragment = u32::try_from(self.fragments.len())
-                .ok()
-                .filter(|n| *n < NONE)
-                .ok_or_else(|| SquashfsError::Limit("more than 2^32 - 1 fragment blocks".to_string()))?;
-            placed.offset = offset as u32;
-            return Ok(placed);
-        }
-        placed.start = self.out.pos;
-        placed.blocks.reserve(size.div_ceil(block_size) as usize);
-        let mut at = 0;
-        while at < size {
-            let len = (size - at).min(block_size) as usize;
-            self.block.resize(len, 0);
-            read_at(content, at, &mut self.block).map_err(read_error)?;
-            if self.block.iter().all(|&b| b == 0) {
-                placed.blocks.push(0);
-                placed.sparse += len as u64;
-            } else {
-                placed.blocks.push(self.out.block(&self.block, comp)?);
-            }
-            at += len as u64;
-        }
-        Ok(placed)
-    }
-
-    fn flush_fragment(&mut self, comp: &mut Compressor) -> Result<(), SquashfsError> {
-        if !self.fragment.is_empty() {
-            let start = self.out.pos;
-            let size = self.out.block(&self.fragment, comp)?;
-            self.fragments.push((start, size));
-            self.fragment.clear();
-        }
-        Ok(())
-    }
-
-    /// Writes the last fragment block; returns all of them.
-    fn finish(&mut self, comp: &mut Compressor) -> Result<Vec<(u64, u32)>, SquashfsError> {
-        self.flush_fragment(comp)?;
-        Ok(std::mem::take(&mut self.fragments))
-    }
-}
-
-/// Fills `buf` with the content's bytes from `at`.
-fn read_at(content: &Content, at: u64, buf: &mut [u8]) -> io::Result<()> {
-    match *content {
-        Content::Bytes(bytes) => {
-            let range = usize::try_from(at).ok().and_then(|at| bytes.get(at..at + buf.len()));
-            buf.copy_from_slice(range.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?);
-            Ok(())
-        }
-        Content::File { file, offset, .. } => file.read_exact_at(buf, offset + at).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(e.kind(), "the staged file ended before the content did")
-            } else {
-                e
-            }
-        }),
     }
 }
 
@@ -590,15 +426,12 @@ impl MetaWriter {
     fn emit(&mut self, from: usize, len: usize, comp: &mut Compressor) {
         self.blocks.push(self.out.len() as u64);
         let raw = &self.pending[from..from + len];
-        match comp.compress(raw) {
-            Some(compressed) => {
-                put16(&mut self.out, compressed.len() as u16);
-                self.out.extend_from_slice(compressed);
-            }
-            None => {
-                put16(&mut self.out, len as u16 | UNCOMPRESSED_METADATA);
-                self.out.extend_from_slice(raw);
-            }
+        if comp.compress(raw) {
+            put16(&mut self.out, comp.out.len() as u16);
+            self.out.extend_from_slice(&comp.out);
+        } else {
+            put16(&mut self.out, len as u16 | UNCOMPRESSED_METADATA);
+            self.out.extend_from_slice(raw);
         }
     }
 
