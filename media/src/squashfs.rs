@@ -262,7 +262,8 @@ impl<'a> Squashfs<'a> {
 
     /// Writes the image into `image` (truncated first) and says what it wrote.
     pub fn write(&self, image: &File) -> Result<Layout, SquashfsError> {
-        write::write(self, image)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        write::write(self, image, threads)
     }
 
     fn add(&mut self, path: &str, kind: Kind<'a>, meta: Metadata) -> Result<(), SquashfsError> {

@@ -45,9 +45,16 @@ pub(super) struct Data {
     pub(super) end: u64,
 }
 
-/// Writes the data of the regular files among `order` (each once) from `start`.
-pub(super) fn write(fs: &Squashfs, order: &[usize], image: &File, start: u64) -> Result<Data, SquashfsError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// Writes the data of the regular files among `order` (each once) from `start`, compressing on
+/// `threads` threads.
+pub(super) fn write(
+    fs: &Squashfs,
+    order: &[usize],
+    image: &File,
+    start: u64,
+    threads: usize,
+) -> Result<Data, SquashfsError> {
+    let threads = threads.max(1);
     let (free_tx, free_rx) = channel();
     for _ in 0..threads * BUFFERS_PER_THREAD {
         let _ = free_tx.send(Vec::with_capacity(BLOCK_SIZE as usize));

@@ -592,6 +592,32 @@ fn a_large_directory_is_indexed_for_lookup() {
     assert_eq!(std::fs::read_dir(out.join("big")).unwrap().count(), count);
 }
 
+/// The bytes do not depend on how many threads compress (blocks finish out of order).
+#[test]
+fn the_image_does_not_depend_on_the_number_of_threads() {
+    let data: Vec<Vec<u8>> = (0..12)
+        .map(|i| match i % 3 {
+            0 => random(3 * BS + i * 1000, i as u64),
+            1 => text(2 * BS + i * 777),
+            _ => random(i * 5000 + 1, i as u64),
+        })
+        .collect();
+    let mut fs = Squashfs::new(T);
+    for (i, bytes) in data.iter().enumerate() {
+        fs.file(&format!("d{}/f{i}", i % 4), Content::Bytes(bytes), meta(0o644, 0, 0, T))
+            .unwrap();
+    }
+    let images: Vec<Vec<u8>> = [1, 2, 5]
+        .into_iter()
+        .map(|threads| {
+            let image = tempfile::tempfile().unwrap();
+            write::write(&fs, &image, threads).unwrap();
+            read_all(&image)
+        })
+        .collect();
+    assert!(images[0] == images[1] && images[0] == images[2]);
+}
+
 #[test]
 fn an_empty_tree_is_a_valid_image() {
     let fs = Squashfs::new(0);

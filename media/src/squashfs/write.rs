@@ -42,7 +42,7 @@ const FIFO: u16 = 6;
 const EXT_DIR: u16 = 8;
 const EXT_FILE: u16 = 9;
 
-pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError> {
+pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layout, SquashfsError> {
     image.set_len(0).map_err(io_error("truncating the squashfs image"))?;
     let order = post_order(fs);
     let inodes = u32::try_from(order.len())
@@ -63,7 +63,7 @@ pub(super) fn write(fs: &Squashfs, image: &File) -> Result<Layout, SquashfsError
         .map_err(|_| SquashfsError::Limit(format!("{} distinct uids and gids (at most 65535)", ids.len())))?;
     let id_index = |id: u32| ids.binary_search(&id).unwrap_or(0) as u16;
 
-    let mut data = data::write(fs, &order, image, SUPERBLOCK_LEN)?;
+    let mut data = data::write(fs, &order, image, SUPERBLOCK_LEN, threads)?;
     let mut comp = Compressor::new();
     let mut inode_table = MetaWriter::default();
     let mut dir_table = MetaWriter::default();
