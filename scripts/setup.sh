@@ -2,8 +2,9 @@
 # Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
 set -euo pipefail
 # dosfstools, mtools, fdisk, gdisk, xorriso, binutils (objdump): tests check our FAT, partition
-# tables, ISOs and unified kernel images with them.
-packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils)
+# tables, ISOs and unified kernel images with them; squashfs-tools (unsquashfs) reads back our
+# squashfs images in the media tests.
+packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils squashfs-tools)
 missing_packages() {
   local p
   for p in "${packages[@]}"; do

@@ -20,6 +20,7 @@
 //! | [`vhd`] | fixed and dynamic VHD images from a raw image |
 //! | [`vmdk`] | a streamOptimized VMDK from a raw image |
 //! | [`sparse_tar`] | a GNU sparse tar holding a raw image (GCE's `disk.raw`) |
+//! | [`squashfs`] | a squashfs 4.0 root filesystem (zlib, fragments, hard links, devices) |
 
 pub mod content;
 pub mod extents;
@@ -28,6 +29,7 @@ pub mod iso;
 pub mod partition;
 pub mod qcow2;
 pub mod sparse_tar;
+pub mod squashfs;
 pub mod syslinux;
 pub mod uki;
 pub mod vhd;
