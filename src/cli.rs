@@ -50,7 +50,7 @@ pub enum Command {
 pub struct BuildArgs {
     /// Output format(s), repeat or comma-separate: tar, kernel+initrd, tar-kernel-initrd, docker,
     /// iso-bios, iso-efi, iso-efi-initrd, raw-bios, raw-efi, aws, gcp, qcow2-bios, qcow2-efi, vhd,
-    /// dynamic-vhd, vmdk (docs/formats.md).
+    /// dynamic-vhd, vmdk, kernel+iso, kernel+squashfs (docs/formats.md).
     #[arg(short, long = "format", value_delimiter = ',')]
     pub format: Vec<String>,
     /// Base name of the output files (default: the last YAML file's name without extension).

@@ -13,7 +13,7 @@ use crate::support::vm::Vm;
 
 /// The ISO and disk formats with the file each writes for the name `img`. `dynamic-vhd` and
 /// `vhd` both write `img.vhd`: dynamic-vhd is built under another name.
-const FORMATS: [(&str, &str); 13] = [
+const FORMATS: [(&str, &str); 16] = [
     ("iso-bios", "img.iso"),
     ("iso-efi", "img-efi.iso"),
     ("iso-efi-initrd", "img-efi-initrd.iso"),
@@ -27,17 +27,30 @@ const FORMATS: [(&str, &str); 13] = [
     ("vmdk", "img.vmdk"),
     ("kernel+initrd", "img-initrd.img"),
     ("dynamic-vhd", "dyn.vhd"),
+    ("kernel+iso", "riso.iso"),
+    ("kernel+iso", "riso-boot-initrd.img"),
+    ("kernel+squashfs", "rsq-squashfs.img"),
 ];
 
-/// `moby build` of examples/minimal.yml in every format into `dir` (dynamic-vhd as `dyn`).
+/// The builds after the first (the formats of another name: their files would clash).
+const OTHER_NAMES: [(&str, &str); 3] = [
+    ("dyn", "dynamic-vhd"),
+    ("riso", "kernel+iso"),
+    ("rsq", "kernel+squashfs"),
+];
+
+/// `moby build` of examples/minimal.yml in every format into `dir` (those of [`OTHER_NAMES`]
+/// under their own names).
 fn build_all(dir: &Path) {
     let formats: Vec<&str> = FORMATS
         .iter()
         .map(|(format, _)| *format)
-        .filter(|format| *format != "dynamic-vhd")
+        .filter(|format| OTHER_NAMES.iter().all(|(_, other)| other != format))
         .collect();
     let spec = repo().join("examples/minimal.yml");
-    for (name, formats) in [("img", formats.join(",")), ("dyn", "dynamic-vhd".to_string())] {
+    let builds =
+        std::iter::once(("img", formats.join(","))).chain(OTHER_NAMES.map(|(name, format)| (name, format.to_string())));
+    for (name, formats) in builds {
         let out = Command::new(moby_bin())
             .current_dir(repo())
             .env("MOBY_CACHE", package_cache())
@@ -101,6 +114,30 @@ boot_tests! {
     vhd_boots_on_seabios: "img.vhd",
     dynamic_vhd_boots_on_seabios: "dyn.vhd",
     vmdk_boots_on_seabios: "img.vmdk",
+}
+
+/// `kernel+iso` and `kernel+squashfs`: `moby run PREFIX` boots the kernel with the first-stage
+/// initrd, which mounts the root disk under an overlay.
+fn boots_from_a_root_disk(prefix: &str, device: &str, fs: &str) {
+    let mut vm = Vm::boot_named(&outputs().join(prefix), prefix, &[]);
+    vm.wait("Welcome to moby");
+    let mounts = vm.shell("cat /proc/mounts").join("\n");
+    assert!(mounts.lines().any(|l| l.starts_with("overlay / overlay")), "{mounts}");
+    assert!(
+        mounts.lines().any(|l| l.starts_with(device) && l.contains(fs)),
+        "{mounts}"
+    );
+    vm.stop();
+}
+
+#[test]
+fn kernel_iso_boots_from_its_cd() {
+    boots_from_a_root_disk("riso", "/dev/sr0", "iso9660");
+}
+
+#[test]
+fn kernel_squashfs_boots_from_its_disk() {
+    boots_from_a_root_disk("rsq", "/dev/vda", "squashfs");
 }
 
 #[test]

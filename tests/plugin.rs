@@ -209,7 +209,12 @@ fn instances_of_a_disk_format_share_one_image() {
         "Tags": {"infrakit.group": "disks"}
     }});
     let ids: Vec<String> = (0..2)
-        .map(|_| plugin.call("Instance.Provision", spec.clone())["ID"].as_str().unwrap().to_string())
+        .map(|_| {
+            plugin.call("Instance.Provision", spec.clone())["ID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let all = wait_running(&plugin, &ids, dir.path());
     let images: Vec<PathBuf> = std::fs::read_dir(dir.path().join("state/images"))

@@ -145,23 +145,33 @@ impl Outputs {
         match &self.place {
             Place::Stream(OutputFile::Stdout) => Vec::new(),
             Place::Stream(OutputFile::Path(path)) => vec![path.clone()],
-            Place::Dir { dir, name } => self
-                .formats
-                .iter()
-                .flat_map(|format| format.default_files(dir, name))
-                .filter(|path| path.exists())
-                .collect(),
+            Place::Dir { dir, name } => {
+                let mut seen = std::collections::HashSet::new();
+                self.formats
+                    .iter()
+                    .flat_map(|format| format.default_files(dir, name))
+                    // NAME-kernel and NAME-cmdline are written by several formats.
+                    .filter(|path| path.exists() && seen.insert(path.clone()))
+                    .collect()
+            }
         }
     }
 }
 
 /// Refuses formats that would write the same file (`vhd` and `dynamic-vhd` are both
-/// `NAME.vhd`).
+/// `NAME.vhd`), but for those that write the same bytes: `NAME-kernel`, `NAME-cmdline` and the
+/// first-stage initrd.
 fn check_distinct_files(formats: &[Format], dir: &std::path::Path, name: &str) -> Result<(), OutputError> {
+    let shared =
+        ["-kernel", "-cmdline", super::kernel_rootfs::BOOT_INITRD_SUFFIX].map(|s| dir.join(format!("{name}{s}")));
     for (i, first) in formats.iter().enumerate() {
         for second in &formats[i + 1..] {
             let theirs = second.default_files(dir, name);
-            if let Some(file) = first.default_files(dir, name).into_iter().find(|f| theirs.contains(f)) {
+            let mut same = first
+                .default_files(dir, name)
+                .into_iter()
+                .filter(|f| theirs.contains(f));
+            if let Some(file) = same.find(|f| !shared.contains(f)) {
                 return Err(OutputError::SameFile {
                     first: *first,
                     second: *second,
@@ -295,9 +305,12 @@ mod tests {
                 dir.path().join("img.vhd").display()
             )
         );
+        let err = Outputs::in_dir(dir.path(), "img", &[Format::IsoBios, Format::KernelIso]).unwrap_err();
+        assert!(err.to_string().contains("img.iso"), "{err}");
+        // kernel+initrd, kernel+iso and kernel+squashfs share NAME-kernel and NAME-cmdline.
         let every: Vec<Format> = Format::SUPPORTED
             .into_iter()
-            .filter(|f| *f != Format::DynamicVhd)
+            .filter(|f| *f != Format::DynamicVhd && *f != Format::KernelIso)
             .collect();
         Outputs::in_dir(dir.path(), "img", &every).unwrap();
     }

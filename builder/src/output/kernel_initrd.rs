@@ -222,7 +222,7 @@ impl BootSplitter {
 }
 
 /// Creates the staged file on first use, or empties it for a replacing entry.
-fn reset(slot: &mut Option<StagedFile>, path: &Path) -> io::Result<()> {
+pub(crate) fn reset(slot: &mut Option<StagedFile>, path: &Path) -> io::Result<()> {
     match slot {
         Some(file) => file.clear(),
         None => {
@@ -232,7 +232,8 @@ fn reset(slot: &mut Option<StagedFile>, path: &Path) -> io::Result<()> {
     }
 }
 
-fn write_to(slot: &mut Option<StagedFile>, data: &[u8]) -> io::Result<()> {
+/// Appends to the staged file of the current entry.
+pub(crate) fn write_to(slot: &mut Option<StagedFile>, data: &[u8]) -> io::Result<()> {
     match slot {
         Some(file) => file.write_all(data),
         None => Err(OutputError::Broken.into()),

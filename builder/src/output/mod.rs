@@ -22,6 +22,7 @@ mod efi;
 mod initrd;
 mod iso_medium;
 mod kernel_initrd;
+mod kernel_rootfs;
 mod medium;
 mod pgzip;
 mod staged;
@@ -228,6 +229,12 @@ pub enum OutputError {
         /// The format.
         format: Format,
     },
+    /// A format whose root is a disk, for an image without our init to mount it.
+    #[error("format {format} starts the root filesystem with the image's /init (moby's init, which mounts it), but the image has none: add moby's init to the spec's init section")]
+    NoInit {
+        /// The format.
+        format: Format,
+    },
     /// The kernel cannot be started by the format's bootloader.
     #[error(
         "format {format} cannot boot the image's kernel (boot/kernel of the spec's kernel image): it is {problem}"
@@ -352,11 +359,16 @@ pub enum Format {
     DynamicVhd,
     /// `vmdk`: a BIOS disk image as a streamOptimized VMDK (VMware).
     Vmdk,
+    /// `kernel+iso`: kernel, cmdline, the root filesystem as an ISO, and a first-stage initrd.
+    KernelIso,
+    /// `kernel+squashfs`: kernel, cmdline, the root filesystem as squashfs, and a first-stage
+    /// initrd.
+    KernelSquashfs,
 }
 
 impl Format {
     /// Every format we can write.
-    pub const SUPPORTED: [Format; 16] = [
+    pub const SUPPORTED: [Format; 18] = [
         Format::Tar,
         Format::KernelInitrd,
         Format::TarKernelInitrd,
@@ -373,6 +385,8 @@ impl Format {
         Format::Vhd,
         Format::DynamicVhd,
         Format::Vmdk,
+        Format::KernelIso,
+        Format::KernelSquashfs,
     ];
 
     /// LinuxKit's name for the format.
@@ -394,6 +408,8 @@ impl Format {
             Format::Vhd => "vhd",
             Format::DynamicVhd => "dynamic-vhd",
             Format::Vmdk => "vmdk",
+            Format::KernelIso => "kernel+iso",
+            Format::KernelSquashfs => "kernel+squashfs",
         }
     }
 
@@ -412,7 +428,12 @@ impl Format {
             }))
         };
         match self {
-            Format::Tar | Format::KernelInitrd | Format::TarKernelInitrd | Format::Docker => None,
+            Format::Tar
+            | Format::KernelInitrd
+            | Format::TarKernelInitrd
+            | Format::Docker
+            | Format::KernelIso
+            | Format::KernelSquashfs => None,
             Format::IsoBios => Some(Medium::Iso(Firmware::Bios)),
             Format::IsoEfi | Format::IsoEfiInitrd => Some(Medium::Iso(Firmware::Efi)),
             Format::RawBios => disk(Firmware::Bios, Container::Raw, DiskSize::Fit),
@@ -449,6 +470,17 @@ impl Format {
             Format::Qcow2Efi => file("-efi.qcow2"),
             Format::Vhd | Format::DynamicVhd => file(".vhd"),
             Format::Vmdk => file(".vmdk"),
+            Format::KernelIso | Format::KernelSquashfs => {
+                let root = if self == Format::KernelIso {
+                    ".iso"
+                } else {
+                    "-squashfs.img"
+                };
+                ["-kernel", "-cmdline", root, kernel_rootfs::BOOT_INITRD_SUFFIX]
+                    .iter()
+                    .map(|suffix| dir.join(format!("{name}{suffix}")))
+                    .collect()
+            }
         }
     }
 
@@ -457,7 +489,7 @@ impl Format {
     /// boot (`tar`, `docker`, `tar-kernel-initrd`).
     pub fn boot_path(self, dir: &Path, name: &str) -> Option<PathBuf> {
         match self {
-            Format::KernelInitrd => Some(dir.join(name)),
+            Format::KernelInitrd | Format::KernelIso | Format::KernelSquashfs => Some(dir.join(name)),
             _ if self.medium().is_some() => self.default_files(dir, name).into_iter().next(),
             _ => None,
         }
@@ -475,7 +507,7 @@ impl fmt::Display for Format {
 }
 
 /// LinuxKit formats we do not write yet.
-const NOT_YET_SUPPORTED: [&str; 4] = ["kernel+squashfs", "kernel+erofs", "kernel+iso", "rpi3"];
+const NOT_YET_SUPPORTED: [&str; 2] = ["kernel+erofs", "rpi3"];
 
 impl FromStr for Format {
     type Err = crate::Error;
@@ -552,6 +584,9 @@ fn sink_for(
             let path = dir.join(format!("{name}-initrd.tar"));
             let tar = TarOutput::new(StagedFile::create_for(&path)?);
             Box::new(TarKernelInitrd::new(dir, name, gzip, tar)?)
+        }
+        Format::KernelIso | Format::KernelSquashfs => {
+            Box::new(kernel_rootfs::KernelRootfs::new(format, dir, name, gzip)?)
         }
         _ => return Err(OutputError::Broken),
     };
@@ -631,9 +666,9 @@ mod tests {
             err.to_string(),
             "output format rpi3 is not supported yet; supported formats: tar, kernel+initrd, \
              tar-kernel-initrd, docker, iso-bios, iso-efi, iso-efi-initrd, raw-bios, raw-efi, aws, gcp, \
-             qcow2-bios, qcow2-efi, vhd, dynamic-vhd, vmdk"
+             qcow2-bios, qcow2-efi, vhd, dynamic-vhd, vmdk, kernel+iso, kernel+squashfs"
         );
-        let err = "kernel+squashfs".parse::<Format>().unwrap_err();
+        let err = "kernel+erofs".parse::<Format>().unwrap_err();
         assert!(err.to_string().contains("is not supported yet"), "{err}");
         let err = "zip".parse::<Format>().unwrap_err();
         assert!(err

@@ -84,6 +84,7 @@ pub(crate) fn image_entries(cmdline: Option<&str>) -> Vec<(Header, Vec<u8>)> {
         file("boot/kernel", 0o644, b"KERNEL-BYTES"),
     ];
     entries.extend(cmdline.map(|cmdline| file("boot/cmdline", 0o644, cmdline.as_bytes())));
+    entries.push(file("init", 0o755, b"#!/bin/init"));
     entries.push(file("etc/motd", 0o644, b"welcome"));
     entries
 }

@@ -261,7 +261,9 @@ fn boot_firmware(boot: &BootMedia, firmware: Option<&Path>) -> Result<Option<Pat
             }
             Ok(Some(firmware.to_path_buf()))
         }
-        BootMedia::Disk { path, .. } => Err(HyperkitError::Unbootable(path.clone())),
+        BootMedia::Disk { path, .. } | BootMedia::KernelIso { iso: path, .. } => {
+            Err(HyperkitError::Unbootable(path.clone()))
+        }
     }
 }
 
@@ -411,8 +413,8 @@ impl HyperkitConfig {
     fn kernel(&self) -> Option<(&Path, Option<&Path>)> {
         match &self.boot {
             BootMedia::Kernel { kernel, initrd, .. } => Some((kernel, initrd.as_deref())),
-            BootMedia::Squashfs { kernel, .. } => Some((kernel, None)),
-            BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
+            BootMedia::Squashfs { kernel, initrd, .. } => Some((kernel, initrd.as_deref())),
+            BootMedia::Iso(_) | BootMedia::Disk { .. } | BootMedia::KernelIso { .. } => None,
         }
     }
 
@@ -422,7 +424,7 @@ impl HyperkitConfig {
         match &self.boot {
             BootMedia::Kernel { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline}")),
             BootMedia::Squashfs { cmdline, .. } => Some(format!("earlyprintk=serial {cmdline} root=/dev/vda")),
-            BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
+            BootMedia::Iso(_) | BootMedia::Disk { .. } | BootMedia::KernelIso { .. } => None,
         }
     }
 

@@ -118,6 +118,7 @@ fn squashfs_root_is_the_first_virtio_disk() {
         "hyperkit".into(),
         "/st".into(),
         BootMedia::Squashfs {
+            initrd: None,
             kernel: "/i/lk-kernel".into(),
             squashfs: "/i/lk-squashfs.img".into(),
             cmdline: "console=ttyS0".into(),

@@ -1,8 +1,9 @@
 //! What to boot, detected from the path the user gave as LinuxKit's `run qemu` does.
 //!
 //! `P` (a path prefix) boots `P-kernel` with `P-initrd.img` and `P-cmdline`, or `P-kernel` with
-//! `P-squashfs.img` as its root disk when that exists; a path ending in `.iso` boots that ISO; any
-//! other existing file is a disk image. As a convenience, a prefix with no `P-kernel` also tries
+//! `P-squashfs.img` as its root disk when that exists, or `P-kernel` with `P.iso` as its root CD
+//! when `P-boot-initrd.img` and no `P-initrd.img` exist (moby's `kernel+iso`); a path ending in
+//! `.iso` boots that ISO; any other existing file is a disk image. As a convenience, a prefix with no `P-kernel` also tries
 //! `P.iso` and `P.qcow2`/`P.raw`/`P.img`/`P.vhd`/`P.vmdk`.
 
 use std::path::{Path, PathBuf};
@@ -39,8 +40,22 @@ pub enum BootMedia {
     Squashfs {
         /// `P-kernel`.
         kernel: PathBuf,
+        /// `P-boot-initrd.img`, moby's first-stage initrd that mounts the root, if present.
+        initrd: Option<PathBuf>,
         /// `P-squashfs.img`.
         squashfs: PathBuf,
+        /// Contents of `P-cmdline` (trimmed).
+        cmdline: String,
+    },
+    /// Kernel with an ISO root (moby's `kernel+iso`: the CD attached with virtio-scsi,
+    /// `root=/dev/sr0`, and the first-stage initrd that mounts it).
+    KernelIso {
+        /// `P-kernel`.
+        kernel: PathBuf,
+        /// `P-boot-initrd.img`.
+        initrd: PathBuf,
+        /// `P.iso`.
+        iso: PathBuf,
         /// Contents of `P-cmdline` (trimmed).
         cmdline: String,
     },
@@ -75,7 +90,7 @@ impl Detected {
     pub fn needs_uefi(&self) -> bool {
         let path = match &self.media {
             BootMedia::Iso(path) | BootMedia::Disk { path, .. } => path,
-            BootMedia::Kernel { .. } | BootMedia::Squashfs { .. } => return false,
+            BootMedia::Kernel { .. } | BootMedia::Squashfs { .. } | BootMedia::KernelIso { .. } => return false,
         };
         let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
             return false;
@@ -150,10 +165,14 @@ fn squashfs_boot(prefix: &Path) -> Result<BootMedia, BootError> {
     let squashfs = require(with_suffix(prefix, "-squashfs.img"), "a kernel+squashfs")?;
     Ok(BootMedia::Squashfs {
         kernel,
+        initrd: Some(with_suffix(prefix, BOOT_INITRD)).filter(|p| p.is_file()),
         squashfs,
         cmdline: read_cmdline(prefix)?,
     })
 }
+
+/// moby's first-stage initrd of `kernel+squashfs` and `kernel+iso`.
+const BOOT_INITRD: &str = "-boot-initrd.img";
 
 /// Detects what `path` boots (see the module doc). `kind` forces a kind; `format` is the disk
 /// format when the path is a disk image (else its extension decides).
@@ -202,8 +221,17 @@ pub fn detect(path: &Path, kind: BootKind, format: Option<DiskFormat>) -> Result
         });
     }
     if with_suffix(path, "-kernel").is_file() {
+        let iso = with_suffix(path, ".iso");
+        let boot_initrd = with_suffix(path, BOOT_INITRD);
         let media = if with_suffix(path, "-squashfs.img").is_file() {
             squashfs_boot(path)?
+        } else if iso.is_file() && boot_initrd.is_file() && !with_suffix(path, "-initrd.img").is_file() {
+            BootMedia::KernelIso {
+                kernel: with_suffix(path, "-kernel"),
+                initrd: boot_initrd,
+                iso,
+                cmdline: read_cmdline(path)?,
+            }
         } else {
             kernel_boot(path)?
         };
@@ -242,6 +270,41 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    #[test]
+    fn kernel_with_a_root_disk_and_its_first_stage_initrd() {
+        let d = tempfile::tempdir().unwrap();
+        let k = touch(d.path(), "lk-kernel", "k");
+        let iso = touch(d.path(), "lk.iso", "iso");
+        touch(d.path(), "lk-cmdline", "console=ttyS0");
+        // An ISO beside a kernel is not its root without the first-stage initrd.
+        assert!(matches!(
+            detect(&d.path().join("lk"), BootKind::Detect, None).unwrap().media,
+            BootMedia::Kernel { initrd: None, .. }
+        ));
+        let boot = touch(d.path(), "lk-boot-initrd.img", "b");
+        let got = detect(&d.path().join("lk"), BootKind::Detect, None).unwrap();
+        assert_eq!(
+            got.media,
+            BootMedia::KernelIso {
+                kernel: k.clone(),
+                initrd: boot.clone(),
+                iso,
+                cmdline: "console=ttyS0".into()
+            }
+        );
+        let squashfs = touch(d.path(), "lk-squashfs.img", "s");
+        let got = detect(&d.path().join("lk"), BootKind::Detect, None).unwrap();
+        assert_eq!(
+            got.media,
+            BootMedia::Squashfs {
+                kernel: k,
+                initrd: Some(boot),
+                squashfs,
+                cmdline: "console=ttyS0".into()
+            }
+        );
     }
 
     #[test]

@@ -107,7 +107,9 @@ impl Qemu {
             .ok()
             .or_else(|| std::env::var(LINUXKIT_ACCEL_ENV).ok());
         let kernel = match media {
-            BootMedia::Kernel { kernel, .. } | BootMedia::Squashfs { kernel, .. } => Some(kernel.clone()),
+            BootMedia::Kernel { kernel, .. }
+            | BootMedia::Squashfs { kernel, .. }
+            | BootMedia::KernelIso { kernel, .. } => Some(kernel.clone()),
             BootMedia::Iso(_) | BootMedia::Disk { .. } => None,
         };
         let probe = ProbeConfig {

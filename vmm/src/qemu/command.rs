@@ -75,6 +75,20 @@ pub struct QemuConfig {
     pub devices: Vec<String>,
 }
 
+/// `-kernel`, `-initrd` and `-append` with `root` after the command line.
+fn kernel_args(a: &mut Vec<String>, kernel: &Path, initrd: Option<&Path>, cmdline: &str, root: &str) {
+    a.extend(["-kernel".into(), kernel.to_string_lossy().into_owned()]);
+    if let Some(initrd) = initrd {
+        a.extend(["-initrd".into(), initrd.to_string_lossy().into_owned()]);
+    }
+    let cmdline = if cmdline.is_empty() {
+        root.to_string()
+    } else {
+        format!("{cmdline} {root}")
+    };
+    a.extend(["-append".into(), cmdline]);
+}
+
 /// Escapes a path for qemu's `key=value,...` option syntax (a comma is written twice).
 fn opt_path(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
@@ -176,17 +190,21 @@ impl QemuConfig {
             }
             BootMedia::Squashfs {
                 kernel,
+                initrd,
                 squashfs,
                 cmdline,
             } => {
-                a.extend(["-kernel".into(), kernel.to_string_lossy().into_owned()]);
-                let cmdline = if cmdline.is_empty() {
-                    "root=/dev/vda".into()
-                } else {
-                    format!("{cmdline} root=/dev/vda")
-                };
-                a.extend(["-append".into(), cmdline]);
+                kernel_args(&mut a, kernel, initrd.as_deref(), cmdline, "root=/dev/vda");
                 disks.push((squashfs, Some("raw"), false));
+            }
+            BootMedia::KernelIso {
+                kernel,
+                initrd,
+                iso,
+                cmdline,
+            } => {
+                kernel_args(&mut a, kernel, Some(initrd), cmdline, "root=/dev/sr0");
+                cds.push((iso, false));
             }
             BootMedia::Iso(iso) => cds.push((iso, true)),
             BootMedia::Disk { path, format } => disks.push((path, format.map(|f| f.qemu_name()), true)),
@@ -463,6 +481,24 @@ mod tests {
     }
 
     #[test]
+    fn kernel_with_an_iso_root() {
+        let boot = BootMedia::KernelIso {
+            kernel: "/o/lk-kernel".into(),
+            initrd: "/o/lk-boot-initrd.img".into(),
+            iso: "/o/lk.iso".into(),
+            cmdline: "console=ttyS0".into(),
+        };
+        let c = QemuConfig::new("q".into(), Arch::X86_64, Accel::Tcg, boot);
+        let args: Vec<String> = c.args().iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        let at = |flag: &str| args[args.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!(at("-kernel"), "/o/lk-kernel");
+        assert_eq!(at("-initrd"), "/o/lk-boot-initrd.img");
+        assert_eq!(at("-append"), "console=ttyS0 root=/dev/sr0");
+        assert!(args.contains(&"file=/o/lk.iso,format=raw,if=none,id=cd0,media=cdrom,readonly=on".to_string()));
+        assert!(args.contains(&"scsi-cd,bus=scsi0.0,drive=cd0".to_string()), "{args:?}");
+    }
+
+    #[test]
     fn disk_and_squashfs_boots_tap_bridge_stdio() {
         let boot = BootMedia::Disk {
             path: "/out/lk.qcow2".into(),
@@ -514,6 +550,7 @@ mod tests {
 
         let boot = BootMedia::Squashfs {
             kernel: "/out/lk-kernel".into(),
+            initrd: None,
             squashfs: "/out/lk-squashfs.img".into(),
             cmdline: "console=ttyS0".into(),
         };
