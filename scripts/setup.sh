@@ -3,7 +3,9 @@
 set -euo pipefail
 # dosfstools, mtools, fdisk, gdisk, xorriso, binutils (objdump): tests check our FAT, partition
 # tables, ISOs and unified kernel images with them.
-packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils)
+# squashfs-tools (mksquashfs), e2fsprogs (mkfs.ext4): tests/rootfs.rs boots a squashfs root, and
+# pkg/init's unit tests recognise squashfs, ISO and ext4 images made by the real tools.
+packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils squashfs-tools e2fsprogs)
 missing_packages() {
   local p
   for p in "${packages[@]}"; do
