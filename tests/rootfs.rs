@@ -5,7 +5,8 @@
 //! (`xorriso -as mkisofs -R`, a virtio-scsi CD, `root=/dev/sr0`). qemu (TCG) is run directly: `moby
 //! run` passes no initrd with a squashfs. Checked on the serial console: init finds and mounts the
 //! device, the system comes up (banner, getty's root shell), `/` is an overlay that can be written,
-//! the machine powers off cleanly; a root device that never appears is reported and powers off.
+//! the machine powers off cleanly; a root device that never appears, or holds another filesystem
+//! than `rootfstype=` says, is reported and the machine powers off.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -315,23 +316,31 @@ fn iso_root_on_a_virtio_scsi_cd() {
     boot_from_disk("root=/dev/sr0", &[Disk::ScsiCd(&images.iso)], "/dev/sr0", "iso9660");
 }
 
-/// A root device that never appears: the console says which, what is there, and what to do, and
-/// the machine powers off (a stage-1 initrd has nothing else to run).
-#[test]
-fn a_missing_root_device_is_reported_and_powers_off() {
-    let images = images();
-    let guest = Guest::boot(
-        images,
-        "root=LABEL=no-such-label rootwait=2",
-        &[Disk::Virtio(&images.squashfs)],
-    );
+/// Boots with `root_args` a root that cannot be used; returns the console's error line (and the
+/// whole console) once the machine has powered off.
+fn boot_and_fail(root_args: &str, disks: &[Disk]) -> (String, String) {
+    let guest = Guest::boot(images(), root_args, disks);
     let (status, console) = guest.wait_exit();
     assert!(status.success(), "qemu: {status}");
     let text = console.join("\n");
     let failure = console
         .iter()
         .find(|l| l.starts_with("init: cannot boot from the root device: "))
-        .unwrap_or_else(|| panic!("no root device error:\n{text}"));
+        .unwrap_or_else(|| panic!("no root device error:\n{text}"))
+        .clone();
+    eprintln!("{failure}");
+    // A stage-1 initrd has nothing else to run: it powers off instead of carrying on.
+    assert!(text.contains("init: powering off: "), "{text}");
+    assert!(!text.contains(BANNER), "{text}");
+    (failure, text)
+}
+
+/// A root device that never appears, and one that holds another filesystem than `rootfstype=`
+/// says: the console says what failed, what is there and what to do, and the machine powers off.
+#[test]
+fn an_unusable_root_is_reported_and_powers_off() {
+    let images = images();
+    let (failure, _) = boot_and_fail("root=LABEL=no-such-label rootwait=2", &[Disk::Virtio(&images.squashfs)]);
     for needed in [
         "the root device LABEL=no-such-label did not appear within 2 s",
         "Block devices present: vda (squashfs)",
@@ -340,6 +349,13 @@ fn a_missing_root_device_is_reported_and_powers_off() {
     ] {
         assert!(failure.contains(needed), "{needed:?} missing from: {failure}");
     }
-    assert!(text.contains("init: powering off: "), "{text}");
-    assert!(!text.contains(BANNER), "{text}");
+
+    let (failure, _) = boot_and_fail("root=/dev/vda rootfstype=ext4", &[Disk::Virtio(&images.squashfs)]);
+    for needed in [
+        "cannot mount the root device /dev/vda read-only (ext4: ",
+        "it holds squashfs",
+        "Give rootfstype= if the type is another",
+    ] {
+        assert!(failure.contains(needed), "{needed:?} missing from: {failure}");
+    }
 }

@@ -490,7 +490,8 @@ pub fn boot(root: &Root) -> Result<std::convert::Infallible> {
         Ok(fstype) => fstype,
         Err(err) => {
             unmount_api_work();
-            return Err(err.context(modules_summary(&coldplug, &fs_errors)));
+            let summary = modules_summary(&coldplug, &fs_errors);
+            return Err(anyhow::anyhow!("{err:#}. {}", summary.trim_end()));
         }
     };
     if let Err(err) = assemble() {
