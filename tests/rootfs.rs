@@ -31,8 +31,6 @@ const RETYPE_AFTER: Duration = Duration::from_secs(5);
 
 /// minimal.yml's pieces: the kernel, its command line, the stage-1 initrd and the two root images.
 struct Images {
-    /// Keeps the files for the whole test run.
-    _dir: tempfile::TempDir,
     kernel: PathBuf,
     cmdline: String,
     initrd: PathBuf,
@@ -52,12 +50,16 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// Builds the images once per test run.
+/// Builds the images once per test run, into `rootfs` of cargo's temporary directory for
+/// integration tests (made afresh each run, so that runs leave no images behind in /tmp).
 fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("moby-rootfs-").tempdir().unwrap();
-        let out = dir.path();
+        let out = &Path::new(env!("CARGO_TARGET_TMPDIR")).join("rootfs");
+        if out.exists() {
+            std::fs::remove_dir_all(out).unwrap();
+        }
+        std::fs::create_dir_all(out).unwrap();
         run(
             Command::new(moby_bin())
                 .current_dir(repo())
@@ -109,7 +111,6 @@ fn images() -> &'static Images {
         let initrd = out.join("minimal-initrd.img");
         write_stage1(&tree, &initrd);
         Images {
-            _dir: dir,
             kernel,
             cmdline,
             initrd,
