@@ -2,9 +2,10 @@
 # Installs what moby's build and tests need on a fresh Debian/Ubuntu machine (as root, or via sudo).
 set -euo pipefail
 # dosfstools, mtools, fdisk, gdisk, xorriso, binutils (objdump): tests check our FAT, partition
-# tables, ISOs and unified kernel images with them; squashfs-tools (unsquashfs) reads back our
-# squashfs images in the media tests.
-packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils squashfs-tools)
+# tables, ISOs and unified kernel images with them; squashfs-tools (unsquashfs, mksquashfs) reads
+# back our squashfs images in the media tests; e2fsprogs (mkfs.ext4): pkg/init's unit tests
+# recognise squashfs, ISO and ext4 images made by the real tools.
+packages=(docker-registry apache2-utils ca-certificates genisoimage qemu-system-x86 qemu-utils ovmf openssh-client dosfstools mtools fdisk gdisk xorriso binutils squashfs-tools e2fsprogs)
 missing_packages() {
   local p
   for p in "${packages[@]}"; do

@@ -17,5 +17,6 @@ mod pkg;
 mod plugin;
 mod progress;
 mod registry;
+mod rootfs;
 mod run;
 mod support;

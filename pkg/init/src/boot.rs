@@ -1,9 +1,10 @@
 //! System set-up done by PID 1 before any container runs.
 //!
 //! Stage 1 (the kernel's initramfs): the initramfs root cannot be `pivot_root`ed away from, which
-//! containers need, so its tree is copied into a fresh tmpfs, the originals deleted (freeing their
-//! memory), the tmpfs moved onto `/` (MS_MOVE), `chroot`ed into, and `/init` executed again with
-//! [`STAGE_ENV`] set. Stage 2 mounts the API filesystems (LinuxKit's set), loads the modules of the
+//! containers need. With `root=` on the kernel command line the system is on a disk: see
+//! [`crate::rootdev`]. Otherwise the initramfs is the system: its tree is copied into a fresh
+//! tmpfs, the originals deleted (freeing their memory), the tmpfs moved onto `/` (MS_MOVE),
+//! `chroot`ed into, and `/init` executed again with [`STAGE_ENV`] set. Stage 2 mounts the API filesystems (LinuxKit's set), loads the modules of the
 //! present devices ([`crate::coldplug`]), sets rlimits, the hostname and loopback, and hands over
 //! to [`crate::supervisor`].
 
@@ -27,10 +28,13 @@ const NEWROOT: &str = "/.moby-newroot";
 pub fn pid1() -> ExitCode {
     crate::supervisor::record_t0();
     if std::env::var_os(STAGE_ENV).is_none() && root_is_initramfs() {
-        if let Err(err) = switch_root() {
-            // Carry on from the initramfs: containers then fail to pivot_root, but the console
-            // says why and the machine can still be powered off.
-            eprintln!("init: cannot move the root off the initramfs ({err:#}); continuing without");
+        match crate::rootdev::request() {
+            crate::rootdev::Request::Initramfs => initramfs_root(),
+            crate::rootdev::Request::Disk(root) => match crate::rootdev::boot(&root) {
+                Ok(never) => match never {},
+                Err(err) => disk_root_failed(&format!("{err:#}")),
+            },
+            crate::rootdev::Request::Invalid(why) => disk_root_failed(&why),
         }
     }
     match crate::supervisor::run() {
@@ -39,6 +43,37 @@ pub fn pid1() -> ExitCode {
             eprintln!("init: {err:#}");
             crate::supervisor::final_power_off(nix::sys::reboot::RebootMode::RB_POWER_OFF)
         }
+    }
+}
+
+/// The initramfs is the system: moves it into a tmpfs (see [`switch_root`]).
+fn initramfs_root() {
+    if let Err(err) = switch_root() {
+        // Carry on from the initramfs: containers then fail to pivot_root, but the console
+        // says why and the machine can still be powered off.
+        eprintln!("init: cannot move the root off the initramfs ({err:#}); continuing without");
+    }
+}
+
+/// `root=` could not be used (the reason says what to do). An initramfs with a system of its own
+/// (`/containers`) carries on as if there were no `root=`: the machine still comes up, and the
+/// console says why it runs from RAM. A stage-1 initramfs (only `/init` and modules) has nothing
+/// to run: it powers off, so that `moby run` (or a cloud's instance state) ends with the reason as
+/// the last console lines instead of a machine that looks up but never starts anything.
+fn disk_root_failed(why: &str) {
+    let _ = mount_api("/dev");
+    reopen_console();
+    eprintln!("init: cannot boot from the root device: {why}");
+    crate::rootdev::unmount_api();
+    if Path::new("/containers").is_dir() {
+        eprintln!("init: carrying on from the initramfs, which has a system of its own (/containers)");
+        initramfs_root();
+    } else {
+        eprintln!(
+            "init: powering off: this initramfs has nothing to run without its root device (no /containers); \
+             fix the kernel command line or the disks and boot again"
+        );
+        crate::supervisor::final_power_off(nix::sys::reboot::RebootMode::RB_POWER_OFF);
     }
 }
 
@@ -71,12 +106,18 @@ fn switch_root() -> Result<()> {
     .with_context(|| format!("mount a tmpfs on {NEWROOT}"))?;
     let mut links = HashMap::new();
     copy_tree(Path::new("/"), Path::new(NEWROOT), root_dev, &mut links).context("copy the initramfs into the tmpfs")?;
-    remove_tree(Path::new("/"), root_dev);
+    remove_tree(Path::new("/"), root_dev, Path::new(NEWROOT));
     std::env::set_current_dir(NEWROOT)?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).context("move the tmpfs onto /")?;
     nix::unistd::chroot(".").context("chroot into the tmpfs")?;
     std::env::set_current_dir("/")?;
     eprintln!("init: root moved to tmpfs in {} ms", t.elapsed().as_millis());
+    match exec_stage2()? {}
+}
+
+/// Executes `/init` (of the root just switched to) with our arguments and environment, plus
+/// [`STAGE_ENV`]; returns only the error.
+pub fn exec_stage2() -> Result<std::convert::Infallible> {
     let argv: Vec<CString> = std::env::args().map(|a| CString::new(a).unwrap_or_default()).collect();
     let mut env: Vec<CString> = std::env::vars()
         .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
@@ -84,8 +125,7 @@ fn switch_root() -> Result<()> {
     env.push(CString::new(format!("{STAGE_ENV}=2"))?);
     let init = CString::new("/init")?;
     let argv = if argv.is_empty() { vec![init.clone()] } else { argv };
-    nix::unistd::execve(&init, &argv, &env).context("re-exec /init in the new root")?;
-    unreachable!("execve returned without an error")
+    nix::unistd::execve(&init, &argv, &env).context("re-exec /init in the new root")
 }
 
 /// Copies `from` into `to` (same filesystem only), deleting each regular file once copied so that
@@ -133,12 +173,15 @@ fn copy_tree(from: &Path, to: &Path, dev: u64, links: &mut HashMap<u64, PathBuf>
     Ok(())
 }
 
-/// Deletes what [`copy_tree`] copied; errors are ignored (the memory is just not freed).
-fn remove_tree(dir: &Path, dev: u64) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+/// Deletes the tree under `dir` on filesystem `dev` (what [`copy_tree`] copied; the initramfs
+/// below a disk root), except `keep`; errors are ignored (the memory is just not freed). Returns
+/// the number of files and their bytes deleted.
+pub fn remove_tree(dir: &Path, dev: u64, keep: &Path) -> (u64, u64) {
+    let Ok(entries) = fs::read_dir(dir) else { return (0, 0) };
+    let (mut files, mut bytes) = (0, 0);
     for entry in entries.flatten() {
         let path = entry.path();
-        if path == Path::new(NEWROOT) {
+        if path == keep {
             continue;
         }
         let Ok(meta) = fs::symlink_metadata(&path) else {
@@ -148,12 +191,16 @@ fn remove_tree(dir: &Path, dev: u64) {
             continue;
         }
         if meta.is_dir() {
-            remove_tree(&path, dev);
+            let (f, b) = remove_tree(&path, dev, keep);
+            files += f;
+            bytes += b;
             let _ = fs::remove_dir(&path);
-        } else {
-            let _ = fs::remove_file(&path);
+        } else if fs::remove_file(&path).is_ok() {
+            files += 1;
+            bytes += meta.len();
         }
     }
+    (files, bytes)
 }
 
 fn mnt(source: &str, target: &str, fstype: &str, flags: MsFlags, data: &str) {
@@ -169,6 +216,37 @@ fn mkdir(path: &str, mode: u32) {
     let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
 }
 
+/// Whether `path` is a mount point (its filesystem is not its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match (fs::metadata(path), fs::metadata(parent)) {
+        (Ok(meta), Ok(up)) => meta.dev() != up.dev(),
+        _ => false,
+    }
+}
+
+/// Mounts `/proc`, `/dev` (devtmpfs) or `/sys` with LinuxKit's flags, unless something is mounted
+/// there already (moved over from stage 1 with a disk root).
+pub fn mount_api(target: &str) -> Result<()> {
+    let (nodev, nosuid, noexec, relatime) = (
+        MsFlags::MS_NODEV,
+        MsFlags::MS_NOSUID,
+        MsFlags::MS_NOEXEC,
+        MsFlags::MS_RELATIME,
+    );
+    let (source, fstype, flags, data) = match target {
+        "/proc" => ("proc", "proc", nodev | nosuid | noexec | relatime, None),
+        "/dev" => ("dev", "devtmpfs", nosuid | noexec | relatime, Some("size=10m,mode=755")),
+        "/sys" => ("sysfs", "sysfs", noexec | nosuid | nodev, None),
+        _ => anyhow::bail!("{target} is no API filesystem"),
+    };
+    if is_mount_point(Path::new(target)) {
+        return Ok(());
+    }
+    let _ = fs::DirBuilder::new().recursive(true).mode(0o755).create(target);
+    mount(Some(source), target, Some(fstype), flags, data).with_context(|| format!("mount {fstype} on {target} failed"))
+}
+
 /// Stage 2 mounts, LinuxKit's `rc.init` set; then stdio on `/dev/console`.
 pub fn mount_filesystems() {
     let (nodev, nosuid, noexec, relatime) = (
@@ -177,14 +255,11 @@ pub fn mount_filesystems() {
         MsFlags::MS_NOEXEC,
         MsFlags::MS_RELATIME,
     );
-    mnt("proc", "/proc", "proc", nodev | nosuid | noexec | relatime, "");
-    mnt(
-        "dev",
-        "/dev",
-        "devtmpfs",
-        nosuid | noexec | relatime,
-        "size=10m,mode=755",
-    );
+    for target in ["/proc", "/dev"] {
+        if let Err(err) = mount_api(target) {
+            eprintln!("init: {err:#}");
+        }
+    }
     reopen_console();
     for (target, link) in [
         ("/proc/self/fd", "/dev/fd"),
@@ -207,7 +282,9 @@ pub fn mount_filesystems() {
         noexec | nosuid,
         "gid=5,mode=0620,ptmxmode=0666",
     );
-    mnt("sysfs", "/sys", "sysfs", noexec | nosuid | nodev, "");
+    if let Err(err) = mount_api("/sys") {
+        eprintln!("init: {err:#}");
+    }
     mnt(
         "tmpfs",
         "/run",
@@ -264,7 +341,7 @@ pub fn mount_filesystems() {
 }
 
 /// Re-opens `/dev/console` (now on devtmpfs) as fds 0-2.
-fn reopen_console() {
+pub fn reopen_console() {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
     let Ok(fd) = open("/dev/console", OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty()) else {

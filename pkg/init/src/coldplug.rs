@@ -30,47 +30,107 @@ struct Modules {
     aliases: Vec<(String, String)>,
     builtin: BTreeSet<String>,
     loaded: BTreeSet<String>,
+    /// Modules that failed to load (name -> error), not tried again.
+    failed: BTreeMap<String, String>,
 }
 
 /// Loads the modules for the present devices; returns the names loaded. Nothing to do (no
 /// `/lib/modules/<release>`) is not an error.
 pub fn coldplug() -> Result<Vec<String>> {
+    match Coldplug::open()? {
+        Some(mut coldplug) => Ok(coldplug.pass()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The modules of the running kernel, kept across coldplug passes (stage 1 repeats passes while it
+/// waits for its root device).
+pub struct Coldplug {
+    modules: Modules,
+}
+
+impl Coldplug {
+    /// Reads `/lib/modules/$(uname -r)`: None when it has no `modules.dep` (nothing to load).
+    pub fn open() -> Result<Option<Coldplug>> {
+        let dir = modules_dir()?;
+        if !dir.join("modules.dep").exists() {
+            return Ok(None);
+        }
+        Ok(Some(Coldplug {
+            modules: Modules::load(&dir)?,
+        }))
+    }
+
+    /// Matches every `modalias` under `/sys/devices` and loads what matches, pass after pass while
+    /// new modules make new devices appear; returns the modules loaded. A module that fails to load
+    /// is reported once (see [`Coldplug::failures`]) and not tried again.
+    pub fn pass(&mut self) -> Vec<String> {
+        let modules = &mut self.modules;
+        let mut loaded_now = Vec::new();
+        for _pass in 0..8 {
+            let mut aliases = Vec::new();
+            collect_modaliases(Path::new("/sys/devices"), &mut aliases, 0);
+            aliases.sort();
+            aliases.dedup();
+            let mut wanted = BTreeSet::new();
+            for alias in &aliases {
+                for (glob, name) in &modules.aliases {
+                    if !modules.loaded.contains(name)
+                        && !modules.failed.contains_key(name)
+                        && glob_match(glob.as_bytes(), alias.as_bytes())
+                    {
+                        wanted.insert(name.clone());
+                    }
+                }
+            }
+            let mut progress = false;
+            for name in wanted {
+                match modules.load_with_deps(&name) {
+                    Ok(newly) => {
+                        progress |= !newly.is_empty();
+                        loaded_now.extend(newly);
+                    }
+                    Err(err) => eprintln!("init: coldplug: {err:#}"),
+                }
+            }
+            if !progress {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        loaded_now
+    }
+
+    /// Loads a module by name or alias (`squashfs`, `fs-iso9660`) with its dependencies, as
+    /// [`modprobe`] does; built-in or already loaded is success. Returns the modules inserted.
+    pub fn load(&mut self, name: &str) -> Result<Vec<String>> {
+        let module = self.modules.resolve(name)?;
+        self.modules.load_with_deps(&module)
+    }
+
+    /// Every module loaded so far (this boot, by anyone).
+    pub fn loaded(&self) -> impl Iterator<Item = &str> {
+        self.modules.loaded.iter().map(String::as_str)
+    }
+
+    /// The modules that failed to load, with why.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.modules
+            .failed
+            .iter()
+            .map(|(name, why)| (name.as_str(), why.as_str()))
+    }
+
+    /// Where the modules are read from.
+    pub fn dir(&self) -> &Path {
+        &self.modules.dir
+    }
+}
+
+/// `/lib/modules/$(uname -r)`.
+pub fn modules_dir() -> Result<PathBuf> {
     let release = nix::sys::utsname::uname()?.release().to_string_lossy().into_owned();
-    let dir = Path::new("/lib/modules").join(&release);
-    if !dir.join("modules.dep").exists() {
-        return Ok(Vec::new());
-    }
-    let mut modules = Modules::load(&dir)?;
-    let mut loaded_now = Vec::new();
-    for _pass in 0..8 {
-        let mut aliases = Vec::new();
-        collect_modaliases(Path::new("/sys/devices"), &mut aliases, 0);
-        aliases.sort();
-        aliases.dedup();
-        let mut wanted = BTreeSet::new();
-        for alias in &aliases {
-            for (glob, name) in &modules.aliases {
-                if !modules.loaded.contains(name) && glob_match(glob.as_bytes(), alias.as_bytes()) {
-                    wanted.insert(name.clone());
-                }
-            }
-        }
-        let mut progress = false;
-        for name in wanted {
-            match modules.load_with_deps(&name) {
-                Ok(newly) => {
-                    progress |= !newly.is_empty();
-                    loaded_now.extend(newly);
-                }
-                Err(err) => eprintln!("init: coldplug: {err:#}"),
-            }
-        }
-        if !progress {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(loaded_now)
+    Ok(Path::new("/lib/modules").join(release))
 }
 
 /// Hotplug: loads the modules for devices that appear after boot, from the kernel's uevents.
@@ -195,17 +255,7 @@ pub fn modprobe(args: &[String]) -> std::process::ExitCode {
         let dir = Path::new("/lib/modules").join(&release);
         let mut modules = Modules::load(&dir)?;
         for name in names {
-            let wanted = name.replace('-', "_");
-            let module = if modules.deps.contains_key(&wanted) {
-                wanted
-            } else {
-                modules
-                    .aliases
-                    .iter()
-                    .find(|(glob, _)| glob_match(glob.as_bytes(), name.as_bytes()))
-                    .map(|(_, module)| module.clone())
-                    .with_context(|| format!("no module named or aliased {name} in {}", dir.display()))?
-            };
+            let module = modules.resolve(name)?;
             modules.load_with_deps(&module)?;
         }
         Ok(())
@@ -267,11 +317,28 @@ impl Modules {
             aliases,
             builtin,
             loaded,
+            failed: BTreeMap::new(),
         })
+    }
+
+    /// The module named `name` (`-` and `_` alike), else the first whose alias matches `name`.
+    fn resolve(&self, name: &str) -> Result<String> {
+        let wanted = name.replace('-', "_");
+        if self.deps.contains_key(&wanted) || self.builtin.contains(&wanted) {
+            return Ok(wanted);
+        }
+        self.aliases
+            .iter()
+            .find(|(glob, _)| glob_match(glob.as_bytes(), name.as_bytes()))
+            .map(|(_, module)| module.clone())
+            .with_context(|| format!("no module named or aliased {name} in {}", self.dir.display()))
     }
 
     /// Loads `name` after its dependencies; returns the modules actually inserted.
     fn load_with_deps(&mut self, name: &str) -> Result<Vec<String>> {
+        if self.builtin.contains(name) {
+            return Ok(Vec::new());
+        }
         let Some((path, dep_paths)) = self.deps.get(name).cloned() else {
             anyhow::bail!("module {name} is not in {}/modules.dep", self.dir.display());
         };
@@ -287,7 +354,11 @@ impl Modules {
             let file = fs::File::open(&full).with_context(|| format!("open {}", full.display()))?;
             match nix::kmod::finit_module(&file, &CString::default(), nix::kmod::ModuleInitFlags::empty()) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                Err(err) => anyhow::bail!("loading {} failed: {err}", full.display()),
+                Err(err) => {
+                    let why = format!("loading {} failed: {err}", full.display());
+                    self.failed.insert(module, why.clone());
+                    anyhow::bail!(why);
+                }
             }
             self.loaded.insert(module.clone());
             newly.push(module);

@@ -13,6 +13,7 @@ mod coldplug;
 mod control;
 mod exec;
 mod netlink;
+mod rootdev;
 mod supervisor;
 
 use std::process::ExitCode;
