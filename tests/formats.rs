@@ -67,8 +67,8 @@ fn build_all(dir: &Path) {
     }
 }
 
-/// The outputs, built once for every boot test.
-fn outputs() -> &'static Path {
+/// The outputs, built once for every boot test (and tests/rootfs.rs).
+pub fn outputs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::Builder::new()
@@ -117,16 +117,23 @@ boot_tests! {
 }
 
 /// `kernel+iso` and `kernel+squashfs`: `moby run PREFIX` boots the kernel with the first-stage
-/// initrd, which mounts the root disk under an overlay.
-fn boots_from_a_root_disk(prefix: &str, device: &str, fs: &str) {
+/// initrd, which finds the root disk, mounts it under a writable overlay and starts the system.
+fn boots_from_a_root_disk(prefix: &str, device: &str, fstype: &str) {
     let mut vm = Vm::boot_named(&outputs().join(prefix), prefix, &[]);
+    let found = vm.wait("init: root ");
+    assert!(found.contains(&format!("init: root {device} ({fstype}) found in ")), "{found}");
     vm.wait("Welcome to moby");
-    let mounts = vm.shell("cat /proc/mounts").join("\n");
-    assert!(mounts.lines().any(|l| l.starts_with("overlay / overlay")), "{mounts}");
+    // getty binds the system's /containers: there the system root shows as the overlay over the
+    // read-only disk.
+    let mounts = vm.shell("cat /proc/mounts");
     assert!(
-        mounts.lines().any(|l| l.starts_with(device) && l.contains(fs)),
-        "{mounts}"
+        mounts
+            .iter()
+            .any(|l| l.starts_with("overlay /containers overlay rw,") && l.contains("lowerdir=/.moby-root/ro")),
+        "the system root is not the writable overlay over the disk: {mounts:#?}"
     );
+    let written = vm.shell("echo written-to-the-root > /containers/probe && cat /containers/probe");
+    assert!(written.contains(&"written-to-the-root".to_string()), "{written:#?}");
     vm.stop();
 }
 
