@@ -1,10 +1,10 @@
 //! ISO 9660 images with Rock Ridge, El Torito (BIOS and EFI) and an isohybrid MBR.
 //!
-//! An [`Iso`] is a directory tree (files, directories, symlinks, device nodes, fifos, hard links)
-//! whose file contents are [`Content`]s: nothing is held in memory but the tree itself. [`Iso::write`]
-//! lays it out deterministically and writes it into a file with positioned writes; what it does not
-//! write (the system area of a plain ISO, the tail padding) stays a hole. It returns the [`Layout`]:
-//! where each file landed.
+//! An [`Iso`] is a [`Tree`] (files, directories, symlinks, device nodes, fifos, hard links: of
+//! regular files only) with a volume id and boot options; file contents are [`Content`]s:
+//! nothing is held in memory but the tree itself. [`Iso::write`] lays it out deterministically
+//! and writes it into a file with positioned writes; what it does not write (the system area of
+//! a plain ISO, the tail padding) stays a hole. It returns the [`Layout`]: where each file landed.
 //!
 //! What is written:
 //! - ISO 9660 names of up to 31 characters (genisoimage's `-l`): upper case, `[A-Z0-9_]`, files as
@@ -30,11 +30,11 @@
 //! - `pad_sectors` zero sectors at the end, counted in the volume (genisoimage's `-pad`: 150):
 //!   Linux reads ahead past the end of the data.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 
 use crate::content::Content;
+use crate::tree::{Tree, TreeError};
 
 mod eltorito;
 mod layout;
@@ -51,27 +51,11 @@ pub const DEFAULT_PAD_SECTORS: u32 = 150;
 /// Why an ISO image could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum IsoError {
-    /// A path given for the tree is not a plain relative path.
-    #[error("bad path {path:?} for the ISO image: {reason}")]
-    BadPath {
-        /// The path as given.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Two entries were given the same path.
-    #[error("{0:?} is already in the ISO image: each path can be added once")]
-    Exists(String),
-    /// A path goes through something that is not a directory.
-    #[error("{path:?} cannot be added to the ISO image: {parent:?} is not a directory")]
-    NotADirectory {
-        /// The path being added.
-        path: String,
-        /// Its ancestor that is a file, symlink or device.
-        parent: String,
-    },
+    /// The boot catalog's path cannot be placed in the tree.
+    #[error("boot catalog: {0}")]
+    Tree(#[from] TreeError),
     /// A path that must name a regular file in the tree (a boot file, a hard link's target) does not.
-    #[error("{role} {path:?} is not a regular file in the ISO image: add it with Iso::file first")]
+    #[error("{role} {path:?} is not a regular file in the ISO image: add it with Tree::file first")]
     NotAFile {
         /// What the path was given as.
         role: &'static str,
@@ -110,40 +94,6 @@ pub enum IsoError {
     },
 }
 
-/// Owner, permissions and modification time of an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Metadata {
-    /// Permission bits (`0o7777`: setuid, setgid, sticky, rwx); the file type comes from the entry.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Modification time, seconds since the Unix epoch (also written as access and change time).
-    pub mtime: i64,
-}
-
-impl Metadata {
-    /// `mode`, owned by root, modified at `mtime`.
-    pub fn new(mode: u32, mtime: i64) -> Metadata {
-        Metadata {
-            mode,
-            uid: 0,
-            gid: 0,
-            mtime,
-        }
-    }
-}
-
-/// A device node's kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// A character device.
-    Char,
-    /// A block device.
-    Block,
-}
-
 /// Where a boot image comes from.
 #[derive(Debug, Clone)]
 pub enum BootImage<'a> {
@@ -178,7 +128,8 @@ pub struct ElTorito<'a> {
     pub bios: Option<BiosBoot<'a>>,
     /// The EFI entry.
     pub efi: Option<EfiBoot<'a>>,
-    /// Path of the boot catalog in the tree (e.g. `isolinux/boot.cat`), or `None` to hide it.
+    /// Path of the boot catalog (e.g. `isolinux/boot.cat`), shown as a read-only file: free in
+    /// the tree, in a directory of the tree; or `None` to hide it.
     pub catalog: Option<String>,
 }
 
@@ -224,70 +175,29 @@ pub struct Layout {
     pub image_len: u64,
 }
 
-/// What a node of the tree is.
+/// An ISO 9660 image of a [`Tree`] being described; [`Iso::write`] writes it.
 #[derive(Debug)]
-pub(crate) enum Kind<'a> {
-    /// A directory: its entries by name.
-    Dir { children: BTreeMap<String, usize> },
-    /// A regular file.
-    File(Content<'a>),
-    /// A symbolic link to this target.
-    Symlink(String),
-    /// A device node.
-    Device { kind: DeviceKind, major: u32, minor: u32 },
-    /// A named pipe.
-    Fifo,
-    /// The El Torito boot catalog, shown as a file.
-    Catalog,
-}
-
-/// A node of the tree (an inode: hard links share one).
-#[derive(Debug)]
-pub(crate) struct Node<'a> {
-    pub(crate) kind: Kind<'a>,
-    pub(crate) meta: Metadata,
-    /// Directory entries that point at this node.
-    pub(crate) links: u32,
-    /// The first path it was added under (for messages and the layout).
-    pub(crate) path: String,
-}
-
-/// An ISO 9660 image being described; [`Iso::write`] writes it.
-#[derive(Debug)]
-pub struct Iso<'a> {
+pub struct Iso<'t, 'a> {
+    pub(crate) tree: &'t Tree<'a>,
     pub(crate) volume_id: String,
     pub(crate) publisher: String,
-    pub(crate) time: i64,
     pub(crate) pad_sectors: u32,
-    /// Node 0 is the root directory.
-    pub(crate) nodes: Vec<Node<'a>>,
     pub(crate) el_torito: Option<ElTorito<'a>>,
     pub(crate) hybrid: Option<HybridMbr<'a>>,
 }
 
-/// Mode of directories that are created because a path needs them.
-const IMPLICIT_DIR_MODE: u32 = 0o755;
-
-impl<'a> Iso<'a> {
-    /// An empty image with this volume id (what `blkid` shows as LABEL) and `time` (seconds since
-    /// the epoch) for the volume dates, the root and implicitly created directories.
-    pub fn new(volume_id: &str, time: i64) -> Result<Iso<'a>, IsoError> {
+impl<'t, 'a> Iso<'t, 'a> {
+    /// An image of `tree` with this volume id (what `blkid` shows as LABEL); the tree's time is
+    /// the volume's dates and the boot catalog's time.
+    pub fn new(volume_id: &str, tree: &'t Tree<'a>) -> Result<Iso<'t, 'a>, IsoError> {
         if volume_id.is_empty() || volume_id.len() > 32 || !volume_id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err(IsoError::BadVolumeId(volume_id.to_string()));
         }
         Ok(Iso {
+            tree,
             volume_id: volume_id.to_string(),
             publisher: String::new(),
-            time,
             pad_sectors: DEFAULT_PAD_SECTORS,
-            nodes: vec![Node {
-                kind: Kind::Dir {
-                    children: BTreeMap::new(),
-                },
-                meta: Metadata::new(IMPLICIT_DIR_MODE, time),
-                links: 1,
-                path: String::new(),
-            }],
             el_torito: None,
             hybrid: None,
         })
@@ -307,89 +217,10 @@ impl<'a> Iso<'a> {
         self.pad_sectors = sectors;
     }
 
-    /// Sets the root directory's mode, owner and time.
-    pub fn set_root(&mut self, meta: Metadata) {
-        self.nodes[0].meta = meta;
-    }
-
-    /// Adds a directory (or sets the metadata of one that a longer path created already).
-    pub fn dir(&mut self, path: &str, meta: Metadata) -> Result<(), IsoError> {
-        let (parent, name, clean) = self.parent_of(path)?;
-        if let Some(existing) = self.child(parent, &name) {
-            if matches!(self.nodes[existing].kind, Kind::Dir { .. }) {
-                self.nodes[existing].meta = meta;
-                return Ok(());
-            }
-            return Err(IsoError::Exists(clean));
-        }
-        let kind = Kind::Dir {
-            children: BTreeMap::new(),
-        };
-        self.insert(parent, name, clean, kind, meta);
-        Ok(())
-    }
-
-    /// Adds a regular file whose bytes are `content` (copied when the image is written).
-    pub fn file(&mut self, path: &str, content: Content<'a>, meta: Metadata) -> Result<(), IsoError> {
-        self.add(path, Kind::File(content), meta)
-    }
-
-    /// Adds a symbolic link to `target`.
-    pub fn symlink(&mut self, path: &str, target: &str, meta: Metadata) -> Result<(), IsoError> {
-        if target.is_empty() || target.len() > 4095 || target.contains('\0') {
-            return Err(IsoError::BadPath {
-                path: path.to_string(),
-                reason: "a symlink target must have 1 to 4095 bytes and no NUL",
-            });
-        }
-        self.add(path, Kind::Symlink(target.to_string()), meta)
-    }
-
-    /// Adds a device node.
-    pub fn device(
-        &mut self,
-        path: &str,
-        kind: DeviceKind,
-        major: u32,
-        minor: u32,
-        meta: Metadata,
-    ) -> Result<(), IsoError> {
-        self.add(path, Kind::Device { kind, major, minor }, meta)
-    }
-
-    /// Adds a named pipe.
-    pub fn fifo(&mut self, path: &str, meta: Metadata) -> Result<(), IsoError> {
-        self.add(path, Kind::Fifo, meta)
-    }
-
-    /// Adds `path` as another name of the regular file already at `target` (a hard link: one copy of
-    /// the data, both directory entries point at it, its link count counts both).
-    pub fn hard_link(&mut self, path: &str, target: &str) -> Result<(), IsoError> {
-        let node = self.regular_file(target, "hard link target")?;
-        let (parent, name, clean) = self.parent_of(path)?;
-        if self.child(parent, &name).is_some() {
-            return Err(IsoError::Exists(clean));
-        }
-        self.link(parent, name, node);
-        self.nodes[node].links += 1;
-        Ok(())
-    }
-
-    /// Makes the image bootable with these El Torito entries (replacing earlier ones); the boot
-    /// catalog's path, if given, must be free.
-    pub fn set_el_torito(&mut self, el_torito: ElTorito<'a>) -> Result<(), IsoError> {
-        if let Some(old) = self.el_torito.take().and_then(|old| old.catalog) {
-            if let Some(dir) = self.lookup(&old, true) {
-                if let (Kind::Dir { children }, Some(name)) = (&mut self.nodes[dir].kind, old.rsplit('/').next()) {
-                    children.remove(name);
-                }
-            }
-        }
-        if let Some(catalog) = &el_torito.catalog {
-            self.add(catalog, Kind::Catalog, Metadata::new(0o444, self.time))?;
-        }
+    /// Makes the image bootable with these El Torito entries (replacing earlier ones). The boot
+    /// catalog's path, if given, must be free in the tree and its directory there.
+    pub fn set_el_torito(&mut self, el_torito: ElTorito<'a>) {
         self.el_torito = Some(el_torito);
-        Ok(())
     }
 
     /// Writes an isohybrid MBR into the system area.
@@ -401,114 +232,4 @@ impl<'a> Iso<'a> {
     pub fn write(&self, image: &File) -> Result<Layout, IsoError> {
         layout::write(self, image)
     }
-
-    fn add(&mut self, path: &str, kind: Kind<'a>, meta: Metadata) -> Result<(), IsoError> {
-        let (parent, name, clean) = self.parent_of(path)?;
-        if self.child(parent, &name).is_some() {
-            return Err(IsoError::Exists(clean));
-        }
-        self.insert(parent, name, clean, kind, meta);
-        Ok(())
-    }
-
-    fn insert(&mut self, parent: usize, name: String, path: String, kind: Kind<'a>, meta: Metadata) -> usize {
-        let id = self.nodes.len();
-        self.nodes.push(Node {
-            kind,
-            meta,
-            links: 1,
-            path,
-        });
-        self.link(parent, name, id);
-        id
-    }
-
-    fn link(&mut self, parent: usize, name: String, node: usize) {
-        if let Kind::Dir { children, .. } = &mut self.nodes[parent].kind {
-            children.insert(name, node);
-        }
-    }
-
-    fn child(&self, dir: usize, name: &str) -> Option<usize> {
-        match &self.nodes[dir].kind {
-            Kind::Dir { children, .. } => children.get(name).copied(),
-            _ => None,
-        }
-    }
-
-    /// The directory that `path` goes into (created with its ancestors as needed), the last
-    /// component, and the cleaned path.
-    fn parent_of(&mut self, path: &str) -> Result<(usize, String, String), IsoError> {
-        let components = components(path)?;
-        let Some((last, ancestors)) = components.split_last() else {
-            return Err(IsoError::BadPath {
-                path: path.to_string(),
-                reason: "it names the root directory",
-            });
-        };
-        let mut dir = 0;
-        for (depth, name) in ancestors.iter().enumerate() {
-            let so_far = ancestors[..=depth].join("/");
-            dir = match self.child(dir, name) {
-                Some(next) if matches!(self.nodes[next].kind, Kind::Dir { .. }) => next,
-                Some(_) => {
-                    return Err(IsoError::NotADirectory {
-                        path: components.join("/"),
-                        parent: so_far,
-                    })
-                }
-                None => {
-                    let kind = Kind::Dir {
-                        children: BTreeMap::new(),
-                    };
-                    let meta = Metadata::new(IMPLICIT_DIR_MODE, self.time);
-                    self.insert(dir, name.to_string(), so_far, kind, meta)
-                }
-            };
-        }
-        Ok((dir, last.to_string(), components.join("/")))
-    }
-
-    /// The node at `path` (or at its parent directory).
-    fn lookup(&self, path: &str, parent: bool) -> Option<usize> {
-        let components = components(path).ok()?;
-        let components = if parent {
-            components.split_last()?.1
-        } else {
-            &components[..]
-        };
-        components.iter().try_fold(0, |node, name| self.child(node, name))
-    }
-
-    /// The node of the regular file at `path`.
-    pub(crate) fn regular_file(&self, path: &str, role: &'static str) -> Result<usize, IsoError> {
-        let not_a_file = || IsoError::NotAFile {
-            role,
-            path: path.to_string(),
-        };
-        let node = self.lookup(path, false).ok_or_else(not_a_file)?;
-        match self.nodes[node].kind {
-            Kind::File(_) => Ok(node),
-            _ => Err(not_a_file()),
-        }
-    }
-}
-
-/// The components of a relative path (a leading `/` or `./` is allowed and dropped).
-fn components(path: &str) -> Result<Vec<&str>, IsoError> {
-    let bad = |reason| IsoError::BadPath {
-        path: path.to_string(),
-        reason,
-    };
-    let mut out = Vec::new();
-    for name in path.split('/') {
-        match name {
-            "" | "." => continue,
-            ".." => return Err(bad("\"..\" is not allowed")),
-            _ if name.len() > 255 => return Err(bad("a name has more than 255 bytes")),
-            _ if name.contains('\0') => return Err(bad("a name contains NUL")),
-            _ => out.push(name),
-        }
-    }
-    Ok(out)
 }

@@ -13,6 +13,7 @@
 //! | [`extents`] | the data regions of a sparse raw image |
 //! | [`fat`] | a FAT16/FAT32 filesystem with contiguous files |
 //! | [`partition`] | MBR and GPT partition tables |
+//! | [`tree`] | the file tree (directories, files, links, devices) that `iso` and `squashfs` write |
 //! | [`iso`] | ISO 9660 with Rock Ridge, El Torito (BIOS and EFI) and isohybrid |
 //! | [`syslinux`] | syslinux's boot sector and `ldlinux.sys` on a FAT filesystem |
 //! | [`uki`] | a unified kernel image: the EFI stub with kernel, initrd and command line |
@@ -31,6 +32,7 @@ pub mod qcow2;
 pub mod sparse_tar;
 pub mod squashfs;
 pub mod syslinux;
+pub mod tree;
 pub mod uki;
 pub mod vhd;
 pub mod vmdk;

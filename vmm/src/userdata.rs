@@ -10,7 +10,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use media::content::Content;
-use media::iso::{Iso, IsoError, Metadata, DEFAULT_PAD_SECTORS};
+use media::iso::{Iso, IsoError, DEFAULT_PAD_SECTORS};
+use media::tree::{Metadata, Tree};
 
 /// The volume label cloud-init (NoCloud) and LinuxKit's metadata package look for.
 pub const VOLUME_LABEL: &str = "cidata";
@@ -46,18 +47,19 @@ pub fn write_userdata_iso(path: &Path, userdata: &[u8], instance_id: &str) -> Re
         IsoError::Io { source, .. } => write_err(source),
         other => write_err(io::Error::other(other)),
     };
-    let mut iso = Iso::new(VOLUME_LABEL, 0).map_err(iso_err)?;
-    iso.set_publisher("MOBY");
-    iso.set_pad_sectors(TAIL_PADDING_SECTORS);
-    iso.set_root(Metadata::new(0o555, 0));
+    let mut tree = Tree::new(0);
+    tree.set_root(Metadata::new(0o555, 0));
     for (name, contents) in [
         ("config", userdata),
         ("meta-data", meta_data.as_bytes()),
         ("user-data", userdata),
     ] {
-        iso.file(name, Content::Bytes(contents), Metadata::new(0o444, 0))
-            .map_err(iso_err)?;
+        tree.file(name, Content::Bytes(contents), Metadata::new(0o444, 0))
+            .map_err(|e| write_err(io::Error::other(e)))?;
     }
+    let mut iso = Iso::new(VOLUME_LABEL, &tree).map_err(iso_err)?;
+    iso.set_publisher("MOBY");
+    iso.set_pad_sectors(TAIL_PADDING_SECTORS);
     let temporary = path.with_extension("iso.tmp");
     let file = fs::File::create(&temporary).map_err(write_err)?;
     iso.write(&file).map_err(iso_err)?;

@@ -11,7 +11,8 @@ use std::io;
 
 use media::content::Content;
 use media::fat::{self, FatFile, FatOptions};
-use media::iso::{BiosBoot, BootImage, EfiBoot, ElTorito, HybridMbr, Iso, Metadata};
+use media::iso::{BiosBoot, BootImage, EfiBoot, ElTorito, HybridMbr, Iso};
+use media::tree::{Metadata, Tree};
 
 use super::medium::{syslinux_config, BootFiles, Firmware, MediumTarget};
 use super::{efi, Format, OutputError};
@@ -38,7 +39,6 @@ pub(crate) fn write(boot: &mut BootFiles, firmware: Firmware, target: MediumTarg
         )?),
         Firmware::Bios => None,
     };
-    let mut iso = Iso::new(VOLUME_ID, DEFAULT_MTIME).map_err(|e| medium_error(e.into()))?;
     let mut files: Vec<(&str, Content<'_>)> = Vec::new();
     // iso-efi-initrd: LinuxKit's variant has kernel and initrd as files (for GRUB); ours has
     // them too, beside the unified kernel image that boots.
@@ -84,10 +84,12 @@ pub(crate) fn write(boot: &mut BootFiles, firmware: Firmware, target: MediumTarg
             (el_torito, hybrid)
         }
     };
+    let mut tree = Tree::new(DEFAULT_MTIME);
     for (path, content) in files {
-        iso.file(path, content, file).map_err(|e| medium_error(e.into()))?;
+        tree.file(path, content, file).map_err(|e| medium_error(e.into()))?;
     }
-    iso.set_el_torito(el_torito).map_err(|e| medium_error(e.into()))?;
+    let mut iso = Iso::new(VOLUME_ID, &tree).map_err(|e| medium_error(e.into()))?;
+    iso.set_el_torito(el_torito);
     iso.set_hybrid_mbr(hybrid);
     iso.write(target.out.file()?).map_err(|e| medium_error(e.into()))?;
     Ok(())

@@ -19,8 +19,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use media::content::Content;
-use media::iso::{DeviceKind, Iso, Metadata};
-use media::squashfs::Squashfs;
+use media::iso::Iso;
+use media::tree::{DeviceKind, Metadata, Tree, TreeError};
 
 use super::initrd::InitrdWriter;
 use super::kernel_initrd::{reset, write_to, CMDLINE_ENTRY, KERNEL_ENTRY};
@@ -115,16 +115,14 @@ impl KernelRootfs {
         let medium = |source: Box<dyn std::error::Error + Send + Sync>| OutputError::Medium { format, source };
         let path = self.root_path();
         let mut out = StagedFile::create_for(&path)?;
+        let tree = root_tree(&self.root, data).map_err(|e| medium(e.into()))?;
         match self.format {
             Format::KernelIso => {
-                let mut iso = Iso::new(VOLUME_ID, DEFAULT_MTIME).map_err(|e| medium(e.into()))?;
-                add_all(&mut iso, &self.root, data).map_err(|e| medium(e.into()))?;
+                let iso = Iso::new(VOLUME_ID, &tree).map_err(|e| medium(e.into()))?;
                 iso.write(out.file()?).map_err(|e| medium(e.into()))?;
             }
             _ => {
-                let mut squashfs = Squashfs::new(DEFAULT_MTIME);
-                add_all(&mut squashfs, &self.root, data).map_err(|e| medium(e.into()))?;
-                squashfs.write(out.file()?).map_err(|e| medium(e.into()))?;
+                media::squashfs::write(&tree, out.file()?).map_err(|e| medium(e.into()))?;
             }
         }
         out.persist()?;
@@ -144,67 +142,9 @@ fn in_stage1(name: &str) -> bool {
     matches!(name, "init" | "lib" | "lib/modules" | "dev") || name.starts_with("lib/modules/")
 }
 
-/// The two root filesystem writers, which take the same tree.
-trait RootImage<'a> {
-    type Error: std::error::Error + Send + Sync + 'static;
-    fn dir(&mut self, path: &str, meta: Metadata) -> Result<(), Self::Error>;
-    fn file(&mut self, path: &str, content: Content<'a>, meta: Metadata) -> Result<(), Self::Error>;
-    fn symlink(&mut self, path: &str, target: &str, meta: Metadata) -> Result<(), Self::Error>;
-    fn device(
-        &mut self,
-        path: &str,
-        kind: DeviceKind,
-        major: u32,
-        minor: u32,
-        meta: Metadata,
-    ) -> Result<(), Self::Error>;
-    fn fifo(&mut self, path: &str, meta: Metadata) -> Result<(), Self::Error>;
-    fn hard_link(&mut self, path: &str, target: &str) -> Result<(), Self::Error>;
-}
-
-/// Implements [`RootImage`] by the writer's own methods of the same names.
-macro_rules! root_image {
-    ($writer:ident, $error:ty) => {
-        impl<'a> RootImage<'a> for $writer<'a> {
-            type Error = $error;
-            fn dir(&mut self, path: &str, meta: Metadata) -> Result<(), $error> {
-                $writer::dir(self, path, meta)
-            }
-            fn file(&mut self, path: &str, content: Content<'a>, meta: Metadata) -> Result<(), $error> {
-                $writer::file(self, path, content, meta)
-            }
-            fn symlink(&mut self, path: &str, target: &str, meta: Metadata) -> Result<(), $error> {
-                $writer::symlink(self, path, target, meta)
-            }
-            fn device(
-                &mut self,
-                path: &str,
-                kind: DeviceKind,
-                major: u32,
-                minor: u32,
-                meta: Metadata,
-            ) -> Result<(), $error> {
-                $writer::device(self, path, kind, major, minor, meta)
-            }
-            fn fifo(&mut self, path: &str, meta: Metadata) -> Result<(), $error> {
-                $writer::fifo(self, path, meta)
-            }
-            fn hard_link(&mut self, path: &str, target: &str) -> Result<(), $error> {
-                $writer::hard_link(self, path, target)
-            }
-        }
-    };
-}
-
-root_image!(Iso, media::iso::IsoError);
-root_image!(Squashfs, media::squashfs::SquashfsError);
-
-/// Adds every entry of the root, in path order (parents first), to `image`.
-fn add_all<'a, I: RootImage<'a>>(
-    image: &mut I,
-    root: &BTreeMap<String, Entry>,
-    data: &'a File,
-) -> Result<(), I::Error> {
+/// The tree of every entry of the root, added in path order (parents first).
+fn root_tree<'a>(root: &BTreeMap<String, Entry>, data: &'a File) -> Result<Tree<'a>, TreeError> {
+    let mut tree = Tree::new(DEFAULT_MTIME);
     for (path, entry) in root {
         let meta = Metadata {
             mode: entry.mode & 0o7777,
@@ -213,21 +153,21 @@ fn add_all<'a, I: RootImage<'a>>(
             mtime: entry.mtime,
         };
         match entry.kind {
-            EntryKind::Directory => image.dir(path, meta)?,
-            EntryKind::Symlink => image.symlink(path, &entry.link, meta)?,
-            EntryKind::HardLink => image.hard_link(path, entry.link.trim_start_matches('/'))?,
+            EntryKind::Directory => tree.dir(path, meta)?,
+            EntryKind::Symlink => tree.symlink(path, &entry.link, meta)?,
+            EntryKind::HardLink => tree.hard_link(path, entry.link.trim_start_matches('/'))?,
             EntryKind::Char | EntryKind::Block => {
                 let kind = if entry.kind == EntryKind::Char {
                     DeviceKind::Char
                 } else {
                     DeviceKind::Block
                 };
-                image.device(path, kind, entry.device.0, entry.device.1, meta)?;
+                tree.device(path, kind, entry.device.0, entry.device.1, meta)?;
             }
-            EntryKind::Fifo => image.fifo(path, meta)?,
+            EntryKind::Fifo => tree.fifo(path, meta)?,
             EntryKind::Regular | EntryKind::Other(_) => {
                 let (offset, len) = entry.data;
-                image.file(
+                tree.file(
                     path,
                     Content::File {
                         file: data,
@@ -239,7 +179,7 @@ fn add_all<'a, I: RootImage<'a>>(
             }
         }
     }
-    Ok(())
+    Ok(tree)
 }
 
 impl EntrySink for KernelRootfs {

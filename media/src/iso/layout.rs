@@ -13,8 +13,9 @@ use std::os::unix::fs::FileExt;
 
 use super::eltorito::{self, Entry};
 use super::rrip::{self, both16, both32, Continuations};
-use super::{BootImage, Iso, IsoError, Kind, Layout, PlacedFile, SECTOR};
+use super::{BootImage, Iso, IsoError, Layout, PlacedFile, SECTOR};
 use crate::content::Content;
+use crate::tree::{DeviceKind, Kind, Metadata};
 
 /// Sector of the primary volume descriptor.
 const PVD_LBA: u32 = 16;
@@ -29,7 +30,7 @@ struct Child {
     name: String,
     /// ISO 9660 name without the `;1` version: (base, extension); directories have no extension.
     iso: (String, Option<String>),
-    /// The node.
+    /// The node, or the number of nodes for the boot catalog.
     node: usize,
 }
 
@@ -118,22 +119,29 @@ fn iso_name(name: &str, directory: bool, taken: &BTreeSet<Vec<u8>>) -> (String, 
     (base, ext)
 }
 
-/// The directories in path table order, with ISO 9660 names.
-fn plan_dirs(iso: &Iso<'_>) -> Result<Vec<Dir>, IsoError> {
+/// The directories in path table order, with ISO 9660 names; `catalog` (its directory and
+/// name) is listed as a file, node number `nodes.len()`.
+fn plan_dirs(iso: &Iso<'_, '_>, catalog: Option<&(usize, String)>) -> Result<Vec<Dir>, IsoError> {
+    let nodes = iso.tree.nodes();
     let mut dirs: Vec<Dir> = Vec::new();
     let mut queue = VecDeque::from([(0usize, 0usize, vec![0u8])]);
     while let Some((node, parent, identifier)) = queue.pop_front() {
-        let Kind::Dir { children: names, .. } = &iso.nodes[node].kind else {
+        let Some(names) = iso.tree.children(node) else {
             continue;
         };
+        let mut names: Vec<(&str, usize)> = names.iter().map(|(name, &child)| (name.as_str(), child)).collect();
+        if let Some((_, name)) = catalog.filter(|(dir, _)| *dir == node) {
+            let at = names.partition_point(|(other, _)| *other < name.as_str());
+            names.insert(at, (name, nodes.len()));
+        }
         let mut taken = BTreeSet::new();
         let mut children: Vec<Child> = names
-            .iter()
-            .map(|(name, &child)| {
-                let directory = matches!(iso.nodes[child].kind, Kind::Dir { .. });
+            .into_iter()
+            .map(|(name, child)| {
+                let directory = nodes.get(child).is_some_and(|n| matches!(n.kind, Kind::Dir { .. }));
                 let iso_name = iso_name(name, directory, &taken);
                 let child = Child {
-                    name: name.clone(),
+                    name: name.to_string(),
                     iso: iso_name,
                     node: child,
                 };
@@ -148,7 +156,10 @@ fn plan_dirs(iso: &Iso<'_>) -> Result<Vec<Dir>, IsoError> {
         }
         let mut subdirs = 0;
         for child in &children {
-            if matches!(iso.nodes[child.node].kind, Kind::Dir { .. }) {
+            if nodes
+                .get(child.node)
+                .is_some_and(|n| matches!(n.kind, Kind::Dir { .. }))
+            {
                 subdirs += 1;
                 queue.push_back((child.node, index, child.identifier()));
             }
@@ -165,11 +176,11 @@ fn plan_dirs(iso: &Iso<'_>) -> Result<Vec<Dir>, IsoError> {
 }
 
 /// Regular file nodes in path order, each once.
-fn files_in_path_order(iso: &Iso<'_>) -> Vec<usize> {
-    fn walk(iso: &Iso<'_>, node: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
-        if let Kind::Dir { children, .. } = &iso.nodes[node].kind {
+fn files_in_path_order(iso: &Iso<'_, '_>) -> Vec<usize> {
+    fn walk(iso: &Iso<'_, '_>, node: usize, seen: &mut Vec<bool>, out: &mut Vec<usize>) {
+        if let Some(children) = iso.tree.children(node) {
             for &child in children.values() {
-                match iso.nodes[child].kind {
+                match iso.tree.nodes()[child].kind {
                     Kind::Dir { .. } => walk(iso, child, seen, out),
                     Kind::File(_) if !seen[child] => {
                         seen[child] = true;
@@ -180,7 +191,7 @@ fn files_in_path_order(iso: &Iso<'_>) -> Vec<usize> {
             }
         }
     }
-    let mut seen = vec![false; iso.nodes.len()];
+    let mut seen = vec![false; iso.tree.nodes().len()];
     let mut out = Vec::new();
     walk(iso, 0, &mut seen, &mut out);
     out
@@ -190,14 +201,13 @@ fn files_in_path_order(iso: &Iso<'_>) -> Vec<usize> {
 fn type_bits(kind: &Kind<'_>) -> u32 {
     match kind {
         Kind::Dir { .. } => 0o040000,
-        Kind::File(_) | Kind::Catalog => 0o100000,
+        Kind::File(_) => 0o100000,
         Kind::Symlink(_) => 0o120000,
         Kind::Device {
-            kind: super::DeviceKind::Char,
-            ..
+            kind: DeviceKind::Char, ..
         } => 0o020000,
         Kind::Device {
-            kind: super::DeviceKind::Block,
+            kind: DeviceKind::Block,
             ..
         } => 0o060000,
         Kind::Fifo => 0o010000,
@@ -257,13 +267,14 @@ struct Plan<'c> {
 }
 
 /// Records of directory `index` with the extents known so far; continuation areas from `areas`.
-fn dir_records(iso: &Iso<'_>, plan: &Plan<'_>, index: usize, areas: &mut Continuations) -> Vec<Vec<u8>> {
+fn dir_records(iso: &Iso<'_, '_>, plan: &Plan<'_>, index: usize, areas: &mut Continuations) -> Vec<Vec<u8>> {
+    let nodes = iso.tree.nodes();
     let dir = &plan.dirs[index];
     let parent = &plan.dirs[dir.parent];
-    let node = &iso.nodes[dir.node];
+    let node = &nodes[dir.node];
     let (lba, len) = plan.extents[dir.node];
     let (parent_lba, parent_len) = plan.extents[parent.node];
-    let dir_mode = |node: &super::Node<'_>| 0o040000 | (node.meta.mode & 0o7777);
+    let dir_mode = |node: &crate::tree::Node<'_>| 0o040000 | (node.meta.mode & 0o7777);
     let mut records = Vec::with_capacity(dir.children.len() + 2);
 
     let mut dot = vec![];
@@ -278,7 +289,7 @@ fn dir_records(iso: &Iso<'_>, plan: &Plan<'_>, index: usize, areas: &mut Continu
     let su = areas.place(dot, system_use_room(1));
     records.push(record(&[0], lba, len as u32, true, node.meta.mtime, &su));
 
-    let parent_node = &iso.nodes[parent.node];
+    let parent_node = &nodes[parent.node];
     let dotdot = vec![
         rrip::px(
             dir_mode(parent_node),
@@ -299,26 +310,27 @@ fn dir_records(iso: &Iso<'_>, plan: &Plan<'_>, index: usize, areas: &mut Continu
     ));
 
     for child in &dir.children {
-        let node = &iso.nodes[child.node];
-        let identifier = child.identifier();
-        let (links, directory) = match &node.kind {
-            Kind::Dir { .. } => (2 + plan.node_subdirs[child.node], true),
-            _ => (node.links, false),
+        // The boot catalog is a read-only regular file of the tree's time.
+        let (kind, meta, links) = match nodes.get(child.node) {
+            Some(node) => (Some(&node.kind), node.meta, node.links),
+            None => (None, Metadata::new(0o444, iso.tree.time()), 1),
         };
-        let mode = type_bits(&node.kind) | (node.meta.mode & 0o7777);
-        let mut entries = vec![
-            rrip::px(mode, links, node.meta.uid, node.meta.gid),
-            rrip::tf(node.meta.mtime),
-        ];
-        match &node.kind {
-            Kind::Device { major, minor, .. } => entries.push(rrip::pn(*major, *minor)),
-            Kind::Symlink(target) => entries.extend(rrip::sl(target)),
+        let identifier = child.identifier();
+        let (links, directory) = match kind {
+            Some(Kind::Dir { .. }) => (2 + plan.node_subdirs[child.node], true),
+            _ => (links, false),
+        };
+        let mode = kind.map_or(0o100000, type_bits) | (meta.mode & 0o7777);
+        let mut entries = vec![rrip::px(mode, links, meta.uid, meta.gid), rrip::tf(meta.mtime)];
+        match kind {
+            Some(Kind::Device { major, minor, .. }) => entries.push(rrip::pn(*major, *minor)),
+            Some(Kind::Symlink(target)) => entries.extend(rrip::sl(target)),
             _ => {}
         }
         entries.extend(rrip::nm(child.name.as_bytes()));
         let su = areas.place(entries, system_use_room(identifier.len()));
         let (lba, len) = plan.extents[child.node];
-        records.push(record(&identifier, lba, len as u32, directory, node.meta.mtime, &su));
+        records.push(record(&identifier, lba, len as u32, directory, meta.mtime, &su));
     }
     records
 }
@@ -381,15 +393,16 @@ fn head(content: &Content<'_>, len: usize) -> io::Result<Vec<u8>> {
 }
 
 fn resolve_boot<'c>(
-    iso: &Iso<'c>,
+    iso: &Iso<'_, 'c>,
     image: &BootImage<'c>,
     role: &'static str,
     hidden_name: &str,
 ) -> Result<Boot<'c>, IsoError> {
     match image {
         BootImage::Path(path) => {
-            let node = iso.regular_file(path, role)?;
-            let Kind::File(content) = iso.nodes[node].kind else {
+            let nodes = iso.tree.nodes();
+            let node = iso.tree.lookup(path);
+            let Some((node, Kind::File(content))) = node.map(|node| (node, &nodes[node].kind)) else {
                 return Err(IsoError::NotAFile {
                     role,
                     path: path.clone(),
@@ -397,8 +410,8 @@ fn resolve_boot<'c>(
             };
             Ok(Boot {
                 source: Source::Node(node),
-                content,
-                name: iso.nodes[node].path.clone(),
+                content: *content,
+                name: nodes[node].path.clone(),
             })
         }
         BootImage::Hidden(content) => Ok(Boot {
@@ -409,7 +422,18 @@ fn resolve_boot<'c>(
     }
 }
 
-fn plan<'c>(iso: &Iso<'c>) -> Result<Plan<'c>, IsoError> {
+fn plan<'c>(iso: &Iso<'_, 'c>) -> Result<Plan<'c>, IsoError> {
+    let nodes = iso.tree.nodes();
+    // ISO 9660 hard links share a regular file's data: other kinds of inodes have one name.
+    if let Some(node) = nodes
+        .iter()
+        .find(|node| node.links > 1 && !matches!(node.kind, Kind::File(_) | Kind::Dir { .. }))
+    {
+        return Err(IsoError::NotAFile {
+            role: "hard link target",
+            path: node.path.clone(),
+        });
+    }
     let too_large = |path: &str, size: u64| IsoError::TooLarge {
         path: path.to_string(),
         size,
@@ -483,13 +507,18 @@ fn plan<'c>(iso: &Iso<'c>) -> Result<Plan<'c>, IsoError> {
         }
     }
 
-    let dirs = plan_dirs(iso)?;
-    let mut extents = vec![(0u32, 0u64); iso.nodes.len()];
+    let catalog = match el_torito.and_then(|e| e.catalog.as_deref()) {
+        Some(path) => Some(iso.tree.free_path(path)?),
+        None => None,
+    };
+    let dirs = plan_dirs(iso, catalog.as_ref())?;
+    // One more slot: the boot catalog's.
+    let mut extents = vec![(0u32, 0u64); nodes.len() + 1];
     let mut plan = Plan {
         dirs,
         extents: Vec::new(),
         dir_sectors: Vec::new(),
-        node_subdirs: vec![0; iso.nodes.len()],
+        node_subdirs: vec![0; nodes.len()],
         l_path_table: 0,
         m_path_table: 0,
         path_table: Vec::new(),
@@ -527,12 +556,8 @@ fn plan<'c>(iso: &Iso<'c>) -> Result<Plan<'c>, IsoError> {
         plan.catalog_lba = Some(next as u32);
         next += 1;
     }
-    if let Some(catalog) = plan.catalog_lba {
-        for (node, slot) in iso.nodes.iter().zip(extents.iter_mut()) {
-            if matches!(node.kind, Kind::Catalog) {
-                *slot = (catalog, SECTOR);
-            }
-        }
+    if let (Some(lba), Some(_)) = (plan.catalog_lba, &catalog) {
+        extents[nodes.len()] = (lba, SECTOR);
     }
     for (dir, sectors) in plan.dirs.iter().zip(&plan.dir_sectors) {
         extents[dir.node] = (next as u32, u64::from(*sectors) * SECTOR);
@@ -568,12 +593,12 @@ fn plan<'c>(iso: &Iso<'c>) -> Result<Plan<'c>, IsoError> {
         if boot_nodes.contains(&node) {
             continue;
         }
-        let Kind::File(content) = &iso.nodes[node].kind else {
+        let Kind::File(content) = &nodes[node].kind else {
             continue;
         };
         let len = content.len();
         if u32::try_from(len).is_err() {
-            return Err(too_large(&iso.nodes[node].path, len));
+            return Err(too_large(&nodes[node].path, len));
         }
         extents[node] = (place(len, &mut next), len);
         plan.files.push(node);
@@ -591,7 +616,7 @@ fn plan<'c>(iso: &Iso<'c>) -> Result<Plan<'c>, IsoError> {
 }
 
 /// The primary volume descriptor (ECMA-119 8.4).
-fn primary_volume_descriptor(iso: &Iso<'_>, plan: &Plan<'_>) -> Vec<u8> {
+fn primary_volume_descriptor(iso: &Iso<'_, '_>, plan: &Plan<'_>) -> Vec<u8> {
     let mut pvd = vec![0u8; SECTOR as usize];
     pvd[0] = 1;
     pvd[1..6].copy_from_slice(b"CD001");
@@ -616,14 +641,14 @@ fn primary_volume_descriptor(iso: &Iso<'_>, plan: &Plan<'_>) -> Vec<u8> {
         root_lba,
         root_len as u32,
         true,
-        iso.nodes[0].meta.mtime,
+        iso.tree.nodes()[0].meta.mtime,
         &[],
     ));
     for field in [190..318, 446..574, 574..702, 702..739, 739..776, 776..813] {
         padded(&mut pvd[field], "");
     }
     padded(&mut pvd[318..446], &iso.publisher);
-    let date = rrip::long_date(iso.time);
+    let date = rrip::long_date(iso.tree.time());
     for start in [813, 830, 864] {
         pvd[start..start + 17].copy_from_slice(&date);
     }
@@ -633,8 +658,9 @@ fn primary_volume_descriptor(iso: &Iso<'_>, plan: &Plan<'_>) -> Vec<u8> {
 }
 
 /// Writes `iso` into `image`.
-pub(super) fn write(iso: &Iso<'_>, image: &File) -> Result<Layout, IsoError> {
+pub(super) fn write(iso: &Iso<'_, '_>, image: &File) -> Result<Layout, IsoError> {
     let plan = plan(iso)?;
+    let nodes = iso.tree.nodes();
     let write_at = |bytes: &[u8], lba: u64, what: &str| {
         image
             .write_all_at(bytes, lba * SECTOR)
@@ -698,7 +724,7 @@ pub(super) fn write(iso: &Iso<'_>, image: &File) -> Result<Layout, IsoError> {
     for index in 0..plan.dirs.len() {
         let records = dir_records(iso, &plan, index, &mut areas);
         let bytes = pack(&records);
-        let what = format!("directory /{}", iso.nodes[plan.dirs[index].node].path);
+        let what = format!("directory /{}", nodes[plan.dirs[index].node].path);
         write_at(&bytes, u64::from(plan.extents[plan.dirs[index].node].0), &what)?;
         for (sector, bytes) in areas.take_finished() {
             write_at(&bytes, u64::from(sector), "Rock Ridge continuation areas")?;
@@ -733,11 +759,11 @@ pub(super) fn write(iso: &Iso<'_>, image: &File) -> Result<Layout, IsoError> {
         }
     }
     for &node in &plan.files {
-        let Kind::File(content) = &iso.nodes[node].kind else {
+        let Kind::File(content) = &nodes[node].kind else {
             continue;
         };
         let (lba, len) = plan.extents[node];
-        let path = &iso.nodes[node].path;
+        let path = &nodes[node].path;
         write_content(content, image, lba, path)?;
         placed.push(PlacedFile {
             path: path.clone(),

@@ -1,6 +1,7 @@
 //! Tests of the ISO writer, read back with isoinfo (genisoimage), xorriso, sfdisk and mtools.
 
 use super::*;
+use crate::tree::{DeviceKind, Metadata, Tree, TreeError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::process::Command;
@@ -62,8 +63,8 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
     let long_name = "n".repeat(200) + ".conf";
     let long_target = format!("/{}/{}", "t".repeat(200), "u".repeat(150));
     let build = || {
-        let mut iso = Iso::new("LinuxKit", T).unwrap();
-        iso.file(
+        let mut tree = Tree::new(T);
+        tree.file(
             "usr/lib/big.bin",
             Content::File {
                 file: &big_source,
@@ -73,17 +74,18 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
             file_meta(0o644),
         )
         .unwrap();
-        iso.file(
+        tree.file(
             "a/b/c/d/e/f/g/h/i/j/deep.txt",
             Content::Bytes(b"deep\n"),
             file_meta(0o600),
         )
         .unwrap();
-        iso.file("etc/small", Content::Bytes(&small), file_meta(0o640)).unwrap();
-        iso.file("etc/empty", Content::Bytes(b""), file_meta(0o644)).unwrap();
-        iso.file(&format!("etc/{long_name}"), Content::Bytes(b"long\n"), file_meta(0o644))
+        tree.file("etc/small", Content::Bytes(&small), file_meta(0o640))
             .unwrap();
-        iso.file(
+        tree.file("etc/empty", Content::Bytes(b""), file_meta(0o644)).unwrap();
+        tree.file(&format!("etc/{long_name}"), Content::Bytes(b"long\n"), file_meta(0o644))
+            .unwrap();
+        tree.file(
             "bin/busybox",
             Content::Bytes(b"#!bin\n"),
             Metadata {
@@ -94,16 +96,16 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
             },
         )
         .unwrap();
-        iso.hard_link("bin/sh", "bin/busybox").unwrap();
-        iso.symlink("bin/ls", "busybox", file_meta(0o777)).unwrap();
-        iso.symlink("lib/far", &long_target, file_meta(0o777)).unwrap();
-        iso.symlink("lib/up", "../etc/./small", file_meta(0o777)).unwrap();
-        iso.device("dev/console", DeviceKind::Char, 5, 1, file_meta(0o600))
+        tree.hard_link("bin/sh", "bin/busybox").unwrap();
+        tree.symlink("bin/ls", "busybox", file_meta(0o777)).unwrap();
+        tree.symlink("lib/far", &long_target, file_meta(0o777)).unwrap();
+        tree.symlink("lib/up", "../etc/./small", file_meta(0o777)).unwrap();
+        tree.device("dev/console", DeviceKind::Char, 5, 1, file_meta(0o600))
             .unwrap();
-        iso.device("dev/sda", DeviceKind::Block, 8, 0, file_meta(0o660))
+        tree.device("dev/sda", DeviceKind::Block, 8, 0, file_meta(0o660))
             .unwrap();
-        iso.fifo("run/pipe", file_meta(0o644)).unwrap();
-        iso.dir(
+        tree.fifo("run/pipe", file_meta(0o644)).unwrap();
+        tree.dir(
             "home/user",
             Metadata {
                 mode: 0o750,
@@ -113,10 +115,11 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
             },
         )
         .unwrap();
-        iso.file("Kernel", Content::Bytes(b"upper"), file_meta(0o644)).unwrap();
-        iso.file("kernel", Content::Bytes(b"lower"), file_meta(0o644)).unwrap();
-        iso
+        tree.file("Kernel", Content::Bytes(b"upper"), file_meta(0o644)).unwrap();
+        tree.file("kernel", Content::Bytes(b"lower"), file_meta(0o644)).unwrap();
+        tree
     };
+    let write = |image: &File| Iso::new("LinuxKit", &build()).unwrap().write(image).unwrap();
     let path = dir.path().join("root.iso");
     let image = File::options()
         .read(true)
@@ -125,9 +128,9 @@ fn a_rootfs_tree_reads_back_with_rock_ridge() {
         .truncate(true)
         .open(&path)
         .unwrap();
-    let layout = build().write(&image).unwrap();
+    let layout = write(&image);
     let again = tempfile::tempfile().unwrap();
-    assert_eq!(build().write(&again).unwrap(), layout);
+    assert_eq!(write(&again), layout);
     let bytes = read_all(&image);
     assert_eq!(bytes, read_all(&again), "same tree, same bytes");
     assert_eq!(bytes.len() as u64, layout.image_len);
@@ -262,19 +265,20 @@ fn bios_boot_with_boot_info_table_and_isohybrid_mbr() {
     let mbr_code = pattern(432, 4);
     let kernel = pattern(100_000, 5);
     let build = |image: &File| {
-        let mut iso = Iso::new("LinuxKit", T).unwrap();
-        iso.file("isolinux/isolinux.bin", Content::Bytes(&isolinux), file_meta(0o644))
+        let mut tree = Tree::new(T);
+        tree.file("isolinux/isolinux.bin", Content::Bytes(&isolinux), file_meta(0o644))
             .unwrap();
-        iso.file("isolinux/ldlinux.c32", Content::Bytes(b"ldlinux"), file_meta(0o644))
+        tree.file("isolinux/ldlinux.c32", Content::Bytes(b"ldlinux"), file_meta(0o644))
             .unwrap();
-        iso.file(
+        tree.file(
             "isolinux/isolinux.cfg",
             Content::Bytes(b"DEFAULT linux\n"),
             file_meta(0o644),
         )
         .unwrap();
-        iso.file("boot/kernel", Content::Bytes(&kernel), file_meta(0o644))
+        tree.file("boot/kernel", Content::Bytes(&kernel), file_meta(0o644))
             .unwrap();
+        let mut iso = Iso::new("LinuxKit", &tree).unwrap();
         iso.set_el_torito(ElTorito {
             bios: Some(BiosBoot {
                 image: BootImage::Path("isolinux/isolinux.bin".into()),
@@ -283,8 +287,7 @@ fn bios_boot_with_boot_info_table_and_isohybrid_mbr() {
             }),
             efi: None,
             catalog: Some("isolinux/boot.cat".into()),
-        })
-        .unwrap();
+        });
         iso.set_hybrid_mbr(HybridMbr {
             boot_code: Some(&mbr_code),
             disk_signature: 0x1122_3344,
@@ -399,23 +402,23 @@ fn efi_boot_image_hidden_with_an_efi_partition() {
         .truncate(true)
         .open(&path)
         .unwrap();
-    let mut iso = Iso::new("LinuxKit", T).unwrap();
-    iso.file(
+    let mut tree = Tree::new(T);
+    tree.file(
         "EFI/BOOT/grub.cfg",
         Content::Bytes(b"set timeout=0\n"),
         file_meta(0o644),
     )
     .unwrap();
-    iso.file("boot/kernel", Content::Bytes(b"kernel"), file_meta(0o644))
+    tree.file("boot/kernel", Content::Bytes(b"kernel"), file_meta(0o644))
         .unwrap();
+    let mut iso = Iso::new("LinuxKit", &tree).unwrap();
     iso.set_el_torito(ElTorito {
         bios: None,
         efi: Some(EfiBoot {
             image: BootImage::Hidden(Content::file(&fat).unwrap()),
         }),
         catalog: None,
-    })
-    .unwrap();
+    });
     iso.set_hybrid_mbr(HybridMbr {
         boot_code: None,
         disk_signature: 7,
@@ -477,11 +480,12 @@ fn an_efi_image_over_32_mib_gets_load_size_zero_and_both_entries_are_listed() {
         .truncate(true)
         .open(&path)
         .unwrap();
-    let mut iso = Iso::new("BOTH", T).unwrap();
-    iso.file("isolinux/isolinux.bin", Content::Bytes(&isolinux), file_meta(0o644))
+    let mut tree = Tree::new(T);
+    tree.file("isolinux/isolinux.bin", Content::Bytes(&isolinux), file_meta(0o644))
         .unwrap();
-    iso.file("boot.img", Content::file(&fat).unwrap(), file_meta(0o644))
+    tree.file("boot.img", Content::file(&fat).unwrap(), file_meta(0o644))
         .unwrap();
+    let mut iso = Iso::new("BOTH", &tree).unwrap();
     iso.set_el_torito(ElTorito {
         bios: Some(BiosBoot {
             image: BootImage::Path("isolinux/isolinux.bin".into()),
@@ -492,8 +496,7 @@ fn an_efi_image_over_32_mib_gets_load_size_zero_and_both_entries_are_listed() {
             image: BootImage::Path("boot.img".into()),
         }),
         catalog: Some("boot.catalog".into()),
-    })
-    .unwrap();
+    });
     let layout = iso.write(&image).unwrap();
     let report = run(
         "xorriso",
@@ -520,20 +523,17 @@ fn an_efi_image_over_32_mib_gets_load_size_zero_and_both_entries_are_listed() {
 
 #[test]
 fn mistakes_are_refused_with_the_path_in_the_message() {
-    let mut iso = Iso::new("X", T).unwrap();
-    iso.file("a/b", Content::Bytes(b"x"), file_meta(0o644)).unwrap();
-    let err = iso.file("a/b", Content::Bytes(b"y"), file_meta(0o644)).unwrap_err();
-    assert!(matches!(err, IsoError::Exists(ref p) if p == "a/b"), "{err}");
-    let err = iso.file("a/b/c", Content::Bytes(b"y"), file_meta(0o644)).unwrap_err();
-    assert!(err.to_string().contains("\"a/b\" is not a directory"), "{err}");
+    assert!(matches!(Iso::new("", &Tree::new(T)), Err(IsoError::BadVolumeId(_))));
     assert!(matches!(
-        iso.dir("../x", file_meta(0o755)),
-        Err(IsoError::BadPath { .. })
+        Iso::new(&"V".repeat(33), &Tree::new(T)),
+        Err(IsoError::BadVolumeId(_))
     ));
-    assert!(matches!(iso.hard_link("c", "a"), Err(IsoError::NotAFile { .. })));
-    assert!(matches!(Iso::new("", T), Err(IsoError::BadVolumeId(_))));
-    assert!(matches!(Iso::new(&"V".repeat(33), T), Err(IsoError::BadVolumeId(_))));
 
+    let mut tree = Tree::new(T);
+    tree.file("a/b", Content::Bytes(b"x"), file_meta(0o644)).unwrap();
+    let not_isolinux = pattern(4096, 9);
+    tree.file("boot.bin", Content::Bytes(&not_isolinux), file_meta(0o644))
+        .unwrap();
     let image = tempfile::tempfile().unwrap();
     let bios = |path: &str| ElTorito {
         bios: Some(BiosBoot {
@@ -544,17 +544,15 @@ fn mistakes_are_refused_with_the_path_in_the_message() {
         efi: None,
         catalog: None,
     };
-    iso.set_el_torito(bios("isolinux.bin")).unwrap();
+    let mut iso = Iso::new("X", &tree).unwrap();
+    iso.set_el_torito(bios("isolinux.bin"));
     let err = iso.write(&image).unwrap_err();
     assert!(err.to_string().contains("BIOS boot file \"isolinux.bin\""), "{err}");
-    iso.set_el_torito(bios("a/b")).unwrap();
+    iso.set_el_torito(bios("a/b"));
     let err = iso.write(&image).unwrap_err();
     assert!(err.to_string().contains("too short for a boot info table"), "{err}");
 
-    let not_isolinux = pattern(4096, 9);
-    iso.file("boot.bin", Content::Bytes(&not_isolinux), file_meta(0o644))
-        .unwrap();
-    iso.set_el_torito(bios("boot.bin")).unwrap();
+    iso.set_el_torito(bios("boot.bin"));
     let code = [0u8; 440];
     iso.set_hybrid_mbr(HybridMbr {
         boot_code: Some(&code),
@@ -563,7 +561,47 @@ fn mistakes_are_refused_with_the_path_in_the_message() {
     });
     let err = iso.write(&image).unwrap_err();
     assert!(err.to_string().contains("no isohybrid signature"), "{err}");
-    iso.set_el_torito(ElTorito::default()).unwrap();
+    iso.set_el_torito(ElTorito::default());
     let err = iso.write(&image).unwrap_err();
     assert!(err.to_string().contains("needs a BIOS boot file"), "{err}");
+
+    // The boot catalog needs a free path in a directory of the tree.
+    let mut iso = Iso::new("X", &tree).unwrap();
+    for (catalog, expected) in [
+        ("a/b", "\"a/b\" is already in the file tree"),
+        ("a/b/boot.cat", "\"a/b\" is not a directory"),
+        ("nope/boot.cat", "its directory is not in the tree"),
+        ("/", "root"),
+    ] {
+        iso.set_el_torito(ElTorito {
+            catalog: Some(catalog.into()),
+            ..bios("boot.bin")
+        });
+        let err = iso.write(&image).unwrap_err();
+        assert!(matches!(err, IsoError::Tree(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{catalog}: {err}");
+    }
+}
+
+/// The tree accepts hard links to any non-directory; ISO 9660 only shares a regular file's data.
+#[test]
+fn a_hard_link_to_a_non_regular_file_is_refused_when_writing() {
+    let mut tree = Tree::new(T);
+    tree.symlink("bin/ls", "busybox", file_meta(0o777)).unwrap();
+    tree.hard_link("bin/dir", "bin/ls").unwrap();
+    assert!(matches!(
+        tree.hard_link("c", "bin"),
+        Err(TreeError::BadLinkTarget {
+            reason: "is a directory",
+            ..
+        })
+    ));
+    let err = Iso::new("X", &tree)
+        .unwrap()
+        .write(&tempfile::tempfile().unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(err, IsoError::NotAFile { role: "hard link target", ref path } if path == "bin/ls"),
+        "{err}"
+    );
 }

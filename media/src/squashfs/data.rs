@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::{Kind, Squashfs, SquashfsError, BLOCK_SIZE, COMPRESSION_LEVEL};
+use super::{SquashfsError, BLOCK_SIZE, COMPRESSION_LEVEL};
 use crate::content::Content;
+use crate::tree::{Kind, Tree};
 
 /// A data block's size word: the block is stored uncompressed.
 const UNCOMPRESSED_BLOCK: u32 = 1 << 24;
@@ -48,7 +49,7 @@ pub(super) struct Data {
 /// Writes the data of the regular files among `order` (each once) from `start`, compressing on
 /// `threads` threads.
 pub(super) fn write(
-    fs: &Squashfs,
+    tree: &Tree<'_>,
     order: &[usize],
     image: &File,
     start: u64,
@@ -79,10 +80,11 @@ pub(super) fn write(
             fragment: None,
             fragments: Vec::new(),
         };
-        let mut files: Vec<Option<Placed>> = (0..fs.nodes.len()).map(|_| None).collect();
+        let nodes = tree.nodes();
+        let mut files: Vec<Option<Placed>> = (0..nodes.len()).map(|_| None).collect();
         let produced = order.iter().try_for_each(|&id| {
-            if let Kind::File(content) = &fs.nodes[id].kind {
-                files[id] = Some(producer.file(content, &fs.nodes[id].path)?);
+            if let Kind::File(content) = &nodes[id].kind {
+                files[id] = Some(producer.file(content, &nodes[id].path)?);
             }
             Ok(())
         });

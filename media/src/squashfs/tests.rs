@@ -3,6 +3,8 @@
 //! kernel's lookup follows.
 
 use super::*;
+use crate::content::Content;
+use crate::tree::{DeviceKind, Metadata, Tree};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -150,7 +152,7 @@ fn words(line: &str) -> String {
     line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn add<'a>(fs: &mut Squashfs<'a>, entry: &Entry<'a>) {
+fn add<'a>(fs: &mut Tree<'a>, entry: &Entry<'a>) {
     match &entry.what {
         What::Dir => fs.dir(&entry.path, entry.meta),
         What::File(content) => fs.file(&entry.path, *content, entry.meta),
@@ -329,7 +331,7 @@ fn a_rootfs_tree_lists_and_extracts_with_unsquashfs() {
     ];
     let root = meta(0o755, 0, 0, T - 100);
     let build = || {
-        let mut fs = Squashfs::new(T);
+        let mut fs = Tree::new(T);
         fs.set_root(root);
         for entry in &entries {
             add(&mut fs, entry);
@@ -341,7 +343,7 @@ fn a_rootfs_tree_lists_and_extracts_with_unsquashfs() {
             fs.hard_link(path, target).unwrap();
         }
         let image = tempfile::tempfile().unwrap();
-        let layout = fs.write(&image).unwrap();
+        let layout = write(&fs, &image).unwrap();
         (image, layout)
     };
     let (image, layout) = build();
@@ -519,7 +521,7 @@ fn a_rootfs_tree_lists_and_extracts_with_unsquashfs() {
 /// as the kernel's lookup does, and unsquashfs lists them all.
 #[test]
 fn a_large_directory_is_indexed_for_lookup() {
-    let mut fs = Squashfs::new(T);
+    let mut fs = Tree::new(T);
     fs.file("aaa/target", Content::Bytes(b"far away"), meta(0o644, 0, 0, T))
         .unwrap();
     let name = |i: usize| format!("entry-with-a-rather-long-name-{i:05}");
@@ -538,7 +540,7 @@ fn a_large_directory_is_indexed_for_lookup() {
     fs.file("zzz/after", Content::Bytes(b"after"), meta(0o644, 0, 0, T))
         .unwrap();
     let image = tempfile::tempfile().unwrap();
-    fs.write(&image).unwrap();
+    write(&fs, &image).unwrap();
     let bytes = read_all(&image);
     let reader = Reader::new(&bytes);
     let big = reader.inode(reader.lookup_path("big"));
@@ -602,7 +604,7 @@ fn the_image_does_not_depend_on_the_number_of_threads() {
             _ => random(i * 5000 + 1, i as u64),
         })
         .collect();
-    let mut fs = Squashfs::new(T);
+    let mut fs = Tree::new(T);
     for (i, bytes) in data.iter().enumerate() {
         fs.file(&format!("d{}/f{i}", i % 4), Content::Bytes(bytes), meta(0o644, 0, 0, T))
             .unwrap();
@@ -620,9 +622,9 @@ fn the_image_does_not_depend_on_the_number_of_threads() {
 
 #[test]
 fn an_empty_tree_is_a_valid_image() {
-    let fs = Squashfs::new(0);
+    let fs = Tree::new(0);
     let image = tempfile::tempfile().unwrap();
-    let layout = fs.write(&image).unwrap();
+    let layout = write(&fs, &image).unwrap();
     assert_eq!((layout.inodes, layout.fragments, layout.ids), (1, 0, 1));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.img");
@@ -636,11 +638,11 @@ fn an_empty_tree_is_a_valid_image() {
 
 #[test]
 fn mistakes_are_refused_with_the_path_in_the_message() {
-    let mut fs = Squashfs::new(T);
+    let mut fs = Tree::new(T);
     let m = meta(0o644, 0, 0, T);
     fs.file("etc/passwd", Content::Bytes(b"x"), m).unwrap();
     fs.dir("etc", meta(0o700, 0, 0, T)).unwrap();
-    let message = |e: SquashfsError| e.to_string();
+    let message = |e: crate::tree::TreeError| e.to_string();
     assert!(message(fs.file("/etc/passwd", Content::Bytes(b"y"), m).unwrap_err()).contains("\"etc/passwd\" is already"));
     assert!(message(fs.dir("etc/passwd", m).unwrap_err()).contains("already"));
     assert!(message(fs.fifo("etc/passwd/x", m).unwrap_err()).contains("\"etc/passwd\" is not a directory"));
@@ -649,9 +651,15 @@ fn mistakes_are_refused_with_the_path_in_the_message() {
     assert!(message(fs.fifo(&"n".repeat(256), m).unwrap_err()).contains("255 bytes"));
     assert!(message(fs.symlink("l", "", m).unwrap_err()).contains("symlink target"));
     assert!(message(fs.hard_link("h", "etc").unwrap_err()).contains("is a directory"));
-    assert!(message(fs.hard_link("h", "nope").unwrap_err()).contains("\"nope\" is not in the image"));
-    assert!(message(fs.device("d", DeviceKind::Char, 4096, 0, m).unwrap_err()).contains("4096:0"));
-    assert!(message(fs.device("d", DeviceKind::Char, 1, 1 << 20, m).unwrap_err()).contains("1:1048576"));
+    assert!(message(fs.hard_link("h", "nope").unwrap_err()).contains("\"nope\" is not in the tree"));
+    let message = |e: SquashfsError| e.to_string();
+    let image = tempfile::tempfile().unwrap();
+    for (major, minor, number) in [(4096, 0, "4096:0"), (1, 1 << 20, "1:1048576")] {
+        let mut tree = Tree::new(T);
+        tree.device("/dev/d", DeviceKind::Char, major, minor, m).unwrap();
+        let err = message(write(&tree, &image).unwrap_err());
+        assert!(err.contains(&format!("device \"dev/d\" has number {number}")), "{err}");
+    }
 
     let mut staged = tempfile::tempfile().unwrap();
     staged.write_all(&[1; 1000]).unwrap();
@@ -665,8 +673,7 @@ fn mistakes_are_refused_with_the_path_in_the_message() {
         m,
     )
     .unwrap();
-    let image = tempfile::tempfile().unwrap();
-    let err = message(fs.write(&image).unwrap_err());
+    let err = message(write(&fs, &image).unwrap_err());
     assert!(
         err.contains("/usr/short (300000 bytes)") && err.contains("ended"),
         "{err}"

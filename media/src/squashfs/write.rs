@@ -1,4 +1,4 @@
-//! Lays out and writes a [`Squashfs`] tree: data and fragment blocks first, streamed from the
+//! Lays out and writes a [`Tree`]: data and fragment blocks first, streamed from the
 //! contents, then the inode, directory, fragment and id tables, built in memory, then the
 //! superblock.
 
@@ -8,7 +8,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use super::data::{self, Compressor};
-use super::{DeviceKind, Kind, Layout, Squashfs, SquashfsError, BLOCK_SIZE};
+use super::{Layout, SquashfsError, BLOCK_SIZE};
+use crate::tree::{DeviceKind, Kind, Tree};
 
 /// `hsqs`.
 const MAGIC: u32 = 0x7371_7368;
@@ -42,20 +43,32 @@ const FIFO: u16 = 6;
 const EXT_DIR: u16 = 8;
 const EXT_FILE: u16 = 9;
 
-pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layout, SquashfsError> {
+pub(super) fn write(tree: &Tree<'_>, image: &File, threads: usize) -> Result<Layout, SquashfsError> {
+    let nodes = tree.nodes();
+    for node in nodes {
+        if let Kind::Device { major, minor, .. } = node.kind {
+            if major > 0xfff || minor > 0xf_ffff {
+                return Err(SquashfsError::BadDevice {
+                    path: node.path.clone(),
+                    major,
+                    minor,
+                });
+            }
+        }
+    }
     image.set_len(0).map_err(io_error("truncating the squashfs image"))?;
-    let order = post_order(fs);
+    let order = post_order(tree);
     let inodes = u32::try_from(order.len())
         .ok()
         .filter(|n| *n < u32::MAX)
         .ok_or_else(|| SquashfsError::Limit(format!("{} inodes (at most 2^32 - 2)", order.len())))?;
-    let mut number = vec![0u32; fs.nodes.len()];
+    let mut number = vec![0u32; nodes.len()];
     for (i, &node) in order.iter().enumerate() {
         number[node] = i as u32 + 1;
     }
     let ids: Vec<u32> = order
         .iter()
-        .flat_map(|&node| [fs.nodes[node].meta.uid, fs.nodes[node].meta.gid])
+        .flat_map(|&node| [nodes[node].meta.uid, nodes[node].meta.gid])
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -63,14 +76,14 @@ pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layou
         .map_err(|_| SquashfsError::Limit(format!("{} distinct uids and gids (at most 65535)", ids.len())))?;
     let id_index = |id: u32| ids.binary_search(&id).unwrap_or(0) as u16;
 
-    let mut data = data::write(fs, &order, image, SUPERBLOCK_LEN, threads)?;
+    let mut data = data::write(tree, &order, image, SUPERBLOCK_LEN, threads)?;
     let mut comp = Compressor::new();
     let mut inode_table = MetaWriter::default();
     let mut dir_table = MetaWriter::default();
-    let mut refs = vec![0u64; fs.nodes.len()];
+    let mut refs = vec![0u64; nodes.len()];
     let mut inode = Vec::new();
     for &id in &order {
-        let node = &fs.nodes[id];
+        let node = &nodes[id];
         let header = |inode: &mut Vec<u8>, kind: u16| {
             inode.clear();
             put16(inode, kind);
@@ -111,7 +124,7 @@ pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layou
                 }
             }
             Kind::Dir { children, parent } => {
-                let listing = listing(fs, children, &refs, &number);
+                let listing = listing(tree, children, &refs, &number);
                 let (start_block, start_offset) = dir_table.position("the directory table")?;
                 let mut index = Vec::with_capacity(listing.index.len());
                 let mut written = 0;
@@ -123,7 +136,7 @@ pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layou
                 dir_table.write(&listing.bytes[written..], &mut comp);
                 let subdirs = children
                     .values()
-                    .filter(|&&child| matches!(fs.nodes[child].kind, Kind::Dir { .. }))
+                    .filter(|&&child| matches!(nodes[child].kind, Kind::Dir { .. }))
                     .count() as u32;
                 let nlink = 2 + subdirs;
                 let parent = if id == 0 { inodes + 1 } else { number[*parent] };
@@ -215,7 +228,7 @@ pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layou
     let mut superblock = Vec::with_capacity(SUPERBLOCK_LEN as usize);
     put32(&mut superblock, MAGIC);
     put32(&mut superblock, inodes);
-    put32(&mut superblock, fs.time.clamp(0, i64::from(u32::MAX)) as u32);
+    put32(&mut superblock, tree.time().clamp(0, i64::from(u32::MAX)) as u32);
     put32(&mut superblock, BLOCK_SIZE);
     put32(&mut superblock, fragment_count);
     put16(&mut superblock, GZIP);
@@ -246,15 +259,14 @@ pub(super) fn write(fs: &Squashfs, image: &File, threads: usize) -> Result<Layou
 
 /// The nodes in the order their inodes are written: a depth-first walk in name order, each
 /// directory after its entries (its listing points at theirs), each inode once (hard links).
-fn post_order(fs: &Squashfs) -> Vec<usize> {
+fn post_order(tree: &Tree<'_>) -> Vec<usize> {
     let children = |dir: usize| -> Vec<usize> {
-        match &fs.nodes[dir].kind {
-            Kind::Dir { children, .. } => children.values().copied().collect(),
-            _ => Vec::new(),
-        }
+        tree.children(dir)
+            .map_or_else(Vec::new, |children| children.values().copied().collect())
     };
-    let mut order = Vec::with_capacity(fs.nodes.len());
-    let mut seen = vec![false; fs.nodes.len()];
+    let nodes = tree.nodes();
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut seen = vec![false; nodes.len()];
     let mut stack = vec![(0, children(0), 0)];
     while let Some((dir, entries, next)) = stack.last_mut() {
         let Some(&child) = entries.get(*next) else {
@@ -266,7 +278,7 @@ fn post_order(fs: &Squashfs) -> Vec<usize> {
         if std::mem::replace(&mut seen[child], true) {
             continue;
         }
-        if matches!(fs.nodes[child].kind, Kind::Dir { .. }) {
+        if matches!(nodes[child].kind, Kind::Dir { .. }) {
             stack.push((child, children(child), 0));
         } else {
             order.push(child);
@@ -287,7 +299,7 @@ struct Listing<'t> {
 /// index entry whenever the listing since the last index entry would pass 8 KiB, as mksquashfs
 /// does.
 fn listing<'t>(
-    fs: &Squashfs,
+    tree: &Tree<'_>,
     children: &'t std::collections::BTreeMap<String, usize>,
     refs: &[u64],
     number: &[u32],
@@ -335,7 +347,7 @@ fn listing<'t>(
         h.count += 1;
         put16(&mut bytes, offset);
         put16(&mut bytes, delta(h.base) as i16 as u16);
-        put16(&mut bytes, basic_type(&fs.nodes[child].kind));
+        put16(&mut bytes, basic_type(&tree.nodes()[child].kind));
         put16(&mut bytes, name.len() as u16 - 1);
         bytes.extend_from_slice(name.as_bytes());
     }
@@ -346,7 +358,7 @@ fn listing<'t>(
 }
 
 /// The type a directory entry gives for a node (always the basic one).
-fn basic_type(kind: &Kind) -> u16 {
+fn basic_type(kind: &Kind<'_>) -> u16 {
     match kind {
         Kind::Dir { .. } => DIR,
         Kind::File(_) => FILE,
