@@ -121,7 +121,10 @@ boot_tests! {
 fn boots_from_a_root_disk(prefix: &str, device: &str, fstype: &str) {
     let mut vm = Vm::boot_named(&outputs().join(prefix), prefix, &[]);
     let found = vm.wait("init: root ");
-    assert!(found.contains(&format!("init: root {device} ({fstype}) found in ")), "{found}");
+    assert!(
+        found.contains(&format!("init: root {device} ({fstype}) found in ")),
+        "{found}"
+    );
     vm.wait("Welcome to moby");
     // getty binds the system's /containers: there the system root shows as the overlay over the
     // read-only disk.
