@@ -174,7 +174,8 @@ impl QemuConfig {
         }
 
         // Boot media: kernel arguments, and the boot disk / boot CD in front of the others.
-        let mut disks: Vec<(&Path, Option<&str>, bool)> = Vec::new();
+        // (path, format, boot disk, extra drive options)
+        let mut disks: Vec<(&Path, Option<&str>, bool, &str)> = Vec::new();
         let mut cds: Vec<(&Path, bool)> = Vec::new();
         match &self.boot {
             BootMedia::Kernel {
@@ -195,7 +196,8 @@ impl QemuConfig {
                 cmdline,
             } => {
                 kernel_args(&mut a, kernel, initrd.as_deref(), cmdline, "root=/dev/vda");
-                disks.push((squashfs, Some("raw"), false));
+                // Read-only by nature, and shared by every instance booted from it.
+                disks.push((squashfs, Some("raw"), false, ",readonly=on"));
             }
             BootMedia::KernelIso {
                 kernel,
@@ -207,25 +209,23 @@ impl QemuConfig {
                 cds.push((iso, false));
             }
             BootMedia::Iso(iso) => cds.push((iso, true)),
-            BootMedia::Disk { path, format } => disks.push((path, format.map(|f| f.qemu_name()), true)),
+            BootMedia::Disk { path, format } => {
+                let snapshot = if self.boot_snapshot { ",snapshot=on" } else { "" };
+                disks.push((path, format.map(|f| f.qemu_name()), true, snapshot));
+            }
         }
         disks.extend(
             self.disks
                 .iter()
-                .map(|d| (d.path.as_path(), d.format.map(|f| f.qemu_name()), false)),
+                .map(|d| (d.path.as_path(), d.format.map(|f| f.qemu_name()), false, "")),
         );
         cds.extend(self.cdroms.iter().map(|c| (c.as_path(), false)));
 
-        for (i, (path, format, boot)) in disks.iter().enumerate() {
+        for (i, (path, format, boot, extra)) in disks.iter().enumerate() {
             let format = format.map(|f| format!(",format={f}")).unwrap_or_default();
-            let snapshot = if *boot && self.boot_snapshot {
-                ",snapshot=on"
-            } else {
-                ""
-            };
             a.extend([
                 "-drive".into(),
-                format!("file={}{format}{snapshot},if=none,id=disk{i}", opt_path(path)),
+                format!("file={}{format}{extra},if=none,id=disk{i}", opt_path(path)),
             ]);
             let bootindex = if *boot { ",bootindex=0" } else { "" };
             a.extend(["-device".into(), format!("virtio-blk-pci,drive=disk{i}{bootindex}")]);
@@ -567,7 +567,7 @@ mod tests {
                 "-append",
                 "console=ttyS0 root=/dev/vda",
                 "-drive",
-                "file=/out/lk-squashfs.img,format=raw,if=none,id=disk0",
+                "file=/out/lk-squashfs.img,format=raw,readonly=on,if=none,id=disk0",
                 "-device",
                 "virtio-blk-pci,drive=disk0",
                 "-device",
