@@ -27,6 +27,7 @@ pub mod content;
 pub mod extents;
 pub mod fat;
 pub mod iso;
+mod le;
 pub mod partition;
 pub mod qcow2;
 pub mod sparse_tar;

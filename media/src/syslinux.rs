@@ -22,6 +22,7 @@
 //! As the default installer: no "stupid" mode (transfers of up to 127 sectors), no RAID mode
 //! (boot failure prints a message instead of `INT 18h`), no subdirectory.
 
+use crate::le::{le16, le32, put16, put32, put64};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -406,26 +407,6 @@ impl Bpb {
             backup_boot_sector,
         })
     }
-}
-
-fn le16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn le32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-fn put16(bytes: &mut [u8], at: usize, value: u16) {
-    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
-}
-
-fn put32(bytes: &mut [u8], at: usize, value: u32) {
-    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
-}
-
-fn put64(bytes: &mut [u8], at: usize, value: u64) {
-    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
 #[cfg(test)]

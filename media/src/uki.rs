@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 
 use crate::content::Content;
+use crate::le::{le16, le32, put16, put32};
 
 /// Size of a PE section header.
 const SECTION_HEADER: usize = 40;
@@ -332,22 +333,6 @@ fn parse(stub: &[u8]) -> Result<Headers, String> {
 
 fn round_up(value: u64, alignment: u64) -> u64 {
     value.div_ceil(alignment) * alignment
-}
-
-fn le16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn le32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-fn put16(bytes: &mut [u8], at: usize, value: u16) {
-    bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
-}
-
-fn put32(bytes: &mut [u8], at: usize, value: u32) {
-    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
 #[cfg(test)]
