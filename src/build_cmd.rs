@@ -112,7 +112,7 @@ fn outputs(args: &BuildArgs) -> Result<Outputs> {
             bail!("-o cannot be combined with --name or --dir");
         }
         if !format.is_streamable() {
-            bail!("-o cannot be used with format {format}: it writes several files; use --dir and --name");
+            bail!("-o cannot be used with format {format}: only tar and docker stream into one file; {format} writes its files into --dir under --name (LinuxKit's names)");
         }
         Outputs::stream(*format, output_file(output))?
     } else {
