@@ -12,7 +12,7 @@ moby="$PWD/target/release/moby"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 formats=("$@")
-((${#formats[@]})) || formats=(kernel+initrd iso-bios iso-efi iso-efi-initrd raw-bios raw-efi aws gcp qcow2-bios qcow2-efi vhd dynamic-vhd vmdk)
+((${#formats[@]})) || formats=(kernel+initrd iso-bios iso-efi iso-efi-initrd raw-bios raw-efi aws gcp qcow2-bios qcow2-efi vhd dynamic-vhd vmdk kernel+iso kernel+squashfs)
 
 run() { # label, spec, format, extra args...
   local label="$1" spec="$2" format="$3"; shift 3
@@ -21,7 +21,7 @@ run() { # label, spec, format, extra args...
   read -r wall rss_kb <"$work/time"
   local apparent allocated
   apparent=$(du -scb --apparent-size "$work/out" | tail -1 | cut -f1)
-  allocated=$(du -scb "$work/out" | tail -1 | cut -f1)
+  allocated=$(du -sc --block-size=1 "$work/out" | tail -1 | cut -f1)
   printf '%-22s %7.2f s  %9.1f MB  %8.1f MB on disk  peak RSS %6.1f MB\n' \
     "$label" "$wall" "$(echo "$apparent / 1048576" | bc -l)" "$(echo "$allocated / 1048576" | bc -l)" "$(echo "$rss_kb / 1024" | bc -l)"
 }
@@ -36,6 +36,6 @@ head -c 600M /dev/urandom >"$work/blob"
 sed -e "s|^files:|files:\n  - path: var/blob\n    source: $work/blob|" -e "s|@pkg:\.\./|@pkg:$PWD/|" \
   examples/linuxkit.yml >"$work/large.yml"
 echo "examples/linuxkit.yml + 600 MB file"
-for format in kernel+initrd aws iso-efi; do
+for format in kernel+initrd aws iso-efi kernel+squashfs; do
   run "$format (large)" "$work/large.yml" "$format" --size 2G
 done
