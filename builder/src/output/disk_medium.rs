@@ -35,9 +35,14 @@ pub(crate) fn write(boot: &mut BootFiles, layout: DiskLayout, target: MediumTarg
         Firmware::Bios => None,
     };
     let config = syslinux_config(&boot.cmdline);
-    let syslinux = Syslinux::new(&target.bootloader.ldlinux_bss, &target.bootloader.ldlinux_sys)
-        .map_err(|e| medium_error(e.into()))?;
-    let ldlinux_sys = syslinux.ldlinux_sys_file();
+    let syslinux = match layout.boot {
+        Firmware::Bios => Some(
+            Syslinux::new(&target.bootloader.ldlinux_bss, &target.bootloader.ldlinux_sys)
+                .map_err(|e| medium_error(e.into()))?,
+        ),
+        Firmware::Efi => None,
+    };
+    let ldlinux_sys = syslinux.as_ref().map(Syslinux::ldlinux_sys_file).unwrap_or_default();
     let files = match &uki {
         Some(uki) => vec![FatFile::new(efi::BOOT_FILE, Content::file(uki)?)],
         None => bios_files(boot, target.bootloader, &ldlinux_sys, &config)?,
@@ -93,8 +98,8 @@ pub(crate) fn write(boot: &mut BootFiles, layout: DiskLayout, target: MediumTarg
     };
     let fat_layout =
         fat::write(&raw, PARTITION_START, partition_len, &files, &options).map_err(|e| medium_error(e.into()))?;
-    match layout.boot {
-        Firmware::Bios => {
+    match &syslinux {
+        Some(syslinux) => {
             let ldlinux = fat_layout
                 .file(LDLINUX_SYS)
                 .ok_or_else(|| medium_error("ldlinux.sys is not on the FAT filesystem".into()))?;
@@ -115,7 +120,7 @@ pub(crate) fn write(boot: &mut BootFiles, layout: DiskLayout, target: MediumTarg
             partition::write_mbr(&raw, size, boot_code, seed.u32("disk signature"), &[partition])
                 .map_err(|e| medium_error(e.into()))?;
         }
-        Firmware::Efi => {
+        None => {
             let esp = GptPartition {
                 type_guid: Guid::EFI_SYSTEM,
                 unique_guid: Guid::from_hash(&seed.bytes16("esp partition guid")),
