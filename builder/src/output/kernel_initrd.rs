@@ -82,8 +82,7 @@ pub(crate) struct BootSplitter {
     initrd: InitrdStage,
     initrd_prefix: u64,
     route: Route,
-    entry: String,
-    remaining: u64,
+    cursor: EntryCursor,
 }
 
 impl BootSplitter {
@@ -101,17 +100,14 @@ impl BootSplitter {
             initrd: InitrdStage::Pending(initrd),
             initrd_prefix: 0,
             route: Route::Skip,
-            entry: String::new(),
-            remaining: 0,
+            cursor: EntryCursor::default(),
         })
     }
 
     /// Starts an entry.
     pub(crate) fn write_header(&mut self, header: &Header) -> io::Result<()> {
-        self.check_complete()?;
+        self.cursor.start(header)?;
         self.route = self.route_for(header)?;
-        self.entry.clone_from(&header.name);
-        self.remaining = header.size;
         if self.route == Route::Initrd {
             self.initrd_writer()?.write_entry(header)?;
         }
@@ -120,13 +116,7 @@ impl BootSplitter {
 
     /// Appends data to the current entry.
     pub(crate) fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.len() as u64 > self.remaining {
-            return Err(OutputError::TooMuchData {
-                entry: self.entry.clone(),
-            }
-            .into());
-        }
-        self.remaining -= data.len() as u64;
+        self.cursor.advance(data.len())?;
         match self.route {
             Route::Kernel => write_to(&mut self.kernel, data),
             Route::Cmdline => write_to(&mut self.cmdline, data),
@@ -145,7 +135,7 @@ impl BootSplitter {
 
     /// Ends the archive and hands over the pieces.
     pub(crate) fn finish(mut self) -> io::Result<BootParts> {
-        self.check_complete()?;
+        self.cursor.check_complete()?;
         // An image without any initrd entry still gets a (valid, empty) archive.
         self.initrd_writer()?;
         let initrd = match std::mem::replace(&mut self.initrd, InitrdStage::Broken) {
@@ -208,17 +198,6 @@ impl BootSplitter {
             _ => Err(OutputError::Broken.into()),
         }
     }
-
-    fn check_complete(&self) -> io::Result<()> {
-        if self.remaining > 0 {
-            return Err(OutputError::MissingData {
-                entry: self.entry.clone(),
-                missing: self.remaining,
-            }
-            .into());
-        }
-        Ok(())
-    }
 }
 
 /// Creates the staged file on first use, or empties it for a replacing entry.
@@ -237,6 +216,48 @@ pub(crate) fn write_to(slot: &mut Option<StagedFile>, data: &[u8]) -> io::Result
     match slot {
         Some(file) => file.write_all(data),
         None => Err(OutputError::Broken.into()),
+    }
+}
+
+/// The entry whose data is arriving, and how much of it is still due: catches data beyond an
+/// entry's size and entries cut short (shared by the sinks that route entries themselves).
+#[derive(Debug, Default)]
+pub(crate) struct EntryCursor {
+    entry: String,
+    remaining: u64,
+}
+
+impl EntryCursor {
+    /// Starts `header`'s entry, once the previous one is complete.
+    pub(crate) fn start(&mut self, header: &Header) -> io::Result<()> {
+        self.check_complete()?;
+        self.entry.clone_from(&header.name);
+        self.remaining = header.size;
+        Ok(())
+    }
+
+    /// Accounts for `len` more bytes of the current entry.
+    pub(crate) fn advance(&mut self, len: usize) -> io::Result<()> {
+        if len as u64 > self.remaining {
+            return Err(OutputError::TooMuchData {
+                entry: self.entry.clone(),
+            }
+            .into());
+        }
+        self.remaining -= len as u64;
+        Ok(())
+    }
+
+    /// Fails when the current entry's data is not complete.
+    pub(crate) fn check_complete(&self) -> io::Result<()> {
+        if self.remaining > 0 {
+            return Err(OutputError::MissingData {
+                entry: self.entry.clone(),
+                missing: self.remaining,
+            }
+            .into());
+        }
+        Ok(())
     }
 }
 

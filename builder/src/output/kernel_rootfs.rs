@@ -23,7 +23,7 @@ use media::iso::Iso;
 use media::tree::{DeviceKind, Metadata, Tree, TreeError};
 
 use super::initrd::InitrdWriter;
-use super::kernel_initrd::{reset, write_to, CMDLINE_ENTRY, KERNEL_ENTRY};
+use super::kernel_initrd::{reset, write_to, EntryCursor, CMDLINE_ENTRY, KERNEL_ENTRY};
 use super::pgzip::PgzipOptions;
 use super::staged::{remove_stale, with_suffix, StagedFile};
 use super::{Format, OutputError};
@@ -71,8 +71,7 @@ pub(crate) struct KernelRootfs {
     data_len: u64,
     root: BTreeMap<String, Entry>,
     route: Route,
-    entry: String,
-    remaining: u64,
+    cursor: EntryCursor,
 }
 
 impl KernelRootfs {
@@ -98,8 +97,7 @@ impl KernelRootfs {
             data_len: 0,
             root: BTreeMap::new(),
             route: Route::Skip,
-            entry: String::new(),
-            remaining: 0,
+            cursor: EntryCursor::default(),
         })
     }
 
@@ -184,15 +182,7 @@ fn root_tree<'a>(root: &BTreeMap<String, Entry>, data: &'a File) -> Result<Tree<
 
 impl EntrySink for KernelRootfs {
     fn write_header(&mut self, header: &Header) -> io::Result<()> {
-        if self.remaining > 0 {
-            return Err(OutputError::MissingData {
-                entry: self.entry.clone(),
-                missing: self.remaining,
-            }
-            .into());
-        }
-        self.entry.clone_from(&header.name);
-        self.remaining = header.size;
+        self.cursor.start(header)?;
         let name = header.name.trim_end_matches('/');
         self.route = match name {
             KERNEL_ENTRY => {
@@ -235,13 +225,7 @@ impl EntrySink for KernelRootfs {
     }
 
     fn write_data(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.len() as u64 > self.remaining {
-            return Err(OutputError::TooMuchData {
-                entry: self.entry.clone(),
-            }
-            .into());
-        }
-        self.remaining -= data.len() as u64;
+        self.cursor.advance(data.len())?;
         match self.route {
             Route::Kernel => write_to(&mut self.kernel, data),
             Route::Cmdline => write_to(&mut self.cmdline, data),
@@ -258,13 +242,7 @@ impl EntrySink for KernelRootfs {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if self.remaining > 0 {
-            return Err(OutputError::MissingData {
-                entry: self.entry.clone(),
-                missing: self.remaining,
-            }
-            .into());
-        }
+        self.cursor.check_complete()?;
         let stage1 = self.stage1.take().ok_or(OutputError::Finished)?;
         let Some(kernel) = self.kernel.take().filter(|kernel| kernel.len() > 0) else {
             return Err(OutputError::NoKernel { format: self.format }.into());
