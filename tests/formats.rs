@@ -224,7 +224,10 @@ fn a_size_too_small_fails_naming_the_size_needed_and_writes_nothing() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("give --size"), "{stderr}");
+    assert!(
+        stderr.contains("; make the disk ") && stderr.contains("M or more"),
+        "{stderr}"
+    );
     assert_eq!(outputs_in(dir.path()), Vec::<String>::new());
 
     let (_dir, out) = build_spec(&spec, &["--format", "vhd", "--size", "lots"]);

@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "formats vhd and dynamic-vhd both write {}; build them separately (another --name or --dir)",
+                "formats vhd and dynamic-vhd both write {}; build them separately (under another name or in another directory)",
                 dir.path().join("img.vhd").display()
             )
         );

@@ -223,7 +223,7 @@ fn sectors(bytes: u64) -> io::Result<u32> {
     u32::try_from(bytes / SECTOR).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "a BIOS (MBR) disk cannot be larger than 2 TiB; give a smaller --size",
+            "a BIOS (MBR) disk cannot be larger than 2 TiB; make the disk smaller",
         )
     })
 }

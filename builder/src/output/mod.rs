@@ -196,7 +196,7 @@ pub enum OutputError {
     },
     /// Two formats of one build would write the same file.
     #[error(
-        "formats {first} and {second} both write {}; build them separately (another --name or --dir)",
+        "formats {first} and {second} both write {}; build them separately (under another name or in another directory)",
         file.display()
     )]
     SameFile {
@@ -255,7 +255,7 @@ pub enum OutputError {
     },
     /// The disk size cannot hold the content.
     #[error(
-        "format {format}: the disk of {} MiB is too small for the kernel, the initrd and the bootloader, which need {} MiB; give --size {}M or more",
+        "format {format}: the disk of {} MiB is too small for the kernel, the initrd and the bootloader, which need {} MiB; make the disk {}M or more",
         size / (1 << 20), needed.div_ceil(1 << 20), needed.div_ceil(1 << 20)
     )]
     TooSmall {
@@ -267,7 +267,7 @@ pub enum OutputError {
         needed: u64,
     },
     /// The bootloader image could not be read.
-    #[error("the ISO and disk formats need the bootloader image {image} (build it with `moby pkg build pkg/bootloader` in moby's repository, or pull it): {source}")]
+    #[error("the ISO and disk formats need the bootloader image {image} (built from the package pkg/bootloader of moby's repository, or pulled): {source}")]
     Bootloader {
         /// The pinned image.
         image: &'static str,
