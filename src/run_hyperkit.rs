@@ -235,6 +235,7 @@ fn with_flags(err: VmError) -> anyhow::Error {
 mod tests {
     use super::*;
     use clap::Parser;
+    use vmm::LocalBackend;
 
     #[derive(Debug, Parser)]
     struct Cli {

@@ -66,28 +66,53 @@ pub enum Ending {
     Exited(String),
 }
 
-/// The lifecycle of instances on one backend. Records live under [`Backend::root`], so any
-/// process using the same root (the CLI, a plugin daemon, a restarted daemon) sees the same
-/// instances.
+/// The lifecycle of instances on one backend: what the CLI, the plugin and clusters use, whatever
+/// runs the VMs (processes on this host, or a cloud).
 pub trait Backend: Sync {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
-
-    /// Where the instances' records are.
-    fn root(&self) -> &StateRoot;
 
     /// Starts an instance that outlives the caller and returns its record once the guest runs.
     fn start(&self, request: &Request) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send;
 
     /// Starts an instance in the caller's foreground: its console goes to `console` (and the
-    /// caller's stdin to it) until it exits; SIGINT, SIGTERM or SIGHUP stop it gracefully within
-    /// `stop_timeout`. It dies with the caller.
+    /// caller's stdin to it, where the backend has an interactive console) until it exits;
+    /// SIGINT, SIGTERM or SIGHUP stop it gracefully within `stop_timeout`. It dies with the caller.
     fn run(
         &self,
         request: &Request,
         console: &mut (dyn Write + Send),
         stop_timeout: Duration,
     ) -> impl Future<Output = Result<RunEnd, VmError>> + Send;
+
+    /// The instance `name` as it is now.
+    fn describe(&self, name: &str) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send;
+
+    /// Every instance of this backend that carries all the tags of `filter`, sorted by name.
+    fn list(&self, filter: &Tags) -> impl Future<Output = Result<Vec<InstanceRecord>, VmError>> + Send;
+
+    /// Merges `tags` into the instance's tags (a tag given again takes the new value).
+    fn label(&self, name: &str, tags: &Tags) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send;
+
+    /// Stops the instance: gracefully within `timeout`, then by force; it must be starting or
+    /// running.
+    fn stop(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send;
+
+    /// Stops the instance if it runs, then removes it and what was created for it.
+    fn destroy(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), VmError>> + Send;
+
+    /// Attaches to the running instance's serial console.
+    fn console(&self, name: &str) -> impl Future<Output = Result<Console, VmError>> + Send;
+}
+
+/// A backend whose VMs are processes on this host, with their records under [`LocalBackend::root`],
+/// so any process using the same root (the CLI, a plugin daemon, a restarted daemon) sees the same
+/// instances. It implements what differs (telling whether its process runs, halting it); the
+/// `local_*` methods implement [`Backend`]'s describe, list, label, stop and destroy on top of
+/// those and the records.
+pub trait LocalBackend: Backend {
+    /// Where the instances' records are.
+    fn root(&self) -> &StateRoot;
 
     /// The pid of the instance's VM process, `None` when none runs.
     fn probe(&self, state: &StateDir) -> impl Future<Output = Result<Option<u32>, VmError>> + Send;
@@ -96,11 +121,8 @@ pub trait Backend: Sync {
     /// once it has exited.
     fn halt(&self, state: &StateDir, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send;
 
-    /// Attaches to the running instance's serial console.
-    fn console(&self, name: &str) -> impl Future<Output = Result<Console, VmError>> + Send;
-
-    /// The instance `name`, its recorded state reconciled with its process.
-    fn describe(&self, name: &str) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
+    /// [`Backend::describe`]: the recorded state reconciled with its process.
+    fn local_describe(&self, name: &str) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
         async move {
             let (state, record) = self.root().open(name)?;
             check_kind(self.kind(), &record)?;
@@ -108,8 +130,8 @@ pub trait Backend: Sync {
         }
     }
 
-    /// Every instance of this backend that carries all the tags of `filter`, sorted by name.
-    fn list(&self, filter: &Tags) -> impl Future<Output = Result<Vec<InstanceRecord>, VmError>> + Send {
+    /// [`Backend::list`]: the records of this backend under the root.
+    fn local_list(&self, filter: &Tags) -> impl Future<Output = Result<Vec<InstanceRecord>, VmError>> + Send {
         async move {
             let mut out = Vec::new();
             for (state, record) in self.root().list()? {
@@ -121,9 +143,8 @@ pub trait Backend: Sync {
         }
     }
 
-    /// Merges `tags` into the instance's tags (a tag given again takes the new value), persisted
-    /// atomically.
-    fn label(&self, name: &str, tags: &Tags) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
+    /// [`Backend::label`]: persisted atomically in the record.
+    fn local_label(&self, name: &str, tags: &Tags) -> impl Future<Output = Result<InstanceRecord, VmError>> + Send {
         async move {
             let (state, record) = self.root().open(name)?;
             check_kind(self.kind(), &record)?;
@@ -135,8 +156,8 @@ pub trait Backend: Sync {
         }
     }
 
-    /// Stops the instance (see [`Backend::halt`]); it must be starting or running.
-    fn stop(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send {
+    /// [`Backend::stop`]: [`LocalBackend::halt`] with the state transitions around it.
+    fn local_stop(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<Stopped, VmError>> + Send {
         async move {
             let (state, record) = self.root().open(name)?;
             check_kind(self.kind(), &record)?;
@@ -148,14 +169,14 @@ pub trait Backend: Sync {
         }
     }
 
-    /// Stops the instance if it runs, then removes it: its record, its state directory (and the
-    /// link to it under the root) and the disks created for it, unless the request said to keep
-    /// them. Disks it was given by path are never removed.
-    fn destroy(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), VmError>> + Send {
+    /// [`Backend::destroy`]: removes its record, its state directory (and the link to it under
+    /// the root) and the disks created for it, unless the request said to keep them. Disks it was
+    /// given by path are never removed.
+    fn local_destroy(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), VmError>> + Send {
         async move {
-            let record = self.describe(name).await?;
+            let record = self.local_describe(name).await?;
             if record.state.is_active() {
-                self.stop(name, timeout).await?;
+                self.local_stop(name, timeout).await?;
             }
             let (state, record) = self.root().open(name)?;
             let mut check = record.clone();
@@ -199,6 +220,33 @@ pub trait Backend: Sync {
     }
 }
 
+/// [`Backend`]'s describe, list, label, stop and destroy of a [`LocalBackend`]: its `local_*`
+/// methods. Used inside `impl Backend for X`.
+macro_rules! local_lifecycle {
+    () => {
+        async fn describe(&self, name: &str) -> Result<InstanceRecord, VmError> {
+            $crate::LocalBackend::local_describe(self, name).await
+        }
+
+        async fn list(&self, filter: &$crate::Tags) -> Result<Vec<InstanceRecord>, VmError> {
+            $crate::LocalBackend::local_list(self, filter).await
+        }
+
+        async fn label(&self, name: &str, tags: &$crate::Tags) -> Result<InstanceRecord, VmError> {
+            $crate::LocalBackend::local_label(self, name, tags).await
+        }
+
+        async fn stop(&self, name: &str, timeout: Duration) -> Result<$crate::Stopped, VmError> {
+            $crate::LocalBackend::local_stop(self, name, timeout).await
+        }
+
+        async fn destroy(&self, name: &str, timeout: Duration) -> Result<(), VmError> {
+            $crate::LocalBackend::local_destroy(self, name, timeout).await
+        }
+    };
+}
+pub(crate) use local_lifecycle;
+
 fn check_kind(asked: BackendKind, record: &InstanceRecord) -> Result<(), VmError> {
     if record.backend == asked {
         Ok(())
@@ -214,7 +262,7 @@ fn check_kind(asked: BackendKind, record: &InstanceRecord) -> Result<(), VmError
 /// The state dir of instance `name` when a console can attach to it: it runs, and not in the
 /// foreground of a live process (which holds its console). Else [`VmError::ConsoleUnavailable`],
 /// naming where its console's output is kept (`log`).
-pub(crate) async fn attachable<B: Backend + ?Sized>(
+pub(crate) async fn attachable<B: LocalBackend + ?Sized>(
     backend: &B,
     name: &str,
     log: impl Fn(&StateDir) -> PathBuf,
@@ -299,8 +347,8 @@ fn remove_state(root: &StateRoot, state: &StateDir, keep: &[std::path::PathBuf])
     Ok(())
 }
 
-/// One of the backends, chosen at run time (by the CLI's subcommand, or by the backend a record
-/// names). Open for more (GCP).
+/// One of the backends, chosen at run time (by the CLI's subcommand, by the plugin's properties,
+/// or by the backend a record names).
 #[derive(Debug)]
 pub enum AnyBackend {
     /// qemu.
@@ -309,34 +357,45 @@ pub enum AnyBackend {
     Hyperkit(crate::hyperkit::Hyperkit),
     /// VMware.
     Vmware(crate::vmware::Vmware),
+    /// Google Compute Engine.
+    Gcp(crate::gcp::Gcp),
 }
 
 impl AnyBackend {
-    /// The backend `kind` with its default settings, keeping records under `root`: what acting on
-    /// an existing instance needs.
-    pub fn of_kind(kind: BackendKind, root: StateRoot) -> AnyBackend {
+    /// The local backend `kind` with its default settings, keeping records under `root`: what
+    /// acting on an existing instance needs. A cloud backend has no default settings (its
+    /// project and zone): [`VmError::NotLocal`].
+    pub fn of_kind(kind: BackendKind, root: StateRoot) -> Result<AnyBackend, VmError> {
         match kind {
-            BackendKind::Qemu => AnyBackend::Qemu(crate::qemu::Qemu::new(root)),
-            BackendKind::Hyperkit => AnyBackend::Hyperkit(crate::hyperkit::Hyperkit::new(root)),
-            BackendKind::Vmware => AnyBackend::Vmware(crate::vmware::Vmware::new(root)),
+            BackendKind::Qemu => Ok(AnyBackend::Qemu(crate::qemu::Qemu::new(root))),
+            BackendKind::Hyperkit => Ok(AnyBackend::Hyperkit(crate::hyperkit::Hyperkit::new(root))),
+            BackendKind::Vmware => Ok(AnyBackend::Vmware(crate::vmware::Vmware::new(root))),
+            BackendKind::Gcp => Err(VmError::NotLocal { kind }),
         }
     }
 
-    /// The backend of the instance `name` under `root`, with its default settings.
+    /// The backend of the instance `name` recorded under `root`, with its default settings.
     pub fn for_instance(root: &StateRoot, name: &str) -> Result<AnyBackend, VmError> {
         let (_, record) = root.open(name)?;
-        Ok(AnyBackend::of_kind(record.backend, root.clone()))
+        AnyBackend::of_kind(record.backend, root.clone())
     }
 
-    /// Every instance under `root`, whatever its backend, that carries the tags of `filter`.
-    /// The root is read once (sorted by name) and each record is reconciled by its own backend.
+    /// Every instance recorded under `root`, whatever its backend, that carries the tags of
+    /// `filter`. The root is read once (sorted by name) and each record is reconciled by its own
+    /// backend.
     pub async fn list_all(root: &StateRoot, filter: &Tags) -> Result<Vec<InstanceRecord>, VmError> {
         let mut out = Vec::new();
         for (state, record) in root.list()? {
-            if matches(&record.tags, filter) {
-                let backend = AnyBackend::of_kind(record.backend, root.clone());
-                out.push(backend.reconcile(&state, record).await?);
+            if !matches(&record.tags, filter) {
+                continue;
             }
+            let record = match AnyBackend::of_kind(record.backend, root.clone())? {
+                AnyBackend::Qemu(b) => b.reconcile(&state, record).await?,
+                AnyBackend::Hyperkit(b) => b.reconcile(&state, record).await?,
+                AnyBackend::Vmware(b) => b.reconcile(&state, record).await?,
+                AnyBackend::Gcp(_) => record,
+            };
+            out.push(record);
         }
         Ok(out)
     }
@@ -348,6 +407,7 @@ macro_rules! each {
             AnyBackend::Qemu($b) => $e,
             AnyBackend::Hyperkit($b) => $e,
             AnyBackend::Vmware($b) => $e,
+            AnyBackend::Gcp($b) => $e,
         }
     };
 }
@@ -355,10 +415,6 @@ macro_rules! each {
 impl Backend for AnyBackend {
     fn kind(&self) -> BackendKind {
         each!(self, b => b.kind())
-    }
-
-    fn root(&self) -> &StateRoot {
-        each!(self, b => b.root())
     }
 
     async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
@@ -374,12 +430,24 @@ impl Backend for AnyBackend {
         each!(self, b => b.run(request, console, stop_timeout).await)
     }
 
-    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        each!(self, b => b.probe(state).await)
+    async fn describe(&self, name: &str) -> Result<InstanceRecord, VmError> {
+        each!(self, b => b.describe(name).await)
     }
 
-    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
-        each!(self, b => b.halt(state, timeout).await)
+    async fn list(&self, filter: &Tags) -> Result<Vec<InstanceRecord>, VmError> {
+        each!(self, b => b.list(filter).await)
+    }
+
+    async fn label(&self, name: &str, tags: &Tags) -> Result<InstanceRecord, VmError> {
+        each!(self, b => b.label(name, tags).await)
+    }
+
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<Stopped, VmError> {
+        each!(self, b => b.stop(name, timeout).await)
+    }
+
+    async fn destroy(&self, name: &str, timeout: Duration) -> Result<(), VmError> {
+        each!(self, b => b.destroy(name, timeout).await)
     }
 
     async fn console(&self, name: &str) -> Result<Console, VmError> {

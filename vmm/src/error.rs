@@ -101,6 +101,15 @@ pub enum VmError {
     /// VMware.
     #[error(transparent)]
     Vmware(#[from] VmwareError),
+    /// Google Cloud.
+    #[error(transparent)]
+    Gcp(#[from] crate::gcp::GcpError),
+    /// A cloud backend has no instances recorded on this host, nor default settings.
+    #[error("{kind} instances are not kept on this host: give the backend's project and zone")]
+    NotLocal {
+        /// The backend.
+        kind: BackendKind,
+    },
     /// A GCE image archive could not be unpacked for booting.
     #[error("cannot unpack {}: {source}", archive.display())]
     Unpack {

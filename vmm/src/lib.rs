@@ -4,8 +4,9 @@
 //!
 //! The API: a [`Request`] says what to start; the [`Backend`] trait is the lifecycle every backend
 //! offers (start, run in the foreground, stop, destroy, describe, list by tag, label, console);
-//! [`qemu::Qemu`], [`hyperkit::Hyperkit`] and [`vmware::Vmware`] implement it and [`AnyBackend`]
-//! is the enum over them. An [`InstanceRecord`] (with its [`InstanceState`]) is what a backend
+//! [`qemu::Qemu`], [`hyperkit::Hyperkit`] and [`vmware::Vmware`] implement it for VMs on this host
+//! (each a [`LocalBackend`], with records under a [`StateRoot`]), [`gcp::Gcp`] for Compute
+//! Engine (its instances described from the API alone), and [`AnyBackend`] is the enum over them. An [`InstanceRecord`] (with its [`InstanceState`]) is what a backend
 //! knows of an instance, kept under a [`StateRoot`]; [`VmError`] is the one error.
 //!
 //! The vocabulary every backend shares is in [`machine`] (architecture, boot media, disks,
@@ -20,6 +21,7 @@ mod backend;
 pub mod console;
 mod error;
 mod firmware;
+pub mod gcp;
 pub mod hyperkit;
 mod instance;
 pub mod machine;
@@ -39,7 +41,7 @@ pub mod userdata;
 pub mod vmware;
 
 pub use accel::{Accel, AccelError, ACCEL_ENV};
-pub use backend::{AnyBackend, Backend, Ending, RunEnd, Stopped};
+pub use backend::{AnyBackend, Backend, Ending, LocalBackend, RunEnd, Stopped};
 pub use error::VmError;
 pub use firmware::FirmwareError;
 pub use instance::{Action, BackendKind, InstanceRecord, InstanceState, Request, Tags, TransitionError};

@@ -46,6 +46,8 @@ pub(crate) fn record_start(state: &StateDir, request: &Request, facts: RunFacts)
             created_disks: Vec::new(),
             keep_disks: false,
             started: 0,
+            address: None,
+            machine: None,
         },
     };
     if record.backend != facts.kind {

@@ -143,7 +143,7 @@ fn is_program(kind: BackendKind, name: &str) -> bool {
     match kind {
         BackendKind::Qemu => name.starts_with("qemu"),
         BackendKind::Hyperkit => name.contains("hyperkit"),
-        BackendKind::Vmware => false,
+        BackendKind::Vmware | BackendKind::Gcp => false,
     }
 }
 
@@ -418,6 +418,8 @@ impl StateDir {
             BackendKind::Qemu => "qemu.pid",
             BackendKind::Hyperkit => "hyperkit.pid",
             BackendKind::Vmware => "vmware.pid",
+            // Never recorded here: GCE instances live in the cloud.
+            BackendKind::Gcp => "gcp.pid",
         })
     }
 
@@ -604,7 +606,7 @@ impl StateDir {
                 self.console_socket(),
             ],
             BackendKind::Hyperkit => vec![self.pid_file(), self.dir.join(HYPERKIT_JSON), self.dir.join("tty")],
-            BackendKind::Vmware => Vec::new(),
+            BackendKind::Vmware | BackendKind::Gcp => Vec::new(),
         };
         for path in runtime {
             match fs::remove_file(&path) {

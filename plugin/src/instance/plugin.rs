@@ -144,6 +144,7 @@ impl InstancePlugin {
         request.logical_id = entry.logical_id.clone();
         request.spec_digest = Some(image.digest);
         AnyBackend::of_kind(properties.backend, self.root.clone())
+            .map_err(|e| e.to_string())?
             .start(&request)
             .await
             .map_err(|e| e.to_string())?;

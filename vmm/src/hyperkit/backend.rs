@@ -16,7 +16,7 @@ use super::{
     check_publish, files, find_hyperkit, new_uuid, parse_uuid, plan_network, resolve_raw_disks, Console,
     HyperkitConfig, HyperkitError, HyperkitNetworking, UuidOrigin, VpnkitNic, DEFAULT_FIRMWARE,
 };
-use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, LocalBackend, RunEnd, Stopped};
 use crate::console::Console as GuestConsole;
 use crate::error::VmError;
 use crate::instance::{BackendKind, InstanceRecord, Request};
@@ -241,12 +241,10 @@ fn ending(end: &launch::ForegroundEnd) -> (Ending, Option<String>) {
 }
 
 impl Backend for Hyperkit {
+    crate::backend::local_lifecycle!();
+
     fn kind(&self) -> BackendKind {
         BackendKind::Hyperkit
-    }
-
-    fn root(&self) -> &StateRoot {
-        &self.root
     }
 
     async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
@@ -283,6 +281,30 @@ impl Backend for Hyperkit {
         Ok(RunEnd { ending, failure })
     }
 
+    /// hyperkit's console pty, when the console is not on a terminal.
+    async fn console(&self, name: &str) -> Result<GuestConsole, VmError> {
+        let state = attachable(self, name, files::console_ring).await?;
+        if files::read_json(&state)?.is_some_and(|json| json.console == Console::Stdio.json_code()) {
+            return Err(VmError::ConsoleUnavailable {
+                name: name.to_string(),
+                why: "its console is on the terminal it was started from".into(),
+                log: files::console_ring(&state),
+            });
+        }
+        let tty = files::tty(&state);
+        launch::open_tty(&tty).await.map_err(|source| VmError::Io {
+            doing: "open the console",
+            path: tty,
+            source,
+        })
+    }
+}
+
+impl LocalBackend for Hyperkit {
+    fn root(&self) -> &StateRoot {
+        &self.root
+    }
+
     async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
         Ok(state.running_pid()?)
     }
@@ -313,24 +335,6 @@ impl Backend for Hyperkit {
             state.clean_runtime()?;
         }
         Ok(stopped)
-    }
-
-    /// hyperkit's console pty, when the console is not on a terminal.
-    async fn console(&self, name: &str) -> Result<GuestConsole, VmError> {
-        let state = attachable(self, name, files::console_ring).await?;
-        if files::read_json(&state)?.is_some_and(|json| json.console == Console::Stdio.json_code()) {
-            return Err(VmError::ConsoleUnavailable {
-                name: name.to_string(),
-                why: "its console is on the terminal it was started from".into(),
-                log: files::console_ring(&state),
-            });
-        }
-        let tty = files::tty(&state);
-        launch::open_tty(&tty).await.map_err(|source| VmError::Io {
-            doing: "open the console",
-            path: tty,
-            source,
-        })
     }
 }
 

@@ -32,11 +32,18 @@ pub enum BackendKind {
     Hyperkit,
     /// VMware Workstation or Fusion, driven through `vmrun`.
     Vmware,
+    /// Google Compute Engine.
+    Gcp,
 }
 
 impl BackendKind {
     /// Every backend.
-    pub const ALL: [BackendKind; 3] = [BackendKind::Qemu, BackendKind::Hyperkit, BackendKind::Vmware];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Qemu,
+        BackendKind::Hyperkit,
+        BackendKind::Vmware,
+        BackendKind::Gcp,
+    ];
 
     /// Its name (`qemu`).
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,7 @@ impl BackendKind {
             BackendKind::Qemu => "qemu",
             BackendKind::Hyperkit => "hyperkit",
             BackendKind::Vmware => "vmware",
+            BackendKind::Gcp => "gcp",
         }
     }
 }
@@ -61,7 +69,7 @@ impl FromStr for BackendKind {
         BackendKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown backend {s:?}: use qemu, hyperkit or vmware"))
+            .ok_or_else(|| format!("unknown backend {s:?}: use qemu, hyperkit, vmware or gcp"))
     }
 }
 
@@ -114,6 +122,12 @@ pub struct InstanceRecord {
     pub keep_disks: bool,
     /// When it was last started, seconds since the Unix epoch.
     pub started: u64,
+    /// Its address on its network, where the backend knows it (a cloud instance's internal IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Its machine type, on a backend that has them (`e2-medium`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 impl InstanceRecord {
@@ -189,6 +203,8 @@ pub(crate) fn sample(name: &str) -> InstanceRecord {
         created_disks: Vec::new(),
         keep_disks: false,
         started: 1_700_000_000,
+        address: None,
+        machine: None,
     }
 }
 
@@ -246,9 +262,9 @@ mod tests {
             assert_eq!(kind.as_str().parse::<BackendKind>().unwrap(), kind);
             assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{kind}\""));
         }
-        assert!("gcp"
+        assert!("aws"
             .parse::<BackendKind>()
             .unwrap_err()
-            .contains("use qemu, hyperkit or vmware"));
+            .contains("use qemu, hyperkit, vmware or gcp"));
     }
 }

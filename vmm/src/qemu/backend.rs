@@ -10,7 +10,7 @@ use super::control;
 use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
 use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
 use crate::accel::{self, AccelChoice, ProbeConfig, ACCEL_ENV};
-use crate::backend::{attachable, Backend, Ending, RunEnd, Stopped};
+use crate::backend::{attachable, Backend, Ending, LocalBackend, RunEnd, Stopped};
 use crate::console::Console;
 use crate::error::VmError;
 use crate::instance::{BackendKind, InstanceRecord, Request};
@@ -175,12 +175,10 @@ fn ending(end: &QemuRunEnd, stop_timeout: Duration) -> Ending {
 }
 
 impl Backend for Qemu {
+    crate::backend::local_lifecycle!();
+
     fn kind(&self) -> BackendKind {
         BackendKind::Qemu
-    }
-
-    fn root(&self) -> &StateRoot {
-        &self.root
     }
 
     async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
@@ -215,14 +213,6 @@ impl Backend for Qemu {
         })
     }
 
-    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        Ok(state.running_pid()?)
-    }
-
-    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
-        control::stop(state, timeout).await
-    }
-
     async fn console(&self, name: &str) -> Result<Console, VmError> {
         let state = attachable(self, name, StateDir::console_log).await?;
         let console = Console::attach(&state.console_socket())
@@ -233,5 +223,19 @@ impl Backend for Qemu {
                 source,
             })?;
         Ok(console.with_history(state.console_log()))
+    }
+}
+
+impl LocalBackend for Qemu {
+    fn root(&self) -> &StateRoot {
+        &self.root
+    }
+
+    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
+        Ok(state.running_pid()?)
+    }
+
+    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
+        control::stop(state, timeout).await
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::disk::{ensure_disk, resolve_disk, VmdkDisk};
 use super::follow::{copy_new, follow, Follow};
 use super::{detect_image, Network, Product, Vmrun, VmwareError, VmxBoot, VmxConfig};
-use crate::backend::{Backend, Ending, RunEnd, Stopped};
+use crate::backend::{Backend, Ending, LocalBackend, RunEnd, Stopped};
 use crate::console::Console;
 use crate::error::VmError;
 use crate::instance::{BackendKind, InstanceRecord, InstanceState, Request};
@@ -334,12 +334,10 @@ impl Vmware {
 }
 
 impl Backend for Vmware {
+    crate::backend::local_lifecycle!();
+
     fn kind(&self) -> BackendKind {
         BackendKind::Vmware
-    }
-
-    fn root(&self) -> &StateRoot {
-        &self.root
     }
 
     async fn start(&self, request: &Request) -> Result<InstanceRecord, VmError> {
@@ -371,22 +369,6 @@ impl Backend for Vmware {
         Ok(RunEnd { ending, failure: None })
     }
 
-    /// Whether `vmrun list` shows the instance's `.vmx`. VMware's VM process is not ours to
-    /// know, so a running VM's pid is given as 0.
-    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
-        Ok(self.find_vmrun()?.is_running(&Self::vmx(state))?.then_some(0))
-    }
-
-    /// `vmrun stop soft`, then `vmrun stop hard` after `timeout`.
-    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
-        let halted = halt_in_background(self.find_vmrun()?, Self::vmx(state), timeout).await?;
-        Ok(match halted {
-            Halt::Soft => Stopped::PoweredDown,
-            Halt::Hard => Stopped::Quit,
-            Halt::NotRunning => Stopped::Signalled("it had already exited".into()),
-        })
-    }
-
     /// The console file, from its start and as it grows, until the VM stops: output only.
     async fn console(&self, name: &str) -> Result<Console, VmError> {
         let record = self.describe(name).await?;
@@ -414,6 +396,28 @@ impl Backend for Vmware {
             }
         });
         Ok(Console::new(Box::new(reader), None))
+    }
+}
+
+impl LocalBackend for Vmware {
+    fn root(&self) -> &StateRoot {
+        &self.root
+    }
+
+    /// Whether `vmrun list` shows the instance's `.vmx`. VMware's VM process is not ours to
+    /// know, so a running VM's pid is given as 0.
+    async fn probe(&self, state: &StateDir) -> Result<Option<u32>, VmError> {
+        Ok(self.find_vmrun()?.is_running(&Self::vmx(state))?.then_some(0))
+    }
+
+    /// `vmrun stop soft`, then `vmrun stop hard` after `timeout`.
+    async fn halt(&self, state: &StateDir, timeout: Duration) -> Result<Stopped, VmError> {
+        let halted = halt_in_background(self.find_vmrun()?, Self::vmx(state), timeout).await?;
+        Ok(match halted {
+            Halt::Soft => Stopped::PoweredDown,
+            Halt::Hard => Stopped::Quit,
+            Halt::NotRunning => Stopped::Signalled("it had already exited".into()),
+        })
     }
 }
 

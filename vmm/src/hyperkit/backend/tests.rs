@@ -360,7 +360,7 @@ async fn a_stand_in_that_dies_at_once_is_a_failed_start() {
 #[tokio::test]
 async fn two_instances_through_the_trait() {
     let s = Setup::new("exec -a hyperkit sleep 600");
-    let hk = AnyBackend::of_kind(BackendKind::Hyperkit, s.hyperkit.root().clone());
+    let hk = AnyBackend::of_kind(BackendKind::Hyperkit, s.hyperkit.root().clone()).unwrap();
     let AnyBackend::Hyperkit(mut defaults) = hk else {
         panic!("{hk:?}")
     };
