@@ -18,7 +18,7 @@ use vmm::{Backend, Request, Tags};
 use crate::examples::{package_cache, repo};
 use crate::support::gce::{Fault, GceFake, PROJECT};
 use crate::support::gcs::StorageEmulator;
-use crate::support::moby_bin;
+use crate::support::{moby_bin, pkg_cargo};
 
 const BUCKET: &str = "moby-images";
 const ZONE: &str = "europe-west1-d";
@@ -37,6 +37,16 @@ fn gcp_image() -> &'static Path {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         dir.join("web.img.tar.gz")
+    })
+}
+
+/// pkg/metadata's binary, built as `moby pkg build` builds it (so usually built already).
+fn metadata_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let (mut cargo, target_dir) = pkg_cargo("metadata", "build");
+        assert!(cargo.status().unwrap().success(), "building pkg/metadata failed");
+        target_dir.join("x86_64-unknown-linux-gnu/release/metadata")
     })
 }
 
@@ -207,6 +217,26 @@ fn push_then_run_streams_the_console_with_the_userdata_and_deletes_the_instance(
     };
     assert_eq!(item("user-data").as_deref(), Some("hello from moby"));
     assert_eq!(item("serial-port-enable").as_deref(), Some("1"));
+    // What the guest's metadata package makes of it, from the metadata server as the guest
+    // sees it (in a UTS namespace of its own: it sets the hostname it is given).
+    let config = cloud.dir.path().join("run-config");
+    let out = Command::new("unshare")
+        .args(["--map-root-user", "--uts"])
+        .arg(metadata_binary())
+        .arg("gcp")
+        .env("METADATA_GCP_URL", cloud.fake.guest_metadata_url("web-1"))
+        .env("METADATA_CONFIG_PATH", &config)
+        .output()
+        .unwrap();
+    succeeds(out);
+    assert_eq!(
+        std::fs::read_to_string(config.join("userdata")).unwrap(),
+        "hello from moby"
+    );
+    assert_eq!(
+        std::fs::read_to_string(config.join("hostname")).unwrap(),
+        format!("web-1.c.{PROJECT}.internal")
+    );
     assert!(cloud.fake.set_instance_status("web-1", "TERMINATED"));
     let out = run.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -178,6 +178,12 @@ impl GceFake {
         format!("{}/compute/v1/", self.shared.url)
     }
 
+    /// The metadata server's root (`computeMetadata/v1/`) as the guest of instance `name` sees
+    /// it: its hostname and metadata items.
+    pub fn guest_metadata_url(&self, name: &str) -> String {
+        format!("{}/guest/{name}/computeMetadata/v1/", self.shared.url)
+    }
+
     /// `{url}/token`, the OAuth token endpoint (the key files' `token_uri`).
     pub fn token_uri(&self) -> String {
         self.shared.auth.token_uri()
@@ -288,6 +294,43 @@ impl GceFake {
     }
 }
 
+/// The metadata server as the guest of an instance sees it (`/guest/NAME/computeMetadata/v1/`):
+/// its hostname, name and metadata items (`instance/attributes/KEY`); no project metadata.
+fn guest_metadata(shared: &Shared, request: &Request) -> Response {
+    if request.header("metadata-flavor") != Some("Google") {
+        return Response::text(403, "Missing Metadata-Flavor:Google header.\n");
+    }
+    let rest = request.path.trim_start_matches("/guest/");
+    let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let instance = shared
+        .compute
+        .lock()
+        .unwrap()
+        .instances()
+        .into_iter()
+        .find(|i| i["name"] == name);
+    let Some(instance) = instance else {
+        return Response::text(404, "fake-gce: no such instance\n");
+    };
+    let item = |key: &str| {
+        instance["metadata"]["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["key"] == key))
+            .and_then(|i| i["value"].as_str().map(str::to_string))
+    };
+    let value = match path.strip_prefix("computeMetadata/v1/") {
+        Some("instance/hostname") => Some(format!("{name}.c.{PROJECT}.internal")),
+        Some("instance/name") => Some(name.to_string()),
+        Some(attribute) => attribute.strip_prefix("instance/attributes/").and_then(item),
+        None => None,
+    };
+    match value {
+        Some(value) => Response::text(200, &value),
+        None => Response::text(404, "Not Found\n"),
+    }
+    .with_header("Metadata-Flavor", "Google")
+}
+
 /// Serves one request of any of the fake's endpoints.
 fn handle(shared: &Shared, request: &Request) -> Response {
     let parsed_query = http::parse_form(&request.query);
@@ -304,6 +347,7 @@ fn handle(shared: &Shared, request: &Request) -> Response {
     let method_id = match (&route, request.path.as_str()) {
         (Some(Route::Method(method, _)), _) => method.id.clone(),
         (_, "/token") => "oauth2.token".to_string(),
+        (_, path) if path.starts_with("/guest/") => "metadata.guest".to_string(),
         (_, path) if path == "/" || path.starts_with("/computeMetadata/") => "metadata.get".to_string(),
         _ => "unknown".to_string(),
     };
@@ -338,6 +382,8 @@ fn handle(shared: &Shared, request: &Request) -> Response {
             }
             if method_id == "oauth2.token" {
                 shared.auth.token_endpoint(request)
+            } else if method_id == "metadata.guest" {
+                guest_metadata(shared, request)
             } else {
                 shared.auth.metadata(request)
             }
