@@ -186,32 +186,24 @@ impl Gcp {
             .ok_or_else(|| unknown(self.location(), name))
     }
 
-    /// Streams the serial console of `name` to `console` until the instance stops or a stop
-    /// signal arrives; `true` when a signal ended it.
-    async fn follow(&self, name: &str, console: &mut (dyn Write + Send)) -> Result<bool, VmError> {
-        let mut signals = StopSignals::watch().map_err(|source| VmError::Io {
-            doing: "watch the stop signals of",
-            path: PathBuf::from(name),
-            source,
-        })?;
+    /// Streams the serial console of `name` to `console` until the instance stops or one of
+    /// `signals` arrives; `true` when a signal ended it.
+    async fn follow(
+        &self,
+        name: &str,
+        console: &mut (dyn Write + Send),
+        signals: &mut StopSignals,
+    ) -> Result<bool, VmError> {
         let mut next = 0;
         let mut polls = 0u32;
         loop {
-            let output = self.compute.serial_output(name, next).await?;
-            if output.start > next && next > 0 {
-                let _ = writeln!(
-                    console,
-                    "\r\n[moby: {} bytes of console output were lost]\r",
-                    output.start - next
-                );
-            }
-            let _ = console.write_all(output.contents.as_bytes());
-            let _ = console.flush();
-            next = output.next.max(next);
+            next = self.copy_serial(name, next, console).await?;
             polls += 1;
             if polls.is_multiple_of(STATUS_EVERY) {
                 let status = self.get(name).await?.status;
                 if !matches!(status.as_str(), "PROVISIONING" | "STAGING" | "RUNNING") {
+                    // What the guest wrote since the last poll.
+                    self.copy_serial(name, next, console).await?;
                     return Ok(false);
                 }
             }
@@ -220,6 +212,19 @@ impl Gcp {
                 () = tokio::time::sleep(SERIAL_POLL) => {}
             }
         }
+    }
+
+    /// Copies the serial output of `name` from byte `from` to `console`; returns where the next
+    /// read starts.
+    async fn copy_serial(&self, name: &str, from: u64, console: &mut (dyn Write + Send)) -> Result<u64, VmError> {
+        let output = self.compute.serial_output(name, from).await?;
+        if output.start > from && from > 0 {
+            let lost = output.start - from;
+            let _ = write!(console, "\r\n[moby: {lost} bytes of console output were lost]\r\n");
+        }
+        let _ = console.write_all(output.contents.as_bytes());
+        let _ = console.flush();
+        Ok(output.next.max(from))
     }
 }
 
@@ -339,15 +344,31 @@ impl Backend for Gcp {
     }
 
     /// Starts the instance, streams its serial console (polled) until it stops or a stop signal
-    /// arrives, then deletes it unless [`Machine::keep_after_run`].
+    /// arrives, then deletes it unless [`Machine::keep_after_run`]. A signal while it is being
+    /// created lets the creation finish, then deletes it: no instance is left running unasked.
     async fn run(
         &self,
         request: &Request,
         console: &mut (dyn Write + Send),
         stop_timeout: Duration,
     ) -> Result<RunEnd, VmError> {
-        self.start(request).await?;
-        let followed = self.follow(&request.name, console).await;
+        let mut signals = StopSignals::watch().map_err(|source| VmError::Io {
+            doing: "watch the stop signals of",
+            path: PathBuf::from(&request.name),
+            source,
+        })?;
+        let start = self.start(request);
+        tokio::pin!(start);
+        let (started, interrupted) = tokio::select! {
+            started = &mut start => (started, false),
+            () = signals.recv() => (start.await, true),
+        };
+        started?;
+        let followed = if interrupted {
+            Ok(true)
+        } else {
+            self.follow(&request.name, console, &mut signals).await
+        };
         let ending = match &followed {
             Ok(true) => Ending::HostStopped("stopped on request".into()),
             Ok(false) => Ending::GuestPoweredOff { power_button: false },
