@@ -41,6 +41,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Serve InfraKit's Instance SPI: build images on demand and run them as VMs.
     Plugin(PluginArgs),
+    /// Push an image to a cloud (GCP: upload and create a Compute Engine image).
+    Push(PushArgs),
     /// Print the version.
     Version,
 }
@@ -226,6 +228,24 @@ pub enum RunBackend {
     Hyperkit(crate::run_hyperkit::HyperkitArgs),
     /// VMware Workstation/Fusion through vmrun (ISO or VMDK images).
     Vmware(crate::run_vmware::VmwareArgs),
+    /// Google Compute Engine: start an instance of a pushed image, stream its serial console,
+    /// delete it when this ends.
+    Gcp(crate::gcp_cmd::RunGcpArgs),
+}
+
+/// `moby push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The cloud.
+    #[command(subcommand)]
+    pub target: PushTarget,
+}
+
+/// Where `moby push` pushes to.
+#[derive(Debug, Subcommand)]
+pub enum PushTarget {
+    /// Google Cloud: upload NAME.img.tar.gz to Cloud Storage and create a Compute Engine image.
+    Gcp(crate::gcp_cmd::PushGcpArgs),
 }
 
 /// `moby run qemu`.
@@ -321,7 +341,7 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Res
 }
 
 /// A `KEY=VALUE` label.
-fn tag(text: &str) -> Result<(String, String), String> {
+pub fn tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err("expected KEY=VALUE".into()),
@@ -400,7 +420,22 @@ pub struct ConsoleArgs {
 }
 
 /// Long flags that LinuxKit users write with a single dash (`-format tar`).
-const SINGLE_DASH_FLAGS: [&str; 45] = [
+const SINGLE_DASH_FLAGS: [&str; 60] = [
+    "keys",
+    "project",
+    "zone",
+    "bucket",
+    "family",
+    "img-name",
+    "machine",
+    "disk-size",
+    "skip-cleanup",
+    "nested-virt",
+    "uefi-compatible",
+    "replace",
+    "preemptible",
+    "network",
+    "tag",
     "format",
     "size",
     "name",

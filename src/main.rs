@@ -3,6 +3,7 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+mod gcp_cmd;
 mod pkg_cmd;
 mod plugin_cmd;
 mod progress;
@@ -30,12 +31,15 @@ fn main() -> ExitCode {
         Command::Build(args) => build_cmd::run(args, bars.clone().map(|bars| bars as Arc<dyn Progress>)),
         Command::Cache(args) => cache_cmd::run(args),
         Command::Pkg(args) => pkg_cmd::run(args),
-        Command::Run(args) => run_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args, bars.clone()),
         Command::Ps(args) => vm_cmd::ps(args),
         Command::Stop(args) => vm_cmd::stop(args),
         Command::Console(args) => vm_cmd::console(args),
         Command::Rm(args) => vm_cmd::rm(args),
         Command::Plugin(args) => plugin_cmd::run(args),
+        Command::Push(args) => match args.target {
+            cli::PushTarget::Gcp(gcp) => gcp_cmd::push(gcp, bars.clone()),
+        },
         Command::Version => print_text(format!("moby {}\n", env!("CARGO_PKG_VERSION"))),
     };
     if let Some(bars) = &bars {

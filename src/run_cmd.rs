@@ -13,7 +13,7 @@ use vmm::{AnyBackend, Backend, Ending, Request, StateError, StateRoot, VmError};
 
 use crate::cli::{QemuArgs, RunArgs, RunBackend, VmResources};
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunArgs, bars: Option<std::sync::Arc<crate::progress::Bars>>) -> Result<()> {
     if args.backend.is_some() && !args.qemu.is_default() {
         bail!("backend flags go after the backend name (moby run qemu --publish 8080:80 IMAGE); only --cpus, --mem and --disk may come before it");
     }
@@ -27,6 +27,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let r = &args.resources;
             crate::run_vmware::run(&v, r.cpus, r.mem, &r.disks)
         }
+        Some(RunBackend::Gcp(g)) => crate::gcp_cmd::run(&g, &args.resources.disks, bars),
         None => run_qemu(&args.resources, &args.qemu),
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod examples;
 mod formats;
+mod gce_fake;
 mod guest;
 mod init;
 mod lifecycle;

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests.
 
+pub mod gce;
+pub mod gcs;
 pub mod guest;
 pub mod registry;
 pub mod vm;

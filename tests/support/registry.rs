@@ -462,7 +462,7 @@ fn read_response(stream: TcpStream) -> io::Result<Response> {
     Ok(Response { status, headers, body })
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
