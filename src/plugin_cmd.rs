@@ -41,8 +41,12 @@ pub fn run(args: PluginArgs) -> Result<()> {
     // With a project in the environment, the plugin also answers for moby's instances there
     // that it has no record of (its state was lost, or another plugin made them).
     if std::env::var_os(vmm::gcp::PROJECT_ENV).is_some_and(|p| !p.is_empty()) {
-        let location = vmm::gcp::Location::resolve(None, None)
-            .with_context(|| format!("the Google Cloud project and zone of the environment ({})", vmm::gcp::PROJECT_ENV))?;
+        let location = vmm::gcp::Location::resolve(None, None).with_context(|| {
+            format!(
+                "the Google Cloud project and zone of the environment ({})",
+                vmm::gcp::PROJECT_ENV
+            )
+        })?;
         tracing::info!(
             "also describing moby's instances in project {} zone {}",
             location.project,

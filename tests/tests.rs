@@ -16,6 +16,7 @@ mod lifecycle;
 mod output;
 mod pkg;
 mod plugin;
+mod plugin_gcp;
 mod progress;
 mod registry;
 mod rootfs;

@@ -131,10 +131,16 @@ mod tests {
     #[test]
     fn names_follow_infrakit_s_gcp_plugin() {
         assert_eq!(instance_name("moby", Some("10.0.0.5")).unwrap(), "moby-10-0-0-5");
-        assert_eq!(instance_name("web", Some("192.168.1.250")).unwrap(), "web-192-168-1-250");
+        assert_eq!(
+            instance_name("web", Some("192.168.1.250")).unwrap(),
+            "web-192-168-1-250"
+        );
         assert_eq!(instance_name("moby", Some("db-1")).unwrap(), "db-1");
         let e = instance_name("moby", Some("Db_1")).unwrap_err();
-        assert!(e.starts_with("Spec.LogicalID: a gcp instance name \"Db_1\" is not valid"), "{e}");
+        assert!(
+            e.starts_with("Spec.LogicalID: a gcp instance name \"Db_1\" is not valid"),
+            "{e}"
+        );
         let random = instance_name("pets", None).unwrap();
         assert!(vmm::gcp::is_name(&random), "{random}");
         assert_eq!(random.len(), "pets-".len() + 12, "{random}");

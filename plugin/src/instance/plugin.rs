@@ -1,11 +1,10 @@
 //! The Instance SPI: validate, provision (answered at once, built and booted in the background),
 //! label, destroy (in the background, idempotent) and describe.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 use vmm::gcp::Location;
@@ -261,10 +260,12 @@ impl InstancePlugin {
         let entry = self.store.update(id, |e| e.tags.extend(labels.clone())).await?;
         match &entry.gcp {
             // Not started: its instance gets the recorded tags when it is created.
-            Some(place) if entry.phase == Phase::Started => match self.gcp.backend(&place.into())?.label(id, &labels).await {
-                Err(e) if !gcp::is_gone(&e) => return Err(e.to_string()),
-                _ => {}
-            },
+            Some(place) if entry.phase == Phase::Started => {
+                match self.gcp.backend(&place.into())?.label(id, &labels).await {
+                    Err(e) if !gcp::is_gone(&e) => return Err(e.to_string()),
+                    _ => {}
+                }
+            }
             Some(_) => {}
             None => {
                 if let Ok(backend) = AnyBackend::for_instance(&self.root, id) {
@@ -364,10 +365,7 @@ impl InstancePlugin {
     /// Destroys the VM of `id` on this host; one that has no record is done.
     async fn destroy_local(&self, id: &str) -> Result<(), String> {
         match AnyBackend::for_instance(&self.root, id) {
-            Ok(backend) => backend
-                .destroy(id, self.stop_timeout)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(backend) => backend.destroy(id, self.stop_timeout).await.map_err(|e| e.to_string()),
             Err(vmm::VmError::State(vmm::StateError::Unknown { .. })) => Ok(()),
             Err(e) => {
                 tracing::warn!("instance {id}: {e}");
@@ -419,7 +417,7 @@ impl InstancePlugin {
                 (Phase::Booting, _) => "starting".to_string(),
                 (Phase::Failed, _) => "failed".to_string(),
                 (Phase::Started, Some(vm)) => vm.state.to_string(),
-                // Not known is not dead: InfraKit would replace it.
+                // Not known is not dead (InfraKit replaces the dead ones).
                 (Phase::Started, None) if unknown.is_some() => "unknown".to_string(),
                 (Phase::Started, None) => "stopped".to_string(),
                 (Phase::Destroying, _) => continue,
@@ -431,12 +429,16 @@ impl InstancePlugin {
                 continue;
             }
             let properties = with_properties.then(|| {
-                let gone = entry.gcp.as_ref().filter(|_| entry.phase == Phase::Started && vm.is_none()).map(|place| {
-                    format!(
-                        "no instance named {} in project {} zone {}",
-                        entry.id, place.project, place.zone
-                    )
-                });
+                let gone = entry
+                    .gcp
+                    .as_ref()
+                    .filter(|_| entry.phase == Phase::Started && vm.is_none())
+                    .map(|place| {
+                        format!(
+                            "no instance named {} in project {} zone {}",
+                            entry.id, place.project, place.zone
+                        )
+                    });
                 let failure = entry
                     .error
                     .clone()
@@ -483,7 +485,11 @@ impl InstancePlugin {
         let instances = match clouds.get(&GcpPlace::from(location)) {
             Some(Ok(instances)) => instances,
             Some(Err(e)) => {
-                tracing::warn!("cannot list moby's instances in project {} zone {}: {e}", location.project, location.zone);
+                tracing::warn!(
+                    "cannot list moby's instances in project {} zone {}: {e}",
+                    location.project,
+                    location.zone
+                );
                 return Vec::new();
             }
             None => return Vec::new(),

@@ -264,7 +264,10 @@ fn refuse_local_settings(wire: &Wire) -> Result<(), PropertiesError> {
         );
     }
     if wire.accel.is_some() {
-        return refuse("Accel", "gcp instances have no accelerator to choose (see GCP.NestedVirt)");
+        return refuse(
+            "Accel",
+            "gcp instances have no accelerator to choose (see GCP.NestedVirt)",
+        );
     }
     if wire.networking.is_some() {
         return refuse("Networking", "gcp instances join a VPC network: set GCP.Network");
@@ -380,24 +383,41 @@ mod tests {
                 ..Machine::default()
             }
         );
-        let plain = Properties::parse(Some(json!({"Moby": "web.yml", "Backend": "gcp", "GCP": placed(json!({}))})));
+        let plain = Properties::parse(Some(
+            json!({"Moby": "web.yml", "Backend": "gcp", "GCP": placed(json!({}))}),
+        ));
         let plain = plain.unwrap().gcp.unwrap();
-        assert_eq!((plain.name_prefix.as_str(), plain.machine), (DEFAULT_NAME_PREFIX, Machine::default()));
+        assert_eq!(
+            (plain.name_prefix.as_str(), plain.machine),
+            (DEFAULT_NAME_PREFIX, Machine::default())
+        );
     }
 
     #[test]
     fn gcp_errors_name_the_field() {
         let gcp = |extra: Value| json!({"Moby": "web.yml", "Backend": "gcp", "GCP": placed(extra)});
         for (value, starts) in [
-            (gcp(json!({"Zone": "Europe"})), "Properties.GCP.Zone: the zone \"Europe\" is not valid"),
-            (gcp(json!({"Project": "Proj"})), "Properties.GCP.Project: the project \"Proj\""),
+            (
+                gcp(json!({"Zone": "Europe"})),
+                "Properties.GCP.Zone: the zone \"Europe\" is not valid",
+            ),
+            (
+                gcp(json!({"Project": "Proj"})),
+                "Properties.GCP.Project: the project \"Proj\"",
+            ),
             (gcp(json!({"Bucket": "B"})), "Properties.GCP.Bucket: the bucket \"B\""),
             (gcp(json!({"MachineType": "big one"})), "Properties.GCP.MachineType: "),
             (gcp(json!({"Network": "Net"})), "Properties.GCP.Network: "),
             (gcp(json!({"DiskSizeGb": 0})), "Properties.GCP.DiskSizeGb: 0"),
-            (gcp(json!({"DiskSizeGb": "ten"})), "Properties.GCP.DiskSizeGb: invalid type"),
+            (
+                gcp(json!({"DiskSizeGb": "ten"})),
+                "Properties.GCP.DiskSizeGb: invalid type",
+            ),
             (gcp(json!({"NamePrefix": "Web"})), "Properties.GCP.NamePrefix: \"Web\""),
-            (gcp(json!({"NamePrefix": "w".repeat(48)})), "Properties.GCP.NamePrefix: "),
+            (
+                gcp(json!({"NamePrefix": "w".repeat(48)})),
+                "Properties.GCP.NamePrefix: ",
+            ),
             (gcp(json!({"Colour": "red"})), "Properties.GCP: unknown field `Colour`"),
             (
                 json!({"Moby": "web.yml", "Backend": "gcp", "GCP": placed(json!({})), "Format": "qcow2-bios"}),
@@ -442,6 +462,9 @@ mod tests {
         );
         let invalid = vmm::gcp::resolve_bucket(Some("B".into())).unwrap_err();
         let e = setting_error("Bucket", vmm::gcp::BUCKET_ENV, false, &invalid);
-        assert!(e.0.starts_with("Properties.GCP.Bucket (from CLOUDSDK_IMAGE_BUCKET): the bucket"), "{e}");
+        assert!(
+            e.0.starts_with("Properties.GCP.Bucket (from CLOUDSDK_IMAGE_BUCKET): the bucket"),
+            "{e}"
+        );
     }
 }

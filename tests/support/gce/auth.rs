@@ -347,7 +347,9 @@ impl Auth {
         if exp <= now {
             return Err(format!("the JWT expired at {exp} (now {now})"));
         }
-        if exp.saturating_sub(iat) > MAX_JWT_LIFETIME_SECS {
+        // Google's own google-cloud-auth signs `iat` 10 s early and `exp` an hour and 10 s late
+        // (3620 s), and Google takes them: the hour is counted with the clock skew allowed.
+        if exp.saturating_sub(iat) > MAX_JWT_LIFETIME_SECS + SKEW_SECS {
             return Err(format!("the JWT lives {} s, more than an hour", exp - iat));
         }
         Ok(claims)
