@@ -10,6 +10,7 @@ mod conformance;
 mod examples;
 mod formats;
 mod gce_fake;
+mod gcp;
 mod guest;
 mod init;
 mod lifecycle;

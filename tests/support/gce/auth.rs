@@ -170,8 +170,17 @@ impl Auth {
         if request.method != "POST" {
             return refuse("the token endpoint takes POST");
         }
-        let Ok(form) = parse_form(&String::from_utf8_lossy(&request.body)) else {
-            return refuse("the body is not a valid form");
+        // Google's token endpoint takes a form (RFC 6749) or, as Google's own auth libraries
+        // send it, a JSON object of the same fields.
+        let json_fields = serde_json::from_slice::<serde_json::Map<String, Value>>(&request.body)
+            .ok()
+            .map(|map| {
+                map.into_iter()
+                    .filter_map(|(name, value)| value.as_str().map(|v| (name, v.to_string())))
+                    .collect::<Vec<_>>()
+            });
+        let Some(form) = json_fields.or_else(|| parse_form(&String::from_utf8_lossy(&request.body)).ok()) else {
+            return refuse("the body is neither a form nor a JSON object");
         };
         let field = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         if self.tokens.lock().unwrap().refusing {
@@ -347,8 +356,8 @@ impl Auth {
         if exp <= now {
             return Err(format!("the JWT expired at {exp} (now {now})"));
         }
-        // Google's own google-cloud-auth signs `iat` 10 s early and `exp` an hour and 10 s late
-        // (3620 s), and Google takes them: the hour is counted with the clock skew allowed.
+        // An hour, with room for clock skew on both ends: Google's own auth library signs
+        // `iat = now - 10 s`, `exp = now + 3610 s`, which Google accepts.
         if exp.saturating_sub(iat) > MAX_JWT_LIFETIME_SECS + SKEW_SECS {
             return Err(format!("the JWT lives {} s, more than an hour", exp - iat));
         }

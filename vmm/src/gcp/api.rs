@@ -54,8 +54,14 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// A client using the credentials `source` gives.
+    /// A client using the credentials `source` gives. Call it inside a Tokio runtime: the
+    /// credentials refresh their tokens in a task of their own.
     pub fn new(source: &CredentialsSource) -> Result<Api, GcpError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(GcpError::Credentials(
+                "credentials are set up inside a Tokio runtime".into(),
+            ));
+        }
         // reqwest and the auth crate are built without a crypto provider (no aws-lc).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let credentials = match source {
@@ -108,7 +114,7 @@ impl Api {
             .access_token()
             .await
             .map(|t| t.token)
-            .map_err(|e| GcpError::Credentials(e.to_string()))
+            .map_err(|e| GcpError::Credentials(error_chain(&e)))
     }
 
     /// Sends the request `build` makes (called again for each attempt) and returns the response

@@ -85,7 +85,8 @@ pub struct Gcp {
 }
 
 impl Gcp {
-    /// A backend for `settings` (credentials are checked now; tokens are fetched per call).
+    /// A backend for `settings` (credentials are checked now; tokens are fetched when needed).
+    /// Call it inside a Tokio runtime.
     pub fn new(settings: &Settings, machine: Machine) -> Result<Gcp, GcpError> {
         let api = Api::new(&settings.credentials)?;
         Ok(Gcp {
