@@ -281,6 +281,7 @@ impl GcpProperties {
     fn resolve(given: GcpWire) -> Result<GcpProperties, PropertiesError> {
         let is_given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
         let location = Location::resolve(given.project.clone(), given.zone.clone()).map_err(|e| {
+            // The zone's is the one error that names the zone; every other is the project's.
             let (field, variable, from_here) = match &e {
                 GcpError::Invalid { what: "the zone", .. } => ("Zone", vmm::gcp::ZONE_ENV, is_given(&given.zone)),
                 _ => ("Project", vmm::gcp::PROJECT_ENV, is_given(&given.project)),
