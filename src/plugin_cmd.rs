@@ -37,13 +37,24 @@ pub fn run(args: PluginArgs) -> Result<()> {
     let store = Store::open(state_dir.join("instances")).map_err(anyhow::Error::msg)?;
     let images = Images::new(state_dir.join("images"), options, paths);
     let root = StateRoot::new(state_dir.join("vm"));
-    let plugin = Arc::new(InstancePlugin::new(
-        store,
-        images,
-        root,
-        base_dir,
-        Duration::from_secs(args.stop_timeout),
-    ));
+    let mut plugin = InstancePlugin::new(store, images, root, base_dir, Duration::from_secs(args.stop_timeout));
+    // With a project in the environment, the plugin also answers for moby's instances there
+    // that it has no record of (its state was lost, or another plugin made them).
+    if std::env::var_os(vmm::gcp::PROJECT_ENV).is_some_and(|p| !p.is_empty()) {
+        let location = vmm::gcp::Location::resolve(None, None).with_context(|| {
+            format!(
+                "the Google Cloud project and zone of the environment ({})",
+                vmm::gcp::PROJECT_ENV
+            )
+        })?;
+        tracing::info!(
+            "also describing moby's instances in project {} zone {}",
+            location.project,
+            location.zone
+        );
+        plugin = plugin.with_gcp_default(location);
+    }
+    let plugin = Arc::new(plugin);
     let mut service = Service::new([instance::interface()])?;
     instance::register(&mut service, Arc::clone(&plugin))?;
     let socket = SocketOptions::new(env.plugins_dir()?).name(&args.name);

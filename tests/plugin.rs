@@ -14,25 +14,47 @@ use crate::examples::{package_cache, repo};
 use crate::support::{alive, moby_bin};
 
 #[path = "../plugin/tests/support/mod.rs"]
-mod wire;
+pub(crate) mod wire;
 
 /// Upper bound for builds and boots (TCG on a busy machine); only guards against hangs.
 const PATIENCE: Duration = Duration::from_secs(600);
 
+/// The variables that point the plugin at Google Cloud: removed, so that only what a test gives
+/// reaches it.
+const GCP_VARIABLES: [&str; 9] = [
+    "CLOUDSDK_CORE_PROJECT",
+    "CLOUDSDK_COMPUTE_ZONE",
+    "CLOUDSDK_IMAGE_BUCKET",
+    "CLOUDSDK_COMPUTE_KEYS",
+    "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE",
+    "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE",
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GCE_METADATA_HOST",
+];
+
 /// A `moby plugin` process, killed on drop.
-struct PluginProcess {
+pub(crate) struct PluginProcess {
     child: Child,
     socket: PathBuf,
 }
 
 impl PluginProcess {
     fn start(dir: &Path) -> PluginProcess {
+        PluginProcess::start_with(dir, &[])
+    }
+
+    /// A plugin keeping its state in `dir`, with `env` in its environment (and none of
+    /// [`GCP_VARIABLES`] but those).
+    pub(crate) fn start_with(dir: &Path, env: &[(&str, String)]) -> PluginProcess {
+        std::fs::create_dir_all(dir).unwrap();
         let log = std::fs::File::options()
             .create(true)
             .append(true)
             .open(dir.join("plugin.log"))
             .unwrap();
-        let child = Command::new(moby_bin())
+        let mut command = Command::new(moby_bin());
+        command
             .args(["plugin", "--stop-timeout", "60", "--state-dir"])
             .arg(dir.join("state"))
             .env("INFRAKIT_PLUGINS_DIR", dir.join("plugins"))
@@ -40,9 +62,12 @@ impl PluginProcess {
             .env("MOBY_QEMU_ACCEL", "tcg")
             .current_dir(repo().join("examples"))
             .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        for variable in GCP_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let child = command.spawn().unwrap();
         let socket = dir.join("plugins/instance-moby");
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -52,11 +77,17 @@ impl PluginProcess {
         PluginProcess { child, socket }
     }
 
-    fn call(&self, method: &str, params: Value) -> Value {
+    /// The result of a call that must succeed.
+    pub(crate) fn call(&self, method: &str, params: Value) -> Value {
         wire::Connection::open(&self.socket).ok(method, params)
     }
 
-    fn describe(&self, tags: Value, properties: bool) -> Vec<Value> {
+    /// The reply to a call: its result or its error.
+    pub(crate) fn rpc(&self, method: &str, params: Value) -> Value {
+        wire::Connection::open(&self.socket).rpc(method, params)
+    }
+
+    pub(crate) fn describe(&self, tags: Value, properties: bool) -> Vec<Value> {
         let result = self.call(
             "Instance.DescribeInstances",
             json!({"Tags": tags, "Properties": properties}),
@@ -65,7 +96,7 @@ impl PluginProcess {
     }
 
     /// Stops the plugin as a service manager would (SIGTERM) and waits for it.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -96,7 +127,7 @@ fn wait_running(plugin: &PluginProcess, ids: &[String], dir: &Path) -> Vec<Value
     }
 }
 
-fn log(dir: &Path) -> String {
+pub(crate) fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("plugin.log")).unwrap_or_default()
 }
 

@@ -17,6 +17,7 @@ mod lifecycle;
 mod output;
 mod pkg;
 mod plugin;
+mod plugin_gcp;
 mod progress;
 mod registry;
 mod rootfs;

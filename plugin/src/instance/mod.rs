@@ -1,6 +1,7 @@
 //! The InfraKit Instance SPI over `vmm` and the builder: images built on demand by spec digest,
 //! instances recorded before Provision answers, VMs started and destroyed in the background.
 
+mod gcp;
 mod images;
 mod plugin;
 mod properties;

@@ -1,16 +1,19 @@
 //! The Instance SPI: validate, provision (answered at once, built and booted in the background),
 //! label, destroy (in the background, idempotent) and describe.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vmm::{AnyBackend, Backend, InstanceState, Request, StateRoot};
+use vmm::gcp::Location;
+use vmm::{AnyBackend, Backend, InstanceRecord, InstanceState, Request, StateRoot};
 
-use super::images::Images;
-use super::properties::Properties;
-use super::store::{Entry, Phase, Store};
+use super::gcp::{self, GcpClouds};
+use super::images::{Image, Images};
+use super::properties::{GcpProperties, Properties};
+use super::store::{Entry, GcpPlace, Phase, Store};
 use super::types::{Description, Spec, Tags};
 
 /// The instance plugin's state: its records, the images it built, the VMs.
@@ -21,7 +24,13 @@ pub struct InstancePlugin {
     root: StateRoot,
     base_dir: PathBuf,
     stop_timeout: Duration,
+    gcp: GcpClouds,
+    /// Where moby's instances that have no record here are looked for.
+    gcp_default: Option<Location>,
 }
+
+/// A listing of the moby instances in one project and zone, by name, or why it failed.
+type CloudListing = Result<BTreeMap<String, InstanceRecord>, String>;
 
 impl InstancePlugin {
     /// A plugin keeping its records in `store`, images in `images` and VMs under `root`;
@@ -39,16 +48,30 @@ impl InstancePlugin {
             root,
             base_dir,
             stop_timeout,
+            gcp: GcpClouds::default(),
+            gcp_default: None,
         }
+    }
+
+    /// Also answers for the moby instances in `location` (a project and zone) that have no record
+    /// here: `DescribeInstances` lists them from the Compute Engine API, and `Label` and
+    /// `Destroy` take their names; so a plugin whose records were lost still has its cloud
+    /// instances.
+    pub fn with_gcp_default(mut self, location: Location) -> InstancePlugin {
+        self.gcp_default = Some(location);
+        self
     }
 
     fn properties(&self, value: Option<Value>) -> Result<Properties, String> {
         Properties::parse(value).map_err(|e| e.to_string())
     }
 
-    /// Checks properties and that their spec loads.
+    /// Checks properties (for `gcp`, that the credentials can be read) and that their spec loads.
     pub async fn validate(&self, properties: Option<Value>) -> Result<(), String> {
         let properties = self.properties(properties)?;
+        if let Some(gcp) = &properties.gcp {
+            self.gcp.backend(&gcp.location)?;
+        }
         let (name, text) = properties.spec_text(&self.base_dir).map_err(|e| e.to_string())?;
         self.images.check(name, text).await
     }
@@ -57,10 +80,12 @@ impl InstancePlugin {
     /// background (`Describe` shows how far it got).
     pub async fn provision(self: &Arc<Self>, spec: Spec) -> Result<String, String> {
         let raw = spec.properties.clone();
-        self.validate(spec.properties).await?;
-        let id = match &spec.logical_id {
-            Some(logical) => id_for_logical(logical)?,
-            None => new_id()?,
+        self.validate(spec.properties.clone()).await?;
+        let properties = self.properties(spec.properties)?;
+        let id = match (&properties.gcp, &spec.logical_id) {
+            (Some(gcp), logical) => gcp::instance_name(&gcp.name_prefix, logical.as_deref())?,
+            (None, Some(logical)) => id_for_logical(logical)?,
+            (None, None) => new_id("moby")?,
         };
         let entry = Entry {
             id: id.clone(),
@@ -71,10 +96,25 @@ impl InstancePlugin {
             phase: Phase::Building,
             error: None,
             spec_digest: None,
+            gcp: properties.gcp.as_ref().map(|gcp| GcpPlace::from(&gcp.location)),
+        };
+        // A cloud instance is looked up now, outside the store's lock.
+        let cloud_instance_gone = match self.store.get(&id)? {
+            Some(old) if old.phase == Phase::Started => match &old.gcp {
+                Some(place) => self.gcp_instance_gone(place, &old.id).await,
+                None => false,
+            },
+            _ => false,
         };
         // A logical ID comes back after its instance was destroyed or died: its record is reused
         // (and its kept disks with it); one that is alive is not replaced.
-        let dead = |old: &Entry| old.phase == Phase::Failed || self.vm_state(&old.id).is_some_and(|s| !s.is_active());
+        let dead = |old: &Entry| {
+            old.phase == Phase::Failed
+                || match old.gcp {
+                    Some(_) => old.phase == Phase::Started && cloud_instance_gone,
+                    None => self.vm_state(&old.id).is_some_and(|s| !s.is_active()),
+                }
+        };
         self.store.create(&entry, dead).await?;
         let plugin = Arc::clone(self);
         tokio::spawn(async move { plugin.bring_up(id).await });
@@ -129,6 +169,24 @@ impl InstancePlugin {
         if entry.phase == Phase::Destroying {
             return Ok(());
         }
+        if let (Some(gcp), Some(place)) = (&properties.gcp, &entry.gcp) {
+            self.start_gcp(&entry, gcp, place, image).await?;
+        } else {
+            self.start_local(&entry, properties, image).await?;
+        }
+        self.store
+            .update(id, |e| {
+                if e.phase == Phase::Booting {
+                    e.phase = Phase::Started;
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Starts the VM of `entry` on this host, booting `image`.
+    async fn start_local(&self, entry: &Entry, properties: Properties, image: Image) -> Result<(), String> {
+        let id = entry.id.as_str();
         let mut request = Request::new(id, image.boot);
         // Every instance of a spec boots the one build: disk images copy-on-write.
         request.shared_image = true;
@@ -148,22 +206,87 @@ impl InstancePlugin {
             .start(&request)
             .await
             .map_err(|e| e.to_string())?;
-        self.store
-            .update(id, |e| {
-                if e.phase == Phase::Booting {
-                    e.phase = Phase::Started;
-                }
-            })
-            .await?;
         Ok(())
+    }
+
+    /// Starts the GCE instance of `entry` in `place`, from `image` pushed as a GCE image unless
+    /// it is there already.
+    async fn start_gcp(
+        &self,
+        entry: &Entry,
+        properties: &GcpProperties,
+        place: &GcpPlace,
+        image: Image,
+    ) -> Result<(), String> {
+        let mut backend = self.gcp.backend(&place.into())?;
+        backend.machine = properties.machine.clone();
+        let image_name = self.gcp.ensure_image(&backend, &image, properties).await?;
+        // A plugin process that stopped while starting it may have created it; a dead one of
+        // the same logical ID makes way.
+        match backend.describe(&entry.id).await {
+            Ok(vm) if vm.state.is_active() => return Ok(()),
+            Ok(_) => backend
+                .destroy(&entry.id, self.stop_timeout)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) if gcp::is_gone(&e) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut request = Request::new(&entry.id, image_name);
+        request.userdata = Some(entry.init.clone().into_bytes()).filter(|init| !init.is_empty());
+        request.tags = entry.tags.clone();
+        request.logical_id = entry.logical_id.clone();
+        request.spec_digest = Some(image.digest);
+        backend.start(&request).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Whether the GCE instance `id` in `place` is gone or dead (a failure to ask is neither).
+    async fn gcp_instance_gone(&self, place: &GcpPlace, id: &str) -> bool {
+        let Ok(backend) = self.gcp.backend(&place.into()) else {
+            return false;
+        };
+        match backend.describe(id).await {
+            Ok(vm) => !vm.state.is_active(),
+            Err(e) => gcp::is_gone(&e),
+        }
     }
 
     /// Merges `labels` into the instance's tags (its record and its VM's).
     pub async fn label(&self, id: &str, labels: Tags) -> Result<(), String> {
-        self.store.update(id, |e| e.tags.extend(labels.clone())).await?;
-        if let Ok(backend) = AnyBackend::for_instance(&self.root, id) {
-            backend.label(id, &labels).await.map_err(|e| e.to_string())?;
+        if self.store.get(id)?.is_none() {
+            return self.label_unrecorded(id, &labels).await;
         }
+        let entry = self.store.update(id, |e| e.tags.extend(labels.clone())).await?;
+        match &entry.gcp {
+            // Not started: its instance gets the recorded tags when it is created.
+            Some(place) if entry.phase == Phase::Started => {
+                match self.gcp.backend(&place.into())?.label(id, &labels).await {
+                    Err(e) if !gcp::is_gone(&e) => return Err(e.to_string()),
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Ok(backend) = AnyBackend::for_instance(&self.root, id) {
+                    backend.label(id, &labels).await.map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Labels one of moby's instances in the default project and zone that has no record here.
+    async fn label_unrecorded(&self, id: &str, labels: &Tags) -> Result<(), String> {
+        let unknown = || format!("no instance {id}");
+        let Some(location) = &self.gcp_default else {
+            return Err(unknown());
+        };
+        let backend = self.gcp.backend(location)?;
+        if gcp::moby_instance(&backend, id).await?.is_none() {
+            return Err(unknown());
+        }
+        backend.label(id, labels).await.map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -171,6 +294,12 @@ impl InstancePlugin {
     /// (within the stop timeout) and removed with its state. Destroying one being destroyed is
     /// done already; an unknown ID is an error.
     pub async fn destroy(self: &Arc<Self>, id: &str) -> Result<(), String> {
+        if self.store.get(id)?.is_none() && self.adopt_for_destroy(id).await? {
+            let plugin = Arc::clone(self);
+            let id = id.to_string();
+            tokio::spawn(async move { plugin.tear_down(id).await });
+            return Ok(());
+        }
         let mut was = None;
         self.store
             .update(id, |e| {
@@ -190,40 +319,96 @@ impl InstancePlugin {
         Ok(())
     }
 
+    /// Records one of moby's instances in the default project and zone that has no record here
+    /// as being destroyed; false when there is no such instance.
+    async fn adopt_for_destroy(&self, id: &str) -> Result<bool, String> {
+        let Some(location) = &self.gcp_default else {
+            return Ok(false);
+        };
+        let Some(vm) = gcp::moby_instance(&self.gcp.backend(location)?, id).await? else {
+            return Ok(false);
+        };
+        let entry = Entry {
+            id: vm.name,
+            logical_id: vm.logical_id,
+            tags: vm.tags,
+            properties: json!({"Backend": "gcp"}),
+            init: String::new(),
+            phase: Phase::Destroying,
+            error: None,
+            spec_digest: vm.spec_digest,
+            gcp: Some(GcpPlace::from(location)),
+        };
+        self.store.create(&entry, |_| false).await?;
+        Ok(true)
+    }
+
     async fn tear_down(&self, id: String) {
-        match AnyBackend::for_instance(&self.root, &id) {
-            Ok(backend) => {
-                if let Err(e) = backend.destroy(&id, self.stop_timeout).await {
-                    tracing::warn!("instance {id}: cannot destroy its VM: {e}");
-                    let recorded = self.store.update(&id, |entry| entry.error = Some(e.to_string())).await;
-                    if let Err(e) = recorded {
-                        tracing::warn!("instance {id}: {e}");
-                    }
-                    return;
-                }
+        let place = self.store.get(&id).ok().flatten().and_then(|entry| entry.gcp);
+        let destroyed = match place {
+            Some(place) => self.destroy_gcp(&place, &id).await,
+            None => self.destroy_local(&id).await,
+        };
+        if let Err(e) = destroyed {
+            tracing::warn!("instance {id}: cannot destroy its VM: {e}");
+            let recorded = self.store.update(&id, |entry| entry.error = Some(e)).await;
+            if let Err(e) = recorded {
+                tracing::warn!("instance {id}: {e}");
             }
-            Err(vmm::VmError::State(vmm::StateError::Unknown { .. })) => {}
-            Err(e) => tracing::warn!("instance {id}: {e}"),
+            return;
         }
         if let Err(e) = self.store.remove(&id).await {
             tracing::warn!("instance {id}: {e}");
         }
     }
 
+    /// Destroys the VM of `id` on this host; one that has no record is done.
+    async fn destroy_local(&self, id: &str) -> Result<(), String> {
+        match AnyBackend::for_instance(&self.root, id) {
+            Ok(backend) => backend.destroy(id, self.stop_timeout).await.map_err(|e| e.to_string()),
+            Err(vmm::VmError::State(vmm::StateError::Unknown { .. })) => Ok(()),
+            Err(e) => {
+                tracing::warn!("instance {id}: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes the GCE instance `id` in `place`; one the API no longer has is done.
+    async fn destroy_gcp(&self, place: &GcpPlace, id: &str) -> Result<(), String> {
+        match self.gcp.backend(&place.into())?.destroy(id, self.stop_timeout).await {
+            Err(e) if !gcp::is_gone(&e) => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
     /// The instances carrying every tag of `filter`. An instance whose build failed or whose VM
     /// stopped or failed matches no filter (InfraKit's group controller lists its members by their
     /// tags, with properties, and replaces the ones missing); it is listed, with its state and
-    /// error, when no filter is given, until it is destroyed.
+    /// error, when no filter is given, until it is destroyed. With a default GCP project and zone,
+    /// moby's instances there that have no record here are listed too, from the API.
     pub async fn describe(&self, filter: &Tags, with_properties: bool) -> Result<Vec<Description>, String> {
+        let entries = self.store.all()?;
+        let clouds = self.list_clouds(&entries).await;
         let mut out = Vec::new();
-        for entry in self.store.all()? {
-            if entry.phase == Phase::Destroying || !filter.iter().all(|(k, v)| entry.tags.get(k) == Some(v)) {
+        for entry in &entries {
+            if entry.phase == Phase::Destroying || !carries(&entry.tags, filter) {
                 continue;
             }
-            let vm = match entry.phase {
-                Phase::Started => match AnyBackend::for_instance(&self.root, &entry.id) {
+            // Why a cloud instance's state is not known (its zone could not be listed).
+            let mut unknown = None;
+            let vm = match (entry.phase, &entry.gcp) {
+                (Phase::Started, None) => match AnyBackend::for_instance(&self.root, &entry.id) {
                     Ok(backend) => backend.describe(&entry.id).await.ok(),
                     Err(_) => None,
+                },
+                (Phase::Started, Some(place)) => match clouds.get(place) {
+                    Some(Ok(instances)) => instances.get(&entry.id).cloned(),
+                    Some(Err(e)) => {
+                        unknown = Some(e.clone());
+                        None
+                    }
+                    None => None,
                 },
                 _ => None,
             };
@@ -232,37 +417,133 @@ impl InstancePlugin {
                 (Phase::Booting, _) => "starting".to_string(),
                 (Phase::Failed, _) => "failed".to_string(),
                 (Phase::Started, Some(vm)) => vm.state.to_string(),
+                // Not known is not dead (InfraKit replaces the dead ones).
+                (Phase::Started, None) if unknown.is_some() => "unknown".to_string(),
                 (Phase::Started, None) => "stopped".to_string(),
                 (Phase::Destroying, _) => continue,
             };
             let dead = matches!(entry.phase, Phase::Failed)
                 || vm.as_ref().is_some_and(|vm| !vm.state.is_active())
-                || (entry.phase == Phase::Started && vm.is_none());
+                || (entry.phase == Phase::Started && vm.is_none() && unknown.is_none());
             if dead && !filter.is_empty() {
                 continue;
             }
             let properties = with_properties.then(|| {
+                let gone = entry
+                    .gcp
+                    .as_ref()
+                    .filter(|_| entry.phase == Phase::Started && vm.is_none())
+                    .map(|place| {
+                        format!(
+                            "no instance named {} in project {} zone {}",
+                            entry.id, place.project, place.zone
+                        )
+                    });
                 let failure = entry
                     .error
                     .clone()
-                    .or_else(|| vm.as_ref().and_then(|vm| vm.failure.clone()));
-                json!({
+                    .or_else(|| vm.as_ref().and_then(|vm| vm.failure.clone()))
+                    .or_else(|| unknown.clone())
+                    .or(gone);
+                let mut properties = json!({
                     "Properties": entry.properties,
                     "State": state,
                     "Error": failure,
                     "SpecDigest": entry.spec_digest,
                     "Backend": vm.as_ref().map(|vm| vm.backend.to_string()),
                     "Pid": vm.as_ref().and_then(|vm| vm.pid),
-                })
+                });
+                if let Some(place) = &entry.gcp {
+                    properties["Backend"] = json!("gcp");
+                    properties["Address"] = json!(vm.as_ref().and_then(|vm| vm.address.clone()));
+                    properties["Zone"] = json!(place.zone);
+                }
+                properties
             });
             out.push(Description {
-                id: entry.id,
-                logical_id: entry.logical_id,
-                tags: Some(entry.tags).filter(|tags| !tags.is_empty()),
+                id: entry.id.clone(),
+                logical_id: entry.logical_id.clone(),
+                tags: Some(entry.tags.clone()).filter(|tags| !tags.is_empty()),
                 properties,
             });
         }
+        out.extend(self.describe_unrecorded(&entries, &clouds, filter, with_properties));
         Ok(out)
+    }
+
+    /// moby's instances in the default project and zone that have no record here.
+    fn describe_unrecorded(
+        &self,
+        entries: &[Entry],
+        clouds: &HashMap<GcpPlace, CloudListing>,
+        filter: &Tags,
+        with_properties: bool,
+    ) -> Vec<Description> {
+        let Some(location) = &self.gcp_default else {
+            return Vec::new();
+        };
+        let instances = match clouds.get(&GcpPlace::from(location)) {
+            Some(Ok(instances)) => instances,
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "cannot list moby's instances in project {} zone {}: {e}",
+                    location.project,
+                    location.zone
+                );
+                return Vec::new();
+            }
+            None => return Vec::new(),
+        };
+        instances
+            .values()
+            .filter(|vm| !entries.iter().any(|entry| entry.id == vm.name))
+            .filter(|vm| carries(&vm.tags, filter))
+            .filter(|vm| vm.state.is_active() || filter.is_empty())
+            .map(|vm| Description {
+                id: vm.name.clone(),
+                logical_id: vm.logical_id.clone(),
+                tags: Some(vm.tags.clone()).filter(|tags| !tags.is_empty()),
+                properties: with_properties.then(|| {
+                    json!({
+                        "Properties": null,
+                        "State": vm.state.to_string(),
+                        "Error": vm.failure,
+                        "SpecDigest": vm.spec_digest,
+                        "Backend": "gcp",
+                        "Pid": null,
+                        "Address": vm.address,
+                        "Zone": location.zone,
+                    })
+                }),
+            })
+            .collect()
+    }
+
+    /// moby's instances in each project and zone that started instances of `entries` are in,
+    /// and in the default one: one listing each.
+    async fn list_clouds(&self, entries: &[Entry]) -> HashMap<GcpPlace, CloudListing> {
+        let mut places: Vec<GcpPlace> = entries
+            .iter()
+            .filter(|entry| entry.phase == Phase::Started)
+            .filter_map(|entry| entry.gcp.clone())
+            .collect();
+        places.extend(self.gcp_default.as_ref().map(GcpPlace::from));
+        let mut out = HashMap::new();
+        for place in places {
+            if out.contains_key(&place) {
+                continue;
+            }
+            let listing = match self.gcp.backend(&(&place).into()) {
+                Ok(backend) => backend
+                    .list(&Tags::new())
+                    .await
+                    .map(|all| all.into_iter().map(|vm| (vm.name.clone(), vm)).collect())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            out.insert(place, listing);
+        }
+        out
     }
 
     /// Destroys every instance and waits until they are gone (for a plugin told to take its
@@ -322,8 +603,8 @@ fn id_for_logical(logical: &str) -> Result<String, String> {
     }
 }
 
-/// A new random ID, `moby-` and 12 hex digits.
-fn new_id() -> Result<String, String> {
+/// A new random ID, `PREFIX-` and 12 hex digits.
+pub(super) fn new_id(prefix: &str) -> Result<String, String> {
     let mut bytes = [0u8; 6];
     std::io::Read::read_exact(
         &mut std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot read /dev/urandom: {e}"))?,
@@ -331,7 +612,12 @@ fn new_id() -> Result<String, String> {
     )
     .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     Ok(format!(
-        "moby-{}",
+        "{prefix}-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ))
+}
+
+/// Whether `tags` carries every tag of `filter`.
+fn carries(tags: &Tags, filter: &Tags) -> bool {
+    filter.iter().all(|(k, v)| tags.get(k) == Some(v))
 }

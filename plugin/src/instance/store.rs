@@ -45,6 +45,37 @@ pub struct Entry {
     pub error: Option<String>,
     /// The content digest of its spec, once resolved.
     pub spec_digest: Option<String>,
+    /// Where a `gcp` instance is: recorded when it is provisioned, so that the plugin finds it
+    /// again whatever its environment says later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpPlace>,
+}
+
+/// The project and zone of a `gcp` instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GcpPlace {
+    /// The project.
+    pub project: String,
+    /// The zone.
+    pub zone: String,
+}
+
+impl From<&vmm::gcp::Location> for GcpPlace {
+    fn from(location: &vmm::gcp::Location) -> GcpPlace {
+        GcpPlace {
+            project: location.project.clone(),
+            zone: location.zone.clone(),
+        }
+    }
+}
+
+impl From<&GcpPlace> for vmm::gcp::Location {
+    fn from(place: &GcpPlace) -> vmm::gcp::Location {
+        vmm::gcp::Location {
+            project: place.project.clone(),
+            zone: place.zone.clone(),
+        }
+    }
 }
 
 /// The records, one file each.
@@ -157,6 +188,7 @@ mod tests {
             phase: Phase::Building,
             error: None,
             spec_digest: None,
+            gcp: None,
         }
     }
 

@@ -37,6 +37,18 @@ impl fmt::Display for DecodeError {
     }
 }
 
+impl DecodeError {
+    /// The message for a value that is the member `parent` of something larger: the path joined
+    /// to it (`Properties.GCP.Zone: invalid type ...`).
+    pub(crate) fn under(&self, parent: &str) -> String {
+        if self.path.is_empty() {
+            format!("{parent}: {}", self.source)
+        } else {
+            format!("{parent}.{}: {}", self.path, self.source)
+        }
+    }
+}
+
 /// Decodes `value` into a `T` with Go's rules (see the module documentation).
 pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
     let place = Place {

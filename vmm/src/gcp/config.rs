@@ -31,7 +31,7 @@ const COMPUTE_ENDPOINT: &str = "https://compute.googleapis.com/compute/v1/";
 const STORAGE_ENDPOINT: &str = "https://storage.googleapis.com/";
 
 /// A project and a zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
     /// The project ID.
     pub project: String,
@@ -83,7 +83,7 @@ pub fn resolve_bucket(bucket: Option<String>) -> Result<String, GcpError> {
 }
 
 /// The API endpoints: Google's, or overrides (an emulator, a private endpoint).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoints {
     /// The Compute Engine v1 base URL, ending in `/` (`https://compute.googleapis.com/compute/v1/`).
     pub compute: String,
@@ -119,7 +119,7 @@ impl Endpoints {
 }
 
 /// Where credentials come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CredentialsSource {
     /// A service-account key file.
     KeyFile(PathBuf),
@@ -139,7 +139,7 @@ impl CredentialsSource {
 }
 
 /// Everything needed to talk to one project and zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// The project and zone.
     pub location: Location,
