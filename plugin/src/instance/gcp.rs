@@ -73,13 +73,8 @@ impl GcpClouds {
             gcp.location().project,
             options.bucket
         );
-        // The push reads the whole archive to check it before uploading: off the async threads
-        // (the plugin runs on one), on the same runtime, which keeps driving its connections.
-        let runtime = tokio::runtime::Handle::current();
-        let (gcp, path) = (gcp.clone(), image.boot.clone());
-        tokio::task::spawn_blocking(move || runtime.block_on(gcp.push(&path, &options, &|_, _| {})))
+        gcp.push(&image.boot, &options, &|_, _| {})
             .await
-            .map_err(|e| format!("the push of image {name} stopped: {e}"))?
             .map_err(|e| e.to_string())?;
         Ok(name)
     }

@@ -101,8 +101,8 @@ pub fn check_archive(path: &Path) -> Result<u64, GcpError> {
     Ok(size)
 }
 
-/// Pushes the archive at `path` as the image `options.name`: checked, uploaded (with
-/// `progress(sent, total)`), imported, waited for. When anything fails after the upload, the
+/// Pushes the archive at `path` as the image `options.name`: checked (on a blocking thread),
+/// uploaded (with `progress(sent, total)`), imported, waited for. When anything fails after the upload, the
 /// uploaded object (and an image left failed) is removed.
 pub async fn push(
     compute: &Compute,
@@ -115,7 +115,14 @@ pub async fn push(
     if let Some(family) = &options.family {
         check_name("the image family", family)?;
     }
-    check_archive(path)?;
+    // Reading the whole archive is long work: off the async threads.
+    let archive = path.to_path_buf();
+    tokio::task::spawn_blocking(move || check_archive(&archive))
+        .await
+        .map_err(|e| GcpError::NotAnImage {
+            path: path.to_path_buf(),
+            why: format!("the check stopped: {e}"),
+        })??;
     if !options.replace {
         if let Some(image) = compute.image(&options.name).await? {
             return Err(GcpError::ImageExists {
