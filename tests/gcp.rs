@@ -67,6 +67,14 @@ impl Cloud {
         Cloud { fake, storage, dir }
     }
 
+    /// [`Cloud::start`] with [`gcp_image`] pushed as image `web`.
+    fn with_image() -> Cloud {
+        let cloud = Cloud::start();
+        let path = gcp_image().to_str().unwrap();
+        succeeds(cloud.moby(&["push", "gcp", path]).output().unwrap());
+        cloud
+    }
+
     fn key(&self) -> PathBuf {
         self.dir.path().join("key.json")
     }
@@ -249,13 +257,7 @@ fn push_then_run_streams_the_console_with_the_userdata_and_deletes_the_instance(
 
 #[test]
 fn ctrl_c_deletes_the_instance_unless_asked_to_keep_it() {
-    let cloud = Cloud::start();
-    succeeds(
-        cloud
-            .moby(&["push", "gcp", gcp_image().to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    let cloud = Cloud::with_image();
     for keep in [false, true] {
         let mut args = vec!["run", "gcp", "--name", "ctrl-c"];
         if keep {
@@ -449,13 +451,7 @@ fn credentials_come_from_the_metadata_server_or_an_authorized_user_file() {
 
 #[test]
 fn the_backend_describes_lists_labels_and_destroys_from_the_api_alone() {
-    let cloud = Cloud::start();
-    succeeds(
-        cloud
-            .moby(&["push", "gcp", gcp_image().to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    let cloud = Cloud::with_image();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
