@@ -132,7 +132,7 @@ pub fn push(args: PushGcpArgs, bars: Option<Arc<Bars>>) -> Result<()> {
         nested_virt: args.nested_virt,
         uefi: args.uefi_compatible,
         replace: args.replace,
-        labels: [("created-by".to_string(), "moby".to_string())].into(),
+        labels: Default::default(),
     };
     runtime()?.block_on(async {
         let backend = Gcp::new(&settings, Machine::default()).map_err(with_flags)?;
@@ -199,7 +199,6 @@ pub fn run(args: &RunGcpArgs, disks: &[String], bars: Option<Arc<Bars>>) -> Resu
                 name: image,
                 bucket: gcp::resolve_bucket(args.bucket.clone()).map_err(with_flags)?,
                 replace: true,
-                labels: [("created-by".to_string(), "moby".to_string())].into(),
                 ..PushOptions::default()
             };
             push_archive(&backend, Path::new(&args.image), &options, bars.as_ref()).await?;

@@ -12,9 +12,6 @@ use vmm::{Backend, InstanceRecord, Tags, VmError};
 use super::images::Image;
 use super::properties::GcpProperties;
 
-/// The label moby's images and instances carry.
-const CREATED_BY: (&str, &str) = ("created-by", "moby");
-
 /// The `Gcp` backends in use and the image pushes under way.
 #[derive(Debug, Default)]
 pub struct GcpClouds {
@@ -65,7 +62,7 @@ impl GcpClouds {
             // One that exists but is not ready (failed, or left by a push that was cut short)
             // is replaced.
             replace: true,
-            labels: [(CREATED_BY.0.to_string(), CREATED_BY.1.to_string())].into(),
+            labels: Default::default(),
         };
         tracing::info!(
             "pushing {} as image {name} (project {}, bucket {})",

@@ -14,6 +14,7 @@ use super::compute::Compute;
 use super::config::check_name;
 use super::error::GcpError;
 use super::storage::Storage;
+use super::tags::CREATED_BY;
 
 /// GCE imports disks that are a whole number of GiB.
 const GIB: u64 = 1 << 30;
@@ -37,7 +38,7 @@ pub struct PushOptions {
     pub uefi: bool,
     /// Replace an image of that name; else one that exists is an error.
     pub replace: bool,
-    /// Labels for the image.
+    /// Labels for the image, besides `created-by=moby`, which every image moby pushes carries.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -175,9 +176,9 @@ fn image_resource(object: &str, options: &PushOptions) -> Value {
     if options.uefi {
         image["guestOsFeatures"] = json!([{ "type": "UEFI_COMPATIBLE" }]);
     }
-    if !options.labels.is_empty() {
-        image["labels"] = json!(options.labels);
-    }
+    let mut labels = options.labels.clone();
+    labels.insert(CREATED_BY.0.to_string(), CREATED_BY.1.to_string());
+    image["labels"] = json!(labels);
     image
 }
 
@@ -240,6 +241,7 @@ mod tests {
         assert_eq!(image["licenses"][0], NESTED_VIRT_LICENCE);
         assert_eq!(image["guestOsFeatures"][0]["type"], "UEFI_COMPATIBLE");
         assert_eq!(image["family"], "moby");
+        assert_eq!(image["labels"]["created-by"], "moby");
         assert_eq!(default_name(Path::new("out/web.img.tar.gz")).as_deref(), Some("web"));
     }
 }
