@@ -510,6 +510,14 @@ fn the_backend_describes_lists_labels_and_destroys_from_the_api_alone() {
         let e = fresh.destroy("moby-other", Duration::from_secs(1)).await.unwrap_err();
         assert!(e.to_string().contains("no instance named `moby-other`"), "{e}");
         assert_eq!(fresh.list(&Tags::new()).await.unwrap().len(), 1);
+
+        // A token that expired under us is the API's refusal, said as such.
+        cloud.fake.expire_tokens();
+        let e = fresh.describe("moby-10-128-0-7").await.unwrap_err().to_string();
+        assert!(
+            e.contains("instances.get moby-10-128-0-7") && e.contains("HTTP 401"),
+            "{e}"
+        );
     });
     cloud.fake.assert_no_violations();
 }
