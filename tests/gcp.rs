@@ -511,6 +511,12 @@ fn the_backend_describes_lists_labels_and_destroys_from_the_api_alone() {
         assert!(e.to_string().contains("no instance named `moby-other`"), "{e}");
         assert_eq!(fresh.list(&Tags::new()).await.unwrap().len(), 1);
 
+        // A zone the API does not know is its error, not an empty list.
+        let missing = "The resource 'projects/moby-fake-project/zones/europe-west1-d' was not found";
+        cloud.fake.fail_next("compute.instances.list", 404, "notFound", missing);
+        let e = fresh.list(&Tags::new()).await.unwrap_err().to_string();
+        assert!(e.contains(missing) && e.contains("HTTP 404"), "{e}");
+
         // A token that expired under us is the API's refusal, said as such.
         cloud.fake.expire_tokens();
         let e = fresh.describe("moby-10-128-0-7").await.unwrap_err().to_string();

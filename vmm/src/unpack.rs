@@ -10,7 +10,7 @@ use crate::machine::{BootMedia, DiskFormat};
 use crate::VmError;
 
 /// The member GCE images hold.
-const GCE_DISK: &str = "disk.raw";
+pub(crate) const GCE_DISK: &str = "disk.raw";
 
 /// Whether `path` names a GCE image archive.
 fn is_gce_archive(path: &Path) -> bool {

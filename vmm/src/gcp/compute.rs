@@ -182,47 +182,33 @@ impl Compute {
         )
     }
 
-    /// A JSON call; `Ok(None)` when it answered 404.
+    /// A JSON call.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        call: String,
+        call: &str,
         method: Method,
-        url: String,
+        url: &str,
         body: Option<Value>,
-    ) -> Result<Option<T>, GcpError> {
-        match self
-            .api
-            .json(Service::Compute, &call, method, &url, body.as_ref())
-            .await
-        {
-            Ok(value) => Ok(Some(value)),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e),
-        }
+    ) -> Result<T, GcpError> {
+        self.api.json(Service::Compute, call, method, url, body.as_ref()).await
     }
 
     /// A mutating call, with a `requestId` so that retries are done once.
-    async fn mutate(
-        &self,
-        call: String,
-        method: Method,
-        url: String,
-        body: Option<Value>,
-    ) -> Result<Option<Operation>, GcpError> {
+    async fn mutate(&self, call: &str, method: Method, url: &str, body: Option<Value>) -> Result<Operation, GcpError> {
         let id = crate::random::uuid_v4().map_err(|source| GcpError::Io {
             doing: "read",
             path: "/dev/urandom".into(),
             source,
         })?;
         let separator = if url.contains('?') { '&' } else { '?' };
-        self.call(call, method, format!("{url}{separator}requestId={id}"), body)
+        self.call(call, method, &format!("{url}{separator}requestId={id}"), body)
             .await
     }
 
     /// The image `name`, if it exists.
     pub async fn image(&self, name: &str) -> Result<Option<Image>, GcpError> {
         let url = self.global(&format!("images/{name}"));
-        self.call(format!("images.get {name}"), Method::GET, url, None).await
+        absent_on_404(self.call(&format!("images.get {name}"), Method::GET, &url, None).await)
     }
 
     /// Creates an image (`body` is an Image resource) and waits for it.
@@ -230,19 +216,18 @@ impl Compute {
         let name = body["name"].as_str().unwrap_or_default().to_string();
         let call = format!("images.insert {name}");
         let op = self
-            .mutate(call.clone(), Method::POST, self.global("images"), Some(body))
+            .mutate(&call, Method::POST, &self.global("images"), Some(body))
             .await?;
-        let op = op.ok_or_else(|| not_found(&call))?;
         self.wait(op, &format!("creating image {name}")).await
     }
 
     /// Deletes the image `name` and waits; `false` when there was none.
     pub async fn delete_image(&self, name: &str) -> Result<bool, GcpError> {
         let url = self.global(&format!("images/{name}"));
-        match self
-            .mutate(format!("images.delete {name}"), Method::DELETE, url, None)
-            .await?
-        {
+        let op = self
+            .mutate(&format!("images.delete {name}"), Method::DELETE, &url, None)
+            .await;
+        match absent_on_404(op)? {
             Some(op) => self.wait(op, &format!("deleting image {name}")).await.map(|()| true),
             None => Ok(false),
         }
@@ -253,16 +238,18 @@ impl Compute {
         let name = body["name"].as_str().unwrap_or_default().to_string();
         let call = format!("instances.insert {name}");
         let op = self
-            .mutate(call.clone(), Method::POST, self.zonal("instances"), Some(body))
+            .mutate(&call, Method::POST, &self.zonal("instances"), Some(body))
             .await?;
-        let op = op.ok_or_else(|| not_found(&call))?;
         self.wait(op, &format!("creating instance {name}")).await
     }
 
     /// The instance `name`, if it exists.
     pub async fn instance(&self, name: &str) -> Result<Option<Instance>, GcpError> {
         let url = self.zonal(&format!("instances/{name}"));
-        self.call(format!("instances.get {name}"), Method::GET, url, None).await
+        absent_on_404(
+            self.call(&format!("instances.get {name}"), Method::GET, &url, None)
+                .await,
+        )
     }
 
     /// The instances `filter` selects (Compute Engine's filter syntax), every page.
@@ -287,10 +274,7 @@ impl Compute {
             if let Some(token) = &token {
                 url.query_pairs_mut().append_pair("pageToken", token);
             }
-            let page: Option<Page> = self
-                .call("instances.list".into(), Method::GET, url.to_string(), None)
-                .await?;
-            let Some(page) = page else { return Ok(out) };
+            let page: Page = self.call("instances.list", Method::GET, url.as_str(), None).await?;
             out.extend(page.items);
             match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(next) => token = Some(next),
@@ -302,10 +286,10 @@ impl Compute {
     /// Deletes the instance `name` and waits until it is gone; `false` when there was none.
     pub async fn delete_instance(&self, name: &str) -> Result<bool, GcpError> {
         let url = self.zonal(&format!("instances/{name}"));
-        match self
-            .mutate(format!("instances.delete {name}"), Method::DELETE, url, None)
-            .await?
-        {
+        let op = self
+            .mutate(&format!("instances.delete {name}"), Method::DELETE, &url, None)
+            .await;
+        match absent_on_404(op)? {
             Some(op) => self.wait(op, &format!("deleting instance {name}")).await.map(|()| true),
             None => Ok(false),
         }
@@ -318,15 +302,12 @@ impl Compute {
         labels: &BTreeMap<String, String>,
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let call = format!("instances.setLabels {name}");
         let url = self.zonal(&format!("instances/{name}/setLabels"));
         let body = json!({ "labels": labels, "labelFingerprint": fingerprint });
-        let op = self.mutate(call.clone(), Method::POST, url, Some(body)).await?;
-        self.wait(
-            op.ok_or_else(|| not_found(&call))?,
-            &format!("labelling instance {name}"),
-        )
-        .await
+        let op = self
+            .mutate(&format!("instances.setLabels {name}"), Method::POST, &url, Some(body))
+            .await?;
+        self.wait(op, &format!("labelling instance {name}")).await
     }
 
     /// Sets the instance's metadata items (all of them) and waits.
@@ -336,24 +317,19 @@ impl Compute {
         items: &[(String, String)],
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let call = format!("instances.setMetadata {name}");
         let url = self.zonal(&format!("instances/{name}/setMetadata"));
         let body = json!({ "fingerprint": fingerprint, "items": metadata_items(items) });
-        let op = self.mutate(call.clone(), Method::POST, url, Some(body)).await?;
-        self.wait(
-            op.ok_or_else(|| not_found(&call))?,
-            &format!("setting the metadata of instance {name}"),
-        )
-        .await
+        let op = self
+            .mutate(&format!("instances.setMetadata {name}"), Method::POST, &url, Some(body))
+            .await?;
+        self.wait(op, &format!("setting the metadata of instance {name}")).await
     }
 
     /// Serial port 1's output of instance `name` from byte `start`.
     pub async fn serial_output(&self, name: &str, start: u64) -> Result<SerialOutput, GcpError> {
         let call = format!("instances.getSerialPortOutput {name}");
         let url = self.zonal(&format!("instances/{name}/serialPort?port=1&start={start}"));
-        self.call(call.clone(), Method::GET, url, None)
-            .await?
-            .ok_or_else(|| not_found(&call))
+        self.call(&call, Method::GET, &url, None).await
     }
 
     /// Waits until `op` is done; its errors become [`GcpError::Operation`] (`what` says what it
@@ -373,12 +349,10 @@ impl Compute {
                 Some(_) => self.zonal(&format!("operations/{}/wait", op.name)),
                 None => self.global(&format!("operations/{}/wait", op.name)),
             };
-            let call = format!("operations.wait {}", op.name);
             let started = Instant::now();
             op = self
-                .call(call.clone(), Method::POST, url, None)
-                .await?
-                .ok_or_else(|| not_found(&call))?;
+                .call(&format!("operations.wait {}", op.name), Method::POST, &url, None)
+                .await?;
             if op.status != "DONE" && started.elapsed() < Duration::from_secs(1) {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -415,13 +389,12 @@ pub fn metadata_items(items: &[(String, String)]) -> Value {
     Value::Array(items.iter().map(|(k, v)| json!({ "key": k, "value": v })).collect())
 }
 
-fn not_found(call: &str) -> GcpError {
-    GcpError::Api {
-        service: "Compute Engine",
-        call: call.to_string(),
-        status: 404,
-        reason: Some("notFound".into()),
-        message: "the resource is gone".into(),
+/// `Ok(None)` for an answer of 404 (the resource is not there), where absence is an answer.
+fn absent_on_404<T>(result: Result<T, GcpError>) -> Result<Option<T>, GcpError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

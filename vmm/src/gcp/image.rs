@@ -15,6 +15,7 @@ use super::config::check_name;
 use super::error::GcpError;
 use super::storage::Storage;
 use super::tags::CREATED_BY;
+use crate::unpack::GCE_DISK;
 
 /// GCE imports disks that are a whole number of GiB.
 const GIB: u64 = 1 << 30;
@@ -72,8 +73,7 @@ pub fn check_archive(path: &Path) -> Result<u64, GcpError> {
     }
     let mut gunzip = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
     let scratch = tempfile::tempfile().map_err(|e| io("create a scratch file for", e))?;
-    let size =
-        media::sparse_tar::extract(&mut gunzip, "disk.raw", &scratch).map_err(|e| not_an_image(e.to_string()))?;
+    let size = media::sparse_tar::extract(&mut gunzip, GCE_DISK, &scratch).map_err(|e| not_an_image(e.to_string()))?;
     // Only the end-of-archive blocks may follow: GCE refuses archives with other members.
     let mut rest = [0u8; 64 << 10];
     loop {

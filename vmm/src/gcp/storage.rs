@@ -137,7 +137,7 @@ impl Storage {
     pub async fn delete(&self, bucket: &str, object: &str) -> Result<bool, GcpError> {
         let url = self.object_url(bucket, object);
         let call = format!("delete of gs://{bucket}/{object}");
-        match self
+        let answer = self
             .api
             .send_accepting(
                 Service::Storage,
@@ -145,11 +145,8 @@ impl Storage {
                 |s| s.is_success() || s == StatusCode::NOT_FOUND,
                 |http| http.delete(&url),
             )
-            .await
-        {
-            Ok(answer) => Ok(answer.status() != StatusCode::NOT_FOUND),
-            Err(e) => Err(e),
-        }
+            .await?;
+        Ok(answer.status() != StatusCode::NOT_FOUND)
     }
 }
 
