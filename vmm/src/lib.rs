@@ -25,6 +25,7 @@ pub mod gcp;
 pub mod hyperkit;
 mod instance;
 pub mod machine;
+pub mod network;
 mod process;
 pub mod qemu;
 pub mod qmp;

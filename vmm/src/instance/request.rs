@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::record::Tags;
 use crate::machine::{Arch, BootKind, DiskSpec, PublishedPort};
+use crate::network::Attachment;
 
 /// An instance to start. Backends refuse (with a typed error) what they cannot run, e.g. hyperkit
 /// a qcow2 disk or VMware a kernel+initrd.
@@ -32,6 +33,9 @@ pub struct Request {
     /// The backend's networking mode (e.g. qemu's `user`, `tap,IF`; hyperkit's `vpnkit`);
     /// `None` is the backend's default.
     pub networking: Option<String>,
+    /// A private network the instance joins with a second NIC (after the one of
+    /// [`Request::networking`]).
+    pub network: Option<Attachment>,
     /// The accelerator, where the backend has a choice (`kvm`, `tcg`, ...); `None` decides by
     /// probing.
     pub accel: Option<String>,
@@ -69,6 +73,7 @@ impl Request {
             userdata: None,
             publish: Vec::new(),
             networking: None,
+            network: None,
             accel: None,
             uefi: false,
             shared_image: false,
