@@ -3,6 +3,7 @@
 //! DNS (members by name) served by the network itself. No root needed: each network is a small
 //! userspace switch process that qemu's NICs connect to over a unix socket (`docs/networking.md`).
 
+mod gateway;
 mod subnet;
 
 use std::fmt;
