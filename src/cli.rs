@@ -269,6 +269,11 @@ pub struct QemuArgs {
     /// Forward a host port to the guest: HOST:GUEST[/tcp|/udp] (repeatable; user networking).
     #[arg(long = "publish", short = 'p', value_name = "HOST:GUEST[/PROTO]")]
     pub publish: Vec<String>,
+    /// Join a private network shared with the other VMs that join it, on a second NIC (made on
+    /// first use, gone with its last member; DHCP and DNS by instance name). Options: subnet=CIDR
+    /// (for a new network), ip=ADDRESS (a static address).
+    #[arg(long, value_name = "NAME[,subnet=CIDR][,ip=ADDRESS]")]
+    pub network: Option<String>,
     /// Accelerator: kvm, tcg or hvf (default: KVM if a probe boot works, else TCG; also $MOBY_QEMU_ACCEL).
     #[arg(long)]
     pub accel: Option<String>,

@@ -24,6 +24,10 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // Started as a private network's switch by an instance joining it.
+    if let Some(status) = vmm::network::switch_main() {
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     let cli = Cli::parse_from(cli::normalize_args(std::env::args_os()));
     let bars = progress::Bars::for_stderr(cli.quiet);
     init_logging(cli.verbose, cli.quiet, bars.clone());

@@ -107,6 +107,11 @@ fn request(res: &VmResources, q: &QemuArgs, image: &Path) -> Result<Request> {
     request.userdata = userdata(q.data.as_deref(), q.data_file.as_deref())?;
     request.publish = published(&q.publish)?;
     request.networking = Some(q.networking.clone());
+    request.network = q
+        .network
+        .as_deref()
+        .map(|n| n.parse().with_context(|| format!("invalid --network {n:?}")))
+        .transpose()?;
     request.accel = q.accel.clone();
     request.uefi = q.uefi;
     request.firmware = q.fw.clone();

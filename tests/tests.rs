@@ -14,6 +14,7 @@ mod gcp;
 mod guest;
 mod init;
 mod lifecycle;
+mod network;
 mod output;
 mod pkg;
 mod plugin;

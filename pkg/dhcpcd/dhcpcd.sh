@@ -18,17 +18,29 @@ while [ $# -gt 0 ]; do
 done
 timeout=${DHCP_TIMEOUT:-20}
 
-# Modules load while onboot runs: wait for the interfaces to appear.
+# The network controllers on the PCI bus (class 02): as many eth* interfaces are waited for.
+pci_nics() {
+  n=0
+  for c in /sys/bus/pci/devices/*/class; do
+    case $(cat "$c" 2>/dev/null) in 0x02*) n=$((n + 1)) ;; esac
+  done
+  echo "$n"
+}
+
+# Modules load while onboot runs: wait for the interfaces to appear (all of them: a VM on a
+# private network has a second NIC that its driver may register a moment after the first).
 i=0
 while :; do
   if [ -z "$ifaces" ]; then
     found=
-    for d in /sys/class/net/eth*; do [ -e "$d" ] && found="$found ${d##*/}"; done
+    count=0
+    for d in /sys/class/net/eth*; do [ -e "$d" ] && found="$found ${d##*/}" && count=$((count + 1)); done
+    [ -n "$found" ] && [ "$count" -ge "$(pci_nics)" ] && break
   else
     found=
     for f in $ifaces; do [ -e "/sys/class/net/$f" ] && found="$found $f"; done
   fi
-  [ -n "$found" ] && { [ -z "$ifaces" ] || [ "$found" = "$ifaces" ]; } && break
+  [ -n "$ifaces" ] && [ "$found" = "$ifaces" ] && break
   i=$((i + 1))
   if [ "$i" -gt "$timeout" ]; then
     echo "dhcpcd: no interface ${ifaces:-eth*} after ${timeout}s (found: ${found:-none}); is the NIC's driver (virtio_net) loaded?" >&2

@@ -7,8 +7,11 @@
 #   moby-guest: no userdata               no such CD
 #   moby-guest: disk vdX <bytes>          one per virtio disk
 #   moby-guest: net eth0 10.0.2.15        eth0 configured for qemu user networking
+#   moby-guest: net eth1 A.B.C.D/N        a second NIC (a private network) configured by DHCP
+#                                         (its DNS server and domain into /etc/resolv.conf)
 #   moby-guest: listening 7777            TCP server answering a first line L with "pong L"
-#   moby-guest: ready                     all of the above done
+#   moby-guest: ready                     all of the above done; then a user-data that starts
+#                                         with "#!" runs (its output on the console)
 #   moby-guest: acpi power-button         ACPI power button pressed; the guest then powers off
 #   moby-guest: ignoring the power button  ... unless the kernel cmdline has moby_guest.deaf
 #   moby-guest: poweroff                  kernel cmdline has moby_guest.poweroff; the guest powers off
@@ -94,6 +97,9 @@ if [ -n "$userdata" ]; then
   mkdir -p /mnt/cidata
   if mount -t iso9660 -o ro "$userdata" /mnt/cidata; then
     if [ -f /mnt/cidata/user-data ]; then
+      case $(head -c 2 /mnt/cidata/user-data) in
+      '#!') cp /mnt/cidata/user-data /tmp/user-script && chmod 0755 /tmp/user-script ;;
+      esac
       nl=$(printf '\001')
       say "userdata $(tr '\n' '\001' </mnt/cidata/user-data | sed -e 's/\\/\\\\/g' -e "s/$nl/\\\\n/g")"
     else
@@ -120,6 +126,30 @@ else
   say "error cannot configure eth0"
 fi
 
+# A private network's NIC: configured by the network's own DHCP server.
+if [ -e /sys/class/net/eth1 ]; then
+  mkdir -p /etc
+  cat >/tmp/udhcpc-event <<'EOF'
+#!/bin/sh
+case $1 in
+bound | renew)
+  ip addr replace "$ip/${mask:-24}" dev "$interface"
+  {
+    [ -n "$domain" ] && echo "search $domain"
+    for s in $dns; do echo "nameserver $s"; done
+  } >/etc/resolv.conf
+  ;;
+esac
+EOF
+  chmod 0755 /tmp/udhcpc-event
+  ip link set eth1 up
+  if udhcpc -i eth1 -f -q -n -t 10 -T 2 -s /tmp/udhcpc-event >/dev/null 2>&1; then
+    say "net eth1 $(ip -4 -o addr show dev eth1 | awk '{print $4}')"
+  else
+    say "error no DHCP lease on eth1"
+  fi
+fi
+
 # Each connection: read one line L, answer "pong L".
 cat >/tmp/pong <<'EOF'
 #!/bin/sh
@@ -142,6 +172,7 @@ else
 fi
 
 say ready
+[ -x /tmp/user-script ] && /tmp/user-script &
 
 case "$cmdline" in
 *" moby_guest.poweroff "*)

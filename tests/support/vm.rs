@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,10 +22,25 @@ const RETYPE_AFTER: Duration = Duration::from_secs(5);
 pub struct Vm {
     child: Child,
     pub console: Console,
-    state_home: tempfile::TempDir,
+    state_home: StateHome,
     pub name: String,
     /// Numbers the markers of [`Vm::shell`].
     commands: u32,
+}
+
+/// The `MOBY_STATE_HOME` of a VM: its own, or one shared with others (the VMs of one network).
+enum StateHome {
+    Own(tempfile::TempDir),
+    Shared(PathBuf),
+}
+
+impl StateHome {
+    fn path(&self) -> &Path {
+        match self {
+            StateHome::Own(dir) => dir.path(),
+            StateHome::Shared(path) => path,
+        }
+    }
 }
 
 /// What `moby run` left when the VM was gone.
@@ -45,7 +60,16 @@ impl Vm {
 
     /// [`Vm::boot`] of an instance named `name` (`--name`).
     pub fn boot_named(prefix: &Path, name: &str, args: &[&str]) -> Vm {
-        let state_home = tempfile::tempdir().expect("temp dir");
+        let state_home = StateHome::Own(tempfile::tempdir().expect("temp dir"));
+        Vm::boot_at(state_home, prefix, name, args)
+    }
+
+    /// [`Vm::boot_named`] with the state home `home` (shared with other VMs).
+    pub fn boot_in(home: &Path, prefix: &Path, name: &str, args: &[&str]) -> Vm {
+        Vm::boot_at(StateHome::Shared(home.to_path_buf()), prefix, name, args)
+    }
+
+    fn boot_at(state_home: StateHome, prefix: &Path, name: &str, args: &[&str]) -> Vm {
         let name = name.to_string();
         let mut child = Command::new(moby_bin())
             .env("MOBY_STATE_HOME", state_home.path())

@@ -171,7 +171,7 @@ pub trait LocalBackend: Backend {
 
     /// [`Backend::destroy`]: removes its record, its state directory (and the link to it under
     /// the root) and the disks created for it, unless the request said to keep them. Disks it was
-    /// given by path are never removed.
+    /// given by path are never removed. It leaves its private network (its address is free again).
     fn local_destroy(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), VmError>> + Send {
         async move {
             let record = self.local_describe(name).await?;
@@ -186,6 +186,9 @@ pub trait LocalBackend: Backend {
             })?;
             let keep: &[_] = if record.keep_disks { &record.created_disks } else { &[] };
             remove_state(self.root(), &state, keep)?;
+            if let Some(network) = &record.network {
+                crate::network::leave(self.root(), network, name)?;
+            }
             Ok(())
         }
     }

@@ -89,6 +89,9 @@ pub enum VmError {
     /// qemu's disks.
     #[error(transparent)]
     QemuDisk(#[from] DiskError),
+    /// A private network.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// qemu's networking.
     #[error(transparent)]
     QemuNetwork(#[from] NetworkError),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::backend::transition;
 use crate::error::VmError;
 use crate::instance::{Action, BackendKind, InstanceRecord, InstanceState, Request};
+use crate::network::Lease;
 use crate::state::{StateDir, StateError};
 
 /// What one run of an instance is, beyond its [`Request`].
@@ -20,6 +21,8 @@ pub(crate) struct RunFacts {
     pub accel: Option<String>,
     /// Disks this run creates in the state dir.
     pub created_disks: Vec<PathBuf>,
+    /// Its place on a private network.
+    pub lease: Option<Lease>,
 }
 
 /// Writes the record of a start: a new one, or the last run's moved to `Starting` with what this
@@ -47,6 +50,7 @@ pub(crate) fn record_start(state: &StateDir, request: &Request, facts: RunFacts)
             keep_disks: false,
             started: 0,
             address: None,
+            network: None,
             machine: None,
         },
     };
@@ -78,6 +82,8 @@ pub(crate) fn record_start(state: &StateDir, request: &Request, facts: RunFacts)
     record.created_disks = facts.created_disks;
     record.keep_disks = request.keep_disks;
     record.started = InstanceRecord::now();
+    record.network = facts.lease.as_ref().map(|lease| lease.network.clone());
+    record.address = facts.lease.as_ref().map(|lease| lease.ip.to_string());
     state.write_record(&record)?;
     Ok(())
 }

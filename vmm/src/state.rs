@@ -94,6 +94,9 @@ pub enum StateError {
     /// An instance name that cannot be a directory name.
     #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_`")]
     BadName(String),
+    /// The name of a directory of the root that is not an instance's.
+    #[error("instance name {0:?} is reserved (the state root keeps its private networks there): use another name")]
+    ReservedName(String),
     /// No home directory to put the default base in.
     #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME")]
     NoHome,
@@ -308,7 +311,7 @@ impl StateRoot {
         for name in names {
             match self.open(&name) {
                 Ok(found) => out.push(found),
-                Err(StateError::Unknown { .. } | StateError::BadName(_)) => {}
+                Err(StateError::Unknown { .. } | StateError::BadName(_) | StateError::ReservedName(_)) => {}
                 Err(e) => tracing::warn!("skipping {}: {e}", self.base.join(&name).display()),
             }
         }
@@ -324,12 +327,17 @@ fn check_name(name: &str) -> Result<(), StateError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    if usable {
-        Ok(())
-    } else {
-        Err(StateError::BadName(name.to_string()))
+    if !usable {
+        return Err(StateError::BadName(name.to_string()));
     }
+    if name == NETWORKS_DIR {
+        return Err(StateError::ReservedName(name.to_string()));
+    }
+    Ok(())
 }
+
+/// The directory of the root holding the private networks (`crate::network`).
+pub(crate) const NETWORKS_DIR: &str = "networks";
 
 /// The record's file name in a state directory.
 const RECORD_FILE: &str = "instance.json";

@@ -239,6 +239,9 @@ fn refuse_local_only(request: &Request) -> Result<(), VmError> {
     if !request.disks.is_empty() {
         return refuse("attach extra disks (the boot disk's size is a machine setting)");
     }
+    if request.network.is_some() {
+        return refuse("join a private network of this host (use the VPC network setting)");
+    }
     if !request.publish.is_empty() {
         return refuse("publish ports (instances have their own addresses; open them with firewall rules)");
     }
@@ -297,6 +300,7 @@ fn record(instance: &Instance) -> InstanceRecord {
         keep_disks: false,
         started: rfc3339_seconds(&instance.creation_timestamp).unwrap_or(0),
         address: instance.network_interfaces.first().and_then(|i| i.network_ip.clone()),
+        network: None,
         machine: instance
             .machine_type
             .rsplit('/')

@@ -95,6 +95,12 @@ impl Hyperkit {
                 what: "run guests of another architecture than x86_64",
             });
         }
+        if request.network.is_some() {
+            return Err(VmError::Unsupported {
+                backend: BackendKind::Hyperkit,
+                what: "join a private network (qemu can)",
+            });
+        }
         let binary = find_hyperkit(self.binary.as_deref())?;
         let detected = detect(&request.image, request.boot, None)?;
         let dir = request
@@ -206,6 +212,7 @@ impl Hyperkit {
                 .filter(|d| d.size_mib.is_some() && !d.path.exists())
                 .map(|d| d.path.clone())
                 .collect(),
+            lease: None,
         };
         records::record_start(&state, request, facts)?;
         Ok((lock, plan))

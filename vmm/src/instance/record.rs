@@ -125,6 +125,9 @@ pub struct InstanceRecord {
     /// Its address on its network, where the backend knows it (a cloud instance's internal IP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The private network it is a member of (its address there is [`InstanceRecord::address`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Its machine type, on a backend that has them (`e2-medium`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
@@ -204,6 +207,7 @@ pub(crate) fn sample(name: &str) -> InstanceRecord {
         keep_disks: false,
         started: 1_700_000_000,
         address: None,
+        network: None,
         machine: None,
     }
 }

@@ -3,14 +3,47 @@
 //! DNS (members by name) served by the network itself. No root needed: each network is a small
 //! userspace switch process that qemu's NICs connect to over a unix socket (`docs/networking.md`).
 
+mod addressing;
+mod error;
 mod gateway;
+mod membership;
+mod registry;
 mod subnet;
+mod switch;
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+pub use error::NetworkError;
+pub use membership::{existing, join, lease, leave, Joined, Lease};
 pub use subnet::{Subnet, SubnetError};
+
+/// The environment variable that makes a process the switch of the network directory it names
+/// (see [`switch_main`]).
+pub const SWITCH_ENV: &str = "MOBY_NETWORK_SWITCH";
+
+/// Networks are served by switch processes started from this program: a program that lets
+/// instances join networks calls this first thing in `main`. When this process was started as a
+/// switch ([`SWITCH_ENV`] is set), it serves the network until the network ends and returns the
+/// exit status; otherwise it returns `None` at once.
+pub fn switch_main() -> Option<i32> {
+    let dir = std::env::var_os(SWITCH_ENV)?;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the switch's runtime: {e}");
+            return Some(1);
+        }
+    };
+    match runtime.block_on(switch::serve(dir.into())) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            eprintln!("{e}");
+            Some(1)
+        }
+    }
+}
 
 /// A network an instance joins: by name, with the subnet it must have (`None`: the existing
 /// network's, or a free one picked for a new network).

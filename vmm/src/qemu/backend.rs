@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::command::SocketNic;
 use super::control;
 use super::launch::{launch, LaunchOptions, RunEnd as QemuRunEnd, StopResult, Vm};
 use super::{check_publish, find_qemu, find_qemu_img, Networking, QemuConfig};
@@ -15,9 +16,11 @@ use crate::console::Console;
 use crate::error::VmError;
 use crate::instance::{BackendKind, InstanceRecord, Request};
 use crate::machine::{detect, Arch, BootMedia};
+use crate::network::{self, Lease};
 use crate::qmp::ShutdownReason;
 use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{StateDir, StateLock, StateRoot};
+use std::os::fd::AsRawFd;
 
 /// LinuxKit's name for [`ACCEL_ENV`], honoured too.
 pub const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
@@ -80,6 +83,15 @@ impl Qemu {
         config.devices = self.devices.clone();
         config.gui = self.gui;
         config.boot_snapshot = request.shared_image;
+        let lock = state.lock()?;
+        let joined = match &request.network {
+            Some(attachment) => Some(network::join(&self.root, attachment, &request.name)?),
+            None => None,
+        };
+        config.network_nic = joined.as_ref().map(|joined| SocketNic {
+            fd: joined.connection.as_raw_fd(),
+            mac: joined.lease.mac.to_string(),
+        });
         let options = LaunchOptions {
             config,
             disks: request.disks.clone(),
@@ -87,9 +99,14 @@ impl Qemu {
             uefi,
             qemu_img: find_qemu_img(),
             detach: !foreground,
+            network: None,
         };
-        let lock = state.lock()?;
-        record_start(&state, request, &options)?;
+        let lease = joined.as_ref().map(|joined| joined.lease.clone());
+        record_start(&state, request, &options, lease)?;
+        let options = LaunchOptions {
+            network: joined.map(|joined| std::sync::Arc::new(joined.connection)),
+            ..options
+        };
         Ok((lock, options))
     }
 
@@ -144,7 +161,12 @@ impl Qemu {
 }
 
 /// The record of this run's start.
-fn record_start(state: &StateDir, request: &Request, options: &LaunchOptions) -> Result<(), VmError> {
+fn record_start(
+    state: &StateDir,
+    request: &Request,
+    options: &LaunchOptions,
+    lease: Option<Lease>,
+) -> Result<(), VmError> {
     let created_disks = super::resolve_disks(&options.disks, state.dir())?
         .into_iter()
         .filter(|d| d.size_mib.is_some() && !d.path.exists())
@@ -155,6 +177,7 @@ fn record_start(state: &StateDir, request: &Request, options: &LaunchOptions) ->
         holds_console: !options.detach,
         accel: Some(options.config.accel.to_string()),
         created_disks,
+        lease,
     };
     records::record_start(state, request, facts)
 }

@@ -50,6 +50,8 @@ pub struct QemuConfig {
     pub networking: Networking,
     /// Published ports (only with [`Networking::User`]; see [`super::check_publish`]).
     pub publish: Vec<PublishedPort>,
+    /// A second NIC on a private network: its connection to the network's switch, inherited.
+    pub network_nic: Option<SocketNic>,
     /// MAC address of the NIC (kept across runs in the state dir), e.g. `02:42:ac:11:00:02`.
     pub mac: Option<String>,
     /// SMBIOS UUID (`-uuid`), so the guest's `/sys/class/dmi/id/product_uuid` is set.
@@ -94,6 +96,16 @@ fn opt_path(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
+/// A NIC whose frames go over a connected socket that qemu inherits (`-netdev socket,fd=N`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketNic {
+    /// The socket's descriptor number in qemu (the same as in the process starting it: it is
+    /// inherited as it is).
+    pub fd: i32,
+    /// The NIC's MAC address.
+    pub mac: String,
+}
+
 impl QemuConfig {
     /// A config with LinuxKit's defaults (1 CPU, 1024 MiB, user networking, console on stdio).
     pub fn new(qemu: PathBuf, arch: Arch, accel: Accel, boot: BootMedia) -> QemuConfig {
@@ -109,6 +121,7 @@ impl QemuConfig {
             cdroms: Vec::new(),
             networking: Networking::User,
             publish: Vec::new(),
+            network_nic: None,
             mac: None,
             uuid: None,
             pidfile: None,
@@ -269,6 +282,15 @@ impl QemuConfig {
                     nd,
                 ]);
             }
+        }
+
+        if let Some(nic) = &self.network_nic {
+            a.extend([
+                "-device".into(),
+                format!("virtio-net-pci,netdev=n1,mac={}", nic.mac),
+                "-netdev".into(),
+                format!("socket,id=n1,fd={}", nic.fd),
+            ]);
         }
 
         match &self.console {

@@ -48,6 +48,8 @@ pub struct LaunchOptions {
     pub qemu_img: Option<PathBuf>,
     /// Keep running after `moby run` exits.
     pub detach: bool,
+    /// The connection to a private network's switch, for the second NIC (handed to qemu).
+    pub network: Option<std::sync::Arc<std::os::unix::net::UnixStream>>,
 }
 
 /// Errors while starting or running a VM.
@@ -251,6 +253,8 @@ pub async fn launch(lock: StateLock, mut opts: LaunchOptions) -> Result<Vm, Laun
     };
     let command = spawn::command(cfg, lifetime, &log).map_err(spawn_error)?;
     let mut child = tokio::process::Command::from(command).spawn().map_err(spawn_error)?;
+    // qemu has its own copy of the network connection now.
+    drop(opts.network.take());
     let pid = child.id().unwrap_or(0);
 
     let qmp = tokio::select! {

@@ -34,7 +34,26 @@ pub fn command(config: &QemuConfig, lifetime: Lifetime, log: &Path) -> io::Resul
         }
         Lifetime::Detached => new_session(&mut cmd),
     }
+    if let Some(nic) = &config.network_nic {
+        inherit(&mut cmd, nic.fd);
+    }
     Ok(cmd)
+}
+
+/// Lets the child inherit descriptor `fd` (close-on-exec, as every descriptor we open, in the
+/// parent) under its number.
+#[allow(unsafe_code)]
+fn inherit(cmd: &mut std::process::Command, fd: i32) {
+    use rustix::io::{fcntl_setfd, FdFlags};
+    // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe, nothing is
+    // allocated, and the descriptor is the parent's open one (the caller keeps it open until
+    // the child is spawned).
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+            fcntl_setfd(fd, FdFlags::empty()).map_err(io::Error::from)
+        });
+    }
 }
 
 /// Sets `PR_SET_PDEATHSIG` to SIGKILL in the child, and exits the child if the parent is already

@@ -166,6 +166,9 @@ impl Vmware {
         if request.arch.is_some_and(|arch| Some(arch) != Arch::host()) {
             return Err(unsupported("run guests of another architecture than the host's"));
         }
+        if request.network.is_some() {
+            return Err(unsupported("join a private network (qemu can)"));
+        }
         if !request.publish.is_empty() {
             return Err(unsupported("publish ports"));
         }
@@ -233,6 +236,7 @@ impl Vmware {
                 .filter(|d| d.size_mib.is_some() && !d.path.exists())
                 .map(|d| d.path.clone())
                 .collect(),
+            lease: None,
         };
         records::record_start(&state, request, facts)?;
         Ok((lock, plan))

@@ -6,8 +6,6 @@
 //! back frames to send, DNS queries to forward, and leases to record. No sockets, no state: every
 //! answer follows from the frame, the subnet and the members. Nothing a guest sends can make it
 //! panic; whatever is malformed is dropped (or, for DNS, answered with FORMERR).
-// Until the switch (`network/switch.rs`) drives it, only the tests do.
-#![allow(dead_code)]
 
 mod arp;
 mod dhcp;
