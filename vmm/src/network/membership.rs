@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::addressing::{assign, member_mac};
 use super::registry::{MemberFile, NetworkDir, NetworkFile};
 use super::{Attachment, NetworkError, Subnet, SWITCH_ENV};
-use crate::state::{MacAddr, StateRoot};
+use crate::state::StateRoot;
 
 /// How long a new switch may take to listen.
 const SWITCH_START: Duration = Duration::from_secs(10);
@@ -31,8 +31,8 @@ pub struct Lease {
     pub subnet: Subnet,
     /// The member's address.
     pub ip: Ipv4Addr,
-    /// The MAC of the member's NIC on the network.
-    pub mac: MacAddr,
+    /// The MAC of the member's NIC on the network (`06:…`).
+    pub mac: String,
     /// Whether the guest took its address (acknowledged by the network's DHCP) since it joined.
     pub leased: bool,
 }
@@ -104,7 +104,7 @@ pub fn join(root: &StateRoot, attachment: &Attachment, member: &str) -> Result<J
             network: network.name,
             subnet: network.subnet,
             ip,
-            mac,
+            mac: mac.to_string(),
             leased: false,
         },
         connection,
@@ -136,7 +136,7 @@ pub fn lease(root: &StateRoot, name: &str, member: &str) -> Result<Option<Lease>
         network: network.name,
         subnet: network.subnet,
         ip: file.ip,
-        mac: file.mac().unwrap_or(member_mac(name, member)),
+        mac: file.mac,
         leased: net.leased(member),
     }))
 }

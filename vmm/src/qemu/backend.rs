@@ -90,7 +90,7 @@ impl Qemu {
         };
         config.network_nic = joined.as_ref().map(|joined| SocketNic {
             fd: joined.connection.as_raw_fd(),
-            mac: joined.lease.mac.to_string(),
+            mac: joined.lease.mac.clone(),
         });
         let options = LaunchOptions {
             config,
