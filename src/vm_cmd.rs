@@ -16,7 +16,7 @@ pub fn ps(args: PsArgs) -> Result<()> {
     let filter: Tags = args.filter.into_iter().collect();
     let rows = runtime()?.block_on(AnyBackend::list_all(&root, &filter))?;
     let header = [
-        "NAME", "BACKEND", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "TAGS", "IMAGE",
+        "NAME", "BACKEND", "STATUS", "PID", "ACCEL", "CPUS", "MEM", "PORTS", "NETWORK", "TAGS", "IMAGE",
     ];
     let mut table = vec![header.map(String::from)];
     for r in rows.iter().filter(|r| args.all || r.state.is_active()) {
@@ -31,6 +31,11 @@ pub fn ps(args: PsArgs) -> Result<()> {
             r.cpus.to_string(),
             format!("{}M", r.memory_mib),
             or_dash(r.publish.join(",")),
+            match (&r.network, &r.address) {
+                (Some(network), Some(address)) => format!("{network}:{address}"),
+                (_, Some(address)) => address.clone(),
+                _ => "-".to_string(),
+            },
             or_dash(tags.join(",")),
             r.image.display().to_string(),
         ]);

@@ -90,6 +90,18 @@ fn vms_on_one_network_reach_each_other_by_name_and_address() {
         );
     }
 
+    // `moby ps` shows each member's place.
+    let ps = Command::new(moby_bin())
+        .env("MOBY_STATE_HOME", home.path())
+        .arg("ps")
+        .output()
+        .expect("run moby ps");
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    for (name, address) in &addresses {
+        let row = ps.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_default();
+        assert!(row.contains(&format!(" lab:{address} ")), "{name} in\n{ps}");
+    }
+
     // Refused while they run, before anything boots.
     let err = refused(home.path(), &prefix, "net-d", &["--network", "lab,ip=10.77.0.10"]);
     assert!(err.contains("10.77.0.10 is already the address of `net-a`"), "{err}");
