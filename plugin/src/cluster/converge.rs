@@ -86,12 +86,20 @@ impl fmt::Display for Event {
                 Some(address) => write!(f, "up {instance} ({address})"),
                 None => write!(f, "up {instance}"),
             },
-            Event::Converged { instances } => write!(f, "converged: {instances} instances up"),
+            Event::Converged { instances } => write!(f, "converged: {} up", count(*instances)),
             Event::Reloaded => f.write_str("the cluster file or a spec changed: converging to it"),
             Event::Problem(text) => write!(f, "problem: {text}"),
             Event::Destroyed { instance } => write!(f, "destroyed {instance}"),
-            Event::Gone { instances } => write!(f, "removed the cluster ({instances} instances)"),
+            Event::Gone { instances } => write!(f, "removed the cluster ({})", count(*instances)),
         }
+    }
+}
+
+/// `1 instance`, `3 instances`.
+fn count(instances: usize) -> String {
+    match instances {
+        1 => "1 instance".to_string(),
+        n => format!("{n} instances"),
     }
 }
 
