@@ -43,6 +43,8 @@ pub enum Command {
     Plugin(PluginArgs),
     /// Push an image to a cloud (GCP: upload and create a Compute Engine image).
     Push(PushArgs),
+    /// Run a cluster of VMs from one file: groups that converge and heal (docs/cluster.md).
+    Cluster(ClusterArgs),
     /// Print the version.
     Version,
 }
@@ -390,6 +392,84 @@ pub struct PluginArgs {
     /// cluster).
     #[arg(long)]
     pub destroy_on_exit: bool,
+}
+
+/// `moby cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Build the specs and converge the cluster to its file (with --watch, keep it converged).
+    Up(ClusterUpArgs),
+    /// List the cluster's instances: group, state, address, whether they run their group's spec
+    /// (exits 1 when the cluster is not converged).
+    Status(ClusterStatusArgs),
+    /// Destroy every instance of the cluster and remove its state.
+    Down(ClusterDownArgs),
+}
+
+/// The cluster file and where clusters keep their state.
+#[derive(Debug, Args)]
+pub struct ClusterPlace {
+    /// Where clusters keep their records and built images, one directory each (default:
+    /// `clusters` under the VM state root: $MOBY_STATE_HOME, else ~/.moby/run).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The cluster file (docs/cluster.md).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `moby cluster up`.
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    #[command(flatten)]
+    pub place: ClusterPlace,
+    /// Image cache directory.
+    #[arg(long, env = "MOBY_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Keep converging until SIGINT or SIGTERM (replace dead instances, roll out changed specs);
+    /// the VMs keep running afterwards.
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between looks at the cluster with --watch.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS", requires = "watch", value_parser = at_least_one::<u64>)]
+    pub interval: u64,
+    /// Seconds the instances started in one step get to come up (running, with their DHCP lease
+    /// when on a network).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = at_least_one::<u64>)]
+    pub timeout: u64,
+    /// Seconds a destroyed instance's guest gets to power off before it is stopped by force.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub stop_timeout: u64,
+}
+
+/// `moby cluster status`.
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    #[command(flatten)]
+    pub place: ClusterPlace,
+    /// Image cache directory (specs are resolved to tell whether instances are up to date).
+    #[arg(long, env = "MOBY_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `moby cluster down`.
+#[derive(Debug, Args)]
+pub struct ClusterDownArgs {
+    #[command(flatten)]
+    pub place: ClusterPlace,
+    /// Seconds each guest gets to power off before it is stopped by force.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub stop_timeout: u64,
 }
 
 /// `moby rm`.

@@ -3,6 +3,7 @@
 mod build_cmd;
 mod cache_cmd;
 mod cli;
+mod cluster_cmd;
 mod gcp_cmd;
 mod pkg_cmd;
 mod plugin_cmd;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Console(args) => vm_cmd::console(args),
         Command::Rm(args) => vm_cmd::rm(args),
         Command::Plugin(args) => plugin_cmd::run(args),
+        Command::Cluster(args) => cluster_cmd::run(args),
         Command::Push(args) => match args.target {
             cli::PushTarget::Gcp(gcp) => gcp_cmd::push(gcp, bars.clone()),
         },

@@ -76,7 +76,7 @@ pub fn run(args: PluginArgs) -> Result<()> {
 }
 
 /// Resolves at SIGINT or SIGTERM (or at once if they cannot be watched).
-async fn stop_signal() {
+pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {

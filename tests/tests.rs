@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod cluster;
 mod conformance;
 mod examples;
 mod formats;

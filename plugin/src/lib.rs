@@ -33,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cluster;
 mod http;
 pub mod instance;
 mod rpc;

@@ -69,16 +69,7 @@ impl Images {
     /// or found in the cache) and digested, then built unless already there. The error is the
     /// builder's message (a spec error names its file, line and column).
     pub async fn ensure(&self, name: String, text: String, format: Format) -> Result<Image, String> {
-        let options = self.options.clone();
-        let paths = self.paths.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            let source = Source::read(&name, text.as_bytes())?;
-            let spec = builder::load(&[source], paths, Some(&Packages))?;
-            builder::resolve(&spec, &options)
-        })
-        .await
-        .map_err(|e| format!("the build stopped: {e}"))?
-        .map_err(|e| e.to_string())?;
+        let resolved = self.resolve(name, text).await?;
         let digest = resolved.digest().to_string();
         let hex = digest.trim_start_matches("sha256:");
         let dir = self.dir.join(format!("{hex}-{format}"));
@@ -115,6 +106,26 @@ impl Images {
             digest,
             boot: boot(&built?)?,
         })
+    }
+
+    /// The content digest of spec `text` (named `name` in errors), as [`Images::ensure`] would
+    /// build it: resolved (images pulled when the cache lacks them), not built.
+    pub async fn digest(&self, name: String, text: String) -> Result<String, String> {
+        Ok(self.resolve(name, text).await?.digest().to_string())
+    }
+
+    /// Loads and resolves spec `text`, off the async threads.
+    async fn resolve(&self, name: String, text: String) -> Result<builder::ResolvedSpec, String> {
+        let options = self.options.clone();
+        let paths = self.paths.clone();
+        tokio::task::spawn_blocking(move || {
+            let source = Source::read(&name, text.as_bytes())?;
+            let spec = builder::load(&[source], paths, Some(&Packages))?;
+            builder::resolve(&spec, &options)
+        })
+        .await
+        .map_err(|e| format!("the build stopped: {e}"))?
+        .map_err(|e| e.to_string())
     }
 }
 

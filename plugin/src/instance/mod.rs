@@ -4,9 +4,9 @@
 mod gcp;
 mod images;
 mod plugin;
-mod properties;
+pub(crate) mod properties;
 mod store;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 

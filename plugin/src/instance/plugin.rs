@@ -1,9 +1,9 @@
 //! The Instance SPI: validate, provision (answered at once, built and booted in the background),
 //! label, destroy (in the background, idempotent) and describe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -27,6 +27,8 @@ pub struct InstancePlugin {
     gcp: GcpClouds,
     /// Where moby's instances that have no record here are looked for.
     gcp_default: Option<Location>,
+    /// The instances this process is building or starting now.
+    bringing_up: Mutex<HashSet<String>>,
 }
 
 /// A listing of the moby instances in one project and zone, by name, or why it failed.
@@ -50,6 +52,7 @@ impl InstancePlugin {
             stop_timeout,
             gcp: GcpClouds::default(),
             gcp_default: None,
+            bringing_up: Mutex::new(HashSet::new()),
         }
     }
 
@@ -82,10 +85,13 @@ impl InstancePlugin {
         let raw = spec.properties.clone();
         self.validate(spec.properties.clone()).await?;
         let properties = self.properties(spec.properties)?;
-        let id = match (&properties.gcp, &spec.logical_id) {
-            (Some(gcp), logical) => gcp::instance_name(&gcp.name_prefix, logical.as_deref())?,
-            (None, Some(logical)) => id_for_logical(logical)?,
-            (None, None) => new_id("moby")?,
+        // A static address outside the network's subnet fails here, not in the background.
+        properties
+            .attachment(spec.logical_id.as_deref())
+            .map_err(|e| e.to_string())?;
+        let id = match &properties.gcp {
+            Some(gcp) => gcp::instance_name(&gcp.name_prefix, spec.logical_id.as_deref())?,
+            None => local_id(properties.name_prefix.as_deref(), spec.logical_id.as_deref())?,
         };
         let entry = Entry {
             id: id.clone(),
@@ -116,13 +122,43 @@ impl InstancePlugin {
                 }
         };
         self.store.create(&entry, dead).await?;
-        let plugin = Arc::clone(self);
-        tokio::spawn(async move { plugin.bring_up(id).await });
+        self.spawn_bring_up(id);
         Ok(entry.id)
     }
 
-    /// Builds the image and starts the VM of `id`, recording how far it got.
+    /// Brings `id` up in the background; it counts as being brought up from now on.
+    fn spawn_bring_up(self: &Arc<Self>, id: String) {
+        self.bringing_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone());
+        let plugin = Arc::clone(self);
+        tokio::spawn(async move { plugin.bring_up(id).await });
+    }
+
+    /// Builds the image and starts the VM of `id`, recording how far it got (see
+    /// [`InstancePlugin::spawn_bring_up`]).
     async fn bring_up(self: Arc<Self>, id: String) {
+        self.try_bring_up_and_record(&id).await;
+        self.bringing_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        // Destroyed while it was coming up: finish the destroy now that nothing else runs.
+        if self
+            .store
+            .get(&id)
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.phase == Phase::Destroying)
+        {
+            self.tear_down(id).await;
+        }
+    }
+
+    /// Brings `id` up, recording a failure in its record.
+    async fn try_bring_up_and_record(&self, id: &str) {
+        let id = id.to_string();
         if let Err(error) = self.try_bring_up(&id).await {
             tracing::warn!("instance {id}: {error}");
             let failed = self
@@ -137,16 +173,6 @@ impl InstancePlugin {
             if let Err(e) = failed {
                 tracing::warn!("instance {id}: cannot record its failure: {e}");
             }
-        }
-        // Destroyed while it was coming up: finish the destroy now that nothing else runs.
-        if self
-            .store
-            .get(&id)
-            .ok()
-            .flatten()
-            .is_some_and(|e| e.phase == Phase::Destroying)
-        {
-            self.tear_down(id).await;
         }
     }
 
@@ -188,6 +214,9 @@ impl InstancePlugin {
     async fn start_local(&self, entry: &Entry, properties: Properties, image: Image) -> Result<(), String> {
         let id = entry.id.as_str();
         let mut request = Request::new(id, image.boot);
+        request.network = properties
+            .attachment(entry.logical_id.as_deref())
+            .map_err(|e| e.to_string())?;
         // Every instance of a spec boots the one build: disk images copy-on-write.
         request.shared_image = true;
         request.cpus = properties.cpus;
@@ -305,6 +334,8 @@ impl InstancePlugin {
             .update(id, |e| {
                 was = Some(e.phase);
                 e.phase = Phase::Destroying;
+                // From now on an error is the destroy's own (`destroy_and_wait` reports it).
+                e.error = None;
             })
             .await?;
         match was {
@@ -317,6 +348,43 @@ impl InstancePlugin {
             }
         }
         Ok(())
+    }
+
+    /// Destroys the instance and returns once it is gone: its VM removed and its record with it,
+    /// so that its logical ID can be provisioned again at once. An unknown ID is gone already; a
+    /// destroy that fails is the error (the instance stays, being destroyed, until a later destroy
+    /// succeeds). The VM is torn down here, unless this plugin is still bringing it up (then that
+    /// finishes the destroy, and this waits for it).
+    pub async fn destroy_and_wait(self: &Arc<Self>, id: &str) -> Result<(), String> {
+        if self.store.get(id)?.is_none() {
+            return Ok(());
+        }
+        self.store
+            .update(id, |e| {
+                e.phase = Phase::Destroying;
+                e.error = None;
+            })
+            .await?;
+        if !self.bringing_up(id) {
+            self.tear_down(id.to_string()).await;
+        }
+        loop {
+            match self.store.get(id)? {
+                None => return Ok(()),
+                Some(Entry { error: Some(error), .. }) => {
+                    return Err(format!("instance {id}: cannot destroy its VM: {error}"))
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Whether this plugin is building or starting `id` now.
+    fn bringing_up(&self, id: &str) -> bool {
+        self.bringing_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
     }
 
     /// Records one of moby's instances in the default project and zone that has no record here
@@ -453,10 +521,12 @@ impl InstancePlugin {
                     "Backend": vm.as_ref().map(|vm| vm.backend.to_string()),
                     "Pid": vm.as_ref().and_then(|vm| vm.pid),
                 });
+                properties["Address"] = json!(vm.as_ref().and_then(|vm| vm.address.clone()));
                 if let Some(place) = &entry.gcp {
                     properties["Backend"] = json!("gcp");
-                    properties["Address"] = json!(vm.as_ref().and_then(|vm| vm.address.clone()));
                     properties["Zone"] = json!(place.zone);
+                } else {
+                    properties["Network"] = json!(network_name(&entry.properties));
                 }
                 properties
             });
@@ -567,9 +637,7 @@ impl InstancePlugin {
         for entry in self.store.all()? {
             let plugin = Arc::clone(self);
             match entry.phase {
-                Phase::Building | Phase::Booting => {
-                    tokio::spawn(async move { plugin.bring_up(entry.id).await });
-                }
+                Phase::Building | Phase::Booting => plugin.spawn_bring_up(entry.id),
                 Phase::Destroying => {
                     tokio::spawn(async move { plugin.tear_down(entry.id).await });
                 }
@@ -577,6 +645,11 @@ impl InstancePlugin {
             }
         }
         Ok(())
+    }
+
+    /// The images this plugin builds and boots.
+    pub fn images(&self) -> &Images {
+        &self.images
     }
 
     /// The recorded state of the VM of `id`, if it has one.
@@ -603,6 +676,36 @@ fn id_for_logical(logical: &str) -> Result<String, String> {
     }
 }
 
+/// The ID of a new instance on this host: with a name prefix, `PREFIX-` and the logical ID with
+/// its dots as dashes (`PREFIX-10-77-0-10`, as GCP names are made) or 12 random hex digits;
+/// without one, the logical ID itself or `moby-` and 12 random hex digits.
+fn local_id(prefix: Option<&str>, logical: Option<&str>) -> Result<String, String> {
+    match (prefix, logical) {
+        (Some(prefix), Some(logical)) => {
+            id_for_logical(logical)?;
+            let id = format!("{prefix}-{}", logical.replace('.', "-"));
+            id_for_logical(&id).map_err(|_| {
+                format!(
+                    "Spec.LogicalID {logical:?} after Properties.NamePrefix makes {id:?}, longer than an \
+                     instance name can be (64 characters): shorten either"
+                )
+            })?;
+            Ok(id)
+        }
+        (Some(prefix), None) => new_id(prefix),
+        (None, Some(logical)) => id_for_logical(logical),
+        (None, None) => new_id("moby"),
+    }
+}
+
+/// The name of the network in the properties an instance was provisioned with, if any.
+fn network_name(properties: &Value) -> Option<String> {
+    Properties::parse(Some(properties.clone()))
+        .ok()?
+        .network
+        .map(|network| network.name)
+}
+
 /// A new random ID, `PREFIX-` and 12 hex digits.
 pub(super) fn new_id(prefix: &str) -> Result<String, String> {
     let mut bytes = [0u8; 6];
@@ -620,4 +723,38 @@ pub(super) fn new_id(prefix: &str) -> Result<String, String> {
 /// Whether `tags` carries every tag of `filter`.
 fn carries(tags: &Tags, filter: &Tags) -> bool {
     filter.iter().all(|(k, v)| tags.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_prefix_names_instances_as_gcp_names_are_made() {
+        assert_eq!(
+            local_id(Some("demo-nodes"), Some("10.77.0.10")).unwrap(),
+            "demo-nodes-10-77-0-10"
+        );
+        assert_eq!(local_id(Some("demo-nodes"), Some("0")).unwrap(), "demo-nodes-0");
+        let random = local_id(Some("demo-nodes"), None).unwrap();
+        assert!(
+            random.starts_with("demo-nodes-") && random.len() == "demo-nodes-".len() + 12,
+            "{random}"
+        );
+        // Without a prefix, the names stay as they were.
+        assert_eq!(local_id(None, Some("10.77.0.10")).unwrap(), "10.77.0.10");
+        assert!(local_id(None, None).unwrap().starts_with("moby-"));
+        let e = local_id(Some("demo"), Some("a b")).unwrap_err();
+        assert!(e.starts_with("Spec.LogicalID \"a b\" cannot name an instance"), "{e}");
+        let e = local_id(Some(&"p".repeat(40)), Some(&"x".repeat(30))).unwrap_err();
+        assert!(e.contains("after Properties.NamePrefix makes"), "{e}");
+    }
+
+    #[test]
+    fn the_network_of_recorded_properties() {
+        let properties = json!({"Moby": "x.yml", "Network": {"Name": "lab"}});
+        assert_eq!(network_name(&properties).as_deref(), Some("lab"));
+        assert_eq!(network_name(&json!({"Moby": "x.yml"})), None);
+        assert_eq!(network_name(&Value::Null), None);
+    }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use vmm::gcp::{GcpError, Location, Machine};
 use vmm::machine::{DiskSpec, PublishedPort};
+use vmm::network::Attachment;
 use vmm::BackendKind;
 
 /// The properties as sent: every field optional, unknown ones refused.
@@ -33,6 +34,20 @@ struct Wire {
     format: Option<String>,
     #[serde(rename = "GCP")]
     gcp: Option<GcpWire>,
+    #[serde(rename = "Network")]
+    network: Option<NetworkWire>,
+    #[serde(rename = "NamePrefix")]
+    name_prefix: Option<String>,
+}
+
+/// `Network`, as sent: the private network a qemu instance joins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct NetworkWire {
+    #[serde(rename = "Name")]
+    name: Option<String>,
+    #[serde(rename = "Subnet")]
+    subnet: Option<String>,
 }
 
 /// `GCP`, as sent: where and how `gcp` instances run.
@@ -116,6 +131,12 @@ pub struct Properties {
     pub format: builder::Format,
     /// Where and how the instance runs, for the `gcp` backend (and only for it).
     pub gcp: Option<GcpProperties>,
+    /// The private network the instance joins (qemu only): its name and, when given, its
+    /// subnet; the address comes from the logical ID ([`Properties::attachment`]).
+    pub network: Option<Attachment>,
+    /// What the names of local instances start with (`PREFIX-10-77-0-10`, `PREFIX-` and 12
+    /// hex digits); `None`: today's names (the logical ID itself, or `moby-` and 12 hex digits).
+    pub name_prefix: Option<String>,
 }
 
 /// Properties that are not right; the message names the field.
@@ -211,6 +232,24 @@ impl Properties {
                     ))
                 })?,
         };
+        let network = match wire.network.take() {
+            None => None,
+            Some(_) if backend != BackendKind::Qemu => {
+                return Err(err(format!(
+                    "Properties.Network: only qemu instances join private networks for now (the backend is {backend})"
+                )))
+            }
+            Some(network) => Some(network_attachment(network)?),
+        };
+        let name_prefix = match wire.name_prefix.take() {
+            Some(prefix) if !is_name_prefix(&prefix) => {
+                return Err(err(format!(
+                    "Properties.NamePrefix: {prefix:?} cannot start instance names: use up to 47 lower-case \
+                     letters, digits and `-`, starting with a letter"
+                )))
+            }
+            prefix => prefix,
+        };
         Ok(Properties {
             spec,
             backend,
@@ -222,7 +261,34 @@ impl Properties {
             accel: wire.accel,
             format,
             gcp,
+            network,
+            name_prefix,
         })
+    }
+
+    /// The network attachment of an instance with these properties and `logical_id`: an IPv4
+    /// logical ID is its static address there (as InfraKit's hyperkit plugin did), which must be a
+    /// member address of the subnet when one is given. `None` without `Network`.
+    pub fn attachment(&self, logical_id: Option<&str>) -> Result<Option<Attachment>, PropertiesError> {
+        let Some(network) = &self.network else {
+            return Ok(None);
+        };
+        let address = logical_id.and_then(|id| id.parse::<std::net::Ipv4Addr>().ok());
+        if let (Some(ip), Some(subnet)) = (address, network.subnet) {
+            if !subnet.is_member_address(ip) {
+                return Err(PropertiesError(format!(
+                    "Spec.LogicalID: {ip} cannot be a member's address in Properties.Network.Subnet {subnet}: \
+                     give an address inside it other than {}, {} and {}",
+                    subnet.base(),
+                    subnet.gateway(),
+                    subnet.broadcast()
+                )));
+            }
+        }
+        Ok(Some(Attachment {
+            address,
+            ..network.clone()
+        }))
     }
 
     /// The spec's text and the name errors give it: inline text is `Properties.Moby`, a file its
@@ -238,6 +304,33 @@ impl Properties {
             }
         }
     }
+}
+
+/// `Network` checked: a name (it is the members' DNS domain) and an optional subnet.
+fn network_attachment(wire: NetworkWire) -> Result<Attachment, PropertiesError> {
+    let err = |text: String| PropertiesError(text);
+    let name = match wire.name {
+        Some(name) if !name.is_empty() => name,
+        _ => return Err(err("Properties.Network.Name: missing: give the network's name".into())),
+    };
+    let mut attachment = Attachment::named(name).map_err(|e| err(format!("Properties.Network.Name: {e}")))?;
+    attachment.subnet = wire
+        .subnet
+        .map(|cidr| cidr.parse().map_err(|e| err(format!("Properties.Network.Subnet: {e}"))))
+        .transpose()?;
+    Ok(attachment)
+}
+
+/// Whether `prefix` followed by `-` and a dashed IPv4 address is a DNS label (a member's host
+/// name on its network is its instance name): lower-case letters, digits and `-`, starting with
+/// a letter, at most 47 characters.
+fn is_name_prefix(prefix: &str) -> bool {
+    prefix.len() <= 47
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && !prefix.ends_with('-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Refuses the settings only a VM on this host takes, naming the field and what `gcp` takes
@@ -269,8 +362,16 @@ fn refuse_local_settings(wire: &Wire) -> Result<(), PropertiesError> {
             "gcp instances have no accelerator to choose (see GCP.NestedVirt)",
         );
     }
-    if wire.networking.is_some() {
-        return refuse("Networking", "gcp instances join a VPC network: set GCP.Network");
+    if wire.networking.is_some() || wire.network.is_some() {
+        let field = if wire.networking.is_some() {
+            "Networking"
+        } else {
+            "Network"
+        };
+        return refuse(field, "gcp instances join a VPC network: set GCP.Network");
+    }
+    if wire.name_prefix.is_some() {
+        return refuse("NamePrefix", "gcp instance names start with GCP.NamePrefix");
     }
     Ok(())
 }
@@ -444,6 +545,86 @@ mod tests {
             let message = error(json!({"Moby": "web.yml", "Backend": "gcp", field: value}));
             assert!(message.starts_with(&format!("Properties.{field}: ")), "{message}");
         }
+    }
+
+    #[test]
+    fn a_network_is_qemu_s_and_an_ipv4_logical_id_is_the_static_address() {
+        let properties = Properties::parse(Some(json!({
+            "Moby": "web.yml",
+            "network": {"name": "lab", "subnet": "10.77.0.0/24"},
+            "NamePrefix": "demo-nodes",
+        })))
+        .unwrap();
+        assert_eq!(properties.name_prefix.as_deref(), Some("demo-nodes"));
+        let static_ip = properties.attachment(Some("10.77.0.10")).unwrap().unwrap();
+        assert_eq!(static_ip.to_string(), "lab,subnet=10.77.0.0/24,ip=10.77.0.10");
+        let named = properties.attachment(Some("db")).unwrap().unwrap();
+        assert_eq!(named.to_string(), "lab,subnet=10.77.0.0/24", "a name is no address");
+        assert_eq!(properties.attachment(None).unwrap(), Some(named));
+        for outside in ["10.78.0.10", "10.77.0.1", "10.77.0.255", "10.77.0.0"] {
+            let e = properties.attachment(Some(outside)).unwrap_err().0;
+            assert!(
+                e.starts_with(&format!(
+                    "Spec.LogicalID: {outside} cannot be a member's address in Properties.Network.Subnet 10.77.0.0/24"
+                )),
+                "{e}"
+            );
+        }
+        // Without a subnet, the network's (or the one vmm picks) decides.
+        let any = Properties::parse(Some(json!({"Moby": "web.yml", "Network": {"Name": "lab"}}))).unwrap();
+        assert_eq!(
+            any.attachment(Some("192.168.9.9")).unwrap().unwrap().to_string(),
+            "lab,ip=192.168.9.9"
+        );
+        let none = Properties::parse(Some(json!({"Moby": "web.yml"}))).unwrap();
+        assert_eq!(
+            (none.attachment(Some("10.0.0.1")).unwrap(), none.name_prefix),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn network_and_name_prefix_errors_name_the_field() {
+        for (value, starts) in [
+            (json!({"Network": {}}), "Properties.Network.Name: missing"),
+            (
+                json!({"Network": {"Name": "Lab"}}),
+                "Properties.Network.Name: invalid network name \"Lab\"",
+            ),
+            (
+                json!({"Network": {"Name": "lab", "Subnet": "10.0.0.0/33"}}),
+                "Properties.Network.Subnet: 10.0.0.0/33: the prefix length must be 8 to 30",
+            ),
+            (
+                json!({"Network": {"Name": "lab", "Mtu": 9000}}),
+                "Properties.Network: unknown field `Mtu`",
+            ),
+            (json!({"Network": "lab"}), "Properties.Network: invalid type"),
+            (
+                json!({"Network": {"Name": "lab"}, "Backend": "hyperkit"}),
+                "Properties.Network: only qemu instances join private networks for now (the backend is hyperkit)",
+            ),
+            (
+                json!({"Network": {"Name": "lab"}, "Backend": "gcp"}),
+                "Properties.Network: gcp instances join a VPC network: set GCP.Network",
+            ),
+            (
+                json!({"NamePrefix": "web", "Backend": "gcp"}),
+                "Properties.NamePrefix: gcp instance names start with GCP.NamePrefix",
+            ),
+            (
+                json!({"NamePrefix": "Web"}),
+                "Properties.NamePrefix: \"Web\" cannot start instance names",
+            ),
+            (json!({"NamePrefix": "web-"}), "Properties.NamePrefix: \"web-\""),
+            (json!({"NamePrefix": "w".repeat(48)}), "Properties.NamePrefix: "),
+        ] {
+            let mut value = value;
+            value["Moby"] = json!("web.yml");
+            let message = error(value.clone());
+            assert!(message.starts_with(starts), "{value}: {message}");
+        }
+        assert!(Properties::parse(Some(json!({"Moby": "x", "NamePrefix": "w".repeat(47)}))).is_ok());
     }
 
     #[test]
