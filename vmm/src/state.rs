@@ -95,7 +95,9 @@ pub enum StateError {
     #[error("instance name {0:?} is not usable as a directory name: use letters, digits, `.`, `-` and `_`")]
     BadName(String),
     /// The name of a directory of the root that is not an instance's.
-    #[error("instance name {0:?} is reserved (the state root keeps its private networks there): use another name")]
+    #[error(
+        "instance name {0:?} is reserved (the state root keeps its networks and clusters there): use another name"
+    )]
     ReservedName(String),
     /// No home directory to put the default base in.
     #[error("cannot find the state base dir: HOME is not set; set MOBY_STATE_HOME")]
@@ -330,7 +332,7 @@ fn check_name(name: &str) -> Result<(), StateError> {
     if !usable {
         return Err(StateError::BadName(name.to_string()));
     }
-    if name == NETWORKS_DIR {
+    if RESERVED_NAMES.contains(&name) {
         return Err(StateError::ReservedName(name.to_string()));
     }
     Ok(())
@@ -338,6 +340,10 @@ fn check_name(name: &str) -> Result<(), StateError> {
 
 /// The directory of the root holding the private networks (`crate::network`).
 pub(crate) const NETWORKS_DIR: &str = "networks";
+
+/// Directories of the root that are not instances': the networks, and the clusters that the
+/// plugin crate keeps beside the instances they run.
+const RESERVED_NAMES: [&str; 2] = [NETWORKS_DIR, "clusters"];
 
 /// The record's file name in a state directory.
 const RECORD_FILE: &str = "instance.json";

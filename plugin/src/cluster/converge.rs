@@ -13,7 +13,7 @@ use vmm::StateRoot;
 use super::error::{ClusterError, Problems};
 use super::file::{ClusterFile, Member, SpecRef};
 use super::plan::{self, Action, Health, Seen, Want, Why};
-use super::{console_tail, network, observe, without_spec, Cluster, ClusterLock, CLUSTER_TAG, GROUP_TAG};
+use super::{console_tail, observe, without_spec, Cluster, ClusterLock, CLUSTER_TAG, GROUP_TAG};
 use crate::instance::properties::Properties;
 use crate::instance::{Images, InstancePlugin};
 
@@ -181,7 +181,7 @@ pub(super) async fn check(file: &ClusterFile, images: &Images, root: &StateRoot)
             problems.push(file.problem(group.spec_mark, field, message));
         }
     }
-    match network::existing(root) {
+    match vmm::network::existing(root) {
         Err(message) => problems.push(file.problem(
             Default::default(),
             "networks".into(),

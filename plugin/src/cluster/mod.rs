@@ -21,7 +21,6 @@
 mod converge;
 mod error;
 mod file;
-mod network;
 mod plan;
 mod status;
 mod yaml;
@@ -194,7 +193,7 @@ async fn observe(
         let state = text("State").unwrap_or_else(|| "unknown".into());
         let network = group.as_deref().and_then(&network_of);
         let lease = match (&network, state.as_str()) {
-            (Some(network), "running") => Some(network::lease(root, network, &description.id)),
+            (Some(network), "running") => Some(vmm::network::lease(root, network, &description.id)),
             _ => None,
         };
         let (health, note) = match (state.as_str(), &lease, &network) {
@@ -215,7 +214,7 @@ async fn observe(
             _ => (Health::Pending, None),
         };
         let leased_ip = match &lease {
-            Some(Ok(Some(lease))) => lease.ip.map(|ip| ip.to_string()),
+            Some(Ok(Some(lease))) => Some(lease.ip.to_string()),
             _ => None,
         };
         out.push(Seen {
