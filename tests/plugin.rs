@@ -275,3 +275,101 @@ fn instances_of_a_disk_format_share_one_image() {
     assert!(std::fs::read(&image).unwrap() == before, "the shared image was written");
     plugin.stop();
 }
+
+/// The calls InfraKit's group controller makes for a group of pets on one private network:
+/// Validate, Describe (empty), Provision each logical ID with the group's tags, Describe until
+/// they are up; then a rolling update to a new config: one instance at a time, Destroy, Provision
+/// it again (same logical ID: same name and address), wait until it is back. Every member's
+/// probe reaches every other by name and address, before and after.
+#[test]
+fn a_group_on_a_network_rolls_one_instance_at_a_time() {
+    use crate::cluster::{probe_spec, wait_probe};
+
+    let dir = tempfile::tempdir().unwrap();
+    let members = ["web-10-77-0-20", "web-10-77-0-21"];
+    let spec_file = dir.path().join("probe.yml");
+    std::fs::write(&spec_file, probe_spec(&members)).unwrap();
+    let plugin = PluginProcess::start(dir.path());
+    let properties = |memory: u64| {
+        json!({
+            "Moby": spec_file.to_str().unwrap(),
+            "Memory": memory,
+            "Network": {"Name": "lab", "Subnet": "10.77.0.0/24"},
+            "NamePrefix": "web",
+        })
+    };
+    let spec = |logical_id: &str, memory: u64, hash: &str| {
+        json!({"Spec": {
+            "Properties": properties(memory),
+            "Tags": {"infrakit.group": "web", "infrakit.config.hash": hash},
+            "LogicalID": logical_id,
+        }})
+    };
+    let group = json!({"infrakit.group": "web"});
+    plugin.call("Instance.Validate", json!({"Properties": properties(512)}));
+    assert!(plugin.describe(group.clone(), false).is_empty());
+    for (logical_id, member) in ["10.77.0.20", "10.77.0.21"].iter().zip(members) {
+        let result = plugin.call("Instance.Provision", spec(logical_id, 512, "v1"));
+        assert_eq!(result["ID"], member);
+    }
+    let log = |member: &str| dir.path().join("state/vm").join(member).join("console.log");
+    let mut probes: Vec<_> = members
+        .iter()
+        .map(|m| wait_probe(&log(m), &members, |_| true))
+        .collect();
+    assert_eq!(probes[0].me, "10.77.0.20");
+    assert_eq!(probes[1].me, "10.77.0.21");
+    for probe in &probes {
+        assert_eq!(probe.peers[members[0]], "10.77.0.20");
+        assert_eq!(probe.peers[members[1]], "10.77.0.21");
+    }
+    for d in plugin.describe(group.clone(), true) {
+        assert_eq!(d["Properties"]["Network"], "lab");
+        let expected = if d["ID"] == members[0] {
+            "10.77.0.20"
+        } else {
+            "10.77.0.21"
+        };
+        assert_eq!(d["Properties"]["Address"], expected, "{d}");
+    }
+
+    // The rolling update, as the group controller does it.
+    for (i, (logical_id, member)) in ["10.77.0.20", "10.77.0.21"].iter().zip(members).enumerate() {
+        plugin.call(
+            "Instance.Destroy",
+            json!({"Instance": member, "Context": {"Reason": "rolling_update"}}),
+        );
+        // The controller provisions the logical ID again once Describe no longer lists it.
+        let deadline = Instant::now() + PATIENCE;
+        while plugin.describe(group.clone(), false).iter().any(|d| d["ID"] == member) {
+            assert!(
+                Instant::now() < deadline,
+                "{member} is still described after its destroy"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let result = plugin.call("Instance.Provision", spec(logical_id, 576, "v2"));
+        assert_eq!(result["ID"], member);
+        let old = probes[i].boot.clone();
+        probes[i] = wait_probe(&log(member), &members, |p| p.boot != old);
+        assert_eq!(probes[i].me, *logical_id, "{member} keeps its address");
+        assert_eq!(probes[i].peers[members[1 - i]], probes[1 - i].me);
+    }
+    let described = plugin.describe(json!({"infrakit.group": "web", "infrakit.config.hash": "v2"}), true);
+    assert_eq!(described.len(), 2, "{described:?}");
+
+    for member in members {
+        plugin.call("Instance.Destroy", json!({"Instance": member}));
+    }
+    let network = dir.path().join("state/vm/networks/lab");
+    let deadline = Instant::now() + PATIENCE;
+    while !plugin.describe(Value::Null, false).is_empty() || network.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "instances or their network left\n{}",
+            self::log(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    plugin.stop();
+}

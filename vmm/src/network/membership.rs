@@ -72,9 +72,14 @@ pub fn join(root: &StateRoot, attachment: &Attachment, member: &str) -> Result<J
         None => {
             let others = existing(root)?;
             let subnet = match attachment.subnet {
-                Some(subnet) => check_free(&attachment.name, subnet, &others)?,
-                None => pick_subnet(&attachment.name, &others)?,
+                Some(subnet) => check_free(&attachment.name, subnet, &others),
+                None => pick_subnet(&attachment.name, &others),
             };
+            // A network that cannot be made leaves nothing behind (a joiner waiting for the lock
+            // takes it again on a new file).
+            let subnet = subnet.inspect_err(|_| {
+                let _ = fs::remove_dir_all(net.dir());
+            })?;
             let file = NetworkFile {
                 name: attachment.name.clone(),
                 subnet,
