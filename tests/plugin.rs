@@ -339,16 +339,24 @@ fn a_group_on_a_network_rolls_one_instance_at_a_time() {
             "Instance.Destroy",
             json!({"Instance": member, "Context": {"Reason": "rolling_update"}}),
         );
-        // The controller provisions the logical ID again once Describe no longer lists it.
+        // The controller provisions the missing logical ID at each of its ticks until the plugin
+        // takes it (it refuses while the destroy is still under way).
         let deadline = Instant::now() + PATIENCE;
-        while plugin.describe(group.clone(), false).iter().any(|d| d["ID"] == member) {
-            assert!(
-                Instant::now() < deadline,
-                "{member} is still described after its destroy"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let result = plugin.call("Instance.Provision", spec(logical_id, 576, "v2"));
+        let result = loop {
+            let reply = plugin.rpc("Instance.Provision", spec(logical_id, 576, "v2"));
+            match reply.get("result").filter(|r| !r.is_null()) {
+                Some(result) => break result.clone(),
+                None => {
+                    let message = reply["error"]["message"].as_str().unwrap_or_default().to_string();
+                    assert!(message.contains("is being destroyed"), "{reply}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "{member} was never provisioned again: {reply}"
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        };
         assert_eq!(result["ID"], member);
         let old = probes[i].boot.clone();
         probes[i] = wait_probe(&log(member), &members, |p| p.boot != old);

@@ -129,6 +129,13 @@ impl Store {
         let _held = self.lock.lock().await;
         if let Some(old) = self.get(&entry.id)? {
             if !replace(&old) {
+                if old.phase == Phase::Destroying {
+                    return Err(format!(
+                        "instance {} is being destroyed: provision it again once its destroy has finished \
+                         (Describe no longer lists it from the start of the destroy)",
+                        entry.id
+                    ));
+                }
                 return Err(format!("instance {} exists already", entry.id));
             }
         }
