@@ -108,15 +108,7 @@ fn table(status: &Status) -> String {
             spec.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|row| row[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in &rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
+    let mut text = crate::format_table(&rows);
     for i in status.instances.iter().filter(|i| i.error.is_some()) {
         text.push_str(&format!("{}: {}\n", i.instance, i.error.as_deref().unwrap_or_default()));
     }

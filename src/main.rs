@@ -76,6 +76,32 @@ pub fn print_text(text: impl AsRef<[u8]>) -> anyhow::Result<()> {
     }
 }
 
+/// `rows` as left-aligned columns two spaces apart, one line each (the first row is the header).
+pub fn format_table<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.iter().map(|row| row.as_ref().len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|row| row.as_ref().get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
 /// Prints `Error: ...` on stderr; a closed stderr has no one left to tell.
 pub fn print_error(text: &str) {
     let _ = writeln!(io::stderr(), "Error: {text}");

@@ -40,16 +40,7 @@ pub fn ps(args: PsArgs) -> Result<()> {
             r.image.display().to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        text.push_str(line.join("  ").trim_end());
-        text.push('\n');
-    }
-    crate::print_text(text)
+    crate::print_text(crate::format_table(&table))
 }
 
 /// Runs `act` on each named instance: one name fails the command with its error; with several,

@@ -236,7 +236,13 @@ fn connect_or_start(net: &NetworkDir, name: &str) -> Result<UnixStream, NetworkE
 /// Starts this program as the switch of network directory `dir` (see [`super::switch_main`]), in
 /// a session of its own so that it outlives its starter.
 fn spawn_switch(dir: &Path, log: &Path) -> io::Result<std::process::Child> {
-    let exe = std::env::current_exe()?;
+    // /proc/self/exe runs this very program even after an upgrade replaced its file (a long-lived
+    // plugin daemon); elsewhere, the program's path.
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = match proc_exe.exists() {
+        true => proc_exe.to_path_buf(),
+        false => std::env::current_exe()?,
+    };
     let log = File::create(log)?;
     let mut cmd = Command::new(exe);
     cmd.arg0("moby-switch")
