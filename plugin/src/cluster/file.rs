@@ -14,6 +14,31 @@ use super::error::{ClusterError, Problem, Problems};
 use super::yaml::{self, Mark, Node, Value};
 use crate::instance::properties::Properties;
 
+/// The largest cluster file read (as the builder's largest spec): a file from someone else cannot
+/// make us read without end.
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The text of the cluster file `path`, at most [`MAX_FILE_BYTES`].
+fn read_text(path: &Path) -> Result<String, ClusterError> {
+    use std::io::Read;
+    let error = |source| ClusterError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(error)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(error)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(error(std::io::Error::other(format!(
+            "it is larger than {MAX_FILE_BYTES} bytes: a cluster file names its specs, it does not hold them all"
+        ))));
+    }
+    Ok(text)
+}
+
 /// The most instances one group may ask for (a mistyped size should not start a thousand VMs).
 const MAX_SIZE: i64 = 1000;
 
@@ -100,10 +125,7 @@ pub(super) struct Member {
 impl ClusterFile {
     /// Reads and checks the cluster file `path`.
     pub fn read(path: &Path) -> Result<ClusterFile, ClusterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         ClusterFile::parse(path, &text)
     }
 
@@ -120,10 +142,7 @@ impl ClusterFile {
     /// Only the name of the cluster in `path` (the rest of the file may be wrong: a cluster
     /// whose spec no longer loads can still be removed).
     pub fn read_name(path: &Path) -> Result<String, ClusterError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         let mut reader = Reader::new(path, &text);
         let name = match reader.root() {
             Some(root) => reader.name(&root),

@@ -154,6 +154,10 @@ struct Open {
     items: Vec<Node>,
 }
 
+/// The deepest nesting taken (as the builder's specs): a tree is dropped by recursion, and a
+/// hostile file must not exhaust the stack (the YAML scanner limits flow nesting only).
+const MAX_DEPTH: usize = 128;
+
 /// Parses the one document of `text`; `Ok(None)` when there is none (empty or comments only).
 pub(super) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut parser = Parser::new_from_str(text);
@@ -190,6 +194,12 @@ pub(super) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 })
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(YamlError {
+                        mark,
+                        message: format!("nesting is deeper than {MAX_DEPTH} levels"),
+                    });
+                }
                 let is_map = matches!(event, Event::MappingStart(..));
                 let opener = if is_map { '{' } else { '[' };
                 stack.push(Open {
@@ -292,6 +302,22 @@ mod tests {
             panic!("not a mapping")
         };
         &pairs.iter().find(|(k, _)| k.as_str() == Some(name)).unwrap().1
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_can_exhaust_the_stack() {
+        let block = |depth: usize| format!("{}1\n", "- ".repeat(depth));
+        assert!(parse(&block(MAX_DEPTH)).is_ok());
+        for hostile in [block(MAX_DEPTH + 1), block(100_000)] {
+            let err = parse(&hostile).unwrap_err();
+            assert!(
+                err.message.contains("nesting is deeper than 128 levels"),
+                "{}",
+                err.message
+            );
+        }
+        let flow = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse(&flow(100_000)).is_err());
     }
 
     #[test]
