@@ -1,5 +1,5 @@
 //! Private networks between instances on this host: a named L2 segment that the VMs joining it
-//! share, with DHCP (a stable address per instance, or the static one its logical ID gives) and
+//! share, with DHCP (a stable address per instance, or a static one it is given) and
 //! DNS (members by name) served by the network itself. No root needed: each network is a small
 //! userspace switch process that qemu's NICs connect to over a unix socket (`docs/networking.md`).
 

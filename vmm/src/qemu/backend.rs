@@ -3,7 +3,9 @@
 //! published ports, firmware, the accelerator with its environment overrides, disks, userdata).
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::SocketNic;
@@ -20,7 +22,6 @@ use crate::network::{self, Lease};
 use crate::qmp::ShutdownReason;
 use crate::records::{self, record_end, record_failure, RunFacts};
 use crate::state::{StateDir, StateLock, StateRoot};
-use std::os::fd::AsRawFd;
 
 /// LinuxKit's name for [`ACCEL_ENV`], honoured too.
 pub const LINUXKIT_ACCEL_ENV: &str = "LINUXKIT_QEMU_ACCEL";
@@ -92,6 +93,7 @@ impl Qemu {
             fd: joined.connection.as_raw_fd(),
             mac: joined.lease.mac.clone(),
         });
+        let lease = joined.as_ref().map(|joined| joined.lease.clone());
         let options = LaunchOptions {
             config,
             disks: request.disks.clone(),
@@ -99,14 +101,9 @@ impl Qemu {
             uefi,
             qemu_img: find_qemu_img(),
             detach: !foreground,
-            network: None,
+            network: joined.map(|joined| Arc::new(joined.connection)),
         };
-        let lease = joined.as_ref().map(|joined| joined.lease.clone());
         record_start(&state, request, &options, lease)?;
-        let options = LaunchOptions {
-            network: joined.map(|joined| std::sync::Arc::new(joined.connection)),
-            ..options
-        };
         Ok((lock, options))
     }
 
