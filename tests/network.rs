@@ -55,18 +55,23 @@ fn vms_on_one_network_reach_each_other_by_name_and_address() {
     let prefix = write_guest(out.path(), "guest");
     let home = tempfile::tempdir().expect("temp dir");
     let names = ["net-a", "net-b", "net-c"];
-    let mut vms: Vec<Vm> = names
-        .iter()
-        .map(|name| {
-            let network = match *name {
-                "net-a" => "lab,subnet=10.77.0.0/24,ip=10.77.0.10",
-                _ => "lab",
-            };
-            let peers: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
-            let script = pinger(&peers);
-            Vm::boot_in(home.path(), &prefix, name, &["--network", network, "--data", &script])
-        })
-        .collect();
+    let boot = |name: &str, network: &str| {
+        let peers: Vec<&str> = names.iter().copied().filter(|n| *n != name).collect();
+        Vm::boot_in(
+            home.path(),
+            &prefix,
+            name,
+            &["--network", network, "--data", &pinger(&peers)],
+        )
+    };
+    // The first member makes the network with its subnet; the others join it as it is.
+    let mut vms = vec![boot("net-a", "lab,subnet=10.77.0.0/24,ip=10.77.0.10")];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !home.path().join("networks/lab/switch.sock").exists() {
+        assert!(Instant::now() < deadline, "net-a never made the network");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    vms.extend(["net-b", "net-c"].map(|name| boot(name, "lab")));
 
     // Addresses from the network's DHCP: the static one, and stable picks in the upper half.
     let mut addresses = BTreeMap::new();

@@ -91,9 +91,26 @@ impl Vm {
         }
     }
 
-    /// The next console line containing `text`.
+    /// The next console line containing `text`; panics with the console so far, and with `moby
+    /// run`'s messages when it ended first.
     pub fn wait(&mut self, text: &str) -> String {
-        self.console.wait_for_text(text, BOUND)
+        match self.console.try_wait_until(BOUND, |line| line.contains(text)) {
+            Ok(line) => line,
+            Err(err) => {
+                let mut stderr = String::new();
+                if err == std::sync::mpsc::RecvTimeoutError::Disconnected {
+                    let _ = self.child.kill();
+                    if let Some(mut pipe) = self.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                    }
+                }
+                panic!(
+                    "{}: no console line with {text:?} ({err}); moby run said:\n{stderr}\nconsole so far:\n{}",
+                    self.name,
+                    self.console.seen.join("\n")
+                )
+            }
+        }
     }
 
     /// Types `line` and Enter on the serial console.
