@@ -643,6 +643,49 @@ groups:
         );
     }
 
+    #[tokio::test]
+    async fn two_clusters_cannot_claim_one_range_nor_one_network_with_two_subnets() {
+        let dir = tempfile::tempdir().unwrap();
+        // Networks in use on this host, as the networks' own directories record them.
+        let networks = dir.path().join("run/networks");
+        for (name, subnet) in [("other", "10.77.0.0/16"), ("lab", "10.80.0.0/24")] {
+            let net = networks.join(name);
+            std::fs::create_dir_all(net.join("members")).unwrap();
+            std::fs::write(
+                net.join("network.json"),
+                format!("{{\"name\": \"{name}\", \"subnet\": \"{subnet}\"}}"),
+            )
+            .unwrap();
+            std::fs::write(
+                net.join("members/m"),
+                r#"{"name": "m", "mac": "06:00:00:00:00:01", "ip": "10.77.0.9", "static": false}"#,
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("good.yml"),
+            "kernel: {image: linuxkit/kernel:6.6}\ninit: [linuxkit/init:v1]\n",
+        )
+        .unwrap();
+        let path = dir.path().join("cluster.yml");
+        let text = "name: demo\nnetworks:\n  lab: {subnet: 10.81.0.0/24}\n  mine: {subnet: 10.77.3.0/24}\ngroups:\n  g: {spec: good.yml, size: 0, network: lab}\n";
+        let file = ClusterFile::parse(&path, text).unwrap();
+        let root = StateRoot::new(dir.path().join("run"));
+        let e = check(&file, &images(dir.path()), &root).await.unwrap_err();
+        let lines: Vec<String> = match e {
+            ClusterError::Invalid(problems) => problems.0.iter().map(ToString::to_string).collect(),
+            e => panic!("not invalid: {e}"),
+        };
+        let name = path.display();
+        assert_eq!(
+            lines,
+            [
+                format!("{name}:3:17: networks.lab.subnet: network lab exists on this host with subnet 10.80.0.0/24: give that subnet, or leave subnet out"),
+                format!("{name}:4:18: networks.mine.subnet: 10.77.3.0/24 overlaps network other (10.77.0.0/16) on this host: choose another range"),
+            ]
+        );
+    }
+
     #[test]
     fn events_read_as_lines() {
         let built = Event::Built {
