@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::{kill_process, Pid, Signal};
 
+/// Makes the child of `cmd` a session leader (`setsid`), without a controlling terminal: it
+/// outlives the process that starts it (a detached VM, a network's switch).
+#[allow(unsafe_code)]
+pub(crate) fn new_session(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec; setsid is async-signal-safe and nothing
+    // is allocated.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+    }
+}
+
 /// How long a process may take to exit after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 

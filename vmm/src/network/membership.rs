@@ -125,7 +125,7 @@ pub fn leave(root: &StateRoot, name: &str, member: &str) -> Result<(), NetworkEr
     }
     let _lock = net.lock()?;
     net.remove_member(member)?;
-    if net.members()?.is_empty() && UnixStream::connect(net.socket()).is_err() {
+    if !net.in_use()? {
         fs::remove_dir_all(net.dir()).map_err(NetworkError::io("remove", net.dir()))?;
     }
     Ok(())
@@ -160,8 +160,7 @@ pub fn existing(root: &StateRoot) -> Result<Vec<(String, Subnet)>, NetworkError>
         let entry = entry.map_err(NetworkError::io("read", &networks))?;
         let net = NetworkDir::at(entry.path());
         let Some(file) = net.read_network()? else { continue };
-        let in_use = !net.members()?.is_empty() || UnixStream::connect(net.socket()).is_ok();
-        if in_use {
+        if net.in_use()? {
             out.push((file.name, file.subnet));
         }
     }
@@ -251,11 +250,7 @@ fn spawn_switch(dir: &Path, log: &Path) -> io::Result<std::process::Child> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: runs in the child between fork and exec; setsid is async-signal-safe.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
-    }
+    crate::process::new_session(&mut cmd);
     cmd.spawn()
 }
 

@@ -181,6 +181,11 @@ impl NetworkDir {
         self.clear_lease(name)
     }
 
+    /// Whether the network is in use: members are recorded, or its switch listens.
+    pub fn in_use(&self) -> Result<bool, NetworkError> {
+        Ok(!self.members()?.is_empty() || std::os::unix::net::UnixStream::connect(self.socket()).is_ok())
+    }
+
     /// Whether member `name` took its lease since it last joined.
     pub fn leased(&self, name: &str) -> bool {
         self.leases_dir().join(name).exists()

@@ -115,7 +115,7 @@ pub(crate) async fn serve(dir: PathBuf) -> Result<(), NetworkError> {
                         switch.add_port(next_port, stream, events_tx.clone());
                         empty_since = None;
                     }
-                    None if switch.ports.is_empty() => return end(&net, &listener, lock),
+                    None if switch.ports.is_empty() => return end(&net, lock),
                     None => empty_since = None,
                 }
             }
@@ -143,8 +143,7 @@ fn accept_waiting(listener: &UnixListener) -> Option<UnixStream> {
 }
 
 /// Ends the network: its directory goes, unless another switch has taken it over.
-fn end(net: &NetworkDir, listener: &UnixListener, _lock: NetworkLock) -> Result<(), NetworkError> {
-    let _ = listener;
+fn end(net: &NetworkDir, _lock: NetworkLock) -> Result<(), NetworkError> {
     let ours = std::fs::read_to_string(net.pid_file())
         .ok()
         .and_then(|pid| pid.trim().parse::<u32>().ok())

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use super::command::QemuConfig;
+use crate::process::new_session;
 
 /// How long qemu may outlive the process that starts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +73,6 @@ fn die_with_parent(cmd: &mut std::process::Command) {
             }
             Ok(())
         });
-    }
-}
-
-/// Makes the child a session leader (`setsid`), without a controlling terminal.
-#[allow(unsafe_code)]
-fn new_session(cmd: &mut std::process::Command) {
-    // SAFETY: runs in the child between fork and exec; setsid is async-signal-safe and nothing
-    // is allocated.
-    unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
     }
 }
 
