@@ -96,22 +96,8 @@ pub(crate) fn probe_spec(members: &[&str]) -> String {
         r#"#!/bin/sh
 echo "probe: boot $(cat /proc/sys/kernel/random/boot_id)"
 echo "probe: me $(ip -4 -o addr show dev eth1 | awk '{{print $4}}')"
-for peer in {}; do
-  n=0
-  until out=$(ping -c 1 -W 1 "$peer" 2>&1); do
-    n=$((n + 1))
-    [ "$n" -ge 150 ] && break
-    sleep 1
-  done
-  addr=$(echo "$out" | sed -n 's/^PING [^ ]* (\([0-9.]*\)).*/\1/p')
-  if [ -n "$addr" ] && ping -c 1 -W 2 "$addr" >/dev/null 2>&1; then
-    echo "probe: peer $peer $addr ok"
-  else
-    echo "probe: peer $peer failed: $(echo "$out" | tr '\n' ' ')"
-  fi
-done
-"#,
-        members.join(" ")
+{}"#,
+        crate::support::ping_peers("probe:", members, 150)
     );
     let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
     format!(
@@ -274,10 +260,5 @@ fn a_cluster_boots_on_its_network_and_heals() {
     let ps = moby(&["ps", "-a"]).output().unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
     assert_eq!(ps.lines().count(), 1, "only the header is left:\n{ps}");
-    let network = run.join("networks/lab");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while network.exists() {
-        assert!(std::time::Instant::now() < deadline, "the network outlived the cluster");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    crate::support::wait_network_gone(&run.join("networks/lab"));
 }

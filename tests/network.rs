@@ -9,31 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::guest::write_guest;
-use crate::support::moby_bin;
 use crate::support::vm::Vm;
+use crate::support::{moby_bin, ping_peers, wait_network_gone};
 
 /// The guest's user-data script: each peer pinged by name until it answers, then by the address
 /// its name resolved to; one `moby-guest: peer NAME ADDRESS ok` line each (or what failed).
 fn pinger(peers: &[&str]) -> String {
-    format!(
-        r#"#!/bin/sh
-for peer in {}; do
-  n=0
-  until ping -c 1 -W 1 "$peer" >/tmp/ping 2>&1; do
-    n=$((n + 1))
-    [ "$n" -ge 120 ] && break
-    sleep 1
-  done
-  addr=$(sed -n 's/^PING [^ ]* (\([0-9.]*\)).*/\1/p' /tmp/ping)
-  if [ -n "$addr" ] && ping -c 1 -W 2 "$addr" >/dev/null 2>&1; then
-    echo "moby-guest: peer $peer $addr ok"
-  else
-    echo "moby-guest: peer $peer failed: $(tr '\n' ' ' </tmp/ping)"
-  fi
-done
-"#,
-        peers.join(" ")
-    )
+    format!("#!/bin/sh\n{}", ping_peers("moby-guest:", peers, 120))
 }
 
 /// `moby run` of the guest in `home` with `args`, expected to fail before booting: its stderr.
@@ -144,10 +126,5 @@ fn vms_on_one_network_reach_each_other_by_name_and_address() {
     for vm in vms {
         vm.stop();
     }
-    // The network ends a few seconds after its last member.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while network.exists() {
-        assert!(Instant::now() < deadline, "{} outlived its members", network.display());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_network_gone(&network);
 }

@@ -131,3 +131,42 @@ pub fn alive(pid: u32) -> bool {
         .and_then(|(_, rest)| rest.split_whitespace().next());
     state.is_some_and(|s| s != "Z")
 }
+
+/// A guest shell script's loop over `peers`: each pinged by name until it answers (at most `tries`
+/// seconds: only against hangs), then by the address its name resolved to; one line per peer,
+/// `PREFIX peer NAME ADDRESS ok` or `PREFIX peer NAME failed: WHAT PING SAID`. Needs no writable
+/// directory (the output is kept in a variable).
+pub fn ping_peers(prefix: &str, peers: &[&str], tries: u32) -> String {
+    format!(
+        r#"for peer in {peers}; do
+  n=0
+  until out=$(ping -c 1 -W 1 "$peer" 2>&1); do
+    n=$((n + 1))
+    [ "$n" -ge {tries} ] && break
+    sleep 1
+  done
+  addr=$(echo "$out" | sed -n 's/^PING [^ ]* (\([0-9.]*\)).*/\1/p')
+  if [ -n "$addr" ] && ping -c 1 -W 2 "$addr" >/dev/null 2>&1; then
+    echo "{prefix} peer $peer $addr ok"
+  else
+    echo "{prefix} peer $peer failed: $(echo "$out" | tr '\n' ' ')"
+  fi
+done
+"#,
+        peers = peers.join(" ")
+    )
+}
+
+/// Waits (60 s at most) until the private network directory `network` is gone: a network ends a
+/// few seconds after its last member.
+pub fn wait_network_gone(network: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while network.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} outlived its members",
+            network.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
